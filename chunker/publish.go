@@ -1,0 +1,515 @@
+package chunker
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"path"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sync/errgroup"
+)
+
+// Config controls Publish. Zero values mean the defaults.
+type Config struct {
+	// Name of the image; required (see ValidName).
+	Name string
+	// Version of the image; default 1.
+	Version int
+	// Level is the zstd compression level, 1 (fastest) to 4 (best); default 3.
+	// They map to klauspost/compress's SpeedFastest, SpeedDefault,
+	// SpeedBetterCompression and SpeedBestCompression, which are close to the
+	// zstd command's levels 1, 3, 7 and 11.
+	Level int
+	// ChunkMin, ChunkAvg and ChunkMax bound the uncompressed chunk size in
+	// bytes; defaults 2 MiB, 8 MiB and 32 MiB.
+	ChunkMin, ChunkAvg, ChunkMax int64
+	// PieceLength is the torrent's piece length in bytes, a power of two;
+	// default 256 KiB.
+	PieceLength int64
+	// Workers is the number of chunks compressed in parallel; default GOMAXPROCS.
+	Workers int
+	// Progress, if set, is called from Publish's goroutines with the number of
+	// input bytes read so far.
+	Progress func(inputBytes int64)
+	// Now returns the creation time; default time.Now.
+	Now func() time.Time
+}
+
+// Defaults for Config.
+const (
+	DefaultLevel       = 3
+	DefaultChunkMin    = 2 << 20
+	DefaultChunkAvg    = 8 << 20
+	DefaultChunkMax    = 32 << 20
+	DefaultPieceLength = 256 << 10
+)
+
+func (c *Config) setDefaults() error {
+	if !ValidName(c.Name) {
+		return fmt.Errorf("chunker: invalid image name %q: use 1-64 letters, digits, '.', '_' or '-'", c.Name)
+	}
+	if c.Version == 0 {
+		c.Version = 1
+	}
+	if c.Level == 0 {
+		c.Level = DefaultLevel
+	}
+	if c.Level < 1 || c.Level > 4 {
+		return fmt.Errorf("chunker: compression level %d: use 1 (fastest) to 4 (best)", c.Level)
+	}
+	if c.ChunkMin == 0 {
+		c.ChunkMin = DefaultChunkMin
+	}
+	if c.ChunkAvg == 0 {
+		c.ChunkAvg = DefaultChunkAvg
+	}
+	if c.ChunkMax == 0 {
+		c.ChunkMax = DefaultChunkMax
+	}
+	if !(0 < c.ChunkMin && c.ChunkMin < c.ChunkAvg && c.ChunkAvg < c.ChunkMax && c.ChunkMax <= MaxChunkRawSize/2) {
+		return fmt.Errorf("chunker: chunk sizes min %d < avg %d < max %d <= %d do not hold", c.ChunkMin, c.ChunkAvg, c.ChunkMax, MaxChunkRawSize/2)
+	}
+	if c.PieceLength == 0 {
+		c.PieceLength = DefaultPieceLength
+	}
+	if c.PieceLength < 16<<10 || c.PieceLength&(c.PieceLength-1) != 0 {
+		return fmt.Errorf("chunker: piece length %d is not a power of two >= 16 KiB", c.PieceLength)
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// TorrentName is the name in an image's torrent info dictionary, which is also
+// the payload file's name in torrent storage.
+func TorrentName(name string, version int) string {
+	return fmt.Sprintf("%s-v%d.chunks", name, version)
+}
+
+// Publish reads an image tarball from in (tar, tar.gz or tar.zst), writes the
+// payload (the compressed chunks, one after another) to payload, and returns
+// the unsigned manifest and the torrent metainfo over the payload.
+//
+// Entries that could not be extracted safely or exactly are rejected with an
+// *EntryError naming the entry: paths with "..", absolute paths, entries
+// written through a symbolic link, hard links to paths not in the image,
+// duplicate paths, unsupported entry types.
+func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (*Manifest, *metainfo.MetaInfo, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, nil, err
+	}
+	cr := &countingReader{r: in, progress: cfg.Progress}
+	src, err := openInput(cr)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer src.Close()
+
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.EncoderLevel(cfg.Level)),
+		zstd.WithEncoderConcurrency(cfg.Workers),
+		zstd.WithWindowSize(windowFor(cfg.ChunkMax)),
+		zstd.WithEncoderCRC(true))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer enc.Close()
+
+	m := &Manifest{
+		Format:      FormatVersion,
+		Name:        cfg.Name,
+		Version:     cfg.Version,
+		Created:     cfg.Now().UTC().Truncate(time.Second),
+		Level:       cfg.Level,
+		PieceLength: cfg.PieceLength,
+	}
+	type result struct {
+		raw, z int64
+		data   []byte
+	}
+	type job struct {
+		raw []byte
+		out chan result
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	jobs := make(chan job, cfg.Workers)
+	order := make(chan chan result, cfg.Workers+1)
+
+	s := newScanner(cfg)
+	g.Go(func() error {
+		defer close(jobs)
+		defer close(order)
+		s.emit = func(raw []byte) error {
+			out := make(chan result, 1)
+			select {
+			case order <- out:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case jobs <- job{raw: raw, out: out}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return nil
+		}
+		return s.scan(ctx, src)
+	})
+	for range cfg.Workers {
+		g.Go(func() error {
+			for j := range jobs {
+				z := enc.EncodeAll(j.raw, make([]byte, 0, len(j.raw)/2+1024))
+				j.out <- result{raw: int64(len(j.raw)), z: int64(len(z)), data: z}
+			}
+			return nil
+		})
+	}
+	ph := newPieceHasher(cfg.PieceLength)
+	g.Go(func() error {
+		for out := range order {
+			var r result
+			select {
+			case r = <-out:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			sum := sha256.Sum256(r.data)
+			m.Chunks = append(m.Chunks, Chunk{
+				Offset:  m.PayloadBytes,
+				Size:    r.z,
+				RawSize: r.raw,
+				SHA256:  hex.EncodeToString(sum[:]),
+			})
+			if _, err := payload.Write(r.data); err != nil {
+				return fmt.Errorf("write payload: %w", err)
+			}
+			ph.Write(r.data)
+			m.PayloadBytes += r.z
+			m.TarBytes += r.raw
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	if s.entries == 0 {
+		return nil, nil, errors.New("chunker: the image has no entries")
+	}
+	m.Entries = s.entries
+	m.FileBytes = s.fileBytes
+	m.InputBytes = cr.n.Load()
+
+	info := metainfo.Info{
+		Name:        TorrentName(cfg.Name, cfg.Version),
+		PieceLength: cfg.PieceLength,
+		Pieces:      ph.Sum(),
+		Length:      m.PayloadBytes,
+	}
+	infoBytes, err := bencode.Marshal(info)
+	if err != nil {
+		return nil, nil, err
+	}
+	mi := &metainfo.MetaInfo{InfoBytes: infoBytes, CreatedBy: "labseed", CreationDate: m.Created.Unix()}
+	m.InfoHash = mi.HashInfoBytes().HexString()
+	if err := m.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return m, mi, nil
+}
+
+// windowFor returns the zstd window for chunks of at most max bytes: a power
+// of two at least max, so a chunk is compressed as one window.
+func windowFor(max int64) int {
+	w := int64(1) << 20
+	for w < max {
+		w <<= 1
+	}
+	return int(w)
+}
+
+// scanner turns the entries of a tar stream into tar fragments cut at
+// content-defined boundaries.
+type scanner struct {
+	cdc       *cdc
+	emit      func(raw []byte) error
+	parts     []part          // the current chunk's entries and file parts
+	seen      map[string]byte // type of every path so far
+	entries   int
+	fileBytes int64
+	block     []byte
+	frag      []byte
+}
+
+func newScanner(cfg Config) *scanner {
+	s := &scanner{
+		cdc:   newCDC(cfg.ChunkMin, cfg.ChunkAvg, cfg.ChunkMax),
+		seen:  map[string]byte{},
+		block: make([]byte, 1<<20),
+		frag:  make([]byte, 0, cfg.ChunkMax),
+	}
+	return s
+}
+
+// part is an entry, or a part of a file, waiting in the current chunk.
+type part struct {
+	key  string
+	hdr  *tar.Header
+	data []byte
+}
+
+// sortKey groups similar content inside a chunk, which compresses better:
+// files by extension, files without one by directory.
+func sortKey(name string) string {
+	dir, base := path.Split(name)
+	if i := strings.LastIndexByte(base, '.'); i > 0 {
+		return base[i:] + "\x00" + name
+	}
+	return "/" + dir + "\x00" + name
+}
+
+// cut ends the current chunk, if it holds anything, and hands it on. The
+// order of entries inside a chunk does not matter to the Applier.
+func (s *scanner) cut() error {
+	s.cdc.reset()
+	if len(s.parts) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(s.parts, func(a, b part) int { return strings.Compare(a.key, b.key) })
+	var size int64
+	for _, p := range s.parts {
+		size += 1536 + int64(len(p.data))
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	tw := tar.NewWriter(buf)
+	for _, p := range s.parts {
+		if err := tw.WriteHeader(p.hdr); err != nil {
+			return fmt.Errorf("write fragment header: %w", err)
+		}
+		if _, err := tw.Write(p.data); err != nil {
+			return fmt.Errorf("write fragment: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	clear(s.parts)
+	s.parts = s.parts[:0]
+	return s.emit(buf.Bytes())
+}
+
+func (s *scanner) scan(ctx context.Context, r io.Reader) error {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return s.cut()
+		}
+		if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("read image: the archive is truncated (after %d entries): %w", s.entries, err)
+			}
+			return fmt.Errorf("read image (after %d entries): %w", s.entries, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
+		if err := s.entry(hdr, tr); err != nil {
+			var ee *EntryError
+			if errors.As(err, &ee) {
+				return err
+			}
+			return &EntryError{Name: hdr.Name, Err: err}
+		}
+	}
+}
+
+// check validates an entry against the ones before it and records it.
+func (s *scanner) check(name string, hdr *tar.Header) error {
+	if _, dup := s.seen[name]; dup {
+		return ErrDuplicate
+	}
+	for p := path.Dir(name); p != "." && p != "/"; p = path.Dir(p) {
+		switch t, ok := s.seen[p]; {
+		case !ok, t == tar.TypeDir:
+		case t == tar.TypeSymlink:
+			return fmt.Errorf("%w %q", ErrThroughLink, p)
+		default:
+			return fmt.Errorf("chunker: parent %q is not a directory", p)
+		}
+	}
+	if hdr.Typeflag == tar.TypeLink {
+		t, err := cleanName(hdr.Linkname)
+		if err != nil {
+			return fmt.Errorf("%w (%q: %v)", ErrLinkTarget, hdr.Linkname, err)
+		}
+		if typ, ok := s.seen[t]; !ok || typ == tar.TypeDir || t == "." {
+			return fmt.Errorf("%w (%q)", ErrLinkTarget, hdr.Linkname)
+		}
+		hdr.Linkname = t
+	}
+	s.seen[name] = hdr.Typeflag
+	return nil
+}
+
+func (s *scanner) entry(hdr *tar.Header, data io.Reader) error {
+	name, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		hdr.Typeflag = tar.TypeReg // archive/tar has expanded sparse files already
+	case tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		hdr.Size = 0
+	default:
+		return fmt.Errorf("%w %q", ErrEntryType, hdr.Typeflag)
+	}
+	if name == "." && hdr.Typeflag != tar.TypeDir {
+		return fmt.Errorf("%w: the root must be a directory", ErrEntryType)
+	}
+	if err := s.check(name, hdr); err != nil {
+		return err
+	}
+	s.entries++
+
+	// The entry's header takes part in the boundary decision: a cut inside it
+	// puts the entry at the start of the next chunk.
+	s.cdc.n += 512
+	key := append([]byte(name), 0, hdr.Typeflag)
+	key = append(key, hdr.Linkname...)
+	cutBefore := false
+	for len(key) > 0 {
+		k, c := s.cdc.scan(key)
+		key = key[k:]
+		cutBefore = cutBefore || c
+	}
+	if cutBefore && len(s.parts) > 0 {
+		n := s.cdc.n
+		if err := s.cut(); err != nil {
+			return err
+		}
+		s.cdc.n = n
+	}
+	if hdr.Typeflag != tar.TypeReg {
+		return s.write(fragmentHeader(name, hdr, 0, 0), nil)
+	}
+	s.fileBytes += hdr.Size
+	return s.file(name, hdr, data)
+}
+
+// file cuts a regular file's data into parts at the chunk boundaries.
+func (s *scanner) file(name string, hdr *tar.Header, data io.Reader) error {
+	var off, read int64
+	s.frag = s.frag[:0]
+	for read < hdr.Size {
+		n := int64(len(s.block))
+		if left := hdr.Size - read; left < n {
+			n = left
+		}
+		b := s.block[:n]
+		if _, err := io.ReadFull(data, b); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("read data: %w", err)
+		}
+		read += n
+		for len(b) > 0 {
+			k, c := s.cdc.scan(b)
+			s.frag = append(s.frag, b[:k]...)
+			b = b[k:]
+			if c {
+				if err := s.write(fragmentHeader(name, hdr, off, int64(len(s.frag))), s.frag); err != nil {
+					return err
+				}
+				off += int64(len(s.frag))
+				s.frag = s.frag[:0]
+				if err := s.cut(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if len(s.frag) > 0 || hdr.Size == 0 {
+		return s.write(fragmentHeader(name, hdr, off, int64(len(s.frag))), s.frag)
+	}
+	return nil
+}
+
+func (s *scanner) write(h *tar.Header, data []byte) error {
+	s.parts = append(s.parts, part{key: sortKey(h.Name), hdr: h, data: bytes.Clone(data)})
+	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r        io.Reader
+	n        atomic.Int64
+	progress func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	total := c.n.Add(int64(n))
+	if c.progress != nil && n > 0 {
+		c.progress(total)
+	}
+	return n, err
+}
+
+// pieceHasher computes BitTorrent v1 piece hashes of what is written to it.
+type pieceHasher struct {
+	length int64
+	n      int64
+	h      hash.Hash
+	pieces []byte
+}
+
+func newPieceHasher(length int64) *pieceHasher {
+	return &pieceHasher{length: length, h: sha1.New()}
+}
+
+func (p *pieceHasher) Write(b []byte) {
+	for len(b) > 0 {
+		k := min(p.length-p.n, int64(len(b)))
+		p.h.Write(b[:k])
+		p.n += k
+		b = b[k:]
+		if p.n == p.length {
+			p.pieces = p.h.Sum(p.pieces)
+			p.h.Reset()
+			p.n = 0
+		}
+	}
+}
+
+// Sum returns the concatenated piece hashes, including the last short piece.
+func (p *pieceHasher) Sum() []byte {
+	if p.n > 0 {
+		p.pieces = p.h.Sum(p.pieces)
+		p.n = 0
+	}
+	return p.pieces
+}

@@ -1,0 +1,153 @@
+// Command labseed re-images computer labs: a print server seeds a master image
+// and the workstations fetch it in chunks from it and from each other.
+// Run "labseed help" for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+)
+
+// command is one labseed subcommand.
+type command struct {
+	name    string
+	summary string
+	usage   string // arguments after the command name
+	example string
+	// run parses args with fs (already holding the common flags) and runs.
+	run func(ctx context.Context, fs *flag.FlagSet, args []string) error
+}
+
+var commands = []*command{
+	publishCmd,
+	imagesCmd,
+	verifyCmd,
+	extractCmd,
+	keysCmd,
+}
+
+const defaultStore = "/var/lib/labseed"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "labseed:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			if c := find(args[1]); c != nil {
+				return runCommand(ctx, c, []string{"--help"})
+			}
+		}
+		usage(os.Stdout)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	c := find(args[0])
+	if c == nil {
+		fmt.Fprintf(os.Stderr, "labseed: unknown command %q\n\n", args[0])
+		usage(os.Stderr)
+		return errUsage
+	}
+	return runCommand(ctx, c, args[1:])
+}
+
+func find(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func runCommand(ctx context.Context, c *command, args []string) error {
+	fs := flag.NewFlagSet("labseed "+c.name, flag.ContinueOnError)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "usage: labseed %s %s\n\n%s\n\nflags:\n", c.name, c.usage, c.summary)
+		fs.PrintDefaults()
+		fmt.Fprintf(out, "\nexample:\n%s\n", indent(c.example))
+	}
+	err := c.run(ctx, fs, args)
+	if errors.Is(err, errUsage) {
+		fs.Usage()
+	}
+	return err
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `labseed re-images whole computer labs. The print server of each lab seeds a
+master image; network-booted workstations fetch it in chunks from the print
+server and from each other, extracting each chunk while the rest downloads.
+
+usage: labseed COMMAND [flags] [args]
+
+commands:
+`)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.name, firstLine(c.summary))
+	}
+	tw.Flush()
+	fmt.Fprint(w, `
+A lab in two steps, on the print server:
+  labseed publish --name lab1 /srv/images/lab1.tar.gz
+  labseed keys export /srv/netboot/labseed-keys
+
+Run "labseed help COMMAND" for a command's flags and an example.
+`)
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n  ")
+}
+
+// parse parses flags and checks the number of positional arguments.
+func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if n := fs.NArg(); n < minArgs || n > maxArgs {
+		return errUsage
+	}
+	return nil
+}
+
+// logger returns the logger for commands: text to stderr, debug if verbose.
+func logger(verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

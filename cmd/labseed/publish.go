@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/store"
+)
+
+var publishCmd = &command{
+	name:  "publish",
+	usage: "[--store DIR] [--name NAME] [--level N] IMAGE",
+	summary: `Chunk, compress and sign a root-filesystem tarball into the store.
+IMAGE is a .tar, .tar.gz (pigz's multi-member gzip too) or .tar.zst made from
+the master machine, e.g. with: tar --xattrs --numeric-owner -C /mnt/master -czf IMAGE .
+Use - to read it from standard input. Each publish of a NAME makes a new
+version; chunks unchanged since the previous version stay the same, so peers
+that hold them need not fetch them again. The store's signing key and lab key
+are created on the first publish.`,
+	example: `labseed publish --name lab1 /srv/images/lab1.tar.gz
+ssh master 'tar --xattrs --numeric-owner -C / --one-file-system -cf - .' | labseed publish --name lab1 -`,
+	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+		var o publishOptions
+		fs.StringVar(&o.store, "store", defaultStore, "image store `DIR`")
+		fs.StringVar(&o.name, "name", "", "image `NAME` (default: IMAGE's file name without .tar.gz)")
+		fs.IntVar(&o.level, "level", chunker.DefaultLevel, "zstd level `N`: 1 fastest, 2 default, 3 better, 4 best (slow)")
+		if err := parse(fs, args, 1, 1); err != nil {
+			return err
+		}
+		o.image = fs.Arg(0)
+		return runPublish(ctx, o)
+	},
+}
+
+type publishOptions struct {
+	store, name, image string
+	level              int
+}
+
+func runPublish(ctx context.Context, o publishOptions) error {
+	in, size := os.Stdin, int64(-1)
+	if o.image != "-" {
+		f, err := os.Open(o.image)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			size = st.Size()
+		}
+		in = f
+	}
+	if o.name == "" {
+		if o.image == "-" {
+			return fmt.Errorf("publish: give --name when reading the image from standard input")
+		}
+		o.name = imageName(o.image)
+	}
+	s, err := store.Open(o.store)
+	if err != nil {
+		return err
+	}
+	b := newBar(size, "publish "+o.name)
+	start := time.Now()
+	im, err := s.Publish(ctx, in, chunker.Config{Name: o.name, Level: o.level, Progress: b.set})
+	b.done()
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", o.image, err)
+	}
+	m := im.Manifest
+	secs := time.Since(start).Seconds()
+	fmt.Printf("published %s v%d: %d chunks, %d entries, input %s, published %s (%.3f of input), %.1f s, infohash %s\n",
+		m.Name, m.Version, len(m.Chunks), m.Entries, mib(m.InputBytes), mib(m.PayloadBytes),
+		float64(m.PayloadBytes)/float64(m.InputBytes), secs, m.InfoHash)
+	return nil
+}
+
+// imageName derives an image name from a tarball's file name.
+func imageName(p string) string {
+	n := filepath.Base(p)
+	for _, ext := range []string{".gz", ".tgz", ".zst", ".tar"} {
+		n = strings.TrimSuffix(n, ext)
+	}
+	var b strings.Builder
+	for _, r := range n {
+		if r < 128 && (r == '.' || r == '_' || r == '-' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	return strings.TrimLeft(b.String(), ".-_")
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

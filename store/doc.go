@@ -1,0 +1,19 @@
+// Package store is the print server's image store: a directory holding the
+// lab's keys and every published image, each version in its own directory so
+// that publishing a new version never disturbs a clone in progress.
+//
+// Layout:
+//
+//	DIR/keys/image.key      ed25519 signing key (PKCS#8 PEM, mode 0600)
+//	DIR/keys/image.pub      its public key (PKIX PEM), carried by the netboot image
+//	DIR/keys/lab.key        the lab's 32-byte gossip key (hex, mode 0600)
+//	DIR/images/NAME/current symlink to the newest version, swapped atomically
+//	DIR/images/NAME/vN/     manifest.json, manifest.sig, image.torrent, and the
+//	                        payload, named chunker.TorrentName(NAME, N)
+//
+// Usage:
+//
+//	s, err := store.Open("/var/lib/labseed")
+//	img, err := s.Publish(ctx, f, chunker.Config{Name: "lab1"})
+//	imgs, err := s.Images()
+package store
