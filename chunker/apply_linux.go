@@ -382,5 +382,3 @@ func pwriteAll(fd int, p []byte, off int64) error {
 	}
 	return nil
 }
-
-

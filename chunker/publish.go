@@ -30,13 +30,13 @@ type Config struct {
 	Name string
 	// Version of the image; default 1.
 	Version int
-	// Level is the zstd compression level, 1 (fastest) to 4 (best); default 3.
+	// Level is the zstd compression level, 1 (fastest) to 4 (best); default 4.
 	// They map to klauspost/compress's SpeedFastest, SpeedDefault,
 	// SpeedBetterCompression and SpeedBestCompression, which are close to the
 	// zstd command's levels 1, 3, 7 and 11.
 	Level int
 	// ChunkMin, ChunkAvg and ChunkMax bound the uncompressed chunk size in
-	// bytes; defaults 2 MiB, 8 MiB and 32 MiB.
+	// bytes; defaults 1 MiB, 4 MiB and 16 MiB.
 	ChunkMin, ChunkAvg, ChunkMax int64
 	// PieceLength is the torrent's piece length in bytes, a power of two;
 	// default 256 KiB.
@@ -52,10 +52,10 @@ type Config struct {
 
 // Defaults for Config.
 const (
-	DefaultLevel       = 3
-	DefaultChunkMin    = 2 << 20
-	DefaultChunkAvg    = 8 << 20
-	DefaultChunkMax    = 32 << 20
+	DefaultLevel       = 4
+	DefaultChunkMin    = 1 << 20
+	DefaultChunkAvg    = 4 << 20
+	DefaultChunkMax    = 16 << 20
 	DefaultPieceLength = 256 << 10
 )
 
@@ -152,7 +152,7 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	jobs := make(chan job, cfg.Workers)
-	order := make(chan chan result, cfg.Workers+1)
+	order := make(chan chan result, 2*cfg.Workers+2)
 
 	s := newScanner(cfg)
 	g.Go(func() error {
@@ -430,8 +430,8 @@ func (s *scanner) file(name string, hdr *tar.Header, data io.Reader) error {
 		}
 		b := s.block[:n]
 		if _, err := io.ReadFull(data, b); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return fmt.Errorf("the archive is truncated in this entry's data: %w", io.ErrUnexpectedEOF)
 			}
 			return fmt.Errorf("read data: %w", err)
 		}
