@@ -128,7 +128,8 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 		zstd.WithEncoderLevel(zstd.EncoderLevel(cfg.Level)),
 		zstd.WithEncoderConcurrency(cfg.Workers),
 		zstd.WithWindowSize(windowFor(cfg.ChunkMax)),
-		zstd.WithEncoderCRC(true))
+		zstd.WithEncoderCRC(true),
+		zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -65,6 +65,7 @@ func runExtract(ctx context.Context, o extractOptions) error {
 		}
 	}
 	m := im.Manifest
+	limitMemory(64 << 20)
 	a, err := chunker.NewApplier(m, chunker.ApplyConfig{Target: o.target})
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -33,6 +34,7 @@ var commands = []*command{
 	verifyCmd,
 	extractCmd,
 	keysCmd,
+	demoCmd,
 }
 
 const defaultStore = "/var/lib/labseed"
@@ -141,6 +143,15 @@ func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) error {
 		return errUsage
 	}
 	return nil
+}
+
+// limitMemory sets a soft memory limit for the Go heap, unless GOMEMLIMIT is
+// set: the garbage collector then works harder instead of letting the
+// process grow, which keeps peak memory flat whatever the image size.
+func limitMemory(bytes int64) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(bytes)
+	}
 }
 
 // logger returns the logger for commands: text to stderr, debug if verbose.

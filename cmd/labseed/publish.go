@@ -66,6 +66,7 @@ func runPublish(ctx context.Context, o publishOptions) error {
 	if err != nil {
 		return err
 	}
+	limitMemory(256 << 20)
 	b := newBar(size, "publish "+o.name)
 	start := time.Now()
 	im, err := s.Publish(ctx, in, chunker.Config{Name: o.name, Level: o.level, Progress: b.set})

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The image-format benchmarks run on a real Debian root filesystem, made by
+// bench/mkimage.sh (cached in /var/cache/labseed-bench), or the tarball named
+// by LABSEED_BENCH_IMAGE. Each prints its figure and its ratio to a baseline
+// measured in the same run:
+//
+//	bench/mkimage.sh && go test -run '^$' -bench . -benchtime 1x ./cmd/labseed
+func benchImage(b *testing.B) string {
+	img := os.Getenv("LABSEED_BENCH_IMAGE")
+	if img == "" {
+		img = "/var/cache/labseed-bench/debian.tar.gz"
+	}
+	if _, err := os.Stat(img); err != nil {
+		b.Skipf("no benchmark image (%v): run bench/mkimage.sh or set LABSEED_BENCH_IMAGE", err)
+	}
+	return img
+}
+
+// measure runs a command and returns its wall time and peak RSS in MiB.
+func measure(b *testing.B, name string, args ...string) (time.Duration, float64) {
+	b.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = nil, os.Stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
+	}
+	wall := time.Since(start)
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return wall, float64(ru.Maxrss) / 1024
+}
+
+func report(b *testing.B, what string, got, base time.Duration, rss float64) {
+	ratio := got.Seconds() / base.Seconds()
+	b.ReportMetric(got.Seconds(), "s")
+	b.ReportMetric(base.Seconds(), "s_baseline")
+	b.ReportMetric(ratio, "x_baseline")
+	b.ReportMetric(rss, "MiB_peak_rss")
+	fmt.Printf("%s: %.2f s, baseline %.2f s, ratio %.2f, peak RSS %.0f MiB\n", what, got.Seconds(), base.Seconds(), ratio, rss)
+}
+
+// BenchmarkPublish compares publish at the default level with
+// "gzip -dc IMAGE > /dev/null" and reports the published size ÷ input size.
+func BenchmarkPublish(b *testing.B) {
+	img := benchImage(b)
+	fi, _ := os.Stat(img)
+	for b.Loop() {
+		st := b.TempDir()
+		base, _ := measure(b, "sh", "-c", "gzip -dc "+img+" > /dev/null")
+		wall, rss := measure(b, labseedBin, "publish", "--store", st, "--name", "bench", img)
+		payload, _ := filepath.Glob(filepath.Join(st, "images", "bench", "v1", "*.chunks"))
+		pi, err := os.Stat(payload[0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		size := float64(pi.Size()) / float64(fi.Size())
+		b.ReportMetric(size, "x_input_size")
+		fmt.Printf("publish: published %d bytes of %d input, %.3f of input\n", pi.Size(), fi.Size(), size)
+		report(b, "publish vs gzip -dc", wall, base, rss)
+	}
+}
+
+// freshFS returns an empty directory on a new ext4 file system, as a
+// workstation's disk is after mkfs, so that neither tool pays for the
+// deletions of an earlier run. Without root it falls back to a temporary
+// directory.
+func freshFS(b *testing.B) string {
+	b.Helper()
+	dir := b.TempDir()
+	if os.Geteuid() != 0 {
+		return dir
+	}
+	img := filepath.Join(dir, "fs.img")
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	for _, c := range [][]string{{"truncate", "-s", "8G", img}, {"mkfs.ext4", "-q", "-F", img}, {"mount", "-o", "loop", img, mnt}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			b.Fatalf("%v: %v %s", c, err, out)
+		}
+	}
+	b.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	return filepath.Join(mnt, "t")
+}
+
+// BenchmarkExtract compares extract with "tar -xzf IMAGE", each into an
+// empty, new ext4 file system.
+func BenchmarkExtract(b *testing.B) {
+	img := benchImage(b)
+	st := b.TempDir()
+	if out, err := exec.Command(labseedBin, "publish", "--store", st, "--name", "bench", img).CombinedOutput(); err != nil {
+		b.Fatalf("publish: %v %s", err, out)
+	}
+	for b.Loop() {
+		ref, got := freshFS(b), freshFS(b)
+		os.Mkdir(ref, 0o755)
+		base, _ := measure(b, "tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-C", ref, "-xzf", img)
+		wall, rss := measure(b, labseedBin, "extract", "--store", st, "--image", "bench", "--target", got)
+		report(b, "extract vs tar -xzf", wall, base, rss)
+		b.ReportMetric(base.Seconds()/wall.Seconds(), "x_faster")
+	}
+}

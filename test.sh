@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# test.sh: everything labseed's tests need, then the tests. Run it as root on a
+# fresh Debian machine (root runs the exactness, device-node, full-disk and
+# network-namespace tests; without root they skip and say why).
+#
+#   sudo ./test.sh            # vet, unit and integration tests, short fuzz runs
+#   FUZZTIME=0 ./test.sh      # skip the fuzz runs
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=(tar gzip e2fsprogs mount)
+if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    echo "test.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [[ -n $unformatted ]]; then echo "gofmt would change: $unformatted"; exit 1; fi
+echo "== go vet"
+go vet ./...
+echo "== go test"
+go test -count=1 ./...
+fuzztime=${FUZZTIME:-5s}
+if [[ $fuzztime != 0 ]]; then
+  echo "== fuzz ($fuzztime each)"
+  for f in FuzzReadFragment FuzzDecodeManifest FuzzPublish; do
+    go test -run '^$' -fuzz "^$f\$" -fuzztime "$fuzztime" ./chunker
+  done
+fi
