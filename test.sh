@@ -25,8 +25,10 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [[ -n $unformatted ]]; then echo "gofmt would change: $unformatted"; exit 1; fi
 echo "== go vet"
 go vet ./...
-echo "== go test"
-go test -count=1 ./...
+echo "== go test (LABSEED_LONG=1: the multi-process swarm tests too)"
+LABSEED_LONG=1 go test -count=1 -timeout 20m ./...
+echo "== labseed demo (the README's main command, with its defaults)"
+go run ./cmd/labseed demo
 fuzztime=${FUZZTIME:-5s}
 if [[ $fuzztime != 0 ]]; then
   echo "== fuzz ($fuzztime each)"

@@ -34,6 +34,10 @@ var commands = []*command{
 	verifyCmd,
 	extractCmd,
 	keysCmd,
+	serveCmd,
+	peerCmd,
+	statusCmd,
+	dashboardCmd,
 	demoCmd,
 }
 

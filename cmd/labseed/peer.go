@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/labseed/labseed/peer"
+	"github.com/labseed/labseed/store"
+	"golang.org/x/term"
+)
+
+var peerCmd = &command{
+	name:  "peer",
+	usage: "--server HOST[:PORT] --target DIR --keys DIR [--image NAME] [--linger DURATION]",
+	summary: `Fetch an image from the lab's swarm into a directory (the workstation agent).
+It verifies the signed manifest, joins the lab, downloads from the print server
+and every other workstation, and writes each chunk to TARGET as soon as it is
+verified. When done it keeps seeding until every workstation is done (or
+--linger passes), removes its staging data (TARGET/.labseed) and exits 0 only
+if TARGET holds the verified image. Killed, it resumes where it was when run
+again. The netboot image starts it; the keys come from 'labseed keys export'.`,
+	example: `mount /dev/sda1 /mnt/target
+labseed peer --server 10.1.0.1 --target /mnt/target --keys /etc/labseed/keys`,
+	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+		var cfg peer.Config
+		var keys, rate string
+		var verbose bool
+		fs.StringVar(&cfg.Server, "server", "", "print server `HOST[:PORT]` (port 7480 by default)")
+		fs.StringVar(&cfg.Target, "target", "", "`DIR` to extract the image into: empty, or an interrupted run's")
+		fs.StringVar(&keys, "keys", "", "`DIR` with image.pub and lab.key from 'labseed keys export'")
+		fs.StringVar(&cfg.Image, "image", "", "image `NAME` (default: the print server's only image)")
+		fs.DurationVar(&cfg.Linger, "linger", 10*time.Minute, "keep seeding up to `DURATION` after finishing, until every workstation is done")
+		fs.StringVar(&cfg.ListenIP, "listen", "", "`IP` to listen on (default all)")
+		fs.IntVar(&cfg.TorrentPort, "torrent-port", 0, "BitTorrent `port` (0: any free port)")
+		fs.IntVar(&cfg.GossipPort, "gossip-port", 0, "gossip `port` (0: any free port)")
+		fs.StringVar(&rate, "rate", "0", "limit BitTorrent traffic each way to `RATE`, e.g. 100mbit (0: unlimited)")
+		fs.StringVar(&cfg.Name, "name", "", "`NAME` in the lab status (default the host name)")
+		fs.BoolVar(&cfg.Insecure, "insecure", false, "run without keys: no signature check, unencrypted gossip")
+		fs.BoolVar(&cfg.NoWebSeed, "no-web-seed", false, "do not use the print server's HTTP web seed")
+		fs.BoolVar(&cfg.Local, "local", false, "fast gossip timers for a lab on one machine (tests)")
+		fs.BoolVar(&verbose, "v", false, "log debug detail")
+		if err := parse(fs, args, 0, 0); err != nil {
+			return err
+		}
+		if cfg.Server == "" || cfg.Target == "" {
+			return errUsage
+		}
+		var err error
+		if cfg.Rate, err = parseRate(rate); err != nil {
+			return err
+		}
+		if keys == "" && !cfg.Insecure {
+			return peer.ErrNoKeys
+		}
+		if keys != "" {
+			if cfg.PublicKey, err = store.ReadPublicKey(filepath.Join(keys, store.PublicKeyFile)); err != nil {
+				return err
+			}
+			if cfg.LabKey, err = store.ReadLabKey(filepath.Join(keys, store.LabKeyFile)); err != nil {
+				return err
+			}
+		}
+		cfg.Logger = logger(verbose)
+		cfg.Progress = progressPrinter()
+		limitMemory(160 << 20)
+		a, err := peer.New(cfg)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		err = a.Run(ctx)
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("interrupted; run the same command again to resume")
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Printf("done: %s holds the verified image (%.1f s)\n", cfg.Target, time.Since(start).Seconds())
+		return nil
+	},
+}
+
+// progressPrinter returns the agent's Progress callback: a line redrawn in
+// place on a terminal, a log line every 10 seconds otherwise.
+func progressPrinter() func(peer.Progress) {
+	tty := term.IsTerminal(int(os.Stderr.Fd()))
+	var last time.Time
+	var lastPhase string
+	return func(p peer.Progress) {
+		line := fmt.Sprintf("%s %-11s %5.1f%%  chunks %d/%d  down %s  up %s  peers %d  from peers %.0f%%  lab %d/%d done",
+			p.Image, p.Phase, p.Percent, p.Chunks, p.ChunksTotal, fmtRate(p.DownRate), fmtRate(p.UpRate), p.Peers,
+			share(p.FromPeers, p.FromServer), p.LabDone, p.LabHosts)
+		if p.ETA > 0 {
+			line += "  ETA " + p.ETA.Round(time.Second).String()
+		}
+		if tty {
+			fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
+			if p.Phase.String() == "done" {
+				fmt.Fprintln(os.Stderr)
+			}
+			return
+		}
+		if time.Since(last) >= 10*time.Second || p.Phase.String() != lastPhase {
+			fmt.Fprintln(os.Stderr, strings.TrimSpace(line))
+			last, lastPhase = time.Now(), p.Phase.String()
+		}
+	}
+}
+
+func share(peers, server int64) float64 {
+	if peers+server == 0 {
+		return 0
+	}
+	return 100 * float64(peers) / float64(peers+server)
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/labseed/labseed/seeder"
+)
+
+var statusCmd = &command{
+	name:  "status",
+	usage: "--server HOST[:PORT] [--watch] [--json]",
+	summary: `Show the lab: one line per workstation and a summary.
+Each line: host, phase, percent, chunks, download and upload rate, connected
+peers, ETA; the summary: workstations done, aggregate download rate, and the
+share of bytes served by the workstations rather than the print server.`,
+	example: "labseed status --server 10.1.0.1 --watch",
+	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port 7480 by default)")
+		watch := fs.Bool("watch", false, "redraw every 2 seconds until interrupted")
+		asJSON := fs.Bool("json", false, "print the raw JSON status")
+		if err := parse(fs, args, 0, 0); err != nil {
+			return err
+		}
+		addr := *server
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			addr = net.JoinHostPort(addr, "7480")
+		}
+		for {
+			ls, raw, err := fetchStatus(ctx, addr)
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				os.Stdout.Write(raw)
+			} else {
+				if *watch {
+					fmt.Print("\033[H\033[2J")
+				}
+				printStatus(os.Stdout, ls)
+			}
+			if !*watch {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(2 * time.Second):
+			}
+		}
+	},
+}
+
+func fetchStatus(ctx context.Context, addr string) (*seeder.LabStatus, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+seeder.PathStatus, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("status: is 'labseed serve' running on %s? %w", addr, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("status: %s: %s", addr, resp.Status)
+	}
+	var ls seeder.LabStatus
+	if err := json.Unmarshal(raw, &ls); err != nil {
+		return nil, nil, fmt.Errorf("status: %s answered: %w", addr, err)
+	}
+	return &ls, raw, nil
+}
+
+func printStatus(w io.Writer, ls *seeder.LabStatus) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tSTATE\tPHASE\tPCT\tCHUNKS\tDOWN\tUP\tPEERS\tFROM PEERS\tETA\tERROR")
+	for _, h := range ls.Hosts {
+		s := h.Status
+		eta := "-"
+		if s.ETA > 0 {
+			eta = (time.Duration(s.ETA) * time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%d/%d\t%s\t%s\t%d\t%.0f%%\t%s\t%s\n", h.Name, h.State, h.Phase, s.Percent,
+			s.Chunks, s.ChunksTotal, fmtRate(float64(s.DownRate)), fmtRate(float64(s.UpRate)), s.Peers,
+			share(int64(s.FromPeers), int64(s.FromServer)), eta, s.Err)
+	}
+	tw.Flush()
+	sum := ls.Summary
+	fmt.Fprintf(w, "lab: %d/%d done, %d failed, downloading %s in all, %.0f%% of bytes served by workstations, print server uploaded %s\n",
+		sum.Done, sum.Hosts, sum.Failed, fmtRate(float64(sum.DownRate)), 100*sum.PeerShare, mib(int64(sum.ServerUp)))
+}

@@ -1,0 +1,246 @@
+package peer
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/swarm"
+)
+
+// Config configures an Agent. Zero values mean the defaults; ports set to 0
+// are picked free by the system, so that many agents can run on one machine.
+type Config struct {
+	// Server is the print server's HTTP address, host or host:port (port 7480
+	// by default); required.
+	Server string
+	// Target is the directory the image is extracted into; required. It must
+	// be empty, or hold this image's interrupted extraction.
+	Target string
+	// StateDir holds the staging data (the downloaded payload, the piece
+	// bitmap, the applier's state); default Target/.labseed. It is removed
+	// when the agent is done.
+	StateDir string
+	// Image is the image's name; default the print server's only image.
+	Image string
+	// PublicKey checks the manifest's signature; LabKey joins the lab's
+	// encrypted gossip. Both required unless Insecure.
+	PublicKey ed25519.PublicKey
+	LabKey    []byte
+	Insecure  bool
+	// Linger is how long a finished agent keeps seeding, waiting for the
+	// other workstations to finish; default 10 minutes; negative: not at all.
+	Linger time.Duration
+	// ListenIP is the address the agent's services bind to; default all.
+	ListenIP string
+	// TorrentPort and GossipPort: 0 picks free ports.
+	TorrentPort, GossipPort int
+	// Rate limits BitTorrent traffic in each direction, in bytes/s, to
+	// simulate a switch port (the demo); 0 is unlimited.
+	Rate int64
+	// NoWebSeed stops the agent from using the print server's HTTP web seed
+	// in addition to its BitTorrent seed.
+	NoWebSeed bool
+	// Local selects fast gossip timers for loopback tests and the demo.
+	Local bool
+	// Name is the agent's name in the lab; default the host name.
+	Name string
+	// ApplyWorkers is how many chunks are applied at once; default 2.
+	ApplyWorkers int
+	// Logger receives the agent's logs; nil discards.
+	Logger *slog.Logger
+	// Progress, if set, is called about once a second from Run's goroutine.
+	Progress func(Progress)
+	// HTTPClient talks to the print server; default a client with timeouts.
+	HTTPClient *http.Client
+}
+
+// Progress is what the workstation's screen shows.
+type Progress struct {
+	Phase               gossip.Phase
+	Image               string
+	Chunks, ChunksTotal int
+	// Percent is the share of the payload verified and applied.
+	Percent               float64
+	Downloaded, Total     int64 // payload bytes verified / in all
+	DownRate, UpRate      float64
+	Peers                 int
+	ETA                   time.Duration
+	FromServer, FromPeers int64
+	LabDone, LabHosts     int // workstations finished / known
+	HashFailures          int64
+}
+
+// ErrNoKeys is returned when the agent has neither keys nor Insecure.
+var ErrNoKeys = errors.New("peer: no keys: copy the directory written by 'labseed keys export' on the print server and give it with --keys (or run with --insecure)")
+
+// Agent is a workstation agent. Create it with New, run it with Run.
+type Agent struct {
+	cfg  Config
+	log  *slog.Logger
+	http *http.Client
+}
+
+// New validates cfg.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Server == "" {
+		return nil, errors.New("peer: no print server address")
+	}
+	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
+		cfg.Server = net.JoinHostPort(cfg.Server, "7480")
+	}
+	if cfg.Target == "" {
+		return nil, errors.New("peer: no target directory")
+	}
+	if !cfg.Insecure && (len(cfg.PublicKey) != ed25519.PublicKeySize || len(cfg.LabKey) != 32) {
+		return nil, ErrNoKeys
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(cfg.Target, chunker.StateDirName)
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = 10 * time.Minute
+	}
+	if cfg.ApplyWorkers <= 0 {
+		cfg.ApplyWorkers = 2
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Agent{cfg: cfg, log: log.With("component", "peer"), http: cfg.HTTPClient}
+	if a.http == nil {
+		a.http = &http.Client{Timeout: 30 * time.Second}
+	}
+	return a, nil
+}
+
+// Run downloads and applies the image, lingers, cleans up. It returns nil
+// only when the target holds the verified image. Cancelled, it returns the
+// context's error and keeps the staging data for a resume.
+func (a *Agent) Run(ctx context.Context) error {
+	spec, err := a.fetchImage(ctx)
+	if err != nil {
+		return err
+	}
+	m := spec.m
+	info, err := spec.mi.UnmarshalInfo()
+	if err != nil {
+		return fmt.Errorf("peer: torrent: %w", err)
+	}
+	ap, err := chunker.NewApplier(m, chunker.ApplyConfig{Target: a.cfg.Target, StateDir: a.cfg.StateDir, Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("peer: %w", err)
+	}
+	defer ap.Close()
+	tdir := filepath.Join(a.cfg.StateDir, "torrent")
+	if err := os.MkdirAll(tdir, 0o700); err != nil {
+		return fmt.Errorf("peer: staging: %w", err)
+	}
+	bitmap, err := swarm.OpenBitmap(filepath.Join(tdir, "pieces.bitmap"), info.NumPieces())
+	if err != nil {
+		return fmt.Errorf("peer: staging: %w", err)
+	}
+	payload := filepath.Join(tdir, info.Name)
+	dl := newDownload(m, info.NumPieces(), bitmap, ap)
+	if applied, _ := ap.Progress(); applied > 0 || dl.verified > 0 {
+		a.log.Info("resuming", "image", m.Name, "verified_bytes", dl.verified, "payload_bytes", m.PayloadBytes,
+			"chunks_applied", applied, "chunks", len(m.Chunks))
+	}
+	storage := swarm.NewStorage()
+	defer storage.Close()
+	storage.Register(metainfo.NewHashFromHex(m.InfoHash), swarm.Files{
+		Path: payload, Completion: bitmap, OnPiece: dl.pieceDone,
+	})
+
+	adv := a.advertiseIP()
+	client, err := swarm.NewClient(swarm.Config{
+		ListenIP: a.cfg.ListenIP, Port: a.cfg.TorrentPort, UploadRate: a.cfg.Rate, DownloadRate: a.cfg.Rate,
+		Storage: storage, Logger: a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("peer: torrent client: %w", err)
+	}
+	defer client.Close()
+	gport := a.cfg.GossipPort
+	if gport == 0 {
+		gport = -1
+	}
+	node, err := gossip.New(gossip.Config{
+		Name: a.cfg.Name, BindAddr: bindAddr(a.cfg.ListenIP), BindPort: gport, AdvertiseAddr: adv,
+		Key: a.cfg.LabKey, Insecure: a.cfg.Insecure, Local: a.cfg.Local, Logger: a.log,
+		Seeds: []string{spec.lab.GossipAddr},
+	})
+	if err != nil {
+		return fmt.Errorf("peer: gossip: %w", err)
+	}
+	defer node.Close()
+	r := &run{a: a, spec: spec, ap: ap, dl: dl, client: client, node: node, payload: payload,
+		torrentAddr: net.JoinHostPort(adv, strconv.Itoa(client.LocalPort())), started: time.Now()}
+	r.setPhase(gossip.PhaseJoining)
+	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = node.Join(jctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// The print server may have gone (the others can still serve), but a
+		// node that cannot join is usually one with the wrong lab key.
+		return fmt.Errorf("peer: join the lab: %w", err)
+	}
+	if r.t, err = client.AddTorrent(spec.mi); err != nil {
+		return fmt.Errorf("peer: add torrent: %w", err)
+	}
+	r.t.AddPeers([]torrent.PeerInfo{{Addr: tcpAddr(spec.lab.TorrentAddr), Trusted: true}})
+	if !a.cfg.NoWebSeed {
+		r.t.AddWebSeeds([]string{swarm.WebSeedURL("http://" + spec.lab.HTTPAddr)})
+	}
+	return r.run(ctx)
+}
+
+// advertiseIP is the address other nodes reach this one at: the listen
+// address if one was given, otherwise the local address of a connection to
+// the print server.
+func (a *Agent) advertiseIP() string {
+	if ip := a.cfg.ListenIP; ip != "" && ip != "0.0.0.0" && ip != "::" {
+		return ip
+	}
+	c, err := net.DialTimeout("tcp", a.cfg.Server, 5*time.Second)
+	if err != nil {
+		return "127.0.0.1"
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.TCPAddr).IP.String()
+}
+
+func bindAddr(ip string) string {
+	if ip == "" {
+		return "0.0.0.0"
+	}
+	return ip
+}
+
+// tcpAddr resolves host:port for the torrent client, which wants a net.Addr.
+func tcpAddr(hostport string) net.Addr {
+	a, err := net.ResolveTCPAddr("tcp", hostport)
+	if err != nil {
+		return &net.TCPAddr{}
+	}
+	return a
+}

@@ -1,0 +1,19 @@
+// Package peer is the workstation agent behind "labseed peer": it fetches the
+// signed manifest of an image from the print server, joins the lab's gossip,
+// downloads the payload over BitTorrent from the print server and from every
+// other workstation, and applies each chunk to the target the moment all its
+// pieces are verified, in whatever order they arrive. When every chunk is in,
+// it finishes the extraction, keeps seeding until every workstation of the lab
+// is done (or Config.Linger passes), removes its staging data and returns.
+//
+// Killed at any point, it resumes: verified pieces are recorded in a bitmap
+// and applied chunks in the applier's state, both in the target's .labseed
+// directory.
+//
+// Usage:
+//
+//	a, err := peer.New(peer.Config{Server: "10.1.0.1:7480", Target: "/mnt/target",
+//		PublicKey: pub, LabKey: key})
+//	...
+//	err = a.Run(ctx) // nil: the target holds the verified image
+package peer

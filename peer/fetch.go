@@ -1,0 +1,124 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/seeder"
+)
+
+// imageSpec is a verified image to download.
+type imageSpec struct {
+	m   *chunker.Manifest
+	mi  *metainfo.MetaInfo
+	lab seeder.Lab
+}
+
+// fetchImage asks the print server for an image, retrying while the server
+// is not up yet, and verifies the manifest's signature and the torrent's
+// infohash.
+func (a *Agent) fetchImage(ctx context.Context) (*imageSpec, error) {
+	name := a.cfg.Image
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		if name == "" {
+			name, lastErr = a.onlyImage(ctx)
+		}
+		if name != "" {
+			var spec *imageSpec
+			spec, lastErr = a.getImage(ctx, name)
+			if lastErr == nil || errors.Is(lastErr, chunker.ErrBadSignature) || errors.Is(lastErr, errPermanent) {
+				return spec, lastErr
+			}
+		} else if errors.Is(lastErr, errPermanent) {
+			return nil, lastErr
+		}
+		if attempt == 0 || attempt%10 == 0 {
+			a.log.Warn("print server not ready, retrying", "server", a.cfg.Server, "err", lastErr)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("peer: no image from %s: %w (last error: %v)", a.cfg.Server, ctx.Err(), lastErr)
+		case <-time.After(min(time.Duration(attempt+1)*200*time.Millisecond, 3*time.Second)):
+		}
+	}
+}
+
+var errPermanent = errors.New("peer: permanent error")
+
+func (a *Agent) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+a.cfg.Server+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	body.ReadFrom(resp.Body)
+	if resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("%w: %s: %s", errPermanent, path, bytes.TrimSpace(body.Bytes()))
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s: %s", path, resp.Status, bytes.TrimSpace(body.Bytes()))
+	}
+	return json.Unmarshal(body.Bytes(), v)
+}
+
+// onlyImage returns the name of the server's image when it has exactly one.
+func (a *Agent) onlyImage(ctx context.Context) (string, error) {
+	var imgs []seeder.ImageInfo
+	if err := a.get(ctx, seeder.PathImages, &imgs); err != nil {
+		return "", err
+	}
+	switch len(imgs) {
+	case 1:
+		return imgs[0].Name, nil
+	case 0:
+		return "", errors.New("the print server has no image yet")
+	}
+	var names []string
+	for _, im := range imgs {
+		names = append(names, im.Name)
+	}
+	return "", fmt.Errorf("%w: the print server has %d images %v: choose one with --image", errPermanent, len(imgs), names)
+}
+
+func (a *Agent) getImage(ctx context.Context, name string) (*imageSpec, error) {
+	var im seeder.Image
+	if err := a.get(ctx, seeder.PathImages+"/"+url.PathEscape(name), &im); err != nil {
+		return nil, err
+	}
+	var m *chunker.Manifest
+	var err error
+	if a.cfg.Insecure {
+		m, err = chunker.DecodeManifest(im.Manifest)
+	} else {
+		m, err = chunker.VerifyManifest(ed25519.PublicKey(a.cfg.PublicKey), im.Manifest, im.Signature)
+		if errors.Is(err, chunker.ErrBadSignature) {
+			err = fmt.Errorf("peer: image %q from %s: %w (is --keys from this print server's 'labseed keys export'?)", name, a.cfg.Server, err)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	mi, err := metainfo.Load(bytes.NewReader(im.Torrent))
+	if err != nil {
+		return nil, fmt.Errorf("%w: torrent of %q: %v", errPermanent, name, err)
+	}
+	if got := mi.HashInfoBytes().HexString(); got != m.InfoHash {
+		return nil, fmt.Errorf("%w: torrent of %q has infohash %s, the signed manifest says %s", errPermanent, name, got, m.InfoHash)
+	}
+	return &imageSpec{m: m, mi: mi, lab: im.Lab}, nil
+}

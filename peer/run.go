@@ -1,0 +1,396 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/swarm"
+	"golang.org/x/sync/errgroup"
+)
+
+// download tracks which chunks have all their pieces verified.
+type download struct {
+	m          *chunker.Manifest
+	pieceLen   int64
+	mu         sync.Mutex
+	complete   []bool // per piece
+	missing    []int  // per chunk: pieces not yet verified
+	queued     []bool // per chunk: handed to the appliers
+	ready      chan int
+	verified   int64 // payload bytes in verified pieces
+	numPieces  int
+	payloadLen int64
+}
+
+func newDownload(m *chunker.Manifest, numPieces int, bitmap swarm.Completion, ap *chunker.Applier) *download {
+	d := &download{
+		m: m, pieceLen: m.PieceLength, numPieces: numPieces, payloadLen: m.PayloadBytes,
+		complete: make([]bool, numPieces),
+		missing:  make([]int, len(m.Chunks)),
+		queued:   make([]bool, len(m.Chunks)),
+		ready:    make(chan int, len(m.Chunks)),
+	}
+	for p := range numPieces {
+		if c, known := bitmap.Get(p); known && c {
+			d.complete[p] = true
+			d.verified += d.pieceSize(p)
+		}
+	}
+	for c := range m.Chunks {
+		if ap.Applied(c) {
+			d.queued[c] = true
+			continue
+		}
+		first, last := d.pieces(c)
+		for p := first; p <= last; p++ {
+			if !d.complete[p] {
+				d.missing[c]++
+			}
+		}
+		if d.missing[c] == 0 {
+			d.queued[c] = true
+			d.ready <- c
+		}
+	}
+	return d
+}
+
+func (d *download) pieceSize(p int) int64 {
+	return min(d.pieceLen, d.payloadLen-int64(p)*d.pieceLen)
+}
+
+// pieces returns the first and last piece holding bytes of chunk c.
+func (d *download) pieces(c int) (int, int) {
+	ch := d.m.Chunks[c]
+	return int(ch.Offset / d.pieceLen), int((ch.Offset + ch.Size - 1) / d.pieceLen)
+}
+
+// pieceDone is the storage's OnPiece callback.
+func (d *download) pieceDone(p int, complete bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p < 0 || p >= d.numPieces || d.complete[p] == complete {
+		return
+	}
+	d.complete[p] = complete
+	if !complete {
+		d.verified -= d.pieceSize(p)
+		return
+	}
+	d.verified += d.pieceSize(p)
+	// Chunks overlapping piece p.
+	start, end := int64(p)*d.pieceLen, int64(p)*d.pieceLen+d.pieceSize(p)
+	for c := d.chunkAt(start); c < len(d.m.Chunks) && d.m.Chunks[c].Offset < end; c++ {
+		if d.queued[c] {
+			continue
+		}
+		d.missing[c]--
+		if d.missing[c] == 0 {
+			d.queued[c] = true
+			d.ready <- c
+		}
+	}
+}
+
+// chunkAt returns the index of the chunk holding payload byte off.
+func (d *download) chunkAt(off int64) int {
+	lo, hi := 0, len(d.m.Chunks)-1
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if d.m.Chunks[mid].Offset <= off {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo
+}
+
+// requeue makes chunk c wait for its pieces again (after its bytes failed
+// the chunk hash: the pieces are re-verified and fetched again if bad).
+func (d *download) requeue(c int, t *torrent.Torrent) {
+	first, last := d.pieces(c)
+	d.mu.Lock()
+	d.queued[c] = false
+	d.missing[c] = 0
+	for p := first; p <= last; p++ {
+		d.complete[p] = false
+		d.missing[c]++
+	}
+	d.mu.Unlock()
+	for p := first; p <= last; p++ {
+		t.Piece(p).VerifyData()
+	}
+}
+
+func (d *download) verifiedBytes() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.verified
+}
+
+// run is one Agent.Run in progress.
+type run struct {
+	a           *Agent
+	spec        *imageSpec
+	ap          *chunker.Applier
+	dl          *download
+	client      *torrent.Client
+	node        *gossip.Node
+	t           *torrent.Torrent
+	payload     string
+	torrentAddr string
+	started     time.Time
+
+	mu             sync.Mutex
+	phase          gossip.Phase
+	traffic        *traffic
+	prevIn, prevUp int64
+	prevAt         time.Time
+	status         gossip.Status
+	known          map[string]bool // torrent addresses handed to the client
+	knownAt        time.Time
+}
+
+func (r *run) run(ctx context.Context) error {
+	r.t.DownloadAll()
+	r.setPhase(gossip.PhaseDownloading)
+	if err := r.applyAll(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.fail(err)
+		return err
+	}
+	r.setPhase(gossip.PhaseFinishing)
+	if err := r.ap.Finish(ctx); err != nil {
+		r.fail(err)
+		return fmt.Errorf("peer: finish: %w", err)
+	}
+	r.setPhase(gossip.PhaseSeeding)
+	r.a.log.Info("image applied, seeding", "image", r.spec.m.Name, "seconds", time.Since(r.started).Seconds())
+	if err := r.linger(ctx); err != nil {
+		return err
+	}
+	r.setPhase(gossip.PhaseDone)
+	lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	r.node.Leave(lctx)
+	cancel()
+	r.client.Close()
+	if err := r.ap.Cleanup(); err != nil {
+		return fmt.Errorf("peer: remove staging data: %w", err)
+	}
+	return nil
+}
+
+// applyAll applies chunks as they become ready until all are applied.
+func (r *run) applyAll(ctx context.Context) error {
+	f, err := os.Open(r.payload)
+	if err != nil {
+		return fmt.Errorf("peer: staging: %w", err)
+	}
+	defer f.Close()
+	total := len(r.spec.m.Chunks)
+	g, gctx := errgroup.WithContext(ctx)
+	doneCh := make(chan struct{})
+	for range r.a.cfg.ApplyWorkers {
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-doneCh:
+					return nil
+				case c := <-r.dl.ready:
+					if err := r.applyChunk(gctx, f, c); err != nil {
+						return err
+					}
+					if n, _ := r.ap.Progress(); n == total {
+						select {
+						case <-doneCh:
+						default:
+							close(doneCh)
+						}
+					}
+				}
+			}
+		})
+	}
+	g.Go(func() error {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			r.tick()
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-doneCh:
+				return nil
+			case <-t.C:
+			}
+		}
+	})
+	if n, _ := r.ap.Progress(); n == total {
+		close(doneCh)
+	}
+	err = g.Wait()
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	r.tick()
+	return err
+}
+
+func (r *run) applyChunk(ctx context.Context, f *os.File, c int) error {
+	ch := r.spec.m.Chunks[c]
+	b := make([]byte, ch.Size)
+	if _, err := f.ReadAt(b, ch.Offset); err != nil {
+		return fmt.Errorf("peer: read chunk %d from staging: %w", c, err)
+	}
+	err := r.ap.Apply(ctx, c, b)
+	if errors.Is(err, chunker.ErrChunkHash) {
+		// Verified pieces whose bytes changed since: the staging file was
+		// damaged on disk. Verify them again; bad ones are fetched again.
+		r.a.log.Warn("chunk damaged in staging, fetching again", "chunk", c)
+		r.dl.requeue(c, r.t)
+		return nil
+	}
+	return err
+}
+
+// linger keeps seeding until every workstation is done or Linger passes.
+func (r *run) linger(ctx context.Context) error {
+	if r.a.cfg.Linger < 0 {
+		return nil
+	}
+	deadline := time.Now().Add(r.a.cfg.Linger)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		r.tick()
+		if r.labDone() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			r.a.log.Info("linger time over", "linger", r.a.cfg.Linger)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// labDone reports whether every live workstation has finished.
+func (r *run) labDone() bool {
+	for _, m := range r.node.Members() {
+		if m.Status.Role != gossip.RolePeer || m.State != "alive" {
+			continue
+		}
+		switch m.Status.Phase {
+		case gossip.PhaseSeeding, gossip.PhaseDone, gossip.PhaseFailed:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (r *run) setPhase(p gossip.Phase) {
+	r.mu.Lock()
+	r.phase = p
+	r.mu.Unlock()
+	r.tick()
+}
+
+func (r *run) fail(err error) {
+	r.mu.Lock()
+	r.phase = gossip.PhaseFailed
+	r.status.Err = err.Error()
+	r.mu.Unlock()
+	r.tick()
+}
+
+// tick refreshes the gossiped status, the torrent's peer list and the progress report.
+func (r *run) tick() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	m := r.spec.m
+	chunks, _ := r.ap.Progress()
+	verified := r.dl.verifiedBytes()
+	if r.traffic == nil {
+		r.traffic = newTraffic(r.spec.lab.TorrentAddr)
+	}
+	tr := r.traffic
+	if r.t != nil {
+		tr.update(r.t)
+		r.addPeers()
+	}
+	var down, up float64
+	if dt := now.Sub(r.prevAt).Seconds(); !r.prevAt.IsZero() && dt > 0 {
+		down = float64(tr.total()-r.prevIn) / dt
+		up = float64(tr.uploaded-r.prevUp) / dt
+	}
+	r.prevIn, r.prevUp, r.prevAt = tr.total(), tr.uploaded, now
+	pct := 100 * (float64(verified)/float64(m.PayloadBytes) + float64(chunks)/float64(len(m.Chunks))) / 2
+	var eta time.Duration
+	if el := now.Sub(r.started).Seconds(); verified > 0 && verified < m.PayloadBytes {
+		eta = time.Duration(float64(m.PayloadBytes-verified) / (float64(verified) / el) * float64(time.Second))
+	}
+	st := gossip.Status{
+		Role: gossip.RolePeer, Phase: r.phase, Image: fmt.Sprintf("%s-v%d", m.Name, m.Version),
+		TorrentAddr: r.torrentAddr, Percent: pct,
+		Chunks: uint32(chunks), ChunksTotal: uint32(len(m.Chunks)),
+		DownRate: uint64(down), UpRate: uint64(up),
+		FromServer: uint64(tr.fromServer + tr.fromWebSeed), FromPeers: uint64(tr.fromPeers), Uploaded: uint64(tr.uploaded),
+		Peers: uint16(tr.peers), ETA: uint32(eta.Seconds()), HashFailures: uint32(tr.hashFailures),
+		StartedUnix: r.started.Unix(), UpdatedUnix: now.Unix(), Err: r.status.Err,
+	}
+	r.status = st
+	r.node.SetStatus(st)
+	if r.a.cfg.Progress != nil {
+		p := Progress{Phase: r.phase, Image: st.Image, Chunks: chunks, ChunksTotal: len(m.Chunks), Percent: pct,
+			Downloaded: verified, Total: m.PayloadBytes, DownRate: down, UpRate: up, Peers: tr.peers, ETA: eta,
+			FromServer: tr.fromServer + tr.fromWebSeed, FromPeers: tr.fromPeers, HashFailures: tr.hashFailures}
+		for _, mem := range r.node.Members() {
+			if mem.Status.Role == gossip.RolePeer {
+				p.LabHosts++
+				if mem.Status.Phase == gossip.PhaseSeeding || mem.Status.Phase == gossip.PhaseDone {
+					p.LabDone++
+				}
+			}
+		}
+		r.a.cfg.Progress(p)
+	}
+}
+
+// addPeers hands the torrent addresses of live lab members to the client.
+func (r *run) addPeers() {
+	// Forget now and then, so that a peer the client dropped (killed and
+	// restarted, say) is offered again.
+	if r.known == nil || time.Since(r.knownAt) > 10*time.Second {
+		r.known, r.knownAt = map[string]bool{}, time.Now()
+	}
+	var add []torrent.PeerInfo
+	for _, m := range r.node.Members() {
+		a := m.Status.TorrentAddr
+		if a == "" || a == r.torrentAddr || m.State != "alive" || r.known[a] {
+			continue
+		}
+		r.known[a] = true
+		add = append(add, torrent.PeerInfo{Addr: tcpAddr(a), Source: torrent.PeerSourceDirect})
+	}
+	if len(add) > 0 {
+		r.t.AddPeers(add)
+	}
+}

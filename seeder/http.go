@@ -1,0 +1,154 @@
+package seeder
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/store"
+)
+
+// Handler returns the server's HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathImages, s.handleImages)
+	mux.HandleFunc("GET "+PathImages+"/{name}", s.handleImage)
+	mux.HandleFunc("GET "+PathStatus, s.handleStatus)
+	mux.HandleFunc("GET "+PathSeed+"{file}", s.handleSeed)
+	mux.Handle("GET "+PathMetrics, s.metrics.Handler())
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	enc.Encode(v)
+}
+
+func (s *Server) handleImages(w http.ResponseWriter, r *http.Request) {
+	imgs, err := s.cfg.Store.Images()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, imageInfos(imgs))
+}
+
+func imageInfos(imgs []*store.Image) []ImageInfo {
+	out := []ImageInfo{}
+	for _, im := range imgs {
+		m := im.Manifest
+		out = append(out, ImageInfo{Name: m.Name, Version: m.Version, InfoHash: m.InfoHash,
+			PayloadBytes: m.PayloadBytes, InputBytes: m.InputBytes, Chunks: len(m.Chunks), Created: m.Created})
+	}
+	return out
+}
+
+func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
+	im, err := s.image(r.PathValue("name"))
+	if errors.Is(err, store.ErrNoImage) {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	tb, err := os.ReadFile(im.TorrentPath())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, Image{Manifest: im.ManifestBytes, Signature: im.Signature, Torrent: tb, Lab: s.lab})
+}
+
+// handleSeed serves a payload by its torrent name, with ranges: the
+// BitTorrent web seed (BEP 19) of every image version being seeded.
+func (s *Server) handleSeed(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	s.mu.Lock()
+	var path string
+	for _, si := range s.seeded {
+		m := si.img.Manifest
+		if chunker.TorrentName(m.Name, m.Version) == name {
+			path = si.img.PayloadPath()
+		}
+	}
+	s.mu.Unlock()
+	if path == "" {
+		http.NotFound(w, r)
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	http.ServeContent(&countingWriter{ResponseWriter: w, n: &s.webSeed}, r, name, st.ModTime(), f)
+}
+
+// countingWriter counts the bytes of a response body.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, s.Status())
+}
+
+// Status returns the lab as the server sees it now.
+func (s *Server) Status() LabStatus {
+	ls := LabStatus{Server: s.lab.HTTPAddr, Time: time.Now().UTC(), Hosts: []HostStatus{}}
+	if imgs, err := s.cfg.Store.Images(); err == nil {
+		ls.Images = imageInfos(imgs)
+	}
+	for _, m := range s.node.Members() {
+		st := m.Status
+		if st.Role == gossip.RoleServer {
+			if m.Name == s.cfg.Name {
+				ls.Summary.ServerUp = st.Uploaded
+			}
+			continue
+		}
+		ls.Hosts = append(ls.Hosts, HostStatus{Name: m.Name, Addr: m.Addr, State: m.State, Phase: st.Phase.String(), Status: st})
+		sum := &ls.Summary
+		sum.Hosts++
+		switch st.Phase {
+		case gossip.PhaseSeeding, gossip.PhaseDone:
+			sum.Done++
+		case gossip.PhaseFailed:
+			sum.Failed++
+		}
+		if m.State == "alive" {
+			sum.DownRate += st.DownRate
+		}
+		sum.FromServer += st.FromServer
+		sum.FromPeers += st.FromPeers
+	}
+	if t := ls.Summary.FromServer + ls.Summary.FromPeers; t > 0 {
+		ls.Summary.PeerShare = float64(ls.Summary.FromPeers) / float64(t)
+	}
+	slices.SortFunc(ls.Hosts, func(a, b HostStatus) int { return strings.Compare(a.Name, b.Name) })
+	return ls
+}

@@ -1,0 +1,318 @@
+package seeder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/metrics"
+	"github.com/labseed/labseed/store"
+	"github.com/labseed/labseed/swarm"
+	"golang.org/x/sync/errgroup"
+)
+
+// Config configures a Server. Use DefaultConfig for a real lab; ports set to
+// 0 are picked free by the system (tests, the demo).
+type Config struct {
+	// Store holds the images to seed; required.
+	Store *store.Store
+	// ListenIP is the address every service binds to; default all addresses.
+	ListenIP string
+	// AdvertiseIP is the address workstations reach the server at; default
+	// ListenIP, or the address of the interface that routes to them.
+	AdvertiseIP string
+	// HTTPPort (default 7480), GossipPort (7946), TorrentPort (6881); 0 picks a free port.
+	HTTPPort, GossipPort, TorrentPort int
+	// Name is the server's gossip node name; default "server-" + hostname.
+	Name string
+	// LabKey encrypts the gossip (32 bytes); required unless Insecure.
+	LabKey   []byte
+	Insecure bool
+	// UploadRate limits the server's BitTorrent upload in bytes/s (0 = unlimited).
+	UploadRate int64
+	// Local selects fast gossip timers for loopback tests and the demo.
+	Local bool
+	// ScanInterval is how often the store is checked for newly published
+	// images; default 2 s.
+	ScanInterval time.Duration
+	// Version is labseed's version, for the build-info metric.
+	Version string
+	// Logger receives the server's logs; nil discards.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the configuration for a real lab, without a store.
+func DefaultConfig() Config {
+	return Config{HTTPPort: 7480, GossipPort: 7946, TorrentPort: 6881}
+}
+
+// Server is a running print-server daemon. Create it with New, run it with Run.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	storage *swarm.Storage
+	client  *torrent.Client
+	node    *gossip.Node
+	httpLn  net.Listener
+	lab     Lab
+	started time.Time
+	metrics *metrics.Metrics
+	webSeed atomic.Int64 // payload bytes served over HTTP
+
+	mu     sync.Mutex
+	seeded map[metainfo.Hash]*seededImage
+}
+
+type seededImage struct {
+	img *store.Image
+	t   *torrent.Torrent
+}
+
+// New validates cfg and opens the server's listeners, so that its addresses
+// are known before Run.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("seeder: no store")
+	}
+	if len(cfg.LabKey) != 32 && !cfg.Insecure {
+		return nil, errors.New("seeder: the lab key must be 32 bytes (or run insecure explicitly)")
+	}
+	if cfg.ScanInterval <= 0 {
+		cfg.ScanInterval = 2 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "seeder")
+	if cfg.Name == "" {
+		h, _ := os.Hostname()
+		cfg.Name = "server-" + h
+	}
+	s := &Server{cfg: cfg, log: log, storage: swarm.NewStorage(), seeded: map[metainfo.Hash]*seededImage{}, started: time.Now()}
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.HTTPPort)))
+	if err != nil {
+		return nil, fmt.Errorf("seeder: HTTP listener: %w", err)
+	}
+	s.httpLn = ln
+	adv := cfg.AdvertiseIP
+	if adv == "" {
+		adv = cfg.ListenIP
+	}
+	if adv == "" || adv == "0.0.0.0" || adv == "::" {
+		adv = outboundIP()
+	}
+	s.client, err = swarm.NewClient(swarm.Config{
+		ListenIP: cfg.ListenIP, Port: cfg.TorrentPort, UploadRate: cfg.UploadRate,
+		Storage: s.storage, Logger: log,
+	})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("seeder: torrent client: %w", err)
+	}
+	gport := cfg.GossipPort
+	if gport == 0 {
+		gport = -1
+	}
+	s.node, err = gossip.New(gossip.Config{
+		Name: cfg.Name, BindAddr: bindAddr(cfg.ListenIP), BindPort: gport, AdvertiseAddr: adv,
+		Key: cfg.LabKey, Insecure: cfg.Insecure, Local: cfg.Local, Logger: log,
+	})
+	if err != nil {
+		ln.Close()
+		s.client.Close()
+		return nil, fmt.Errorf("seeder: gossip: %w", err)
+	}
+	s.lab = Lab{
+		GossipAddr:  s.node.Addr(),
+		TorrentAddr: net.JoinHostPort(adv, strconv.Itoa(s.client.LocalPort())),
+		HTTPAddr:    net.JoinHostPort(adv, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)),
+	}
+	s.metrics, err = metrics.New(metrics.Config{Source: s.snapshot, Version: cfg.Version})
+	if err != nil {
+		ln.Close()
+		s.client.Close()
+		s.node.Close()
+		return nil, err
+	}
+	s.setStatus()
+	return s, nil
+}
+
+// Lab returns the addresses the server's services listen at.
+func (s *Server) Lab() Lab { return s.lab }
+
+// Run seeds, serves and gossips until ctx is cancelled, then shuts down:
+// HTTP first, then a graceful gossip leave, then the torrent client.
+func (s *Server) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	g.Go(func() error {
+		if err := hs.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("seeder: HTTP: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+	g.Go(func() error { return s.scanLoop(ctx) })
+	g.Go(func() error { return s.statusLoop(ctx) })
+	g.Go(func() error { return s.metrics.Run(ctx) })
+	s.log.Info("serving", "http", s.lab.HTTPAddr, "gossip", s.lab.GossipAddr, "torrent", s.lab.TorrentAddr, "store", s.cfg.Store.Dir())
+	err := g.Wait()
+	lctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	s.node.Leave(lctx)
+	s.client.Close()
+	s.storage.Close()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// scanLoop seeds the store's images, and new ones as they are published.
+func (s *Server) scanLoop(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.ScanInterval)
+	defer t.Stop()
+	for {
+		if err := s.scan(); err != nil {
+			s.log.Warn("scan store", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) scan() error {
+	imgs, err := s.cfg.Store.Images()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, im := range imgs {
+		ih := metainfo.NewHashFromHex(im.Manifest.InfoHash)
+		if _, ok := s.seeded[ih]; ok {
+			continue
+		}
+		mi, err := metainfo.LoadFromFile(im.TorrentPath())
+		if err != nil {
+			s.log.Warn("image not seeded", "image", im.Manifest.Name, "err", err)
+			continue
+		}
+		s.storage.Register(ih, swarm.Files{Path: im.PayloadPath(), ReadOnly: true, Completion: swarm.AllComplete()})
+		t, err := s.client.AddTorrent(mi)
+		if err != nil {
+			s.log.Warn("image not seeded", "image", im.Manifest.Name, "err", err)
+			continue
+		}
+		s.seeded[ih] = &seededImage{img: im, t: t}
+		s.log.Info("seeding", "image", im.Manifest.Name, "version", im.Manifest.Version, "infohash", im.Manifest.InfoHash)
+	}
+	// Versions whose files publish removed are dropped.
+	for ih, si := range s.seeded {
+		if _, err := os.Stat(si.img.PayloadPath()); err != nil {
+			si.t.Drop()
+			delete(s.seeded, ih)
+			s.log.Info("stopped seeding", "image", si.img.Manifest.Name, "version", si.img.Manifest.Version)
+		}
+	}
+	return nil
+}
+
+// statusLoop gossips the server's own status.
+func (s *Server) statusLoop(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			s.setStatus()
+		}
+	}
+}
+
+func (s *Server) setStatus() {
+	st := gossip.Status{
+		Role:        gossip.RoleServer,
+		Phase:       gossip.PhaseSeeding,
+		TorrentAddr: s.lab.TorrentAddr,
+		HTTPAddr:    s.lab.HTTPAddr,
+		StartedUnix: s.started.Unix(),
+		UpdatedUnix: time.Now().Unix(),
+		Percent:     100,
+	}
+	if s.client != nil {
+		cs := s.client.Stats()
+		st.Uploaded = uint64(cs.BytesWrittenData.Int64())
+	}
+	s.node.SetStatus(st)
+}
+
+// image returns the seeded current version of the named image.
+func (s *Server) image(name string) (*store.Image, error) {
+	return s.cfg.Store.Image(name)
+}
+
+func bindAddr(ip string) string {
+	if ip == "" {
+		return "0.0.0.0"
+	}
+	return ip
+}
+
+// outboundIP returns the address of the interface with the default route,
+// without sending anything (a UDP socket is only connected).
+func outboundIP() string {
+	c, err := net.Dial("udp4", "192.0.2.1:9")
+	if err != nil {
+		return "127.0.0.1"
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP.String()
+}
+
+// snapshot is the metrics' view of the lab: gossip members, the images being
+// seeded and the server's own traffic.
+func (s *Server) snapshot() metrics.Snapshot {
+	var snap metrics.Snapshot
+	for _, m := range s.node.Members() {
+		snap.Hosts = append(snap.Hosts, metrics.Host{Name: m.Name, State: m.State, Status: m.Status})
+	}
+	s.mu.Lock()
+	for _, si := range s.seeded {
+		m := si.img.Manifest
+		snap.Images = append(snap.Images, metrics.Image{Name: m.Name, Version: m.Version,
+			PayloadBytes: m.PayloadBytes, InputBytes: m.InputBytes, Chunks: len(m.Chunks)})
+		st := si.t.Stats()
+		snap.Server.Peers += st.ActivePeers
+		snap.Server.HashFailures += st.PiecesDirtiedBad.Int64()
+	}
+	s.mu.Unlock()
+	cs := s.client.Stats()
+	snap.Server.Uploaded = cs.BytesWrittenData.Int64()
+	snap.Server.WebSeedBytes = s.webSeed.Load()
+	return snap
+}

@@ -1,0 +1,224 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"github.com/anacrolix/torrent"
+	"golang.org/x/time/rate"
+)
+
+// MaxAllocPeerRequestData is the ClientConfig.MaxAllocPeerRequestDataPerConn
+// NewClient sets: 1 GiB instead of anacrolix's 1 MiB.
+//
+// On anacrolix/torrent v1.59.1 a seeder with the default stops serving a
+// leecher after about 2 MiB, for good (DESIGN.md; measured here: 2.0 MiB with
+// 1 MiB, 8.0 MiB with 4 MiB, never with 16 MiB or more). Each connection has
+// one goroutine that reads requested data, and it picks the next request in
+// map order and waits for that request's share of the allowance. Once the
+// leecher has more requests outstanding than the allowance holds (it doubles
+// its pipeline as data flows), that goroutine can wait on a request that
+// only gets its share when earlier ones are sent, while those earlier ones
+// wait for it to read their data. A peer never has more than 1024 requests
+// outstanding (anacrolix's advertised and enforced reqq) of 16 KiB, so any
+// value of 16 MiB or more avoids the stall; 1 GiB also covers clients that
+// ask for larger blocks.
+//
+// Memory: the allowance is a ceiling, not an allocation, but with it out of
+// the way the request goroutine reads ahead every outstanding request, so an
+// uploading connection can hold up to ~16 MiB of piece data (anacrolix
+// leechers pipeline up to 963 requests) while the network drains it. A peer
+// uploading to many slow leechers at once should budget for that.
+const MaxAllocPeerRequestData = 1 << 30
+
+// RateBurst is the token-bucket burst NewClient gives the upload and download
+// rate limiters, in bytes.
+//
+// anacrolix v1.59.1 never calls WaitN: uploads call ReserveN(now, chunk
+// length) and a request longer than the burst is rejected (it panics if it
+// ever got that far), so the burst must hold a whole chunk (16 KiB; 128 KiB
+// leaves room for other clients). Downloads truncate each socket or web-seed
+// body read to the burst, then ReserveN the bytes read and sleep. Left at 0,
+// anacrolix would set the upload burst to MaxAllocPeerRequestDataPerConn,
+// i.e. 1 GiB here, and the limit would not apply to a whole image. 256 KiB
+// keeps reads large and the overshoot small (20 ms at 100 Mb/s).
+const RateBurst = 256 << 10
+
+// Config configures NewClient. The zero value of every field but Storage
+// means its default.
+type Config struct {
+	// ListenIP is the address to accept peer connections on. Default ""
+	// listens on all addresses (IPv4 and IPv6). An IPv4 address disables
+	// IPv6 and vice versa.
+	ListenIP string
+	// Port is the TCP port for peer connections. Default 0 picks a free
+	// one (Client.LocalPort tells which): many clients share one machine in
+	// tests and in `labseed demo`.
+	Port int
+	// UploadRate limits the piece data sent to peers, in bytes per second.
+	// Default 0 is unlimited. The demo uses it to simulate a switch port.
+	// Protocol messages are not counted, nor is an HTTP web seed the
+	// caller serves itself.
+	UploadRate int64
+	// DownloadRate limits everything read from peer connections and web
+	// seeds, in bytes per second. Default 0 is unlimited.
+	DownloadRate int64
+	// Storage holds the torrents' payloads. Required. One Storage serves
+	// one client; close it after the client.
+	Storage *Storage
+	// Logger receives anacrolix's own log records, all at Debug level.
+	// Default nil discards them.
+	Logger *slog.Logger
+}
+
+// NewClient validates cfg and starts a BitTorrent client tuned for a lab
+// subnet. Add torrents with AddTorrent or AddTorrentOpt (they use
+// cfg.Storage), peers with Torrent.AddPeers, web seeds with
+// Torrent.AddWebSeeds, and call Torrent.DownloadAll: anacrolix downloads
+// nothing until asked. Close the client with Client.Close.
+func NewClient(cfg Config) (*torrent.Client, error) {
+	tc, err := clientConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := torrent.NewClient(tc)
+	if err != nil {
+		return nil, fmt.Errorf("swarm: start BitTorrent client on %s: %w", listenDesc(cfg), err)
+	}
+	return cl, nil
+}
+
+// clientConfig validates cfg and returns the anacrolix configuration
+// NewClient uses.
+func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
+	if cfg.Storage == nil {
+		return nil, errors.New("swarm: Config.Storage is required")
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("swarm: port %d out of range 0-65535", cfg.Port)
+	}
+	if cfg.UploadRate < 0 || cfg.DownloadRate < 0 {
+		return nil, fmt.Errorf("swarm: negative rate (upload %d, download %d B/s): use 0 for unlimited", cfg.UploadRate, cfg.DownloadRate)
+	}
+	var listenIP netip.Addr
+	if cfg.ListenIP != "" {
+		var err error
+		listenIP, err = netip.ParseAddr(cfg.ListenIP)
+		if err != nil {
+			return nil, fmt.Errorf("swarm: listen address %q: %w", cfg.ListenIP, err)
+		}
+		listenIP = listenIP.Unmap()
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+
+	tc := torrent.NewDefaultClientConfig()
+	tc.DefaultStorage = cfg.Storage
+	// Listen on the configured address only, TCP only.
+	tc.ListenPort = cfg.Port
+	tc.ListenHost = func(string) string { return cfg.ListenIP }
+	if listenIP.IsValid() {
+		tc.DisableIPv6 = listenIP.Is4()
+		tc.DisableIPv4 = listenIP.Is6()
+	}
+	// Membership comes from gossip (DESIGN.md "Swarm rules"): no DHT, no
+	// trackers, no PEX, no WebTorrent (it needs websocket trackers).
+	tc.NoDHT = true
+	tc.PeriodicallyAnnounceTorrentsToDht = false
+	tc.DisableTrackers = true
+	tc.DisablePEX = true
+	tc.DisableWebtorrent = true
+	// One subnet: no NAT to punch through, nothing to hide from an ISP.
+	// Plaintext handshakes only (Preferred false + RequirePreferred true
+	// refuses MSE both ways), which saves the CPU of RC4 on every byte.
+	tc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: false, RequirePreferred: true}
+	// TCP only: uTP's delay-based congestion control only costs throughput
+	// on a switched LAN, and it would open UDP sockets we do not need.
+	tc.DisableUTP = true
+	// No UPnP/NAT-PMP: the lab switch is not a home router.
+	tc.NoDefaultPortForwarding = true
+	// Seed true with aggressive upload left on makes Torrent.seeding()
+	// true while still downloading: peers upload freely inside the lab
+	// instead of anacrolix's "no more than 100 KiB ahead of what they gave
+	// us" tit-for-tat, and keep serving after completion.
+	tc.Seed = true
+	tc.DisableAggressiveUpload = false
+	// Every lab member may connect at once (after a Wake-on-LAN batch);
+	// the per-IP accept limiter would refuse the burst.
+	tc.DisableAcceptRateLimiting = true
+	// Keep connections between two complete nodes (anacrolix drops them):
+	// anacrolix keeps per-connection counters only while a connection is
+	// open, and TorrentTraffic needs the server connection's counters after
+	// the download is complete. An idle connection costs a socket and a
+	// keep-alive a minute.
+	tc.DropMutuallyCompletePeers = false
+	// A lab has ~100 machines and every one of them should be able to talk
+	// to every other plus the print server (defaults: 50 established, 25
+	// half-open per torrent, 100 half-open in total, 500/50 peer
+	// addresses). Dials are cheap on a LAN: no 10 per second limit.
+	tc.EstablishedConnsPerTorrent = 256
+	tc.HalfOpenConnsPerTorrent = 128
+	tc.TotalHalfOpenConns = 256
+	tc.TorrentPeersHighWater = 1024
+	tc.TorrentPeersLowWater = 256
+	tc.DialRateLimiter = rate.NewLimiter(rate.Inf, 0)
+	// The v1.59.1 pitfall, see MaxAllocPeerRequestData.
+	tc.MaxAllocPeerRequestDataPerConn = MaxAllocPeerRequestData
+	// Simulated port speeds (see RateBurst for the burst).
+	tc.UploadRateLimiter = newLimiter(cfg.UploadRate)
+	if cfg.DownloadRate > 0 {
+		// nil (the default) skips the limiter entirely on every read.
+		tc.DownloadRateLimiter = newLimiter(cfg.DownloadRate)
+	}
+	// anacrolix logs a lot at Info and Warning that is routine for it
+	// (dropped connections, a piece failing its hash, a ban); labseed
+	// reports what matters itself, so everything goes to Debug.
+	tc.Slogger = slog.New(debugHandler{logger.With("component", "anacrolix").Handler()})
+	return tc, nil
+}
+
+func listenDesc(cfg Config) string {
+	ip := cfg.ListenIP
+	if ip == "" {
+		ip = "all addresses"
+	}
+	return fmt.Sprintf("%s port %d", ip, cfg.Port)
+}
+
+// newLimiter returns a limiter for bytesPerSec (0 = unlimited) with
+// RateBurst.
+func newLimiter(bytesPerSec int64) *rate.Limiter {
+	if bytesPerSec <= 0 {
+		// Burst must still be non-zero: anacrolix would otherwise set it
+		// to MaxAllocPeerRequestDataPerConn.
+		return rate.NewLimiter(rate.Inf, RateBurst)
+	}
+	return rate.NewLimiter(rate.Limit(bytesPerSec), RateBurst)
+}
+
+// debugHandler demotes every record to Debug.
+type debugHandler struct{ h slog.Handler }
+
+func (d debugHandler) Enabled(ctx context.Context, _ slog.Level) bool {
+	return d.h.Enabled(ctx, slog.LevelDebug)
+}
+
+func (d debugHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level > slog.LevelDebug {
+		r.Level = slog.LevelDebug
+	}
+	return d.h.Handle(ctx, r)
+}
+
+func (d debugHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return debugHandler{d.h.WithAttrs(as)}
+}
+
+func (d debugHandler) WithGroup(name string) slog.Handler {
+	return debugHandler{d.h.WithGroup(name)}
+}

@@ -1,0 +1,121 @@
+package swarm
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent"
+)
+
+// TestSeederServesWholePayload is the regression test for the anacrolix
+// v1.59.1 pitfall (see MaxAllocPeerRequestData): one seeder, one leecher,
+// 50 MiB of random data.
+//
+// With MaxAllocPeerRequestDataPerConn left at anacrolix's 1 MiB the same
+// transfer stalled for good after 2113536 bytes (2 MiB + 16 KiB) here; with
+// 4 MiB after 8404992 bytes; with 16 MiB and 64 MiB it completed in about
+// 0.15 s, as it does with NewClient's 1 GiB.
+func TestSeederServesWholePayload(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	src := writePayload(t, t.TempDir(), "image.payload", 50<<20, 1)
+	mi := makeTorrent(t, src)
+
+	seeder := newTestClient(t, Config{}, nil)
+	seeder.add(t, mi, Files{Path: src, ReadOnly: true, Completion: AllComplete()})
+
+	leecher := newTestClient(t, Config{}, nil)
+	dst := filepath.Join(t.TempDir(), "image.payload")
+	tor := leecher.add(t, mi, Files{Path: dst})
+	tor.AddPeers([]torrent.PeerInfo{seeder.peerInfo()})
+	tor.DownloadAll()
+	start := time.Now()
+	waitComplete(ctx, t, tor, leecher, seeder)
+	tr := TorrentTraffic(tor, seeder.addr().String())
+	t.Logf("50 MiB in %v: %+v", time.Since(start), tr)
+	sameFile(t, src, dst)
+	if tr.FromServer != 50<<20 || tr.FromPeers != 0 {
+		t.Errorf("traffic %+v: want all 50 MiB from the server", tr)
+	}
+}
+
+func TestNewClientValidates(t *testing.T) {
+	st := NewStorage()
+	defer st.Close()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no storage", Config{}, "Storage is required"},
+		{"negative port", Config{Storage: st, Port: -1}, "out of range"},
+		{"port too large", Config{Storage: st, Port: 70000}, "out of range"},
+		{"negative upload", Config{Storage: st, UploadRate: -1}, "negative rate"},
+		{"negative download", Config{Storage: st, DownloadRate: -5}, "negative rate"},
+		{"bad listen IP", Config{Storage: st, ListenIP: "lab-server"}, "listen address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl, err := NewClient(tc.cfg)
+			if err == nil {
+				cl.Close()
+				t.Fatal("NewClient succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewClientListens(t *testing.T) {
+	st := NewStorage()
+	defer st.Close()
+	cl, err := NewClient(Config{ListenIP: "127.0.0.1", Storage: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if cl.LocalPort() == 0 {
+		t.Error("no port picked")
+	}
+	for _, a := range cl.ListenAddrs() {
+		if a.Network() != "tcp" || !strings.HasPrefix(a.String(), "127.0.0.1:") {
+			t.Errorf("listening on %s %s, want TCP on 127.0.0.1 only", a.Network(), a)
+		}
+	}
+}
+
+func TestDebugHandler(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		level slog.Level // of the underlying handler
+		want  string
+	}{
+		{"debug handler sees everything at debug", slog.LevelDebug, "level=DEBUG msg=\"piece failed hash\""},
+		{"info handler sees nothing", slog.LevelInfo, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			h := slog.NewTextHandler(&buf, &slog.HandlerOptions{
+				Level:       tc.level,
+				ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr { return dropTime(a) },
+			})
+			slog.New(debugHandler{h}).With("component", "anacrolix").Warn("piece failed hash")
+			if got := strings.TrimSpace(buf.String()); !strings.HasPrefix(got, tc.want) || (tc.want == "") != (got == "") {
+				t.Errorf("logged %q, want prefix %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func dropTime(a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
+}
