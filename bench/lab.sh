@@ -488,6 +488,8 @@ labseed_prep() {
     "$bin" help "$c" >/dev/null 2>&1 || { NA="labseed has no '$c' command yet: $("$bin" help "$c" 2>&1 | head -1)"; return 1; }
   done
   LS=$bin
+  grep -q '^# labseed binary' "$OUT/command.txt" ||
+    echo "# labseed binary: $bin, sha256 $(sha256sum "$bin" | cut -c1-16), built $(date -r "$bin" -Is)" >>"$OUT/command.txt"
   mkdir -p "$MD/store"
   spawn publish "$PS" "$DEADLINE_S" "$LS" publish --store "$MD/store" --name img "$IMAGE"
   wait_ended "$DEADLINE_S" publish
@@ -539,7 +541,7 @@ wait_ended() { # SECS NAME...: until every NAME ended, at most SECS
 
 # ---- one method at one N ------------------------------------------------------------
 run_method() { # METHOD N
-  local m=$1 n=$2 k t0= t0us cpu0 busy0 tx0 tx1 prep0 prep_s prep_cpu cpu_s busy_s status note=
+  local m=$1 n=$2 k t0= t0us dt drc dlt cpu0 busy0 tx0 tx1 prep0 prep_s prep_cpu cpu_s busy_s status note=
   local -a times=() donet exitt okk notes
   MD=$WORK/$m-n$n
   mkdir -p "$MD"
@@ -599,25 +601,36 @@ run_method() { # METHOD N
   { for pid in "${BG[@]}"; do wait "$pid" || true; done; } 2>/dev/null
   BG=()
   tx1=$(txbytes "$PS")
+  mkdir -p "$OUT/logs/$m-n$n"
+  find "$MD" -maxdepth 1 -type f \( -name '*.log' -o -name '*.rc' -o -name '*.done' -o -name '*.end' \) \
+    -exec cp -t "$OUT/logs/$m-n$n/" {} +
+  [[ -n $t0 ]] && echo "$t0" >"$OUT/logs/$m-n$n/t0"
 
   if [[ $status == n/a ]]; then
     printf '%s\t%d\t%d\t%d\t%s\t\t\t\t\t%d\t\t\t%s\t\t\t\t%s\t%s\n' "$m" "$n" "$BPS" "$S" "$TLIM" $((tx1 - tx0)) "$prep_s" n/a "$note" >>"$OUT/results.tsv"
   else
     local fails=0 d e rc ok wnote
+    set +e # judge every workstation, whatever goes wrong with one
     for ((k = 1; k <= n; k++)); do
       d= e= ok=1 wnote=
       [[ -e $MD/ws$k.end ]] && e=$(fsec "$(cat "$MD/ws$k.end")" "$t0")
       rc=$(cat "$MD/ws$k.rc" 2>/dev/null || echo none)
       if [[ -s $MD/ws$k.done ]]; then
-        read -r dt drc <"$MD/ws$k.done"
+        dt= drc= dlt=
+        read -r dt drc dlt <"$MD/ws$k.done" || true
         d=$(fsec "$dt" "$t0")
+        [[ -n $dlt ]] && wnote+="downloaded at $(fsec "$dlt" "$t0") s; "
         [[ $drc == 0 ]] || { ok=0; wnote+="rc=$drc; "; }
         # killed by this script after it was done (lingering too long) is no failure
         [[ $rc == 0 || $rc == none || $rc == 124 || $rc == 137 || $rc == 143 ]] || { ok=0; wnote+="exit rc=$rc after done; "; }
         [[ $rc == 0 ]] || wnote+="exit rc=$rc; "
       elif [[ -n $e ]]; then
         d=$e
-        [[ $rc == 0 ]] || { ok=0; wnote+="rc=$rc$([[ $rc == 124 ]] && echo ' (timeout)'); "; }
+        if [[ $rc == 124 ]]; then
+          ok=0 wnote+="rc=124 (timeout); "
+        elif [[ $rc != 0 ]]; then
+          ok=0 wnote+="rc=$rc; "
+        fi
       else
         ok=0
         wnote+="not done; "
@@ -626,7 +639,7 @@ run_method() { # METHOD N
         tree_list "$WORK/ws$k/target" >"$MD/ws$k.list"
         if ! cmp -s "$REF" "$MD/ws$k.list"; then
           ok=0
-          wnote+="tree differs ($(diff "$REF" "$MD/ws$k.list" | grep -c '^[<>]') lines); "
+          wnote+="tree differs ($(diff "$REF" "$MD/ws$k.list" | grep -c '^[<>]' || true) lines); "
           diff "$REF" "$MD/ws$k.list" | head -40 >"$MD/ws$k.treediff" || true
         fi
         [[ -e $WORK/ws$k/target/.labseed ]] && wnote+=".labseed left in target; "
@@ -636,6 +649,7 @@ run_method() { # METHOD N
       printf '%s\t%d\t%d\t%s\t%s\t%d\t%s\n' "$m" "$n" "$k" "$d" "$e" "$ok" "${wnote%; }" >>"$OUT/workstations.tsv"
       ((ok)) || say "$m: ws$k failed: ${wnote%; } (log: $OUT/logs/$m-n$n/ws$k.log)"
     done
+    set -e
     ((fails)) && status=failed && FAILED=1
     local stats
     if ((${#times[@]})); then
@@ -651,10 +665,7 @@ run_method() { # METHOD N
       "$(awk -v a="$prep_cpu" 'BEGIN { print a / 1e6 }')" "$busy_s" "$fails" "$status" "$note" >>"$OUT/results.tsv"
     say "$m N=$n: $(tail -1 "$OUT/results.tsv" | awk -F'\t' '{ printf "first %s median %s last %s s, last/T_lim %s, server TX/S %s, CPU %s s, failures %s", $6, $7, $8, $9, $11, $12, $16 }')"
   fi
-  mkdir -p "$OUT/logs/$m-n$n"
-  find "$MD" -maxdepth 1 -type f \( -name '*.log' -o -name '*.treediff' -o -name '*.rc' -o -name '*.done' -o -name '*.end' \) \
-    -exec cp -t "$OUT/logs/$m-n$n/" {} +
-  echo "$t0" >"$OUT/logs/$m-n$n/t0" 2>/dev/null || true
+  find "$MD" -maxdepth 1 -type f -name '*.treediff' -exec cp -t "$OUT/logs/$m-n$n/" {} +
   drop_disks "$n"
   rm -rf --one-file-system "$MD"
   if [[ -n $CG ]]; then

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"strconv"
+	"time"
 
 	"github.com/anacrolix/torrent"
 	"golang.org/x/time/rate"
@@ -15,23 +18,28 @@ import (
 // NewClient sets: 1 GiB instead of anacrolix's 1 MiB.
 //
 // On anacrolix/torrent v1.59.1 a seeder with the default stops serving a
-// leecher after about 2 MiB, for good (DESIGN.md; measured here: 2.0 MiB with
-// 1 MiB, 8.0 MiB with 4 MiB, never with 16 MiB or more). Each connection has
-// one goroutine that reads requested data, and it picks the next request in
-// map order and waits for that request's share of the allowance. Once the
-// leecher has more requests outstanding than the allowance holds (it doubles
-// its pipeline as data flows), that goroutine can wait on a request that
-// only gets its share when earlier ones are sent, while those earlier ones
-// wait for it to read their data. A peer never has more than 1024 requests
-// outstanding (anacrolix's advertised and enforced reqq) of 16 KiB, so any
-// value of 16 MiB or more avoids the stall; 1 GiB also covers clients that
-// ask for larger blocks.
+// leecher after about 2 MiB, for good (DESIGN.md). Measured here: with 1 MiB
+// (64 chunks of 16 KiB) it stalls after 129 chunks, with 4 MiB (256 chunks)
+// after 513, with 16 MiB or more never. 129 = 1+2+…+64 + 2 and
+// 513 = 1+2+…+256 + 2: the leecher doubles its pipeline while data flows,
+// and the stall comes early in the first round that asks for more than the
+// allowance holds. That fits the code: each connection has one
+// goroutine that reads requested data; it picks the next request in map
+// order and waits for that request's share of the allowance, which is
+// handed out first-come first-served. When it picks a request queued behind
+// others, those get the allowance freed by sending, but nobody reads their
+// data any more, so nothing more is sent: deadlock. A peer never has more
+// than 1024 requests outstanding (anacrolix's advertised and enforced reqq),
+// so 16 MiB is enough for 16 KiB blocks; 1 GiB also covers clients that ask
+// for larger blocks.
 //
 // Memory: the allowance is a ceiling, not an allocation, but with it out of
 // the way the request goroutine reads ahead every outstanding request, so an
 // uploading connection can hold up to ~16 MiB of piece data (anacrolix
-// leechers pipeline up to 963 requests) while the network drains it. A peer
-// uploading to many slow leechers at once should budget for that.
+// leechers pipeline up to 963 requests) while the network drains it. In
+// practice pipelines stay much shorter: a seeder limited to 4 MiB/s serving
+// 1, 4 and 8 leechers peaked at 16, 14 and 21 MiB of Go heap for the whole
+// test process.
 const MaxAllocPeerRequestData = 1 << 30
 
 // RateBurst is the token-bucket burst NewClient gives the upload and download
@@ -46,6 +54,11 @@ const MaxAllocPeerRequestData = 1 << 30
 // i.e. 1 GiB here, and the limit would not apply to a whole image. 256 KiB
 // keeps reads large and the overshoot small (20 ms at 100 Mb/s).
 const RateBurst = 256 << 10
+
+// KeepAlive is the ClientConfig.KeepAliveTimeout NewClient sets: at most
+// this long a connection's writer sleeps without looking for work (see the
+// comment in NewClient); anacrolix's default is a minute.
+const KeepAlive = time.Second
 
 // Config configures NewClient. The zero value of every field but Storage
 // means its default.
@@ -84,9 +97,30 @@ func NewClient(cfg Config) (*torrent.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	ip := net.ParseIP(cfg.ListenIP)
+	bound := ip != nil && !ip.IsUnspecified()
+	if bound {
+		// anacrolix dials from an unbound socket, so its connections leave
+		// from whatever address the routing table picks. A client bound to
+		// one address must also dial from it: peers ban misbehaving peers
+		// by IP, and several labseed hosts on one machine (127.0.0.N in the
+		// tests and the demo) would otherwise all appear as 127.0.0.1, so
+		// one bad peer would get every host banned. So TCP is set up here.
+		tc.DisableTCP = true
+	}
 	cl, err := torrent.NewClient(tc)
 	if err != nil {
 		return nil, fmt.Errorf("swarm: start BitTorrent client on %s: %w", listenDesc(cfg), err)
+	}
+	if bound {
+		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.Port)))
+		if err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("swarm: start BitTorrent client on %s: %w", listenDesc(cfg), err)
+		}
+		cl.AddListener(ln)
+		cl.AddDialer(torrent.NetworkDialer{Network: "tcp", Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}})
+		go func() { <-cl.Closed(); ln.Close() }()
 	}
 	return cl, nil
 }
@@ -154,8 +188,8 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	// Keep connections between two complete nodes (anacrolix drops them):
 	// anacrolix keeps per-connection counters only while a connection is
 	// open, and TorrentTraffic needs the server connection's counters after
-	// the download is complete. An idle connection costs a socket and a
-	// keep-alive a minute.
+	// the download is complete. An idle connection costs a socket (anacrolix
+	// sends keep-alives only on connections it still finds useful).
 	tc.DropMutuallyCompletePeers = false
 	// A lab has ~100 machines and every one of them should be able to talk
 	// to every other plus the print server (defaults: 50 established, 25
@@ -167,6 +201,16 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	tc.TorrentPeersHighWater = 1024
 	tc.TorrentPeersLowWater = 256
 	tc.DialRateLimiter = rate.NewLimiter(rate.Inf, 0)
+	// A connection's writer goroutine sleeps until it is tickled or, if it
+	// wrote since, this long after its last write. v1.59.1 can lose a tickle: a rate-limited upload arms a
+	// retry timer, and if that fires between the writer filling its buffer
+	// and waiting again (likely on a loaded machine), the connection sits
+	// idle until the timer (default 1 minute) even though the peer has
+	// requests pending: measured here as 20-60 s stalls of rate-limited
+	// transfers under CPU load. One second bounds such a stall; the cost
+	// is a 4-byte keep-alive per second on idle connections that still
+	// matter (anacrolix's own tests use 1 ms).
+	tc.KeepAliveTimeout = KeepAlive
 	// The v1.59.1 pitfall, see MaxAllocPeerRequestData.
 	tc.MaxAllocPeerRequestDataPerConn = MaxAllocPeerRequestData
 	// Simulated port speeds (see RateBurst for the burst).

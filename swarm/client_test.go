@@ -17,9 +17,9 @@ import (
 // 50 MiB of random data.
 //
 // With MaxAllocPeerRequestDataPerConn left at anacrolix's 1 MiB the same
-// transfer stalled for good after 2113536 bytes (2 MiB + 16 KiB) here; with
-// 4 MiB after 8404992 bytes; with 16 MiB and 64 MiB it completed in about
-// 0.15 s, as it does with NewClient's 1 GiB.
+// transfer stalled for good after 2113536 bytes (129 chunks of 16 KiB) here,
+// with 4 MiB after 8404992 bytes (513 chunks); with 16 MiB and 64 MiB it
+// completed in about 0.15 s, as it does with NewClient's 1 GiB.
 func TestSeederServesWholePayload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()

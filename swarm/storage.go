@@ -31,9 +31,11 @@ type Files struct {
 	// written. A write attempt fails with ErrReadOnly (the client then stops
 	// downloading the torrent). Default false.
 	ReadOnly bool
-	// Completion records which pieces are verified; the Storage owns it
-	// from Register on and closes it with the torrent. Default: AllComplete()
-	// if ReadOnly, else an in-memory record that a restart forgets.
+	// Completion records which pieces are verified. The Storage owns it
+	// from Register on and closes it when the torrent's storage is closed
+	// (Torrent.Drop, Client.Close) or, if never opened, with the Storage.
+	// Default: AllComplete() if ReadOnly, else an in-memory record that a
+	// restart forgets.
 	Completion Completion
 	// OnPiece, if not nil, is called after the client recorded piece as
 	// verified (complete) or as failing its hash check (not complete):
@@ -69,15 +71,18 @@ func NewStorage() *Storage {
 }
 
 // Register tells the storage where the payload of torrent ih lives, before
-// the torrent is added to a client. The registration is used by the next
-// OpenTorrent for ih and forgotten when that torrent's storage is closed
-// (Torrent.Drop, Client.Close): register again before adding it again.
-// Registering an ih that is open replaces the registration for the next
-// open only.
+// the torrent is added to a client. The next OpenTorrent for ih consumes the
+// registration: register again before adding the torrent again after
+// Torrent.Drop. Registering ih again before it is opened replaces the
+// registration and closes the replaced Completion.
 func (s *Storage) Register(ih metainfo.Hash, f Files) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	old, ok := s.reg[ih]
 	s.reg[ih] = f
+	s.mu.Unlock()
+	if ok && old.Completion != nil && old.Completion != f.Completion {
+		old.Completion.Close()
+	}
 }
 
 // OpenTorrent opens the registered payload of infoHash. The client calls it
@@ -104,11 +109,11 @@ func (s *Storage) OpenTorrent(_ context.Context, info *metainfo.Info, infoHash m
 		s.mu.Lock()
 		if s.open[infoHash] == p {
 			delete(s.open, infoHash)
-			delete(s.reg, infoHash)
 		}
 		s.mu.Unlock()
 		return p.closeFiles()
 	}
+	delete(s.reg, infoHash)
 	s.open[infoHash] = p
 	return storage.TorrentImpl{
 		Piece: func(mp metainfo.Piece) storage.PieceImpl { return &p.pieces[mp.Index()] },
@@ -122,8 +127,9 @@ func (s *Storage) OpenTorrent(_ context.Context, info *metainfo.Info, infoHash m
 	}, nil
 }
 
-// Close closes every payload still open and its Completion. Call it after
-// the client is closed. It is idempotent.
+// Close closes every payload still open, and the Completions of those
+// and of registrations never opened. Call it after the client is closed.
+// It is idempotent.
 func (s *Storage) Close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -131,10 +137,20 @@ func (s *Storage) Close() error {
 	for _, p := range s.open {
 		open = append(open, p)
 	}
+	var unopened []Completion
+	for ih, f := range s.reg {
+		if f.Completion != nil {
+			unopened = append(unopened, f.Completion)
+		}
+		delete(s.reg, ih)
+	}
 	s.mu.Unlock()
 	var errs []error
 	for _, p := range open {
 		errs = append(errs, p.close())
+	}
+	for _, c := range unopened {
+		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
 }

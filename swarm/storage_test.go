@@ -295,8 +295,35 @@ func TestStorageRegistrationLifecycle(t *testing.T) {
 		t.Error("open after close without Register succeeded")
 	}
 	s.Register(ih, Files{Path: path})
-	if _, err := s.OpenTorrent(t.Context(), info, ih); err != nil {
+	ti, err = s.OpenTorrent(t.Context(), info, ih)
+	if err != nil {
 		t.Fatalf("open after Register again: %v", err)
+	}
+	// Registered while open: used by the next open, closing the open one
+	// does not forget it.
+	s.Register(ih, Files{Path: path})
+	if err := ti.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OpenTorrent(t.Context(), info, ih); err != nil {
+		t.Fatalf("open of a registration made while open: %v", err)
+	}
+	// A replaced registration's Completion is closed, and so is that of
+	// one never opened when the Storage closes.
+	var ih2 metainfo.Hash
+	ih2[0] = 1
+	replaced, err := OpenBitmap(filepath.Join(t.TempDir(), "b1"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unopened, err := OpenBitmap(filepath.Join(t.TempDir(), "b2"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Register(ih2, Files{Path: path, Completion: replaced})
+	s.Register(ih2, Files{Path: path, Completion: unopened})
+	if err := replaced.Set(0, true); !errors.Is(err, ErrBitmapClosed) {
+		t.Errorf("replaced completion: Set returned %v, want ErrBitmapClosed", err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -306,5 +333,8 @@ func TestStorageRegistrationLifecycle(t *testing.T) {
 	}
 	if _, err := s.OpenTorrent(t.Context(), info, ih); err == nil {
 		t.Error("open after Close succeeded")
+	}
+	if err := unopened.Set(0, true); !errors.Is(err, ErrBitmapClosed) {
+		t.Errorf("unopened completion: Set returned %v, want ErrBitmapClosed", err)
 	}
 }

@@ -7,8 +7,9 @@ import (
 )
 
 // Traffic splits the piece data a torrent received by source. Byte counts
-// are useful piece data (duplicates and protocol overhead excluded) since the
-// torrent was added.
+// are piece data the client still wanted when it arrived, since the torrent
+// was added: duplicates and protocol overhead are excluded, data of pieces
+// that then failed their hash check is included.
 type Traffic struct {
 	// FromPeers is what came from BitTorrent peers other than the servers.
 	FromPeers int64

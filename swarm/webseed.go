@@ -17,20 +17,29 @@ const WebSeedPrefix = "/seed/"
 // seed URL ending in "/" gets the escaped info name appended, plus the
 // file's path components for multi-file torrents (none for a single-file
 // one); a URL without the trailing "/" is used as is. Each component is
-// url.PathEscape'd and "+" becomes "%2B". So one URL serves every image, and
-// the server must answer GET WebSeedPrefix + info.Name with the payload,
-// honouring Range (http.ServeContent does): anacrolix asks for aligned
-// slices of up to 64 MiB with "Range: bytes=a-b" and omits Range only when
-// it wants the whole file. It treats 503 as "too fast" and any other status
-// but 200/206 as a bad response.
+// url.PathEscape'd and "+" becomes "%2B" (WebSeedPath). So one URL serves
+// every image, and the server must answer GET WebSeedPrefix + info.Name with
+// the payload, honouring Range (http.ServeContent does).
+//
+// What to expect from the client: it plans web-seed requests on a
+// client-wide 5-second timer (and again as soon as one finishes), so a web
+// seed starts up to 5 s after AddWebSeeds (TestWebSeedOnly: 12 MiB took
+// 5.1 s on loopback, nearly all of it that wait). Requests cover aligned
+// 64 MiB slices, "Range: bytes=a-b", without Range when the slice is the
+// whole file; up to 25 at once per host, over at most 10 connections per
+// host. A 503 answer means "too fast" to it, any status but 200/206 is a bad
+// response. A web seed whose data fails the hash check is suspended for a
+// minute, not banned. Reads from web seeds count against the client's
+// DownloadRate.
 func WebSeedURL(httpBase string) string {
 	return strings.TrimRight(httpBase, "/") + WebSeedPrefix
 }
 
-// WebSeedPath returns the request path anacrolix uses for the payload of a
-// single-file torrent named infoName on a WebSeedURL web seed: the path a
-// server must route (Go's http.ServeMux matches it already unescaped, so
-// "/seed/{name}" with r.PathValue("name") == infoName works).
+// WebSeedPath returns the escaped request path anacrolix uses for the
+// payload of a single-file torrent named infoName on a WebSeedURL web seed,
+// as it appears in r.URL.EscapedPath(). Go's http.ServeMux matches the
+// unescaped path, so a "GET /seed/{name}" route sees
+// r.PathValue("name") == infoName.
 func WebSeedPath(infoName string) string {
 	return WebSeedPrefix + strings.ReplaceAll(url.PathEscape(infoName), "+", "%2B")
 }

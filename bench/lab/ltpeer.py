@@ -12,7 +12,8 @@ addresses of the seeder and of all other peers and connects to them directly
 (connect_peer, retried until connected). Unchoke slots are unlimited, as a LAN
 client would be set up. A peer downloads the whole tar.gz (256 KiB pieces),
 then runs `tar -xzf` into its target (extraction after download: plain
-BitTorrent gives pieces out of order), writes "EPOCH_SECONDS RC" to --done,
+BitTorrent gives pieces out of order), writes "EPOCH_SECONDS RC
+DOWNLOADED_EPOCH_SECONDS" to --done,
 and keeps seeding until --stop exists (bench/lab.sh creates it when every
 workstation is done) or --linger seconds passed.
 """
@@ -110,13 +111,14 @@ def peer(a):
                                                         st.total_upload, st.num_peers))
             last_log = now
         if finished is None and st.is_seeding:
+            downloaded = time.time()
             log("downloaded, extracting")
             path = os.path.join(a.save, ti.files().file_path(0))
             # libtorrent keeps seeding from its own threads while tar runs.
             rc = subprocess.run(["tar", "-xzf", path, "-C", a.target]).returncode
             finished = time.time()
             with open(a.done, "w") as f:
-                f.write("%.6f %d\n" % (finished, rc))
+                f.write("%.6f %d %.6f\n" % (finished, rc, downloaded))
             log("extracted rc=%d" % rc)
             deadline = min(deadline, finished + a.linger)
         if finished is not None and os.path.exists(a.stop):

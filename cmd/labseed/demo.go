@@ -47,7 +47,7 @@ needed (N × that), and the share of bytes the workstations served each other.`,
 		if o.rate, err = parseRate(link); err != nil {
 			return err
 		}
-		if o.peers < 1 || o.rate <= 0 {
+		if o.peers < 1 || o.peers > 200 || o.rate <= 0 {
 			return errUsage
 		}
 		return runDemo(ctx, o)
@@ -128,7 +128,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	for i := range o.peers {
 		name := fmt.Sprintf("ws%02d", i+1)
 		cmd := exec.CommandContext(ctx, self, "peer", "--server", server, "--target", filepath.Join(dir, name),
-			"--keys", keys, "--name", name, "--listen", "127.0.0.1", "--local", "--no-web-seed",
+			"--keys", keys, "--name", name, "--listen", fmt.Sprintf("127.0.0.%d", 11+i), "--local", "--no-web-seed",
 			"--rate", strconv.FormatInt(o.rate, 10), "--linger", "30s")
 		logf, err := os.Create(filepath.Join(dir, name+".log"))
 		if err != nil {

@@ -38,6 +38,7 @@ type lab struct {
 	srv    *exec.Cmd
 	ref    string // the image extracted by 'labseed extract', to compare with
 	ports  []int
+	hosts  int // workstations started, for their addresses
 }
 
 func newLab(t *testing.T, imageSize int64) *lab {
@@ -88,8 +89,12 @@ type ws struct {
 
 func (l *lab) startPeer(name string, extra ...string) *ws {
 	p := &ws{name: name, target: filepath.Join(l.dir, name), log: filepath.Join(l.dir, name+".log"), done: make(chan error, 1)}
+	// Each workstation gets its own loopback address, as on a real lab:
+	// the torrent client bans misbehaving peers by IP.
+	l.hosts++
+	ip := fmt.Sprintf("127.0.0.%d", 10+l.hosts)
 	args := append([]string{"peer", "--server", l.server, "--target", p.target, "--keys", l.keys, "--name", name,
-		"--listen", "127.0.0.1", "--local", "--linger", "20s"}, extra...)
+		"--listen", ip, "--local", "--linger", "20s"}, extra...)
 	p.cmd = exec.Command(labseedBin, args...)
 	f, _ := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
@@ -113,7 +118,10 @@ func (l *lab) wait(p *ws, within time.Duration) {
 	case <-time.After(within):
 		p.cmd.Process.Kill()
 		b, _ := os.ReadFile(p.log)
-		l.t.Fatalf("%s did not finish within %v\n%s", p.name, within, b)
+		if os.Getenv("LABSEED_KEEP_LOGS") != "" {
+			os.WriteFile(filepath.Join(os.Getenv("LABSEED_KEEP_LOGS"), p.name+".log"), b, 0o644)
+		}
+		l.t.Fatalf("%s did not finish within %v\n%s", p.name, within, b[max(0, len(b)-3000):])
 	}
 }
 
@@ -240,7 +248,7 @@ func TestKilledSeeder(t *testing.T) {
 	})
 	l.stopServer()
 	for _, p := range slow {
-		l.wait(p, 3*time.Minute)
+		l.wait(p, 90*time.Second)
 		l.check(p)
 	}
 	l.wait(fast, time.Minute)
@@ -251,6 +259,8 @@ func TestKilledSeeder(t *testing.T) {
 func TestLyingPeer(t *testing.T) {
 	needLong(t)
 	l := newLab(t, 24<<20)
+	// A slow workstation keeps the lab busy, so the liar lingers and seeds.
+	anchor := l.startPeer("anchor", "--rate", "2mbit")
 	liar := l.startPeer("liar", "--linger", "5m")
 	l.waitStatus(func(ls *seeder.LabStatus) bool {
 		h := host(ls, "liar")
@@ -271,9 +281,10 @@ func TestLyingPeer(t *testing.T) {
 	f.Close()
 	honest := []*ws{l.startPeer("honest1", "--rate", "16mbit", "--no-web-seed"), l.startPeer("honest2", "--rate", "16mbit", "--no-web-seed")}
 	for _, p := range honest {
-		l.wait(p, 3*time.Minute)
+		l.wait(p, 90*time.Second)
 		l.check(p)
 	}
+	anchor.cmd.Process.Kill()
 	ls, _ := l.status()
 	var failures uint32
 	for _, h := range ls.Hosts {
@@ -282,6 +293,9 @@ func TestLyingPeer(t *testing.T) {
 		}
 	}
 	t.Logf("hash failures seen by the honest peers: %d", failures)
+	if failures == 0 {
+		t.Fatal("the honest peers saw no bad piece: the liar served nothing, the test proved nothing")
+	}
 }
 
 // TestWrongGossipKey: a workstation with another lab's key cannot join.
