@@ -50,9 +50,15 @@ type Config struct {
 	// Rate limits BitTorrent traffic in each direction, in bytes/s, to
 	// simulate a switch port (the demo); 0 is unlimited.
 	Rate int64
-	// NoWebSeed stops the agent from using the print server's HTTP web seed
-	// in addition to its BitTorrent seed.
+	// NoWebSeed stops the agent from falling back on the print server's
+	// HTTP web seed when the download makes no progress for WebSeedAfter.
+	// (The web seed is not used from the start: anacrolix fetches 64 MiB
+	// ranges from it, the same ones for every workstation, which would spend
+	// the print server's port on duplicates the swarm would carry anyway.)
 	NoWebSeed bool
+	// WebSeedAfter is how long the download may stall before the web seed
+	// is added; default 15 s.
+	WebSeedAfter time.Duration
 	// Local selects fast gossip timers for loopback tests and the demo.
 	Local bool
 	// Name is the agent's name in the lab; default the host name.
@@ -112,6 +118,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Linger == 0 {
 		cfg.Linger = 10 * time.Minute
+	}
+	if cfg.WebSeedAfter <= 0 {
+		cfg.WebSeedAfter = 15 * time.Second
 	}
 	if cfg.ApplyWorkers <= 0 {
 		cfg.ApplyWorkers = 2
@@ -208,9 +217,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("peer: add torrent: %w", err)
 	}
 	r.t.AddPeers([]torrent.PeerInfo{{Addr: tcpAddr(spec.lab.TorrentAddr), Trusted: true}})
-	if !a.cfg.NoWebSeed {
-		r.t.AddWebSeeds([]string{swarm.WebSeedURL("http://" + spec.lab.HTTPAddr)})
-	}
 	return r.run(ctx)
 }
 

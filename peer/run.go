@@ -157,6 +157,9 @@ type run struct {
 	status         gossip.Status
 	known          map[string]bool // torrent addresses handed to the client
 	knownAt        time.Time
+	lastVerified   int64 // verified bytes at lastProgressAt
+	lastProgressAt time.Time
+	webSeed        bool // the web seed was added
 }
 
 func (r *run) run(ctx context.Context) error {
@@ -328,6 +331,14 @@ func (r *run) tick() {
 	m := r.spec.m
 	chunks, _ := r.ap.Progress()
 	verified := r.dl.verifiedBytes()
+	if verified != r.lastVerified || r.lastProgressAt.IsZero() {
+		r.lastVerified, r.lastProgressAt = verified, now
+	}
+	if r.t != nil && !r.webSeed && !r.a.cfg.NoWebSeed && verified < m.PayloadBytes && now.Sub(r.lastProgressAt) > r.a.cfg.WebSeedAfter {
+		r.a.log.Warn("no progress over BitTorrent, using the print server's web seed", "stalled", now.Sub(r.lastProgressAt).Round(time.Second))
+		r.t.AddWebSeeds([]string{swarm.WebSeedURL("http://" + r.spec.lab.HTTPAddr)})
+		r.webSeed = true
+	}
 	if r.traffic == nil {
 		r.traffic = newTraffic(r.spec.lab.TorrentAddr)
 	}

@@ -339,15 +339,14 @@ func (pc *piece) WriteAt(b []byte, off int64) (int, error) {
 	return pc.p.f.WriteAt(b, pc.off+off)
 }
 
-// Flush makes the piece's data durable. anacrolix calls it after the piece
-// passed its hash check and before MarkComplete, so a bit set in the
-// Completion never points at data a power cut could still lose.
-func (pc *piece) Flush() error {
-	if pc.p.readOnly {
-		return nil
-	}
-	return pc.p.f.Sync()
-}
+// Flush does nothing. anacrolix calls it after the piece passed its hash
+// check and before MarkComplete. An fsync per piece (one per 256 KiB) made
+// every workstation wait on its disk's journal a thousand times per image;
+// without it, a process killed with -9 loses nothing (the page cache keeps
+// the data) and after a power cut a piece marked complete may hold stale
+// bytes: the peer then finds its chunk's SHA-256 wrong, and verifies and
+// fetches those pieces again (peer.download.requeue).
+func (pc *piece) Flush() error { return nil }
 
 // MarkComplete records the piece as verified.
 func (pc *piece) MarkComplete() error {
