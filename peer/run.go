@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -27,7 +28,13 @@ type download struct {
 	verified   int64 // payload bytes in verified pieces
 	numPieces  int
 	payloadLen int64
+	order      []int // chunks in the order this workstation asks for them
+	boosted    []bool
 }
+
+// prioWindow is how many chunks ahead of the first missing one (in this
+// workstation's order) get high priority.
+const prioWindow = 4
 
 func newDownload(m *chunker.Manifest, numPieces int, bitmap swarm.Completion, ap *chunker.Applier) *download {
 	d := &download{
@@ -43,6 +50,15 @@ func newDownload(m *chunker.Manifest, numPieces int, bitmap swarm.Completion, ap
 			d.verified += d.pieceSize(p)
 		}
 	}
+	// Every workstation walks the chunks in order from its own random start:
+	// its chunks complete (and are applied) one after another while it
+	// downloads, instead of all near the end as with a random piece order,
+	// and the lab as a whole still asks for every part of the image at once.
+	start := rand.IntN(len(m.Chunks))
+	for i := range m.Chunks {
+		d.order = append(d.order, (start+i)%len(m.Chunks))
+	}
+	d.boosted = make([]bool, len(m.Chunks))
 	for c := range m.Chunks {
 		if ap.Applied(c) {
 			d.queued[c] = true
@@ -113,12 +129,42 @@ func (d *download) chunkAt(off int64) int {
 	return lo
 }
 
+// boost raises the priority of the pieces of the next prioWindow chunks
+// still missing pieces, in this workstation's order.
+func (d *download) boost(t *torrent.Torrent) {
+	var raise []int
+	d.mu.Lock()
+	n := 0
+	for _, c := range d.order {
+		if d.queued[c] {
+			continue
+		}
+		if !d.boosted[c] {
+			d.boosted[c] = true
+			first, last := d.pieces(c)
+			for p := first; p <= last; p++ {
+				if !d.complete[p] {
+					raise = append(raise, p)
+				}
+			}
+		}
+		if n++; n == prioWindow {
+			break
+		}
+	}
+	d.mu.Unlock()
+	for _, p := range raise {
+		t.Piece(p).SetPriority(torrent.PiecePriorityHigh)
+	}
+}
+
 // requeue makes chunk c wait for its pieces again (after its bytes failed
 // the chunk hash: the pieces are re-verified and fetched again if bad).
 func (d *download) requeue(c int, t *torrent.Torrent) {
 	first, last := d.pieces(c)
 	d.mu.Lock()
 	d.queued[c] = false
+	d.boosted[c] = false
 	d.missing[c] = 0
 	for p := first; p <= last; p++ {
 		d.complete[p] = false
@@ -160,6 +206,7 @@ type run struct {
 	lastVerified   int64 // verified bytes at lastProgressAt
 	lastProgressAt time.Time
 	webSeed        bool // the web seed was added
+	downloadedAt   time.Time
 }
 
 func (r *run) run(ctx context.Context) error {
@@ -212,6 +259,7 @@ func (r *run) applyAll(ctx context.Context) error {
 				case <-doneCh:
 					return nil
 				case c := <-r.dl.ready:
+					r.dl.boost(r.t)
 					if err := r.applyChunk(gctx, f, c); err != nil {
 						return err
 					}
@@ -346,6 +394,11 @@ func (r *run) tick() {
 	if r.t != nil {
 		tr.update(r.t)
 		r.addPeers()
+		r.dl.boost(r.t)
+		if verified == m.PayloadBytes && r.downloadedAt.IsZero() {
+			r.downloadedAt = now
+			r.a.log.Info("every piece verified", "seconds", now.Sub(r.started).Seconds(), "chunks_applied", chunks, "chunks", len(m.Chunks))
+		}
 	}
 	var down, up float64
 	if dt := now.Sub(r.prevAt).Seconds(); !r.prevAt.IsZero() && dt > 0 {

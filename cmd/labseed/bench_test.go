@@ -111,3 +111,46 @@ func BenchmarkExtract(b *testing.B) {
 		b.ReportMetric(base.Seconds()/wall.Seconds(), "x_faster")
 	}
 }
+
+// BenchmarkSwarm runs 'labseed demo' (a print server and 8 workstations on
+// loopback, each port limited to 100 Mbit/s) and reports the last
+// workstation's time against the physical limit (image size ÷ port rate,
+// measured in the same run), the print server's upload ÷ the image, the
+// workstations' peak RSS and their CPU time per GB received.
+// LABSEED_BENCH_SWARM_IMAGE runs it on another image (e.g. the Debian one).
+func BenchmarkSwarm(b *testing.B) {
+	args := []string{"demo", "--peers", "8", "--link", "100mbit"}
+	if img := os.Getenv("LABSEED_BENCH_SWARM_IMAGE"); img != "" {
+		args = append(args, "--image", img)
+	}
+	for b.Loop() {
+		out, err := exec.Command(labseedBin, args...).CombinedOutput()
+		if err != nil {
+			b.Fatalf("demo: %v\n%s", err, out)
+		}
+		var last, limit, serverUp, rss, cpu float64
+		for _, line := range strings.Split(string(out), "\n") {
+			switch {
+			case strings.HasPrefix(line, "first workstation"):
+				fmt.Sscanf(line[strings.Index(line, "the last after")+len("the last after"):], "%f", &last)
+			case strings.HasPrefix(line, "physical limit"):
+				fmt.Sscanf(line[strings.Index(line, ": ")+2:], "%f", &limit)
+			case strings.Contains(line, "print server uploaded"):
+				fmt.Sscanf(line[strings.Index(line, "uploaded")+len("uploaded"):], "%f", &serverUp)
+			case strings.HasPrefix(line, "workstation processes"):
+				fmt.Sscanf(line, "workstation processes: peak RSS %f MiB, CPU %f s per GB received", &rss, &cpu)
+			}
+		}
+		if last == 0 || limit == 0 {
+			b.Fatalf("could not read the demo's summary:\n%s", out)
+		}
+		b.ReportMetric(last, "s_last")
+		b.ReportMetric(limit, "s_limit")
+		b.ReportMetric(last/limit, "x_limit")
+		b.ReportMetric(serverUp, "x_image_server_upload")
+		b.ReportMetric(rss, "MiB_peer_rss")
+		b.ReportMetric(cpu, "cpu_s_per_GB")
+		fmt.Printf("swarm: last workstation %.1f s, limit %.1f s, ratio %.2f, server uploaded %.2f × image, peer RSS %.0f MiB, %.1f CPU s/GB\n",
+			last, limit, last/limit, serverUp, rss, cpu)
+	}
+}

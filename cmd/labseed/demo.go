@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/labseed/labseed/chunker"
@@ -125,6 +126,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	var wg sync.WaitGroup
 	errs := make([]error, o.peers)
 	ends := make([]time.Duration, o.peers)
+	usage := make([]*syscall.Rusage, o.peers)
 	for i := range o.peers {
 		name := fmt.Sprintf("ws%02d", i+1)
 		cmd := exec.CommandContext(ctx, self, "peer", "--server", server, "--target", filepath.Join(dir, name),
@@ -141,6 +143,9 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		wg.Go(func() {
 			err := cmd.Wait()
 			ends[i] = time.Since(start)
+			if cmd.ProcessState != nil {
+				usage[i], _ = cmd.ProcessState.SysUsage().(*syscall.Rusage)
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w (see %s)", name, err, logf.Name())
 			}
@@ -151,16 +156,24 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	go func() { wg.Wait(); close(done) }()
 	tty := term.IsTerminal(int(os.Stdout.Fd()))
 	var last *statusSnapshot
+	// A workstation is done when it holds the verified image (phase seeding),
+	// not when its process exits after lingering for the others.
+	finished := map[string]time.Duration{}
 	for running := true; running; {
 		select {
 		case <-done:
 			running = false
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(250 * time.Millisecond):
 		}
 		if ls, _, err := fetchStatus(ctx, server); err == nil {
-			last = &statusSnapshot{ls.Summary.FromPeers, ls.Summary.FromServer}
+			last = &statusSnapshot{ls.Summary.FromPeers, ls.Summary.FromServer, ls.Summary.ServerUp}
+			for _, h := range ls.Hosts {
+				if _, ok := finished[h.Name]; !ok && (h.Phase == "seeding" || h.Phase == "done") {
+					finished[h.Name] = time.Since(start)
+				}
+			}
 			if tty {
 				fmt.Print("\033[H\033[2J")
 				printStatus(os.Stdout, ls)
@@ -193,22 +206,38 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		}
 	}
 	limit := time.Duration(float64(fi.Size()) / float64(o.rate) * float64(time.Second))
+	for i := range o.peers {
+		if d, ok := finished[fmt.Sprintf("ws%02d", i+1)]; ok {
+			ends[i] = d
+		}
+	}
 	var first, lastEnd time.Duration = ends[0], 0
 	for _, e := range ends {
 		first, lastEnd = min(first, e), max(lastEnd, e)
 	}
 	fmt.Printf("\nall %d workstations hold the verified image (%d entries, checked entry by entry)\n", o.peers, im.Manifest.Entries)
 	fmt.Printf("image %s (published %s), port speed %s\n", mib(fi.Size()), mib(im.Manifest.PayloadBytes), fmtRate(float64(o.rate)))
-	fmt.Printf("first workstation done after %.1f s, last after %.1f s (wall time incl. lingering %.1f s)\n", first.Seconds(), lastEnd.Seconds(), wall.Seconds())
+	fmt.Printf("first workstation held the image after %.1f s, the last after %.1f s (all processes ended after %.1f s)\n", first.Seconds(), lastEnd.Seconds(), wall.Seconds())
 	fmt.Printf("physical limit (image size ÷ port rate): %.1f s; last ÷ limit = %.2f\n", limit.Seconds(), lastEnd.Seconds()/limit.Seconds())
 	fmt.Printf("one server alone would need %d × %.1f s = %.1f s\n", o.peers, limit.Seconds(), float64(o.peers)*limit.Seconds())
 	if last != nil && last.fromPeers+last.fromServer > 0 {
-		fmt.Printf("bytes served by workstations to each other: %.0f%%\n", 100*float64(last.fromPeers)/float64(last.fromPeers+last.fromServer))
+		fmt.Printf("bytes served by workstations to each other: %.0f%%; print server uploaded %.2f × the published image\n",
+			100*float64(last.fromPeers)/float64(last.fromPeers+last.fromServer), float64(last.serverUp)/float64(im.Manifest.PayloadBytes))
 	}
+	var cpu time.Duration
+	var rss int64
+	for _, u := range usage {
+		if u != nil {
+			cpu += time.Duration(u.Utime.Nano() + u.Stime.Nano())
+			rss = max(rss, u.Maxrss)
+		}
+	}
+	received := float64(o.peers) * float64(im.Manifest.PayloadBytes)
+	fmt.Printf("workstation processes: peak RSS %.0f MiB, CPU %.1f s per GB received\n", float64(rss)/1024, cpu.Seconds()/(received/1e9))
 	return nil
 }
 
-type statusSnapshot struct{ fromPeers, fromServer uint64 }
+type statusSnapshot struct{ fromPeers, fromServer, serverUp uint64 }
 
 func generateImage(name string, size int64) error {
 	f, err := os.Create(name)
