@@ -63,6 +63,11 @@ type Config struct {
 	Local bool
 	// Name is the agent's name in the lab; default the host name.
 	Name string
+	// MaxConns is the most BitTorrent connections the agent keeps; default
+	// 10. Every connection that uploads can hold 16 MiB of piece data, so
+	// this bounds the agent's memory (about 60 MiB + 16 MiB × MaxConns); on
+	// a switched LAN ten partners keep both directions of a port busy.
+	MaxConns int
 	// ApplyWorkers is how many chunks are applied at once; default 2.
 	ApplyWorkers int
 	// Logger receives the agent's logs; nil discards.
@@ -122,6 +127,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.WebSeedAfter <= 0 {
 		cfg.WebSeedAfter = 15 * time.Second
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 10
+	}
 	if cfg.ApplyWorkers <= 0 {
 		cfg.ApplyWorkers = 2
 	}
@@ -180,7 +188,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	adv := a.advertiseIP()
 	client, err := swarm.NewClient(swarm.Config{
 		ListenIP: a.cfg.ListenIP, Port: a.cfg.TorrentPort, UploadRate: a.cfg.Rate, DownloadRate: a.cfg.Rate,
-		Storage: storage, Logger: a.log,
+		Storage: storage, Logger: a.log, MaxConns: a.cfg.MaxConns,
 	})
 	if err != nil {
 		return fmt.Errorf("peer: torrent client: %w", err)

@@ -85,6 +85,13 @@ type Config struct {
 	// Logger receives anacrolix's own log records, all at Debug level.
 	// Default nil discards them.
 	Logger *slog.Logger
+	// MaxConns is the most peer connections per torrent; default 256 (the
+	// print server talks to every workstation). Each connection that
+	// uploads can hold up to 16 MiB of requested piece data in memory
+	// (anacrolix v1.59.1 reads every outstanding request ahead, and its
+	// request queue is 1024 blocks of 16 KiB), so a workstation that must
+	// stay small uses a few: see peer.Config.MaxConns.
+	MaxConns int
 }
 
 // NewClient validates cfg and starts a BitTorrent client tuned for a lab
@@ -196,6 +203,9 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	// half-open per torrent, 100 half-open in total, 500/50 peer
 	// addresses). Dials are cheap on a LAN: no 10 per second limit.
 	tc.EstablishedConnsPerTorrent = 256
+	if cfg.MaxConns > 0 {
+		tc.EstablishedConnsPerTorrent = cfg.MaxConns
+	}
 	tc.HalfOpenConnsPerTorrent = 128
 	tc.TotalHalfOpenConns = 256
 	tc.TorrentPeersHighWater = 1024

@@ -18,6 +18,7 @@ import (
 	"github.com/labseed/labseed/internal/fixture"
 	"github.com/labseed/labseed/store"
 	"github.com/labseed/labseed/treecmp"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
@@ -40,7 +41,7 @@ needed (N × that), and the share of bytes the workstations served each other.`,
 		fs.StringVar(&o.image, "image", "", "image tarball `FILE` to use instead of a generated one")
 		fs.StringVar(&link, "link", "100mbit", "simulated switch port `RATE` of every machine")
 		fs.Int64Var(&o.size, "size", 128<<20, "bytes of files in the generated image")
-		fs.StringVar(&o.keep, "keep", "", "work in `DIR` and keep it (logs, trees), instead of a temporary directory")
+		fs.StringVar(&o.keep, "keep", "", "work in `DIR` and keep it (logs, trees), instead of a temporary directory (in memory when run as root)")
 		if err := parse(fs, args, 0, 0); err != nil {
 			return err
 		}
@@ -74,6 +75,12 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		}
 		defer os.RemoveAll(d)
 		dir = d
+		// As root, the simulated lab lives in memory: every workstation's
+		// disk is then as fresh as after mkfs, and the demo does not wear
+		// this machine's disk. (tmpfs takes memory only as files are written.)
+		if os.Geteuid() == 0 && unix.Mount("labseed-demo", d, "tmpfs", 0, "size=50%") == nil {
+			defer unix.Unmount(d, unix.MNT_DETACH)
+		}
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -45,8 +46,23 @@ const defaultStore = "/var/lib/labseed"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// LABSEED_CPUPROFILE=FILE writes a CPU profile (go tool pprof) of this
+	// process: how the figures in docs/BENCHMARKS.md were explained.
+	if f := os.Getenv("LABSEED_CPUPROFILE"); f != "" {
+		if out, err := os.Create(f); err == nil {
+			pprof.StartCPUProfile(out)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	err := run(ctx, os.Args[1:])
 	stop()
+	pprof.StopCPUProfile()
+	if f := os.Getenv("LABSEED_MEMPROFILE"); f != "" {
+		if out, err := os.Create(f); err == nil {
+			pprof.Lookup("allocs").WriteTo(out, 0)
+			out.Close()
+		}
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, flag.ErrHelp):

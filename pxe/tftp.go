@@ -1,0 +1,137 @@
+package pxe
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/pin/tftp/v3"
+)
+
+// ErrBadPath is returned (wrapped) for a requested file name that is not a
+// plain relative path inside the boot directory.
+var ErrBadPath = errors.New("pxe: file name escapes the boot directory")
+
+// CleanBootPath turns a file name from a TFTP or HTTP request into a path
+// relative to the boot directory. Leading slashes are dropped and
+// backslashes (Windows clients) read as slashes; empty names, NUL bytes
+// and any ".." element are refused with ErrBadPath.
+func CleanBootPath(name string) (string, error) {
+	if strings.IndexByte(name, 0) >= 0 {
+		return "", fmt.Errorf("%w: %q contains NUL", ErrBadPath, name)
+	}
+	n := strings.ReplaceAll(name, "\\", "/")
+	for _, el := range strings.Split(n, "/") {
+		if el == ".." {
+			return "", fmt.Errorf("%w: %q", ErrBadPath, name)
+		}
+	}
+	n = strings.TrimLeft(path.Clean("/"+n), "/")
+	if n == "" || n == "." {
+		return "", fmt.Errorf("%w: %q names no file", ErrBadPath, name)
+	}
+	return n, nil
+}
+
+// pxelinuxMAC parses "pxelinux.cfg/01-aa-bb-cc-dd-ee-ff" (ARP type 1).
+func pxelinuxMAC(p string) (net.HardwareAddr, bool) {
+	rest, ok := strings.CutPrefix(p, "pxelinux.cfg/01-")
+	if !ok || len(rest) != 17 {
+		return nil, false
+	}
+	hw, err := net.ParseMAC(strings.ReplaceAll(rest, "-", ":"))
+	if err != nil || len(hw) != 6 {
+		return nil, false
+	}
+	return hw, true
+}
+
+// rootDir is the boot directory opened with os.Root, so symlinks cannot
+// lead out of it either.
+type rootDir struct{ *os.Root }
+
+func openRootDir(dir string) (*rootDir, error) {
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("pxe: open boot directory: %w", err)
+	}
+	return &rootDir{r}, nil
+}
+
+// bootFile is a file to send: content from disk or generated.
+type bootFile struct {
+	r    io.Reader
+	size int64
+	mac  net.HardwareAddr // set for per-MAC files
+	c    io.Closer
+}
+
+// openBoot opens name for reading: a regular file of the boot directory,
+// or the generated pxelinux.cfg/01-<mac>.
+func (s *Server) openBoot(name string) (*bootFile, error) {
+	p, err := CleanBootPath(name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.root.Open(p)
+	if err == nil {
+		st, err := f.Stat()
+		if err != nil || !st.Mode().IsRegular() {
+			f.Close()
+			return nil, fmt.Errorf("pxe: %s is not a regular file: %w", p, fs.ErrNotExist)
+		}
+		b := &bootFile{r: f, size: st.Size(), c: f}
+		b.mac, _ = pxelinuxMAC(p)
+		return b, nil
+	}
+	if mac, ok := pxelinuxMAC(p); ok && errors.Is(err, fs.ErrNotExist) {
+		cfg := s.PXELinuxConfig(mac)
+		return &bootFile{r: strings.NewReader(cfg), size: int64(len(cfg)), mac: mac}, nil
+	}
+	return nil, fmt.Errorf("pxe: %s: %w", p, err)
+}
+
+// tftpRead is the pin/tftp read handler.
+func (s *Server) tftpRead(name string, rf io.ReaderFrom) error {
+	var peer net.IP
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		a := ot.RemoteAddr()
+		peer = a.IP
+	}
+	bf, err := s.openBoot(name)
+	mac := s.macForIP(peer)
+	if err != nil {
+		s.stats.tftpRefused.Add(1)
+		if hw, ok := pxelinuxMAC(strings.TrimLeft(name, "/")); ok && mac == nil {
+			mac = hw
+		}
+		s.record(mac, EventTFTPFailed, fmt.Sprintf("refused %q: %v", name, err))
+		s.log.Info("TFTP request refused", "file", name, "peer", peer, "mac", mac, "err", err)
+		return err
+	}
+	if bf.c != nil {
+		defer bf.c.Close()
+	}
+	if mac == nil {
+		mac = bf.mac
+	}
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		ot.SetSize(bf.size)
+	}
+	n, err := rf.ReadFrom(bf.r)
+	if err != nil {
+		s.stats.tftpFailed.Add(1)
+		s.record(mac, EventTFTPFailed, fmt.Sprintf("%s after %d bytes: %v", name, n, err))
+		s.log.Info("TFTP transfer failed", "file", name, "peer", peer, "mac", mac, "bytes", n, "err", err)
+		return err
+	}
+	s.stats.tftpSent.Add(1)
+	s.record(mac, EventTFTPSent, fmt.Sprintf("%s (%d bytes)", name, n))
+	s.log.Debug("TFTP file sent", "file", name, "peer", peer, "mac", mac, "bytes", n)
+	return nil
+}
