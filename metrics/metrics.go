@@ -112,9 +112,10 @@ type Metrics struct {
 	handler  http.Handler
 	phaseDur *prometheus.HistogramVec
 
-	mu    sync.Mutex // serialises Source calls and guards the fields below
-	hosts map[string]*hostState
-	srv   serverState
+	mu         sync.Mutex // serialises Source calls and guards the fields below
+	hosts      map[string]*hostState
+	srv        serverState
+	lastSample time.Time // when the Source was last sampled; zero before
 }
 
 // New validates cfg and returns Metrics with every collector registered.

@@ -262,6 +262,33 @@ func TestPhaseDurations(t *testing.T) {
 	}
 }
 
+// TestPhaseOfANewAgent: on a live lab the print server seldom sees joining,
+// which takes milliseconds. A workstation whose agent started after the
+// previous sample, first seen downloading, has its download timed from
+// between the two samples; one whose agent started before is not timed.
+func TestPhaseOfANewAgent(t *testing.T) {
+	m, lab, clock := newTest(t, 0)
+	start := clock.Now() // a whole second
+	host := func(name string, p gossip.Phase, started int64) Host {
+		return Host{Name: name, State: "alive", Status: gossip.Status{Phase: p, StartedUnix: started}}
+	}
+	set := func(hosts ...Host) {
+		lab.set(Snapshot{Hosts: hosts})
+		m.sample()
+	}
+	set()
+	clock.add(time.Second)
+	// ws01 started within the last second; ws02 long ago (the print server
+	// restarted, say).
+	set(host("ws01", gossip.PhaseDownloading, start.Unix()), host("ws02", gossip.PhaseDownloading, start.Unix()-100))
+	clock.add(10 * time.Second)
+	set(host("ws01", gossip.PhaseFinishing, start.Unix()), host("ws02", gossip.PhaseFinishing, start.Unix()-100))
+	s, ok := find(gather(t, m.reg), "labseed_phase_duration_seconds", map[string]string{"phase": "downloading"})
+	if !ok || s.count != 1 || s.sum != 10.5 {
+		t.Errorf("downloading: %d observations, %v s; want 1, 10.5 s (ws01 only, from half-way between the samples)", s.count, s.sum)
+	}
+}
+
 // TestRunObservesPhases checks that Run samples the lab between scrapes:
 // nothing scrapes the labseed collector here.
 func TestRunObservesPhases(t *testing.T) {

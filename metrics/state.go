@@ -19,6 +19,10 @@ var memberStates = []string{"alive", "suspect", "dead", "left"}
 // lab) to hours (a large image over a slow lab).
 var phaseBuckets = []float64{1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400}
 
+// newAgentWindow bounds the time an agent takes to join the lab, for
+// startPhase.
+const newAgentWindow = 5 * time.Second
+
 // counters are a host's counters that restart from 0 with its agent.
 type counters struct {
 	fromServer, fromPeers, uploaded, hashFailures uint64
@@ -92,7 +96,7 @@ func (m *Metrics) observeHosts(hosts []Host, now time.Time) []hostView {
 		if hs == nil {
 			hs = &hostState{}
 			m.hosts[name] = hs
-			hs.startPhase(h.Status, now)
+			hs.startPhase(h.Status, now, m.lastSample)
 		} else {
 			m.update(hs, h.Status, now)
 		}
@@ -105,6 +109,7 @@ func (m *Metrics) observeHosts(hosts []Host, now time.Time) []hostView {
 			hs.goneSince = now
 		}
 	}
+	m.lastSample = now
 	views := make([]hostView, 0, len(m.hosts))
 	for name, hs := range m.hosts {
 		if !seen[name] && hs.goneSince.IsZero() {
@@ -135,7 +140,7 @@ func (m *Metrics) update(hs *hostState, st gossip.Status, now time.Time) {
 		// The previous process's counts are kept; its phase was cut short
 		// and is not observed.
 		hs.offset = hs.offset.add(hs.last)
-		hs.startPhase(st, now)
+		hs.startPhase(st, now, m.lastSample)
 		return
 	}
 	if p := st.Phase.String(); p != hs.phase {
@@ -147,16 +152,34 @@ func (m *Metrics) update(hs *hostState, st gossip.Status, now time.Time) {
 }
 
 // startPhase begins tracking the phase of a host seen for the first time, or
-// of a restarted agent. Only the first phase, joining, has a known start
-// (the agent's start time); any other phase is tracked from its successor on.
-func (hs *hostState) startPhase(st gossip.Status, now time.Time) {
+// of a restarted agent, at now; prev is the previous sample (zero if none).
+// The first phase, joining, begins at the agent's start time. The print
+// server seldom sees it, as joining takes milliseconds: an agent that started
+// less than newAgentWindow before prev, and was not seen at prev, joined the
+// lab since and went through the phases before this one in between, so this
+// phase began between prev (or the agent's start, if later) and now, and the
+// middle is taken. Any other phase (that of an agent the print server only
+// learns of late, after its own restart say) is tracked from its successor
+// on.
+func (hs *hostState) startPhase(st gossip.Status, now, prev time.Time) {
 	hs.phase = st.Phase.String()
 	hs.phaseSince = time.Time{}
-	if hs.phase == phases[0] && st.StartedUnix > 0 {
-		hs.phaseSince = time.Unix(st.StartedUnix, 0)
-		if hs.phaseSince.After(now) {
-			hs.phaseSince = now
+	if st.StartedUnix <= 0 {
+		return
+	}
+	started := time.Unix(st.StartedUnix, 0) // rounded down to the second
+	switch {
+	case hs.phase == phases[0]:
+		hs.phaseSince = started
+	case !prev.IsZero() && started.Add(newAgentWindow).After(prev):
+		from := prev
+		if started.After(from) {
+			from = started
 		}
+		hs.phaseSince = from.Add(now.Sub(from) / 2)
+	}
+	if hs.phaseSince.After(now) {
+		hs.phaseSince = now
 	}
 }
 

@@ -123,7 +123,9 @@ func BenchmarkSwarm(b *testing.B) {
 	if img := os.Getenv("LABSEED_BENCH_SWARM_IMAGE"); img != "" {
 		args = append(args, "--image", img)
 	}
-	for b.Loop() {
+	// b.N, not b.Loop: Go 1.26.8's compiler crashes (internal compiler
+	// error in sync/atomic) on this loop body under b.Loop's instrumentation.
+	for range b.N {
 		out, err := exec.Command(labseedBin, args...).CombinedOutput()
 		if err != nil {
 			b.Fatalf("demo: %v\n%s", err, out)
