@@ -103,6 +103,7 @@ func (s *Server) listen() error {
 		}
 		s.tftp = tftp.NewServer(s.tftpRead, nil)
 		s.tftp.SetBlockSize(s.cfg.TFTPBlockSize)
+		s.tftp.SetHook(tftpHook{s})
 	}
 	return nil
 }

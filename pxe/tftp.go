@@ -130,8 +130,32 @@ func (s *Server) tftpRead(name string, rf io.ReaderFrom) error {
 		s.log.Info("TFTP transfer failed", "file", name, "peer", peer, "mac", mac, "bytes", n, "err", err)
 		return err
 	}
-	s.stats.tftpSent.Add(1)
-	s.record(mac, EventTFTPSent, fmt.Sprintf("%s (%d bytes)", name, n))
-	s.log.Debug("TFTP file sent", "file", name, "peer", peer, "mac", mac, "bytes", n)
+	// Success is counted and recorded by tftpHook, which sees the
+	// negotiated options; it runs inside ReadFrom.
 	return nil
 }
+
+// tftpHook records completed transfers with their negotiated options.
+type tftpHook struct{ s *Server }
+
+// OnSuccess is called by pin/tftp when the last block is acknowledged.
+func (h tftpHook) OnSuccess(st tftp.TransferStats) {
+	s := h.s
+	mac := s.macForIP(st.RemoteAddr)
+	if mac == nil {
+		mac, _ = pxelinuxMAC(strings.TrimLeft(st.Filename, "/"))
+	}
+	opts := make([]string, 0, len(st.Opts))
+	for _, k := range []string{"blksize", "tsize"} {
+		if v, ok := st.Opts[k]; ok {
+			opts = append(opts, k+"="+v)
+		}
+	}
+	s.stats.tftpSent.Add(1)
+	s.record(mac, EventTFTPSent, fmt.Sprintf("%s to %s, %d blocks, %s", st.Filename, st.RemoteAddr, st.DatagramsSent, strings.Join(opts, " ")))
+	s.log.Debug("TFTP file sent", "file", st.Filename, "peer", st.RemoteAddr, "mac", mac, "blocks", st.DatagramsSent, "opts", opts, "duration", st.Duration)
+}
+
+// OnFailure is called by pin/tftp when a transfer aborts; tftpRead has
+// already counted and recorded it.
+func (h tftpHook) OnFailure(tftp.TransferStats, error) {}

@@ -1,0 +1,377 @@
+//go:build linux
+
+package pxe
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+// The lab built by TestNetnsLab: a bridge namespace as the switch and one
+// namespace per host, all on 10.78.0.0/24. Everything is removed by exact
+// name.
+const (
+	nsSwitch = "lspxe-sw"
+	nsServer = "lspxe-srv" // labseed pxe, 10.78.0.1
+	nsDHCP   = "lspxe-dh"  // dnsmasq, plain DHCP, 10.78.0.2
+	nsWS     = "lspxe-ws"  // TFTP clients, 10.78.0.10
+	nsPC     = "lspxe-pc"  // udhcpc, no address
+	macWS    = "52:54:00:78:00:10"
+	macPC    = "52:54:00:78:00:20"
+)
+
+// helperReport is what the server helper prints when it stops.
+type helperReport struct {
+	Stats  Stats              `json:"stats"`
+	Events map[string][]Event `json:"events"`
+}
+
+// TestHelperServer is not a test: TestNetnsLab runs the test binary with
+// this test selected inside the server namespace, where it serves until
+// SIGTERM and then prints a helperReport.
+func TestHelperServer(t *testing.T) {
+	if os.Getenv("LABSEED_PXE_HELPER") == "" {
+		t.Skip("helper process for TestNetnsLab")
+	}
+	cfg := DefaultConfig()
+	cfg.ServerIP = net.IPv4(10, 78, 0, 1)
+	cfg.Interface = "eth0"
+	cfg.BootDir = os.Getenv("LABSEED_PXE_BOOTDIR")
+	s, err := New(cfg)
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	fmt.Println("READY")
+	if err := s.Run(ctx); err != nil {
+		fmt.Println("ERROR", err)
+	}
+	rep := helperReport{Stats: s.Stats(), Events: map[string][]Event{}}
+	for _, m := range []string{macWS, macPC} {
+		hw, _ := net.ParseMAC(m)
+		rep.Events[m] = s.Events(hw)
+	}
+	b, _ := json.Marshal(rep)
+	fmt.Println("REPORT " + string(b))
+	os.Exit(0)
+}
+
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func buildLab(t *testing.T) {
+	all := []string{nsSwitch, nsServer, nsDHCP, nsWS, nsPC}
+	teardown := func() {
+		for _, ns := range all {
+			exec.Command("ip", "netns", "del", ns).Run()
+		}
+	}
+	teardown()
+	t.Cleanup(teardown)
+	for _, ns := range all {
+		run(t, "ip", "netns", "add", ns)
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	run(t, "ip", "-n", nsSwitch, "link", "add", "br0", "type", "bridge")
+	run(t, "ip", "-n", nsSwitch, "link", "set", "br0", "up")
+	for _, h := range []struct{ ns, addr, mac string }{
+		{nsServer, "10.78.0.1/24", "52:54:00:78:00:01"}, {nsDHCP, "10.78.0.2/24", "52:54:00:78:00:02"},
+		{nsWS, "10.78.0.10/24", macWS}, {nsPC, "", macPC},
+	} {
+		port := "p-" + strings.TrimPrefix(h.ns, "lspxe-")
+		run(t, "ip", "link", "add", port, "netns", nsSwitch, "type", "veth", "peer", "name", "eth0", "netns", h.ns)
+		run(t, "ip", "-n", nsSwitch, "link", "set", port, "master", "br0", "up")
+		run(t, "ip", "-n", h.ns, "link", "set", "eth0", "address", h.mac, "up")
+		if h.addr != "" {
+			run(t, "ip", "-n", h.ns, "addr", "add", h.addr, "dev", "eth0")
+		}
+	}
+}
+
+// startServer runs the helper in the server namespace; stop returns its report.
+func startServer(t *testing.T, bootDir string) (stop func() helperReport) {
+	cmd := exec.Command("ip", "netns", "exec", nsServer, os.Args[0], "-test.run=^TestHelperServer$", "-test.v")
+	cmd.Env = append(os.Environ(), "LABSEED_PXE_HELPER=1", "LABSEED_PXE_BOOTDIR="+bootDir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	timeout := time.After(20 * time.Second)
+	for ready := false; !ready; {
+		select {
+		case l, ok := <-lines:
+			if !ok || strings.HasPrefix(l, "ERROR") {
+				cmd.Wait()
+				t.Fatalf("server helper failed: %s", l)
+			}
+			ready = l == "READY"
+		case <-timeout:
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("server helper not ready after 20 s")
+		}
+	}
+	var rep helperReport
+	var stopped bool
+	stop = func() helperReport {
+		if stopped {
+			return rep
+		}
+		stopped = true
+		cmd.Process.Signal(syscall.SIGTERM)
+		for l := range lines {
+			if r, ok := strings.CutPrefix(l, "REPORT "); ok {
+				json.Unmarshal([]byte(r), &rep)
+			}
+		}
+		cmd.Wait()
+		return rep
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// startBG starts a background command we own, stopped at cleanup.
+func startBG(t *testing.T, args ...string) *exec.Cmd {
+	cmd := exec.Command(args[0], args[1:]...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+// capture runs tcpdump on eth0 of ns while f runs, and returns the DHCP
+// packets seen with their source IP.
+func capture(t *testing.T, ns string, f func()) []capturedDHCP {
+	pcap := filepath.Join(t.TempDir(), "c.pcap")
+	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "--immediate-mode", "-Z", "root", "-i", "eth0", "-n", "-U", "-w", pcap, "udp", "port", "68")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "tcpdump listening", func() bool { return strings.Contains(errb.String(), "listening on") })
+	f()
+	time.Sleep(300 * time.Millisecond) // let the last packets reach the file (-U flushes per packet)
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+	b, err := os.ReadFile(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := parsePcap(t, b)
+	if len(pk) == 0 {
+		t.Logf("tcpdump: %s (pcap %d bytes)", errb.String(), len(b))
+	}
+	return pk
+}
+
+type capturedDHCP struct {
+	src net.IP
+	m   *dhcpv4.DHCPv4
+}
+
+// parsePcap reads a little-endian Ethernet pcap of IPv4/UDP DHCP packets.
+func parsePcap(t *testing.T, b []byte) []capturedDHCP {
+	if len(b) < 24 || binary.LittleEndian.Uint32(b) != 0xa1b2c3d4 {
+		t.Fatalf("not a little-endian pcap (%d bytes)", len(b))
+	}
+	var out []capturedDHCP
+	for p := b[24:]; len(p) >= 16; {
+		n := int(binary.LittleEndian.Uint32(p[8:]))
+		if len(p) < 16+n {
+			break
+		}
+		frame := p[16 : 16+n]
+		p = p[16+n:]
+		if len(frame) < 14+20 || frame[12] != 0x08 || frame[13] != 0 {
+			continue
+		}
+		ip := frame[14:]
+		ihl := int(ip[0]&0xf) * 4
+		if len(ip) < ihl+8 || ip[9] != 17 {
+			continue
+		}
+		m, err := dhcpv4.FromBytes(ip[ihl+8:])
+		if err != nil {
+			continue
+		}
+		out = append(out, capturedDHCP{src: net.IP(append([]byte(nil), ip[12:16]...)), m: m})
+	}
+	return out
+}
+
+func TestNetnsLab(t *testing.T) {
+	if os.Getenv("LABSEED_LONG") != "1" {
+		t.Skip("network-namespace lab test; set LABSEED_LONG=1 (needs root, iproute2, busybox, tftp-hpa, atftp, dnsmasq, tcpdump)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces")
+	}
+	for _, bin := range []string{"ip", "busybox", "tftp", "atftp", "dnsmasq", "tcpdump"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed (apt-get install iproute2 busybox tftp-hpa atftp dnsmasq tcpdump)", bin)
+		}
+	}
+	buildLab(t)
+	dir, data := bootDir(t, 100_000)
+	stop := startServer(t, dir)
+	tmp := t.TempDir()
+
+	t.Run("tftp-hpa", func(t *testing.T) {
+		out := filepath.Join(tmp, "hpa.kpxe")
+		run(t, "ip", "netns", "exec", nsWS, "tftp", "-m", "binary", "10.78.0.1", "-c", "get", "undionly.kpxe", out)
+		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+			t.Errorf("tftp-hpa got %d bytes, want the %d of undionly.kpxe", len(got), len(data))
+		}
+		bad := filepath.Join(tmp, "hpa.passwd")
+		o, _ := exec.Command("ip", "netns", "exec", nsWS, "tftp", "-m", "binary", "10.78.0.1", "-c", "get", "../../etc/passwd", bad).CombinedOutput()
+		if got, _ := os.ReadFile(bad); bytes.Contains(got, []byte("root:")) || !strings.Contains(string(o), "Error") {
+			t.Errorf("../../etc/passwd not refused: %q, file %q", o, got)
+		}
+	})
+	t.Run("atftp blksize 1468 tsize", func(t *testing.T) {
+		out := filepath.Join(tmp, "atftp.kpxe")
+		run(t, "ip", "netns", "exec", nsWS, "atftp", "--option", "blksize 1468", "--option", "tsize 0", "-g", "-r", "undionly.kpxe", "-l", out, "10.78.0.1")
+		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+			t.Errorf("atftp got %d bytes", len(got))
+		}
+		bad := filepath.Join(tmp, "atftp.passwd")
+		if o, err := exec.Command("ip", "netns", "exec", nsWS, "atftp", "-g", "-r", "../../etc/passwd", "-l", bad, "10.78.0.1").CombinedOutput(); err == nil {
+			t.Errorf("atftp fetched ../../etc/passwd: %s", o)
+		}
+	})
+	t.Run("busybox tftp blksize 1468", func(t *testing.T) {
+		out := filepath.Join(tmp, "bb.kpxe")
+		run(t, "ip", "netns", "exec", nsWS, "busybox", "tftp", "-g", "-b", "1468", "-r", "undionly.kpxe", "-l", out, "10.78.0.1")
+		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+			t.Errorf("busybox tftp got %d bytes", len(got))
+		}
+	})
+
+	// A plain DHCP server (no PXE options) on the same bridge.
+	startBG(t, "ip", "netns", "exec", nsDHCP, "dnsmasq", "--no-daemon", "--port=0", "--conf-file=/dev/null",
+		"--interface=eth0", "--bind-interfaces", "--user=root", "--dhcp-range=10.78.0.100,10.78.0.150,255.255.255.0,1h",
+		"--dhcp-leasefile="+filepath.Join(tmp, "dnsmasq.leases"), "--pid-file="+filepath.Join(tmp, "dnsmasq.pid"))
+
+	udhcpc := func(args ...string) func() {
+		return func() {
+			a := append([]string{"netns", "exec", nsPC, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "4", "-T", "1", "-s", "/bin/true"}, args...)
+			o, err := exec.Command("ip", a...).CombinedOutput()
+			t.Logf("udhcpc %v: err %v\n%s", args, err, o)
+		}
+	}
+	for _, tc := range []struct {
+		name, arch, file string
+	}{
+		{"arch 0 BIOS", "0000", "undionly.kpxe"},
+		{"arch 7 UEFI", "0007", "ipxe.efi"},
+	} {
+		t.Run("udhcpc proxy "+tc.name, func(t *testing.T) {
+			pkts := capture(t, nsPC, udhcpc("-V", "PXEClient", "-x", "0x5d:"+tc.arch))
+			var proxy, plain int
+			for _, p := range pkts {
+				if p.m.OpCode != dhcpv4.OpcodeBootReply {
+					continue
+				}
+				switch {
+				case p.src.Equal(net.IPv4(10, 78, 0, 1)):
+					proxy++
+					if p.m.BootFileName != tc.file || !p.m.ServerIPAddr.Equal(net.IPv4(10, 78, 0, 1)) ||
+						string(p.m.Options.Get(dhcpv4.OptionClassIdentifier)) != "PXEClient" || !p.m.YourIPAddr.IsUnspecified() {
+						t.Errorf("proxy reply: %s", p.m.Summary())
+					}
+					if p.m.ClientHWAddr.String() != macPC {
+						t.Errorf("proxy reply for %s", p.m.ClientHWAddr)
+					}
+				case p.src.Equal(net.IPv4(10, 78, 0, 2)):
+					plain++
+				}
+			}
+			if proxy == 0 {
+				t.Errorf("no proxyDHCP offer reached the workstation (%d DHCP packets seen)", len(pkts))
+			}
+			if plain == 0 {
+				t.Errorf("dnsmasq did not answer: the lab DHCP server should coexist")
+			}
+		})
+	}
+	t.Run("udhcpc non-PXE ignored", func(t *testing.T) {
+		pkts := capture(t, nsPC, udhcpc())
+		var plain int
+		for _, p := range pkts {
+			if p.src.Equal(net.IPv4(10, 78, 0, 1)) {
+				t.Errorf("proxy answered a non-PXE client: %s", p.m.Summary())
+			}
+			if p.src.Equal(net.IPv4(10, 78, 0, 2)) {
+				plain++
+			}
+		}
+		if plain == 0 {
+			t.Error("dnsmasq did not answer the non-PXE client")
+		}
+	})
+
+	rep := stop()
+	t.Logf("server stats %+v", rep.Stats)
+	if rep.Stats.DHCPIgnored == 0 || rep.Stats.DHCPReplied == 0 || rep.Stats.TFTPRefused < 2 || rep.Stats.TFTPSent < 3 {
+		t.Errorf("server stats %+v", rep.Stats)
+	}
+	var blk1468, offer bool
+	for _, e := range rep.Events[macWS] {
+		t.Logf("event %s: %s %s", macWS, e.Kind, e.Detail)
+		blk1468 = blk1468 || (e.Kind == EventTFTPSent && strings.Contains(e.Detail, "blksize=1468") && strings.Contains(e.Detail, "tsize=100000"))
+	}
+	for _, e := range rep.Events[macPC] {
+		t.Logf("event %s: %s %s", macPC, e.Kind, e.Detail)
+		offer = offer || e.Kind == EventProxyOffer
+	}
+	if !blk1468 {
+		t.Error("no TFTP transfer with blksize=1468 tsize=100000 recorded for the workstation")
+	}
+	if !offer {
+		t.Error("no proxy offer recorded for the PXE client")
+	}
+}
