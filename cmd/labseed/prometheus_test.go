@@ -29,8 +29,8 @@ import (
 // Debian's prometheus scrapes the print server's /metrics every second. Once
 // every workstation has exited, every expression of the Grafana dashboard is
 // evaluated through Prometheus's HTTP API, at the busiest moment of the
-// transfer and after it, and the values are checked against the image and the lab; a
-// live scrape must pass "promtool check metrics".
+// transfer and after it, and the values are checked against the image and
+// the lab; a live scrape must pass "promtool check metrics".
 func TestPrometheusLiveLab(t *testing.T) {
 	needLong(t)
 	prom, promtool := promBinaries(t)
@@ -122,11 +122,13 @@ func TestPrometheusLiveLab(t *testing.T) {
 		}
 	}
 	// The template variables list the lab's hosts and image.
+	vars := map[string]bool{}
 	for _, v := range d.Templating.List {
 		metric, label, ok := v.labelValues()
 		if !ok {
 			continue
 		}
+		vars[v.Name] = true
 		var values []string
 		if err := pc.get("/api/v1/label/"+label+"/values", url.Values{"match[]": {metric}}, &values); err != nil {
 			t.Errorf("variable %s: %v", v.Name, err)
@@ -136,6 +138,9 @@ func TestPrometheusLiveLab(t *testing.T) {
 		if len(values) == 0 || want != nil && !slices.Equal(values, want) {
 			t.Errorf("variable %s: label_values(%s, %s) = %q, want %q", v.Name, metric, label, values, want)
 		}
+	}
+	if !vars["host"] || !vars["image"] {
+		t.Errorf("label_values variables %v, want host and image", vars)
 	}
 
 	// Values.
