@@ -23,6 +23,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathStatus, s.handleStatus)
 	mux.HandleFunc("GET "+PathSeed+"{file}", s.handleSeed)
 	mux.Handle("GET "+PathMetrics, s.metrics.Handler())
+	if s.cfg.PXE != nil {
+		mux.Handle("/pxe/", s.cfg.PXE)
+	}
 	return mux
 }
 

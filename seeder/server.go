@@ -48,6 +48,9 @@ type Config struct {
 	ScanInterval time.Duration
 	// Version is labseed's version, for the build-info metric.
 	Version string
+	// PXE, if set, is mounted at /pxe/ on the HTTP API: the network-boot
+	// scripts and files (package pxe) are served by the same fast server.
+	PXE http.Handler
 	// Logger receives the server's logs; nil discards.
 	Logger *slog.Logger
 }

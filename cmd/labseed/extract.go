@@ -16,8 +16,9 @@ import (
 var extractCmd = &command{
 	name:  "extract",
 	usage: "[--store DIR] --image NAME --target DIR [--pub-key FILE]",
-	summary: `Extract a published image from the store into a directory, exactly: owners,
-modes, setuid bits, mtimes, hard links, device nodes, xattrs. TARGET must be
+	summary: `Extract a published image from the store into a directory.
+The result is exact: owners, modes, setuid bits, mtimes, hard links, device
+nodes, xattrs. TARGET must be
 empty (as after mkfs) or hold an interrupted extraction of the same image,
 which then resumes. It uses the same chunk applier as the workstations.`,
 	example: `mkfs.ext4 /dev/sdb1 && mount /dev/sdb1 /mnt/target

@@ -11,8 +11,9 @@ import (
 var keysCmd = &command{
 	name:  "keys",
 	usage: "export [--store DIR] OUTDIR",
-	summary: `Write the keys a workstation needs into OUTDIR: image.pub (checks image
-signatures) and lab.key (joins the lab's encrypted gossip). Put OUTDIR into the
+	summary: `Write the keys a workstation needs into OUTDIR.
+They are image.pub (checks image signatures) and lab.key (joins the lab's
+encrypted gossip). Put OUTDIR into the
 netboot image and give it to 'labseed peer --keys'. The signing key stays in the
 store. Keys are created if the store has none yet.`,
 	example: "labseed keys export /srv/netboot/labseed-keys",

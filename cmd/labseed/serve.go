@@ -3,21 +3,31 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
+	"net"
+	"strconv"
 
+	"github.com/labseed/labseed/pxe"
 	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/store"
+	"golang.org/x/sync/errgroup"
 )
 
 var serveCmd = &command{
 	name:  "serve",
-	usage: "[--store DIR] [--listen IP] [--http-port 7480] [--gossip-port 7946] [--torrent-port 6881]",
+	usage: "[--store DIR] [--listen IP] [--http-port 7480] [--gossip-port 7946] [--torrent-port 6881] [--pxe off|proxy|dhcp]",
 	summary: `Run the print-server daemon: seed every image of the store.
 It seeds over BitTorrent and HTTP (web seed), serves the API the workstations
 start from and the lab status, and is the lab's gossip seed. Images published
 while it runs are picked up within seconds. Stop it with SIGTERM or Ctrl-C; a
-restart seeds again at once, without re-hashing.`,
+restart seeds again at once, without re-hashing.
+With --pxe proxy it also answers the network boot of the lab's machines as a
+proxyDHCP server next to the lab's own DHCP server (--pxe dhcp: as the lab's
+DHCP server), serves --boot-dir over TFTP (the iPXE first stage) and HTTP
+(kernel, initrd), and gives every machine its iPXE menu; see docs/pxe.md.`,
 	example: `labseed serve --listen 10.1.0.1
-labseed serve --store /srv/labseed --listen 10.1.0.1 --http-port 8080`,
+labseed serve --store /srv/labseed --listen 10.1.0.1 --http-port 8080
+labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image lab1`,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		cfg := seeder.DefaultConfig()
 		dir := fs.String("store", defaultStore, "image store `DIR`")
@@ -29,6 +39,10 @@ labseed serve --store /srv/labseed --listen 10.1.0.1 --http-port 8080`,
 		rate := fs.String("upload-rate", "0", "limit BitTorrent upload to `RATE`, e.g. 100mbit (0: unlimited)")
 		fs.BoolVar(&cfg.Insecure, "insecure", false, "gossip without encryption")
 		fs.BoolVar(&cfg.Local, "local", false, "fast gossip timers for a lab on one machine (tests)")
+		pxeMode := fs.String("pxe", "off", "network boot: `MODE` off, proxy (next to the lab's DHCP server) or dhcp (be the DHCP server)")
+		bootDir := fs.String("boot-dir", "/var/lib/labseed/boot", "`DIR` with the boot files (undionly.kpxe, ipxe.efi, vmlinuz, initrd.img) for --pxe")
+		pxeImage := fs.String("image", "", "image `NAME` the network-booted clone environment installs (--pxe)")
+		iface := fs.String("interface", "", "lab network `INTERFACE` for --pxe (default all)")
 		verbose := fs.Bool("v", false, "log debug detail")
 		if err := parse(fs, args, 0, 0); err != nil {
 			return err
@@ -47,10 +61,40 @@ labseed serve --store /srv/labseed --listen 10.1.0.1 --http-port 8080`,
 		cfg.Store = st
 		cfg.Logger = logger(*verbose)
 		limitMemory(256 << 20)
-		srv, err := seeder.New(cfg)
+		mode, err := pxe.ParseMode(*pxeMode)
 		if err != nil {
 			return err
 		}
-		return srv.Run(ctx)
+		var boot *pxe.Server
+		if mode != pxe.ModeOff {
+			ip := net.ParseIP(cfg.AdvertiseIP)
+			if ip == nil {
+				ip = net.ParseIP(cfg.ListenIP)
+			}
+			if ip == nil || ip.IsUnspecified() {
+				return fmt.Errorf("--pxe needs the server's lab address: give --listen or --advertise")
+			}
+			pc := pxe.DefaultConfig()
+			pc.Mode, pc.ServerIP, pc.Interface, pc.BootDir, pc.Image = mode, ip, *iface, *bootDir, *pxeImage
+			pc.HTTPAddr = net.JoinHostPort(ip.String(), strconv.Itoa(cfg.HTTPPort))
+			pc.Logger = cfg.Logger
+			if boot, err = pxe.New(pc); err != nil {
+				return err
+			}
+			cfg.PXE = boot.HTTPHandler()
+		}
+		srv, err := seeder.New(cfg)
+		if err != nil {
+			if boot != nil {
+				boot.Close()
+			}
+			return err
+		}
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return srv.Run(ctx) })
+		if boot != nil {
+			g.Go(func() error { return boot.Run(ctx) })
+		}
+		return g.Wait()
 	},
 }

@@ -11,8 +11,9 @@ import (
 var verifyCmd = &command{
 	name:  "verify",
 	usage: "[--store DIR] NAME",
-	summary: `Check an image in the store: the manifest's signature, every chunk's SHA-256,
-every torrent piece and the infohash. Exits non-zero and names what is damaged.`,
+	summary: `Check an image in the store, byte by byte.
+It checks the manifest's signature, every chunk's SHA-256, every torrent piece
+and the infohash, and exits non-zero naming what is damaged.`,
 	example: "labseed verify lab1",
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		dir := fs.String("store", defaultStore, "image store `DIR`")
