@@ -137,9 +137,13 @@ commands:
 	}
 	tw.Flush()
 	fmt.Fprint(w, `
-A lab in two steps, on the print server:
+A lab, on the print server:
   labseed publish --name lab1 /srv/images/lab1.tar.gz
-  labseed keys export /srv/netboot/labseed-keys
+  labseed keys export /srv/netboot/labseed-keys      (into the netboot image)
+  labseed serve --listen 10.1.0.1
+then on every workstation, booted from the network:
+  labseed peer --server 10.1.0.1 --target /mnt/target --keys /etc/labseed/keys
+Try it all on this machine first: labseed demo
 
 Run "labseed help COMMAND" for a command's flags and an example.
 `)
