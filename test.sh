@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-need=(tar gzip e2fsprogs mount prometheus iproute2 busybox tftp-hpa atftp dnsmasq-base tcpdump)
+need=(tar gzip e2fsprogs mount prometheus iproute2 busybox tftp-hpa atftp dnsmasq-base tcpdump udpcast iperf3 iputils-ping curl python3-matplotlib)
 if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -25,8 +25,9 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [[ -n $unformatted ]]; then echo "gofmt would change: $unformatted"; exit 1; fi
 echo "== go vet"
 go vet ./...
-echo "== go test (LABSEED_LONG=1: the multi-process swarm tests too)"
-LABSEED_LONG=1 go test -count=1 -timeout 20m ./...
+echo "== go test (LABSEED_LONG=1: swarm, Prometheus and netns tests; LABSEED_LAB_SMOKE=1: the lab benchmark smoke run)"
+# -p 1: the multi-process, namespace and benchmark tests each want the 2 cores.
+LABSEED_LONG=1 LABSEED_LAB_SMOKE=1 go test -p 1 -count=1 -timeout 30m ./...
 echo "== labseed demo (the README's main command, with its defaults)"
 go run ./cmd/labseed demo
 fuzztime=${FUZZTIME:-5s}

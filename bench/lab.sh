@@ -474,12 +474,12 @@ libtorrent_finish() {
 # 'msg="image applied, seeding"' then. Empty: the peer's exit marks it done
 # (then first and median include the lingering).
 LABSEED_DONE_RE=${LABSEED_DONE_RE-'msg="image applied'}
-labseed_bin() {
+labseed_bin() { # built once per run, before the lab (not part of any timing)
   if [[ -n ${LABSEED_BIN:-} ]]; then echo "$LABSEED_BIN"; return; fi
-  if [[ ! -x $WORK/labseed ]]; then
+  if [[ ! -x $WORK/labseed && ! -e $WORK/labseed-build.log ]]; then
     (cd "$repo" && go build -o "$WORK/labseed" ./cmd/labseed) >"$WORK/labseed-build.log" 2>&1 || return 1
   fi
-  echo "$WORK/labseed"
+  [[ -x $WORK/labseed ]] && echo "$WORK/labseed"
 }
 labseed_prep() {
   local bin c
@@ -647,7 +647,7 @@ run_method() { # METHOD N
       ((ok)) || fails=$((fails + 1))
       ((ok)) && times+=("$d")
       printf '%s\t%d\t%d\t%s\t%s\t%d\t%s\n' "$m" "$n" "$k" "$d" "$e" "$ok" "${wnote%; }" >>"$OUT/workstations.tsv"
-      ((ok)) || say "$m: ws$k failed: ${wnote%; } (log: $OUT/logs/$m-n$n/ws$k.log)"
+      ((ok)) || say "$m: ws$k failed: ${wnote%; } (see $OUT/logs/$m-n$n/ws$k.*)"
     done
     set -e
     ((fails)) && status=failed && FAILED=1
@@ -673,9 +673,12 @@ run_method() { # METHOD N
   fi
 }
 
+if [[ ,$METHODS, == *,labseed,* && -z ${LABSEED_BIN:-} ]]; then
+  say "building labseed (go build ./cmd/labseed)"
+  labseed_bin >/dev/null || say "go build ./cmd/labseed failed: labseed will be reported not available"
+fi
 for m in "${METHOD_LIST[@]}"; do
   for n in "${NS_LIST[@]}"; do
-    t0=
     run_method "$m" "$n"
   done
 done

@@ -61,7 +61,8 @@ type Config struct {
 	WebSeedAfter time.Duration
 	// Local selects fast gossip timers for loopback tests and the demo.
 	Local bool
-	// Name is the agent's name in the lab; default the host name.
+	// Name is the agent's name in the lab; default the host name and the
+	// agent's address (netbooted workstations often share one host name).
 	Name string
 	// MaxConns is the most BitTorrent connections the agent keeps; default
 	// 10. Every connection that uploads can hold 16 MiB of piece data, so
@@ -133,9 +134,6 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.ApplyWorkers <= 0 {
 		cfg.ApplyWorkers = 2
 	}
-	if cfg.Name == "" {
-		cfg.Name, _ = os.Hostname()
-	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -186,6 +184,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 
 	adv := a.advertiseIP()
+	name := a.cfg.Name
+	if name == "" {
+		h, _ := os.Hostname()
+		name = h + "-" + adv
+	}
 	client, err := swarm.NewClient(swarm.Config{
 		ListenIP: a.cfg.ListenIP, Port: a.cfg.TorrentPort, UploadRate: a.cfg.Rate, DownloadRate: a.cfg.Rate,
 		Storage: storage, Logger: a.log, MaxConns: a.cfg.MaxConns,
@@ -199,7 +202,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		gport = -1
 	}
 	node, err := gossip.New(gossip.Config{
-		Name: a.cfg.Name, BindAddr: bindAddr(a.cfg.ListenIP), BindPort: gport, AdvertiseAddr: adv,
+		Name: name, BindAddr: bindAddr(a.cfg.ListenIP), BindPort: gport, AdvertiseAddr: adv,
 		Key: a.cfg.LabKey, Insecure: a.cfg.Insecure, Local: a.cfg.Local, Logger: a.log,
 		Seeds: []string{spec.lab.GossipAddr},
 	})

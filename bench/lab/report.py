@@ -5,7 +5,8 @@
 
 Reads results.tsv, workstations.tsv and shaping.tsv of each RUNDIR (the output
 directories of bench/lab.sh runs; several runs, e.g. one per N or one with the
-small image for unicast, are merged) and writes into DIR:
+small image for unicast, are merged; a later RUNDIR's row for the same method,
+N, S and RATE replaces an earlier one's) and writes into DIR:
   table.md            the results table (Markdown), one row per method and N
   per-workstation.png completion time of every workstation, per method
   ratio-vs-n.png      last workstation's time / T_lim against N, per method
@@ -138,11 +139,21 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("runs", nargs="+")
     a = p.parse_args()
-    results, ws, shaping = [], [], []
-    for d in a.runs:
-        results += read_tsv(os.path.join(d, "results.tsv"))
-        ws += read_tsv(os.path.join(d, "workstations.tsv"))
+    # A later run replaces an earlier one's rows of the same method, N, S and
+    # RATE (a rerun after a disturbed run).
+    byrun = {}
+    shaping = []
+    for i, d in enumerate(a.runs):
+        for r in read_tsv(os.path.join(d, "results.tsv")):
+            byrun[(r["method"], r["n"], r["s_bytes"], r["rate_bps"])] = (i, r)
         shaping += read_tsv(os.path.join(d, "shaping.tsv"))
+    results = [r for _, r in byrun.values()]
+    ws = []
+    for i, d in enumerate(a.runs):
+        for w in read_tsv(os.path.join(d, "workstations.tsv")):
+            k = [key for key, (j, _) in byrun.items() if j == i and key[0] == w["method"] and key[1] == w["n"]]
+            if k:
+                ws.append(w)
     if not results:
         print("report.py: no results in", " ".join(a.runs), file=sys.stderr)
         return 1

@@ -40,7 +40,7 @@ labseed peer --server 10.1.0.1 --target /mnt/target --keys /etc/labseed/keys`,
 		fs.IntVar(&cfg.TorrentPort, "torrent-port", 0, "BitTorrent `port` (0: any free port)")
 		fs.IntVar(&cfg.GossipPort, "gossip-port", 0, "gossip `port` (0: any free port)")
 		fs.StringVar(&rate, "rate", "0", "limit BitTorrent traffic each way to `RATE`, e.g. 100mbit (0: unlimited)")
-		fs.StringVar(&cfg.Name, "name", "", "`NAME` in the lab status (default the host name)")
+		fs.StringVar(&cfg.Name, "name", "", "`NAME` in the lab status (default the host name and this machine's address)")
 		fs.BoolVar(&cfg.Insecure, "insecure", false, "run without keys: no signature check, unencrypted gossip")
 		fs.BoolVar(&cfg.NoWebSeed, "no-web-seed", false, "do not use the print server's HTTP web seed")
 		fs.BoolVar(&cfg.Local, "local", false, "fast gossip timers for a lab on one machine (tests)")
