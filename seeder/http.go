@@ -123,9 +123,11 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 // Status returns the lab as the server sees it now.
 func (s *Server) Status() LabStatus {
 	ls := LabStatus{Server: s.lab.HTTPAddr, Time: time.Now().UTC(), Hosts: []HostStatus{}}
-	if imgs, err := s.cfg.Store.Images(); err == nil {
-		ls.Images = imageInfos(imgs)
-	}
+	// The images as of the last scan: a status is asked for every second
+	// or so, and reading and verifying every manifest each time is waste.
+	s.mu.Lock()
+	ls.Images = s.images
+	s.mu.Unlock()
 	for _, m := range s.node.Members() {
 		st := m.Status
 		if st.Role == gossip.RoleServer {

@@ -75,6 +75,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	seeded map[metainfo.Hash]*seededImage
+	images []ImageInfo // the store's current images, as of the last scan
 }
 
 type seededImage struct {
@@ -213,6 +214,7 @@ func (s *Server) scan() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.images = imageInfos(imgs)
 	for _, im := range imgs {
 		ih := metainfo.NewHashFromHex(im.Manifest.InfoHash)
 		if _, ok := s.seeded[ih]; ok {
