@@ -56,7 +56,7 @@ func imageInfos(imgs []*store.Image) []ImageInfo {
 }
 
 func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
-	im, err := s.image(r.PathValue("name"))
+	im, err := s.cfg.Store.Image(r.PathValue("name"))
 	if errors.Is(err, store.ErrNoImage) {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return

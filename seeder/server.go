@@ -276,11 +276,6 @@ func (s *Server) setStatus() {
 	s.node.SetStatus(st)
 }
 
-// image returns the seeded current version of the named image.
-func (s *Server) image(name string) (*store.Image, error) {
-	return s.cfg.Store.Image(name)
-}
-
 func bindAddr(ip string) string {
 	if ip == "" {
 		return "0.0.0.0"
