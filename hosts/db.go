@@ -42,7 +42,7 @@ type DB struct {
 	hosts             []Host
 	settings          map[string]string
 	reports           map[string][]Report // by MAC string, most recent last
-	onChange          []func([]Host)
+	onChange          []func([]Identity)
 }
 
 // fileStamp tells whether a file changed since it was read.
@@ -83,7 +83,11 @@ func (db *DB) refresh() error {
 		if settings == nil {
 			settings, _ = ParseSettings(strings.NewReader(""))
 		}
+		changed := db.settings != nil
 		db.settings, db.confMod = settings, st
+		if changed {
+			defer db.changed()
+		}
 	}
 	if st := stamp(hp); st != db.hostsMod {
 		hosts, err := readFile(hp, ParseCSV)
@@ -114,18 +118,24 @@ func readFile[T any](name string, parse func(io.Reader) (T, error)) (T, error) {
 	return v, nil
 }
 
-// OnChange registers f to be called with the new table whenever it changes
-// (imports, next-boot marks, enrolments, hand edits), and once now.
-func (db *DB) OnChange(f func([]Host)) {
+// OnChange registers f to be called with the identities of every host
+// (see Identities) whenever the table or the settings change (imports,
+// next-boot marks, enrolments, hand edits seen by any call), and once now.
+// f must not call the DB.
+func (db *DB) OnChange(f func([]Identity)) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	db.onChange = append(db.onChange, f)
-	f(cloneHosts(db.hosts))
+	f(db.identities())
 }
 
 func (db *DB) changed() {
+	if len(db.onChange) == 0 {
+		return
+	}
+	ids := db.identities()
 	for _, f := range db.onChange {
-		f(cloneHosts(db.hosts))
+		f(ids)
 	}
 }
 
@@ -302,11 +312,15 @@ func (db *DB) Identities() ([]Identity, error) {
 	if err := db.refresh(); err != nil {
 		return nil, err
 	}
+	return db.identities(), nil
+}
+
+func (db *DB) identities() []Identity {
 	out := make([]Identity, len(db.hosts))
 	for i, h := range db.hosts {
 		out[i] = db.identity(h, false)
 	}
-	return out, nil
+	return out
 }
 
 // enroll adds mac with the next free host name and address. Called with mu held.

@@ -188,7 +188,7 @@ func TestEnrolment(t *testing.T) {
 func TestImportAndNextBoot(t *testing.T) {
 	db, dir := openLab(t)
 	var changes int
-	db.OnChange(func([]Host) { changes++ })
+	db.OnChange(func([]Identity) { changes++ })
 	before, _ := os.ReadFile(filepath.Join(dir, HostsFile))
 	err := db.Import(strings.NewReader("mac,hostname,ip\n52:54:00:00:00:03,a,10.1.0.5\n52:54:00:00:00:04,a,10.1.0.6\n"))
 	if err == nil || !strings.Contains(err.Error(), "line 3") {

@@ -103,7 +103,7 @@ func (ls *leaseStore) save() error {
 // IP, then the pool leases that have not expired, sorted by MAC.
 func (s *Server) Leases() []Lease {
 	var out []Lease
-	for _, h := range s.cfg.Hosts {
+	for _, h := range s.hostList() {
 		if h.IP != nil {
 			out = append(out, Lease{MAC: h.MAC.String(), IP: h.IP.String(), Hostname: h.Hostname, Static: true})
 		}
@@ -127,7 +127,7 @@ func (s *Server) reserved(ip net.IP) bool {
 	if ip.Equal(s.cfg.ServerIP) || ip.Equal(s.cfg.DHCP.Gateway) {
 		return true
 	}
-	for _, h := range s.cfg.Hosts {
+	for _, h := range s.hostList() {
 		if h.IP.Equal(ip) {
 			return true
 		}

@@ -49,6 +49,11 @@ type LabStatus struct {
 	Images  []ImageInfo  `json:"images"`
 	Hosts   []HostStatus `json:"hosts"`
 	Summary Summary      `json:"summary"`
+	// Boot is the hosts table and every machine that network-booted, with
+	// their boot events and clone reports; BootError says why it is
+	// missing (a hand edit of hosts.csv or lab.conf that does not parse).
+	Boot      []BootHost `json:"boot,omitempty"`
+	BootError string     `json:"boot_error,omitempty"`
 }
 
 // HostStatus is one workstation's last gossiped status.

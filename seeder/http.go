@@ -23,8 +23,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathStatus, s.handleStatus)
 	mux.HandleFunc("GET "+PathSeed+"{file}", s.handleSeed)
 	mux.Handle("GET "+PathMetrics, s.metrics.Handler())
-	if s.cfg.PXE != nil {
-		mux.Handle("/pxe/", s.cfg.PXE)
+	s.hostsRoutes(mux)
+	if s.cfg.Boot != nil {
+		mux.Handle("/pxe/", s.cfg.Boot.HTTPHandler())
 	}
 	return mux
 }
@@ -155,5 +156,10 @@ func (s *Server) Status() LabStatus {
 		ls.Summary.PeerShare = float64(ls.Summary.FromPeers) / float64(t)
 	}
 	slices.SortFunc(ls.Hosts, func(a, b HostStatus) int { return strings.Compare(a.Name, b.Name) })
+	if bh, err := s.bootHosts(); err != nil {
+		ls.BootError = err.Error()
+	} else {
+		ls.Boot = bh
+	}
 	return ls
 }

@@ -16,7 +16,9 @@ import (
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/metrics"
+	"github.com/labseed/labseed/pxe"
 	"github.com/labseed/labseed/store"
 	"github.com/labseed/labseed/swarm"
 	"golang.org/x/sync/errgroup"
@@ -48,9 +50,14 @@ type Config struct {
 	ScanInterval time.Duration
 	// Version is labseed's version, for the build-info metric.
 	Version string
-	// PXE, if set, is mounted at /pxe/ on the HTTP API: the network-boot
-	// scripts and files (package pxe) are served by the same fast server.
-	PXE http.Handler
+	// Hosts, if set, is the lab's hosts table: the hosts API (PathHosts,
+	// PathWhoAmI) and the boot part of the lab status.
+	Hosts *hosts.DB
+	// Boot, if set, is the network-boot server: its HTTP handler is
+	// mounted at /pxe/ (scripts, kernel, initrd served by this fast
+	// server), its boot events are in the lab status, and it follows the
+	// hosts table (static leases, next-boot marks).
+	Boot *pxe.Server
 	// Logger receives the server's logs; nil discards.
 	Logger *slog.Logger
 }
@@ -62,16 +69,17 @@ func DefaultConfig() Config {
 
 // Server is a running print-server daemon. Create it with New, run it with Run.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	storage *swarm.Storage
-	client  *torrent.Client
-	node    *gossip.Node
-	httpLn  net.Listener
-	lab     Lab
-	started time.Time
-	metrics *metrics.Metrics
-	webSeed atomic.Int64 // payload bytes served over HTTP
+	cfg      Config
+	log      *slog.Logger
+	storage  *swarm.Storage
+	client   *torrent.Client
+	node     *gossip.Node
+	httpLn   net.Listener
+	lab      Lab
+	started  time.Time
+	metrics  *metrics.Metrics
+	webSeed  atomic.Int64 // payload bytes served over HTTP
+	hostsErr string       // last hosts table error logged, by the scan loop
 
 	mu     sync.Mutex
 	seeded map[metainfo.Hash]*seededImage
@@ -152,6 +160,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.setStatus()
+	if cfg.Hosts != nil && cfg.Boot != nil {
+		cfg.Hosts.OnChange(func(ids []hosts.Identity) {
+			if err := cfg.Boot.SetHosts(pxeHosts(ids)); err != nil {
+				log.Error("network boot: hosts table", "err", err)
+			}
+		})
+	}
 	return s, nil
 }
 
@@ -199,11 +214,33 @@ func (s *Server) scanLoop(ctx context.Context) error {
 		if err := s.scan(); err != nil {
 			s.log.Warn("scan store", "err", err)
 		}
+		s.checkHosts()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// checkHosts re-reads hand edits of the hosts table and settings, so that
+// the network boot follows them; an edit that does not parse is logged once.
+func (s *Server) checkHosts() {
+	if s.cfg.Hosts == nil {
+		return
+	}
+	_, err := s.cfg.Hosts.Hosts()
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != s.hostsErr {
+		if err != nil {
+			s.log.Error("hosts table: keeping the last good one", "err", err)
+		} else if s.hostsErr != "" {
+			s.log.Info("hosts table: fixed")
+		}
+		s.hostsErr = msg
 	}
 }
 

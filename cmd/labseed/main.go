@@ -35,6 +35,7 @@ var commands = []*command{
 	verifyCmd,
 	extractCmd,
 	keysCmd,
+	hostsCmd,
 	serveCmd,
 	peerCmd,
 	statusCmd,

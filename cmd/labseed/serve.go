@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/pxe"
 	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/store"
@@ -24,7 +25,10 @@ restart seeds again at once, without re-hashing.
 With --pxe proxy it also answers the network boot of the lab's machines as a
 proxyDHCP server next to the lab's own DHCP server (--pxe dhcp: as the lab's
 DHCP server), serves --boot-dir over TFTP (the iPXE first stage) and HTTP
-(kernel, initrd), and gives every machine its iPXE menu; see docs/pxe.md.`,
+(kernel, initrd), and gives every machine its iPXE menu; see docs/pxe.md.
+The hosts table (STORE/hosts.csv), the lab settings (STORE/lab.conf), the
+clone templates (STORE/templates/) and hooks (STORE/hooks/) are read from the
+store; hand edits are picked up within seconds. See "labseed hosts".`,
 	example: `labseed serve --listen 10.1.0.1
 labseed serve --store /srv/labseed --listen 10.1.0.1 --http-port 8080
 labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image lab1`,
@@ -59,6 +63,9 @@ labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image
 			return err
 		}
 		cfg.Store = st
+		if cfg.Hosts, err = hosts.Open(st.Dir()); err != nil {
+			return err
+		}
 		cfg.Logger = logger(*verbose)
 		limitMemory(256 << 20)
 		mode, err := pxe.ParseMode(*pxeMode)
@@ -81,7 +88,7 @@ labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image
 			if boot, err = pxe.New(pc); err != nil {
 				return err
 			}
-			cfg.PXE = boot.HTTPHandler()
+			cfg.Boot = boot
 		}
 		srv, err := seeder.New(cfg)
 		if err != nil {

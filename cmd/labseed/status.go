@@ -100,4 +100,41 @@ func printStatus(w io.Writer, ls *seeder.LabStatus) {
 	sum := ls.Summary
 	fmt.Fprintf(w, "lab: %d/%d done, %d failed, downloading %s in all, %.0f%% of bytes served by workstations, print server uploaded %s\n",
 		sum.Done, sum.Hosts, sum.Failed, fmtRate(float64(sum.DownRate)), 100*sum.PeerShare, mib(int64(sum.ServerUp)))
+	if ls.BootError != "" {
+		fmt.Fprintln(w, "hosts table:", ls.BootError)
+	}
+	if len(ls.Boot) > 0 {
+		fmt.Fprintln(w)
+		printBootHosts(w, ls.Boot, ls.Time)
+	}
+}
+
+// printBootHosts prints the hosts table with each machine's last clone step
+// and last network-boot event.
+func printBootHosts(w io.Writer, bh []seeder.BootHost, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "MAC\tHOSTNAME\tIP\tNEXT BOOT\tCLONE\tLAST BOOT EVENT")
+	for _, h := range bh {
+		clone, event := "-", "-"
+		if n := len(h.Clone); n > 0 {
+			r := h.Clone[n-1]
+			clone = r.Step + " " + r.State
+			if r.Error != "" {
+				clone += ": " + r.Error
+			}
+		}
+		if n := len(h.Events); n > 0 {
+			e := h.Events[n-1]
+			event = fmt.Sprintf("%s %s (%s ago)", e.Kind, e.Detail, now.Sub(e.Time).Round(time.Second))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.MAC, dash(h.Hostname), dash(h.IP), dash(h.NextBoot), clone, event)
+	}
+	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

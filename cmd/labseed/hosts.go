@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/seeder"
+	"github.com/labseed/labseed/store"
+)
+
+var hostsCmd = &command{
+	name:  "hosts",
+	usage: "list|export [FILE]|import FILE|next-boot clone|local (--all | MAC... | --file FILE) [--server HOST] [--keys DIR | --store DIR]",
+	summary: `Manage the lab's hosts table on the running print server.
+The table maps each machine's MAC to its host name and address (and any
+per-host setting: printer_queue, display, image...; see docs/hosts.md). It
+lives in the store as hosts.csv, next to the lab settings in lab.conf.
+  list                  every host, its next boot, its last clone step and boot event
+  export [FILE]         the table as CSV (to stdout, or FILE)
+  import FILE           replace the table with FILE ("-": stdin); a table with
+                        an error is refused whole, and the error names its line
+  next-boot clone|local set what the next network boot of some hosts does:
+                        clone re-images them, local boots their disk. A host
+                        returns to local by itself once its clone is done.
+Changes need the lab key: run it on the print server (it reads the store's
+keys) or give --keys with lab.key.`,
+	example: `labseed hosts list
+labseed hosts import lab1.csv
+labseed hosts next-boot clone --all
+labseed hosts next-boot clone 52:54:00:12:34:56 52:54:00:12:34:57
+labseed hosts next-boot local --file broken-ones.txt`,
+	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+		if len(args) == 0 {
+			return errUsage
+		}
+		sub, args := args[0], args[1:]
+		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port 7480 by default)")
+		keys := fs.String("keys", "", "`DIR` with lab.key (default: the store's)")
+		dir := fs.String("store", defaultStore, "the print server's store `DIR`, for its lab key")
+		all := fs.Bool("all", false, "next-boot: every host of the table")
+		list := fs.String("file", "", "next-boot: read MACs from `FILE` (one per line, # comments)")
+		var boot string
+		if sub == "next-boot" {
+			if len(args) == 0 || (args[0] != hosts.BootClone && args[0] != hosts.BootLocal) {
+				return fmt.Errorf("next-boot: say clone or local first: %w", errUsage)
+			}
+			boot, args = args[0], args[1:]
+		}
+		// Flags may come before or after the operands.
+		var operands []string
+		for {
+			if err := fs.Parse(args); err != nil {
+				return err
+			}
+			if fs.NArg() == 0 {
+				break
+			}
+			operands = append(operands, fs.Arg(0))
+			args = fs.Args()[1:]
+		}
+		c := seeder.NewClient(*server, nil)
+		switch sub {
+		case "list":
+			if len(operands) != 0 {
+				return errUsage
+			}
+			bh, err := c.Hosts(ctx)
+			if err != nil {
+				return err
+			}
+			if len(bh) == 0 {
+				fmt.Println("no hosts: import a table with 'labseed hosts import FILE', or let clones enrol themselves (enroll_range in lab.conf)")
+				return nil
+			}
+			printBootHosts(os.Stdout, bh, time.Now())
+			return nil
+		case "export", "import", "next-boot":
+		default:
+			return fmt.Errorf("unknown hosts command %q: %w", sub, errUsage)
+		}
+		key, err := apiKey(*keys, *dir)
+		if err != nil {
+			return err
+		}
+		c = seeder.NewClient(*server, key)
+		switch sub {
+		case "export":
+			if len(operands) > 1 {
+				return errUsage
+			}
+			if len(operands) == 0 || operands[0] == "-" {
+				return c.ExportCSV(ctx, os.Stdout)
+			}
+			return exportTo(ctx, c, operands[0])
+		case "import":
+			if len(operands) != 1 {
+				return errUsage
+			}
+			var in io.Reader = os.Stdin
+			if operands[0] != "-" {
+				f, err := os.Open(operands[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+			}
+			if err := c.ImportCSV(ctx, in); err != nil {
+				return fmt.Errorf("%s: %w", operands[0], err)
+			}
+			bh, err := c.Hosts(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("imported: the table has %d hosts\n", countTable(bh))
+			return nil
+		default: // next-boot
+			macs := operands
+			if *list != "" {
+				b, err := os.ReadFile(*list)
+				if err != nil {
+					return err
+				}
+				for _, line := range strings.Split(string(b), "\n") {
+					if line, _, _ = strings.Cut(line, "#"); strings.TrimSpace(line) != "" {
+						macs = append(macs, strings.TrimSpace(line))
+					}
+				}
+			}
+			if *all == (len(macs) > 0) {
+				return fmt.Errorf("next-boot: give MACs, --file or --all (one of them): %w", errUsage)
+			}
+			n, err := c.SetNextBoot(ctx, seeder.NextBootRequest{MACs: macs, All: *all, Boot: boot})
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%d hosts will boot %s next\n", n, boot)
+			return nil
+		}
+	},
+}
+
+// countTable counts the hosts of the table (those with a host name).
+func countTable(bh []seeder.BootHost) int {
+	n := 0
+	for _, h := range bh {
+		if h.Hostname != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// exportTo writes the table to name atomically, so an export over the file
+// being edited never leaves half a table.
+func exportTo(ctx context.Context, c *seeder.Client, name string) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := c.ExportCSV(ctx, f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
+
+// apiKey reads the lab key from keysDir/lab.key, or else from the store.
+func apiKey(keysDir, storeDir string) ([]byte, error) {
+	if keysDir != "" {
+		return store.ReadLabKey(filepath.Join(keysDir, "lab.key"))
+	}
+	name := filepath.Join(storeDir, "keys", "lab.key")
+	if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no lab key in the store %s: run this on the print server, or give --keys DIR with lab.key ('labseed keys export')", storeDir)
+	}
+	return store.ReadLabKey(name)
+}

@@ -1,0 +1,297 @@
+package seeder
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/pxe"
+)
+
+// Paths of the hosts API (Config.Hosts). Every request that changes the
+// table or asks for an identity carries the lab's token (APIToken) as
+// "Authorization: Bearer TOKEN", unless the server runs Insecure.
+const (
+	PathWhoAmI   = "/api/v1/whoami"          // POST WhoAmIRequest: hosts.Identity (404: unknown machine)
+	PathHosts    = "/api/v1/hosts"           // GET: []BootHost
+	PathHostsCSV = "/api/v1/hosts.csv"       // GET: the table as CSV; PUT CSV: replace the table (400 names the line)
+	PathNextBoot = "/api/v1/hosts/next-boot" // POST NextBootRequest: NextBootResult
+	// PathHosts + "/{mac}/report", POST hosts.Report: one step of a clone (204).
+)
+
+// WhoAmIRequest asks for the identity of a machine by its MACs, the one it
+// boots from first.
+type WhoAmIRequest struct {
+	MACs []string `json:"macs"`
+}
+
+// NextBootRequest sets the next boot of some hosts (MACs) or all (All).
+type NextBootRequest struct {
+	MACs []string `json:"macs,omitempty"`
+	All  bool     `json:"all,omitempty"`
+	Boot string   `json:"boot"` // hosts.BootClone or hosts.BootLocal
+}
+
+// NextBootResult says how many hosts were marked.
+type NextBootResult struct {
+	Marked int `json:"marked"`
+}
+
+// BootHost is one machine as the network boot and the clone see it: a host
+// of the table, or a machine that asked to boot without being in it.
+type BootHost struct {
+	MAC      string `json:"mac"`
+	Hostname string `json:"hostname,omitempty"`
+	IP       string `json:"ip,omitempty"`
+	NextBoot string `json:"next_boot,omitempty"`
+	// Clone is the host's clone reports, oldest first.
+	Clone []hosts.Report `json:"clone,omitempty"`
+	// Events is the host's network-boot events, oldest first.
+	Events []pxe.Event `json:"events,omitempty"`
+}
+
+// APIToken is the bearer token of the hosts API: an HMAC of the lab key, so
+// that whoever holds lab.key (the print server, "labseed clone --keys")
+// may use it and a student's laptop on the lab network may not.
+func APIToken(labKey []byte) string {
+	m := hmac.New(sha256.New, labKey)
+	m.Write([]byte("labseed hosts API v1"))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (s *Server) hostsRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+PathHosts, s.handleHosts)
+	mux.HandleFunc("GET "+PathHostsCSV, s.authorized(s.handleExport))
+	mux.HandleFunc("PUT "+PathHostsCSV, s.authorized(s.handleImport))
+	mux.HandleFunc("POST "+PathNextBoot, s.authorized(s.handleNextBoot))
+	mux.HandleFunc("POST "+PathWhoAmI, s.authorized(s.handleWhoAmI))
+	mux.HandleFunc("POST "+PathHosts+"/{mac}/report", s.authorized(s.handleReport))
+}
+
+// authorized wraps h with the token check.
+func (s *Server) authorized(h http.HandlerFunc) http.HandlerFunc {
+	if s.cfg.Insecure {
+		return h
+	}
+	want := "Bearer " + APIToken(s.cfg.LabKey)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !hmac.Equal([]byte(r.Header.Get("Authorization")), []byte(want)) {
+			http.Error(w, "this request needs the lab's API token: use labseed with the lab key (lab.key)", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// bootHosts lists the table's hosts, then the other machines that asked
+// to boot, with their clone reports and boot events.
+func (s *Server) bootHosts() ([]BootHost, error) {
+	var out []BootHost
+	seen := map[string]bool{}
+	if s.cfg.Hosts != nil {
+		ids, err := s.cfg.Hosts.Identities()
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			mac, _ := hosts.ParseMAC(id.MAC)
+			seen[id.MAC] = true
+			out = append(out, BootHost{MAC: id.MAC, Hostname: id.Hostname, IP: id.IP, NextBoot: id.NextBoot,
+				Clone: s.cfg.Hosts.Reports(mac), Events: s.events(mac)})
+		}
+	}
+	if s.cfg.Boot != nil {
+		for _, mac := range s.cfg.Boot.EventMACs() {
+			if !seen[mac.String()] {
+				out = append(out, BootHost{MAC: mac.String(), Events: s.events(mac)})
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) events(mac net.HardwareAddr) []pxe.Event {
+	if s.cfg.Boot == nil {
+		return nil
+	}
+	return s.cfg.Boot.Events(mac)
+}
+
+func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {
+	bh, err := s.bootHosts()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if bh == nil {
+		bh = []BootHost{}
+	}
+	writeJSON(w, bh)
+}
+
+// needHosts answers 404 when the server has no hosts table.
+func (s *Server) needHosts(w http.ResponseWriter) bool {
+	if s.cfg.Hosts == nil {
+		http.Error(w, "this print server has no hosts table", http.StatusNotFound)
+		return false
+	}
+	return true
+}
+
+func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
+	if !s.needHosts(w) {
+		return
+	}
+	w.Header().Set("Content-Type", "text/csv")
+	if err := s.cfg.Hosts.Export(w); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
+
+func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
+	if !s.needHosts(w) {
+		return
+	}
+	if err := s.cfg.Hosts.Import(r.Body); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.log.Info("hosts table imported", "from", r.RemoteAddr)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleNextBoot(w http.ResponseWriter, r *http.Request) {
+	if !s.needHosts(w) {
+		return
+	}
+	var req NextBootRequest
+	if err := decodeJSON(r, &req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(req.MACs) == 0 && !req.All {
+		http.Error(w, "next boot: give MACs or all", http.StatusBadRequest)
+		return
+	}
+	macs, err := parseMACs(req.MACs)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	n, err := s.cfg.Hosts.SetNextBoot(macs, req.Boot)
+	if err != nil {
+		code := http.StatusBadRequest
+		if errors.Is(err, hosts.ErrUnknownHost) {
+			code = http.StatusNotFound
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	s.log.Info("next boot set", "boot", req.Boot, "hosts", n)
+	writeJSON(w, NextBootResult{Marked: n})
+}
+
+func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
+	if !s.needHosts(w) {
+		return
+	}
+	var req WhoAmIRequest
+	if err := decodeJSON(r, &req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	macs, err := parseMACs(req.MACs)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	id, err := s.cfg.Hosts.WhoAmI(macs)
+	if errors.Is(err, hosts.ErrUnknownHost) {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.log.Info("who am I", "mac", id.MAC, "hostname", id.Hostname, "ip", id.IP, "enrolled", id.Enrolled)
+	writeJSON(w, id)
+}
+
+func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
+	if !s.needHosts(w) {
+		return
+	}
+	mac, err := hosts.ParseMAC(r.PathValue("mac"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var rep hosts.Report
+	if err := decodeJSON(r, &rep); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := s.cfg.Hosts.Report(mac, rep); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	lvl := s.log.Info
+	if rep.State == hosts.StateFailed {
+		lvl = s.log.Warn
+	}
+	lvl("clone", "mac", mac, "step", rep.Step, "state", rep.State, "err", rep.Error)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// decodeJSON decodes a small JSON request body into v.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errors.New("bad request body: " + err.Error())
+	}
+	return nil
+}
+
+func parseMACs(ss []string) ([]net.HardwareAddr, error) {
+	var out []net.HardwareAddr
+	for _, s := range ss {
+		mac, err := hosts.ParseMAC(s)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(out, func(m net.HardwareAddr) bool { return slices.Equal(m, mac) }) {
+			out = append(out, mac)
+		}
+	}
+	return out, nil
+}
+
+// pxeHosts turns the hosts' identities into the network boot's table.
+func pxeHosts(ids []hosts.Identity) []pxe.Host {
+	out := make([]pxe.Host, 0, len(ids))
+	for _, id := range ids {
+		mac, err := hosts.ParseMAC(id.MAC)
+		if err != nil {
+			continue
+		}
+		h := pxe.Host{MAC: mac, IP: net.ParseIP(id.IP), Hostname: id.Hostname, Gateway: net.ParseIP(id.Gateway),
+			Image: id.Image, Clone: id.NextBoot == hosts.BootClone}
+		for _, d := range id.DNS {
+			if ip := net.ParseIP(strings.TrimSpace(d)); ip != nil {
+				h.DNS = append(h.DNS, ip)
+			}
+		}
+		out = append(out, h)
+	}
+	return out
+}

@@ -1,0 +1,138 @@
+package seeder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/pxe"
+	"github.com/labseed/labseed/store"
+)
+
+// startServer runs a print server with a hosts table (and boot, if given)
+// on loopback and returns a client holding the lab key.
+func startServer(t *testing.T, dir string, boot *pxe.Server) (*Server, *Client) {
+	t.Helper()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := st.LabKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := hosts.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Store: st, ListenIP: "127.0.0.1", LabKey: key, Local: true, Hosts: db, Boot: boot}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return srv, NewClient(srv.Lab().HTTPAddr, key)
+}
+
+func TestHostsAPI(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, hosts.SettingsFile), []byte("gateway = 10.1.0.1\nenroll_name = lab1-ws%02d\nenroll_range = 10.1.0.100-10.1.0.199\n"), 0o644)
+	cfg := pxe.DefaultConfig()
+	cfg.Mode, cfg.ServerIP, cfg.ProxyAddr = pxe.ModeOff, net.IPv4(127, 0, 0, 1), "-"
+	boot, err := pxe.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, c := startServer(t, dir, boot)
+	ctx := context.Background()
+
+	// Without the token: refused.
+	anon := NewClient(srv.Lab().HTTPAddr, nil)
+	var ae *APIError
+	if _, err := anon.WhoAmI(ctx, []string{"52:54:00:00:00:01"}); !errors.As(err, &ae) || ae.Code != 401 {
+		t.Fatalf("who am I without the token: %v", err)
+	}
+	if err := anon.ImportCSV(ctx, strings.NewReader("mac,hostname,ip\n")); !errors.As(err, &ae) || ae.Code != 401 {
+		t.Fatalf("import without the token: %v", err)
+	}
+
+	// A bad table is refused whole, with its line.
+	err = c.ImportCSV(ctx, strings.NewReader("mac,hostname,ip\n52:54:00:00:00:01,a,10.1.0.10\n52:54:00:00:00:02,a,10.1.0.11\n"))
+	if !errors.As(err, &ae) || ae.Code != 400 || !strings.Contains(err.Error(), "line 3") {
+		t.Fatalf("bad import: %v", err)
+	}
+	table := "mac,hostname,ip,next_boot\n52:54:00:00:00:01,lab1-ws01,10.1.0.101,\n52:54:00:00:00:02,lab1-ws02,10.1.0.102,\n"
+	if err := c.ImportCSV(ctx, strings.NewReader(table)); err != nil {
+		t.Fatal(err)
+	}
+	var csv bytes.Buffer
+	if err := c.ExportCSV(ctx, &csv); err != nil || !strings.Contains(csv.String(), "52:54:00:00:00:02,lab1-ws02,10.1.0.102,local") {
+		t.Fatalf("export: %v\n%s", err, csv.String())
+	}
+
+	// Marks reach the network boot's menus.
+	mac1, _ := hosts.ParseMAC("52:54:00:00:00:01")
+	if n, err := c.SetNextBoot(ctx, NextBootRequest{MACs: []string{"52-54-00-00-00-01"}, Boot: hosts.BootClone}); n != 1 || err != nil {
+		t.Fatalf("next boot: %d, %v", n, err)
+	}
+	if !boot.NextBoot(mac1) || !boot.Menu(mac1).Clone {
+		t.Fatal("the mark did not reach the boot menu")
+	}
+	if _, err := c.SetNextBoot(ctx, NextBootRequest{MACs: []string{"52:54:00:00:00:09"}, Boot: hosts.BootClone}); !errors.As(err, &ae) || ae.Code != 404 {
+		t.Fatalf("unknown MAC: %v", err)
+	}
+
+	// Who am I: a known MAC, then an unknown one enrolled.
+	id, err := c.WhoAmI(ctx, []string{"02:00:00:00:00:aa", "52:54:00:00:00:01"})
+	if err != nil || id.Hostname != "lab1-ws01" || id.Gateway != "10.1.0.1" || id.NextBoot != hosts.BootClone {
+		t.Fatalf("who am I: %+v, %v", id, err)
+	}
+	id, err = c.WhoAmI(ctx, []string{"02:00:00:00:00:bb"})
+	if err != nil || !id.Enrolled || id.Hostname != "lab1-ws03" || id.IP != "10.1.0.100" {
+		t.Fatalf("enrolment: %+v, %v", id, err)
+	}
+
+	// A finished clone returns to local boot, and the status shows it all.
+	for _, r := range []hosts.Report{{Step: "fetch", State: hosts.StateRunning}, {Step: "done", State: hosts.StateDone}} {
+		r.Time = time.Now()
+		if err := c.Report(ctx, "52:54:00:00:00:01", r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if boot.NextBoot(mac1) {
+		t.Fatal("still marked for clone after its clone was done")
+	}
+	ls, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls.Boot) != 3 || ls.Boot[0].NextBoot != hosts.BootLocal || len(ls.Boot[0].Clone) != 2 || ls.Boot[2].Hostname != "lab1-ws03" {
+		t.Fatalf("status boot: %+v", ls.Boot)
+	}
+
+	// A broken hand edit: the status says why, the boot keeps the last table.
+	os.WriteFile(filepath.Join(dir, hosts.HostsFile), []byte("mac,hostname\n"), 0o644)
+	os.Chtimes(filepath.Join(dir, hosts.HostsFile), time.Now(), time.Now().Add(2*time.Second))
+	ls, err = c.Status(ctx)
+	if err != nil || !strings.Contains(ls.BootError, `no "ip" column`) {
+		t.Fatalf("broken table: %q, %v", ls.BootError, err)
+	}
+	if len(boot.Leases()) != 3 {
+		t.Fatalf("the boot lost the last good table: %v", boot.Leases())
+	}
+}
