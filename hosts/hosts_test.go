@@ -17,7 +17,7 @@ const table = `mac,hostname,ip,next_boot,printer_queue
 `
 
 const conf = `# lab 1
-netmask = 255.255.255.0
+netmask = 255.255.255.0   # or 24
 gateway = 10.1.0.1
 dns = 10.1.0.1, 10.1.0.2
 domain = lab1.example.org

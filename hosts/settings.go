@@ -90,8 +90,8 @@ func knownKeys() []string {
 	return keys
 }
 
-// ParseSettings reads lab.conf: "key = value" lines, "#" comments and blank
-// lines. Errors name the line. Settings not given keep their defaults.
+// ParseSettings reads lab.conf: "key = value" lines, blank lines, and
+// comments from a "#" at the start of a line or after a space. Errors name the line. Settings not given keep their defaults.
 func ParseSettings(r io.Reader) (map[string]string, error) {
 	out := map[string]string{}
 	for k, v := range defaultSettings {
@@ -104,6 +104,12 @@ func ParseSettings(r io.Reader) (map[string]string, error) {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || line[0] == '#' {
 			continue
+		}
+		if i := strings.Index(line, " #"); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		if i := strings.Index(line, "\t#"); i >= 0 {
+			line = strings.TrimSpace(line[:i])
 		}
 		key, value, ok := strings.Cut(line, "=")
 		if !ok {
