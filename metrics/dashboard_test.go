@@ -2,125 +2,13 @@ package metrics
 
 import (
 	"bytes"
-	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/internal/promtest"
 )
-
-// grafanaDashboard is the part of a Grafana dashboard the tests read.
-type grafanaDashboard struct {
-	UID        string         `json:"uid"`
-	Title      string         `json:"title"`
-	Panels     []grafanaPanel `json:"panels"`
-	Templating struct {
-		List []grafanaVar `json:"list"`
-	} `json:"templating"`
-}
-
-type grafanaPanel struct {
-	ID         int                `json:"id"`
-	Type       string             `json:"type"`
-	Title      string             `json:"title"`
-	Datasource *grafanaDatasource `json:"datasource"`
-	Targets    []struct {
-		Datasource *grafanaDatasource `json:"datasource"`
-		Expr       string             `json:"expr"`
-		RefID      string             `json:"refId"`
-	} `json:"targets"`
-	Panels  []grafanaPanel           `json:"panels"` // of a collapsed row
-	GridPos struct{ X, Y, W, H int } `json:"gridPos"`
-}
-
-type grafanaDatasource struct {
-	Type string `json:"type"`
-	UID  string `json:"uid"`
-}
-
-type grafanaVar struct {
-	Name       string             `json:"name"`
-	Type       string             `json:"type"`
-	Datasource *grafanaDatasource `json:"datasource"`
-	Query      json.RawMessage    `json:"query"`
-	Current    struct {
-		Value any `json:"value"`
-	} `json:"current"`
-	AllValue string `json:"allValue"`
-}
-
-// dashTarget is one PromQL expression of the dashboard.
-type dashTarget struct {
-	Panel, RefID, Expr string
-}
-
-// parseDashboard decodes the embedded dashboard.
-func parseDashboard(t *testing.T) grafanaDashboard {
-	t.Helper()
-	var d grafanaDashboard
-	if err := json.Unmarshal(Dashboard(), &d); err != nil {
-		t.Fatalf("dashboard.json: %v", err)
-	}
-	return d
-}
-
-// panels returns every panel, rows' nested panels included.
-func (d grafanaDashboard) panels() []grafanaPanel {
-	var out []grafanaPanel
-	var walk func([]grafanaPanel)
-	walk = func(ps []grafanaPanel) {
-		for _, p := range ps {
-			out = append(out, p)
-			walk(p.Panels)
-		}
-	}
-	walk(d.Panels)
-	return out
-}
-
-// targets returns every expression of every panel.
-func (d grafanaDashboard) targets() []dashTarget {
-	var out []dashTarget
-	for _, p := range d.panels() {
-		for _, tg := range p.Targets {
-			out = append(out, dashTarget{p.Title, tg.RefID, tg.Expr})
-		}
-	}
-	return out
-}
-
-// labelValuesRE matches the query of a Grafana query variable.
-var labelValuesRE = regexp.MustCompile(`^label_values\(([a-z_:]+), *([a-z_]+)\)$`)
-
-// variableQuery returns the metric and label of a query variable's
-// label_values(metric, label).
-func (v grafanaVar) labelValues() (metric, label string, ok bool) {
-	var q struct {
-		Query string `json:"query"`
-	}
-	if json.Unmarshal(v.Query, &q) != nil {
-		return "", "", false
-	}
-	m := labelValuesRE.FindStringSubmatch(q.Query)
-	if m == nil {
-		return "", "", false
-	}
-	return m[1], m[2], true
-}
-
-// expandVars replaces the dashboard's variables in expr as Grafana would
-// with every variable at its default (All for host and image).
-func expandVars(expr string) string {
-	return strings.NewReplacer(
-		"$__rate_interval", "5s",
-		"$__interval", "1s",
-		"$__range", "5m",
-		"$port_rate", "100",
-		"$host", ".*",
-		"$image", ".*",
-	).Replace(expr)
-}
 
 func TestDashboardIsCopied(t *testing.T) {
 	a := Dashboard()
@@ -131,11 +19,11 @@ func TestDashboardIsCopied(t *testing.T) {
 }
 
 func TestDashboardStructure(t *testing.T) {
-	d := parseDashboard(t)
+	d := promtest.ParseDashboard(t, Dashboard())
 	if d.UID == "" || d.Title == "" {
 		t.Error("dashboard without uid or title")
 	}
-	vars := map[string]grafanaVar{}
+	vars := map[string]promtest.Var{}
 	for _, v := range d.Templating.List {
 		vars[v.Name] = v
 	}
@@ -147,7 +35,7 @@ func TestDashboardStructure(t *testing.T) {
 	}
 	for _, name := range []string{"host", "image"} {
 		v := vars[name]
-		if _, _, ok := v.labelValues(); !ok || v.AllValue != ".*" || v.Datasource == nil || v.Datasource.UID != "${datasource}" {
+		if _, _, ok := v.LabelValues(); !ok || v.AllValue != ".*" || v.Datasource == nil || v.Datasource.UID != "${datasource}" {
 			t.Errorf("%s variable = %+v, want label_values on ${datasource} with All as .*", name, v)
 		}
 	}
@@ -155,7 +43,7 @@ func TestDashboardStructure(t *testing.T) {
 	ids := map[int]string{}
 	titles := map[string]bool{} // the prometheus test tells panels by title
 	varRE := regexp.MustCompile(`\$\{?([A-Za-z_]+)`)
-	for _, p := range d.panels() {
+	for _, p := range d.AllPanels() {
 		if other, dup := ids[p.ID]; dup {
 			t.Errorf("panels %q and %q share id %d", other, p.Title, p.ID)
 		}
@@ -190,7 +78,7 @@ func TestDashboardStructure(t *testing.T) {
 					t.Errorf("panel %q query %s uses undefined variable $%s", p.Title, tg.RefID, m[1])
 				}
 			}
-			if strings.Contains(expandVars(tg.Expr), "$") {
+			if strings.Contains(promtest.ExpandVars(tg.Expr), "$") {
 				t.Errorf("panel %q query %s: a variable the tests do not expand: %s", p.Title, tg.RefID, tg.Expr)
 			}
 		}
@@ -214,13 +102,13 @@ func TestDashboardMetricsExist(t *testing.T) {
 			}
 		}
 	}
-	d := parseDashboard(t)
+	d := promtest.ParseDashboard(t, Dashboard())
 	var queries []string
-	for _, tg := range d.targets() {
+	for _, tg := range d.Targets() {
 		queries = append(queries, tg.Expr)
 	}
 	for _, v := range d.Templating.List {
-		if metric, _, ok := v.labelValues(); ok {
+		if metric, _, ok := v.LabelValues(); ok {
 			queries = append(queries, metric)
 		}
 	}

@@ -1,25 +1,19 @@
 package metrics
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/internal/promtest"
 )
 
 // The prometheus test: a fake lab of four workstations fetching a 100 MiB
@@ -122,139 +116,11 @@ func (tl *timeline) Source() Snapshot {
 	return snap
 }
 
-// promResult is one sample of an instant query.
-type promResult struct {
-	Metric map[string]string
-	Value  float64
-}
-
-// promClient queries a Prometheus server's HTTP API.
-type promClient struct{ base string }
-
-func (c promClient) get(path string, q url.Values, data any) error {
-	resp, err := http.Get(c.base + path + "?" + q.Encode())
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	var r struct {
-		Status string          `json:"status"`
-		Error  string          `json:"error"`
-		Data   json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return fmt.Errorf("%s: HTTP %d: %s", path, resp.StatusCode, body)
-	}
-	if r.Status != "success" {
-		return fmt.Errorf("%s: %s: %s", path, r.Status, r.Error)
-	}
-	return json.Unmarshal(r.Data, data)
-}
-
-// query evaluates expr at time at (now if zero); the result must be a vector.
-func (c promClient) query(expr string, at time.Time) ([]promResult, error) {
-	q := url.Values{"query": {expr}}
-	if !at.IsZero() {
-		q.Set("time", strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64))
-	}
-	var data struct {
-		ResultType string `json:"resultType"`
-		Result     []struct {
-			Metric map[string]string `json:"metric"`
-			Value  [2]any            `json:"value"`
-		} `json:"result"`
-	}
-	if err := c.get("/api/v1/query", q, &data); err != nil {
-		return nil, err
-	}
-	if data.ResultType != "vector" {
-		return nil, fmt.Errorf("result type %s, want vector", data.ResultType)
-	}
-	var out []promResult
-	for _, r := range data.Result {
-		s, _ := r.Value[1].(string)
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, fmt.Errorf("sample value %v: %w", r.Value[1], err)
-		}
-		out = append(out, promResult{r.Metric, v})
-	}
-	return out, nil
-}
-
-// scalar evaluates expr, which must return one sample, at time at.
-func (c promClient) scalar(expr string, at time.Time) (float64, error) {
-	r, err := c.query(expr, at)
-	if err != nil {
-		return 0, err
-	}
-	if len(r) != 1 {
-		return 0, fmt.Errorf("%s: %d samples, want 1", expr, len(r))
-	}
-	return r[0].Value, nil
-}
-
-// waitFor polls cond every 200 ms until it is true or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// promBinaries returns the paths of prometheus and promtool, installing
-// Debian's package when run as root; it skips the test when they cannot be
-// had.
-func promBinaries(t *testing.T) (prom, promtool string) {
-	t.Helper()
-	prom, err1 := exec.LookPath("prometheus")
-	promtool, err2 := exec.LookPath("promtool")
-	if err1 == nil && err2 == nil {
-		return prom, promtool
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("prometheus or promtool not installed (apt-get install prometheus) and not root: skipping")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "--no-install-recommends", "prometheus")
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("apt-get install prometheus: %v\n%s", err, out)
-	}
-	if prom, err1 = exec.LookPath("prometheus"); err1 != nil {
-		t.Fatal(err1)
-	}
-	if promtool, err2 = exec.LookPath("promtool"); err2 != nil {
-		t.Fatal(err2)
-	}
-	return prom, promtool
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func TestPrometheus(t *testing.T) {
 	if os.Getenv("LABSEED_LONG") != "1" {
 		t.Skip("set LABSEED_LONG=1 to run the dashboard against a real prometheus (about 30 s)")
 	}
-	prom, promtool := promBinaries(t)
+	prom, promtool := promtest.Binaries(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -284,61 +150,14 @@ func TestPrometheus(t *testing.T) {
 	exporter := "http://" + ln.Addr().String()
 
 	// Prometheus, scraping it every second.
-	dir := t.TempDir()
-	config := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: labseed
-    static_configs:
-      - targets: ['%s']
-`, ln.Addr())
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	promAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	var promLog bytes.Buffer
-	cmd := exec.Command(prom,
-		"--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+promAddr,
-		"--log.level=warn")
-	cmd.Stdout, cmd.Stderr = &promLog, &promLog
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start prometheus: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", promLog.String())
-		}
-	}()
-	pc := promClient{"http://" + promAddr}
-	waitFor(t, "prometheus to be ready and scrape the exporter", 30*time.Second, func() bool {
-		select {
-		case err := <-exited:
-			t.Fatalf("prometheus exited: %v\n%s", err, promLog.String())
-		default:
-		}
-		v, err := pc.scalar(`up{job="labseed"}`, time.Time{})
-		return err == nil && v == 1
-	})
+	pc := promtest.Start(t, prom, exporter+"/metrics")
 
 	// The lab runs; check a live scrape with promtool in the middle.
 	t0 := tl.start()
 	time.Sleep(timelineMid)
-	promtoolCheck(t, promtool, exporter+"/metrics")
-	waitFor(t, "every workstation done, scraped", timelineEnd+15*time.Second, func() bool {
-		v, err := pc.scalar(`sum(labseed_host_phase{phase="done"})`, time.Time{})
+	promtest.CheckMetrics(t, promtool, exporter+"/metrics", "labseed_host_received_bytes_total")
+	promtest.Wait(t, "every workstation done, scraped", timelineEnd+15*time.Second, func() bool {
+		v, err := pc.Scalar(`sum(labseed_host_phase{phase="done"})`, time.Time{})
 		return err == nil && v == timelineHosts
 	})
 	end := time.Now()
@@ -346,16 +165,16 @@ scrape_configs:
 
 	// Every expression of the dashboard, at both times: it succeeds, returns
 	// data, no negative value, and a finite value at one of the two times.
-	d := parseDashboard(t)
-	results := map[string][]promResult{} // "panel/refId@mid" or "@end"
-	for _, tg := range d.targets() {
-		expr := expandVars(tg.Expr)
+	d := promtest.ParseDashboard(t, Dashboard())
+	results := map[string][]promtest.Sample{} // "panel/refId@mid" or "@end"
+	for _, tg := range d.Targets() {
+		expr := promtest.ExpandVars(tg.Expr)
 		finite := false
 		for _, at := range []struct {
 			name string
 			t    time.Time
 		}{{"mid", mid}, {"end", end}} {
-			r, err := pc.query(expr, at.t)
+			r, err := pc.Query(expr, at.t)
 			if err != nil {
 				t.Errorf("%s/%s at %s: %s: %v", tg.Panel, tg.RefID, at.name, expr, err)
 				continue
@@ -376,12 +195,12 @@ scrape_configs:
 		}
 	}
 	for _, v := range d.Templating.List {
-		metric, label, ok := v.labelValues()
+		metric, label, ok := v.LabelValues()
 		if !ok {
 			continue
 		}
 		var values []string
-		if err := pc.get("/api/v1/label/"+label+"/values", url.Values{"match[]": {metric}}, &values); err != nil {
+		if err := pc.Get("/api/v1/label/"+label+"/values", url.Values{"match[]": {metric}}, &values); err != nil {
 			t.Errorf("variable %s: %v", v.Name, err)
 		} else if len(values) == 0 {
 			t.Errorf("variable %s: no values of %s on %s", v.Name, label, metric)
@@ -428,7 +247,7 @@ scrape_configs:
 		{`labseed_server_uploaded_bytes_total + labseed_server_webseed_bytes_total`, timelineHosts * float64(fromServer(1))},
 		{`sum(labseed_phase_duration_seconds_count{phase="downloading"})`, timelineHosts}, // ws04's cut-short phase not counted
 	} {
-		got, err := pc.scalar(c.expr, end)
+		got, err := pc.Scalar(c.expr, end)
 		if err != nil {
 			t.Error(err)
 			continue
@@ -499,32 +318,5 @@ scrape_configs:
 	near("image payload", one("Images/B@end"), size, 0)
 	if r := results["Build/A@end"]; len(r) != 1 || r[0].Metric["version"] != "v1.2.3-test" || r[0].Metric["goversion"] == "" {
 		t.Errorf("build info %v", r)
-	}
-}
-
-// promtoolCheck scrapes url and checks the exposition with
-// "promtool check metrics", which must find nothing.
-func promtoolCheck(t *testing.T, promtool, url string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(body, []byte("labseed_host_received_bytes_total")) {
-		t.Fatalf("scrape without workstations:\n%s", body)
-	}
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(body)
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	} else if err != nil {
-		t.Fatal(err)
 	}
 }

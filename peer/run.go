@@ -197,7 +197,7 @@ type run struct {
 
 	mu             sync.Mutex
 	phase          gossip.Phase
-	traffic        *traffic
+	traffic        *swarm.Meter
 	prevIn, prevUp int64
 	prevAt         time.Time
 	status         gossip.Status
@@ -388,11 +388,10 @@ func (r *run) tick() {
 		r.webSeed = true
 	}
 	if r.traffic == nil {
-		r.traffic = newTraffic(r.spec.lab.TorrentAddr)
+		r.traffic = swarm.NewMeter(r.spec.lab.TorrentAddr)
 	}
-	tr := r.traffic
 	if r.t != nil {
-		tr.update(r.t)
+		r.traffic.Update(r.t)
 		r.addPeers()
 		r.dl.boost(r.t)
 		if verified == m.PayloadBytes && r.downloadedAt.IsZero() {
@@ -400,12 +399,13 @@ func (r *run) tick() {
 			r.a.log.Info("every piece verified", "seconds", now.Sub(r.started).Seconds(), "chunks_applied", chunks, "chunks", len(m.Chunks))
 		}
 	}
+	tr := r.traffic.Traffic()
 	var down, up float64
 	if dt := now.Sub(r.prevAt).Seconds(); !r.prevAt.IsZero() && dt > 0 {
-		down = float64(tr.total()-r.prevIn) / dt
-		up = float64(tr.uploaded-r.prevUp) / dt
+		down = float64(tr.Received()-r.prevIn) / dt
+		up = float64(tr.Uploaded-r.prevUp) / dt
 	}
-	r.prevIn, r.prevUp, r.prevAt = tr.total(), tr.uploaded, now
+	r.prevIn, r.prevUp, r.prevAt = tr.Received(), tr.Uploaded, now
 	pct := 100 * (float64(verified)/float64(m.PayloadBytes) + float64(chunks)/float64(len(m.Chunks))) / 2
 	var eta time.Duration
 	if el := now.Sub(r.started).Seconds(); verified > 0 && verified < m.PayloadBytes {
@@ -416,16 +416,16 @@ func (r *run) tick() {
 		TorrentAddr: r.torrentAddr, Percent: pct,
 		Chunks: uint32(chunks), ChunksTotal: uint32(len(m.Chunks)),
 		DownRate: uint64(down), UpRate: uint64(up),
-		FromServer: uint64(tr.fromServer + tr.fromWebSeed), FromPeers: uint64(tr.fromPeers), Uploaded: uint64(tr.uploaded),
-		Peers: uint16(tr.peers), ETA: uint32(eta.Seconds()), HashFailures: uint32(tr.hashFailures),
+		FromServer: uint64(tr.FromServer + tr.FromWebSeeds), FromPeers: uint64(tr.FromPeers), Uploaded: uint64(tr.Uploaded),
+		Peers: uint16(tr.Peers), ETA: uint32(eta.Seconds()), HashFailures: uint32(tr.HashFailures),
 		StartedUnix: r.started.Unix(), UpdatedUnix: now.Unix(), Err: r.status.Err,
 	}
 	r.status = st
 	r.node.SetStatus(st)
 	if r.a.cfg.Progress != nil {
 		p := Progress{Phase: r.phase, Image: st.Image, Chunks: chunks, ChunksTotal: len(m.Chunks), Percent: pct,
-			Downloaded: verified, Total: m.PayloadBytes, DownRate: down, UpRate: up, Peers: tr.peers, ETA: eta,
-			FromServer: tr.fromServer + tr.fromWebSeed, FromPeers: tr.fromPeers, HashFailures: tr.hashFailures}
+			Downloaded: verified, Total: m.PayloadBytes, DownRate: down, UpRate: up, Peers: tr.Peers, ETA: eta,
+			FromServer: tr.FromServer + tr.FromWebSeeds, FromPeers: tr.FromPeers, HashFailures: tr.HashFailures}
 		for _, mem := range r.node.Members() {
 			if mem.Status.Role == gossip.RolePeer {
 				p.LabHosts++

@@ -202,9 +202,11 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	tc.DisableAcceptRateLimiting = true
 	// Keep connections between two complete nodes (anacrolix drops them):
 	// anacrolix keeps per-connection counters only while a connection is
-	// open, and TorrentTraffic needs the server connection's counters after
-	// the download is complete. An idle connection costs a socket (anacrolix
-	// sends keep-alives only on connections it still finds useful).
+	// open, and a Meter reads them at each Update: what arrived since the
+	// last Update before completion would not be counted (nothing at all
+	// by a Meter first updated after completion). An idle connection costs
+	// a socket (anacrolix sends keep-alives only on connections it still
+	// finds useful).
 	tc.DropMutuallyCompletePeers = false
 	// A lab has ~100 machines and every one of them should be able to talk
 	// to every other plus the print server (defaults: 50 established, 25

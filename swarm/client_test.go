@@ -36,7 +36,7 @@ func TestSeederServesWholePayload(t *testing.T) {
 	tor.DownloadAll()
 	start := time.Now()
 	waitComplete(ctx, t, tor, leecher, seeder)
-	tr := TorrentTraffic(tor, seeder.addr().String())
+	tr := NewMeter(seeder.addr().String()).Update(tor)
 	t.Logf("50 MiB in %v: %+v", time.Since(start), tr)
 	sameFile(t, src, dst)
 	if tr.FromServer != 50<<20 || tr.FromPeers != 0 {

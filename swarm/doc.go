@@ -2,8 +2,8 @@
 // seeder and the workstation peer: a BitTorrent client tuned for one lab
 // subnet (NewClient), a storage for single-file payloads with pread/pwrite
 // I/O and persistent piece completion (Storage, Completion, OpenBitmap),
-// the web-seed URL convention (WebSeedURL) and a per-source traffic summary
-// (TorrentTraffic).
+// the web-seed URL convention (WebSeedURL) and per-source traffic totals
+// (Meter).
 //
 // Every labseed image payload is one file, described by a single-file
 // BitTorrent v1 torrent whose info.Name is the file name. Membership comes

@@ -91,14 +91,24 @@ func Example() {
 	t.AddPeers([]torrent.PeerInfo{{Addr: server, Source: torrent.PeerSourceDirect}})
 	t.DownloadAll()
 
+	// The traffic by source, updated while the download runs so that what
+	// came over a connection that closes is kept.
+	meter := swarm.NewMeter(server.String())
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	select {
-	case <-t.Complete().On():
-	case <-ctx.Done():
-		log.Fatal("download timed out")
+	for done := false; !done; {
+		meter.Update(t)
+		select {
+		case <-t.Complete().On():
+			done = true
+		case <-ctx.Done():
+			log.Fatal("download timed out")
+		case <-tick.C:
+		}
 	}
-	tr := swarm.TorrentTraffic(t, server.String())
+	tr := meter.Update(t)
 	fmt.Printf("%d pieces verified, %d bytes from the server, %d from other peers\n", len(verified), tr.FromServer, tr.FromPeers)
 	// Output: 4 pieces verified, 1048576 bytes from the server, 0 from other peers
 }

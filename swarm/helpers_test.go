@@ -128,7 +128,7 @@ func waitComplete(ctx context.Context, t testing.TB, tor *torrent.Torrent, clien
 		for _, c := range clients {
 			c.cl.WriteStatus(&buf)
 		}
-		t.Fatalf("%s not complete: %d of %d bytes (%+v)\n%s", tor.Name(), tor.BytesCompleted(), tor.Length(), TorrentTraffic(tor), buf.String())
+		t.Fatalf("%s not complete: %d of %d bytes (%+v)\n%s", tor.Name(), tor.BytesCompleted(), tor.Length(), NewMeter().Update(tor), buf.String())
 	}
 }
 

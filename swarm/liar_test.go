@@ -93,7 +93,7 @@ func TestLyingPeer(t *testing.T) {
 	waitComplete(ctx, t, tor, leecher, honest, liar)
 	sameFile(t, src, dst)
 
-	tr := TorrentTraffic(tor, honestAddr.String())
+	tr := NewMeter(honestAddr.String()).Update(tor)
 	banned := map[netip.Addr]bool{}
 	for _, s := range leecher.cl.BadPeerIPs() {
 		if a, err := netip.ParseAddr(s); err == nil {

@@ -110,7 +110,7 @@ func TestResumeSkipsVerifiedPieces(t *testing.T) {
 
 	st := tor.Stats()
 	got, limit := st.BytesReadData.Int64(), info.Length-doneBytes
-	t.Logf("first run verified %d of %d pieces; second run read %d bytes of piece data (limit %d): %+v", done, n, got, limit, TorrentTraffic(tor))
+	t.Logf("first run verified %d of %d pieces; second run read %d bytes of piece data (limit %d): %+v", done, n, got, limit, NewMeter().Update(tor))
 	if got > limit {
 		t.Errorf("second run read %d bytes of piece data, want at most %d: verified pieces were downloaded again", got, limit)
 	}

@@ -65,7 +65,7 @@ func TestWebSeedOnly(t *testing.T) {
 	waitComplete(ctx, t, tor, leecher)
 	sameFile(t, src, dst)
 
-	tr := TorrentTraffic(tor)
+	tr := NewMeter().Update(tor)
 	if tr.FromWebSeeds != info.Length || tr.FromPeers != 0 || tr.Peers != 0 {
 		t.Errorf("traffic %+v: want all %d bytes from the web seed", tr, info.Length)
 	}
