@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -202,6 +203,7 @@ type run struct {
 	prevAt         time.Time
 	status         gossip.Status
 	known          map[string]bool // torrent addresses handed to the client
+	tracedAt       time.Time       // last traceTorrent
 	knownAt        time.Time
 	lastVerified   int64 // verified bytes at lastProgressAt
 	lastProgressAt time.Time
@@ -394,6 +396,7 @@ func (r *run) tick() {
 		r.traffic.Update(r.t)
 		r.addPeers()
 		r.dl.boost(r.t)
+		r.traceTorrent(now)
 		if verified == m.PayloadBytes && r.downloadedAt.IsZero() {
 			r.downloadedAt = now
 			r.a.log.Info("every piece verified", "seconds", now.Sub(r.started).Seconds(), "chunks_applied", chunks, "chunks", len(m.Chunks))
@@ -436,6 +439,26 @@ func (r *run) tick() {
 		}
 		r.a.cfg.Progress(p)
 	}
+}
+
+// traceTorrent appends the torrent client's own status (every connection's
+// request queue, choke and interest flags, bytes) every 5 s to
+// DIR/ADDR.status, where DIR is $LABSEED_TORRENT_STATUS and ADDR the
+// agent's torrent address: how swarm behaviour in the lab bench is
+// diagnosed (docs/lab-bench.md). Called with r.mu held.
+func (r *run) traceTorrent(now time.Time) {
+	dir := os.Getenv("LABSEED_TORRENT_STATUS")
+	if dir == "" || now.Sub(r.tracedAt) < 5*time.Second {
+		return
+	}
+	r.tracedAt = now
+	f, err := os.OpenFile(filepath.Join(dir, r.torrentAddr+".status"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "==== %.3f s\n", now.Sub(r.started).Seconds())
+	r.client.WriteStatus(f)
 }
 
 // addPeers hands the torrent addresses of live lab members to the client.

@@ -36,6 +36,7 @@ var commands = []*command{
 	extractCmd,
 	keysCmd,
 	hostsCmd,
+	cloneCmd,
 	serveCmd,
 	peerCmd,
 	statusCmd,

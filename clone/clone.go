@@ -1,0 +1,318 @@
+package clone
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/peer"
+	"github.com/labseed/labseed/seeder"
+)
+
+// Config configures a clone. Zero values mean the defaults.
+type Config struct {
+	// Server is the print server, HOST or HOST:PORT (port 7480 by
+	// default); default the kernel command line's labseed.server=.
+	Server string
+	// Image is the image to install; default the kernel command line's
+	// labseed.image=, then the host's image in the hosts table
+	// (hosts.Identity.Image), then the print server's only image.
+	Image string
+	// PublicKey checks the image's signature; LabKey joins the lab's
+	// gossip and signs the requests to the hosts API. Both required
+	// unless Insecure (see "labseed keys export").
+	PublicKey ed25519.PublicKey
+	LabKey    []byte
+	Insecure  bool
+	// Disk is the whole disk to re-image, e.g. /dev/sda; required. A
+	// partition or a disk in use is refused.
+	Disk string
+	// Partition writes the lab's partition layout (root, then swap) even
+	// when the disk has a partition table; without it an existing table
+	// is kept and its first Linux and swap partitions are reused.
+	Partition bool
+	// MACs are this machine's MAC addresses, the one it boots from first;
+	// default those of its network interfaces (BOOTIF= of the kernel
+	// command line first, then the interface that routes to the server).
+	MACs []string
+	// Mountpoint is where the new root file system is mounted; default
+	// /mnt/labseed.
+	Mountpoint string
+	// NoReboot leaves the machine running after a successful clone. (A
+	// failed clone never reboots: the error stays on the console.)
+	NoReboot bool
+	// Linger is how long the agent keeps seeding to the rest of the lab
+	// once the image is in (peer.Config.Linger): default 10 minutes,
+	// negative not at all. The configuration and the bootloader are done
+	// meanwhile; the disk is unmounted when the agent returns.
+	Linger time.Duration
+	// Local selects the agent's fast gossip timers (loopback tests).
+	Local bool
+	// Console receives one line per step, and the errors, for whoever
+	// looks at the machine's screen; nil discards.
+	Console io.Writer
+	// Progress, if set, receives the agent's download progress, about
+	// once a second, from the agent's goroutine.
+	Progress func(peer.Progress)
+	// Logger receives the clone's logs, the agent's and the output of the
+	// commands run; nil discards.
+	Logger *slog.Logger
+	// HTTPClient talks to the print server; default a client with a 30 s
+	// timeout.
+	HTTPClient *http.Client
+	// CmdlinePath is the kernel command line's file; default /proc/cmdline.
+	CmdlinePath string
+	// Reboot restarts the machine after a successful clone unless
+	// NoReboot; default sync(2) then reboot(2).
+	Reboot func() error
+}
+
+// The steps of a clone, as logged, shown and reported to the print server
+// (hosts.Report.Step). A clone goes through them in this order.
+const (
+	StepNetwork    = "network"    // bring up the network, find the print server
+	StepIdentify   = "identify"   // ask the print server who this machine is
+	StepDisk       = "disk"       // partition, make the file systems, mount the root
+	StepFetch      = "fetch"      // download and extract the image (the agent)
+	StepMount      = "mount"      // bind /proc, /sys, /dev, /dev/pts; a tmpfs on /run
+	StepConfigure  = "configure"  // host name, network, printer, display, fstab, machine-id, SSH keys
+	StepHooks      = "hooks"      // the lab's hook scripts, in the chroot
+	StepBootloader = "bootloader" // the bootloader, in the chroot
+	StepSeed       = "seed"       // wait for the agent, seeding to the rest of the lab
+	StepUnmount    = "unmount"    // unmount everything, in reverse order
+	StepDone       = "done"       // the final report
+)
+
+// StepError is the error of a failed step: Run's error when a clone fails.
+type StepError struct {
+	Step string // one of the Step constants
+	Err  error
+}
+
+// Error says the step and why it failed.
+func (e *StepError) Error() string { return "clone: " + e.Step + ": " + e.Err.Error() }
+
+// Unwrap returns the step's error.
+func (e *StepError) Unwrap() error { return e.Err }
+
+// ErrNoServer is returned when no print server is given and the kernel
+// command line names none.
+var ErrNoServer = errors.New("clone: no print server: give --server, or boot with labseed.server=HOST on the kernel command line")
+
+// DefaultMountpoint is where the new root is mounted by default.
+const DefaultMountpoint = "/mnt/labseed"
+
+// Run re-images cfg.Disk as this machine: it finds the print server, asks
+// it who this machine is, partitions and formats the disk, downloads the
+// image into it with the lab's swarm, configures the new system as this
+// host, installs the bootloader, unmounts everything, reports to the print
+// server and reboots. Every step is reported to the print server as it
+// starts and when it fails; reports that do not get through are logged and
+// do not stop the clone.
+//
+// Whatever happens, Run leaves nothing mounted, and running it again on the
+// same disk works: a root file system holding an interrupted download of
+// the same image is kept and the download resumes; anything else is
+// formatted again (see the package documentation).
+func Run(ctx context.Context, cfg Config) error {
+	c, err := newCloner(cfg)
+	if err != nil {
+		return err
+	}
+	// A wrong disk is said at once, before the network and the print
+	// server are waited for.
+	if _, err := openDisk(c.cfg.Disk); err != nil {
+		return fmt.Errorf("clone: %w", err)
+	}
+	return c.run(ctx)
+}
+
+// cloner is one Run in progress.
+type cloner struct {
+	cfg    Config
+	log    *slog.Logger
+	client *seeder.Client
+	mounts *mounts
+	params map[string]string // the kernel command line's
+
+	reportMAC string         // whose clone the reports are about
+	id        hosts.Identity // from the print server
+	image     string         // the image's name, "" for the server's only one
+	disk      *disk
+	sys       *system // the new system, once mounted
+
+	agentMu   sync.Mutex
+	agentDone chan error // the agent's result; nil when no agent runs
+	stopAgent context.CancelFunc
+	agentErr  error // once received from agentDone
+	// imageVersion is the image installed, NAME-vVERSION, as the agent
+	// reports it when the image is in.
+	imageVersion string
+}
+
+func newCloner(cfg Config) (*cloner, error) {
+	if cfg.Disk == "" {
+		return nil, errors.New("clone: no disk: give the whole disk to re-image, e.g. --disk /dev/sda")
+	}
+	if !cfg.Insecure && (len(cfg.PublicKey) != ed25519.PublicKeySize || len(cfg.LabKey) != 32) {
+		return nil, peer.ErrNoKeys
+	}
+	if cfg.Mountpoint == "" {
+		cfg.Mountpoint = DefaultMountpoint
+	}
+	mp, err := filepath.Abs(cfg.Mountpoint)
+	if err != nil || mp == "/" {
+		return nil, fmt.Errorf("clone: mount point %q: give a directory other than /", cfg.Mountpoint)
+	}
+	cfg.Mountpoint = mp
+	if cfg.CmdlinePath == "" {
+		cfg.CmdlinePath = "/proc/cmdline"
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Console == nil {
+		cfg.Console = io.Discard
+	}
+	c := &cloner{cfg: cfg, log: log.With("component", "clone")}
+	c.mounts = &mounts{log: c.log}
+	return c, nil
+}
+
+func (c *cloner) run(ctx context.Context) error {
+	start := time.Now()
+	err := c.steps(ctx)
+	if err == nil {
+		c.report(ctx, StepUnmount, hosts.StateRunning, "")
+		c.say("unmounting")
+	}
+	if uerr := c.teardown(err != nil); uerr != nil {
+		if err == nil {
+			err = c.fail(ctx, StepUnmount, uerr)
+		} else {
+			c.log.Error("unmount after the failure", "err", uerr)
+			err = errors.Join(err, uerr)
+		}
+	}
+	if err != nil {
+		c.say("FAILED: %v", err)
+		c.say("the disk can be cloned again: run the same command (nothing is left mounted)")
+		return err
+	}
+	c.report(ctx, StepDone, hosts.StateDone, "")
+	c.log.Info("clone done", "host", c.id.Hostname, "disk", c.cfg.Disk, "seconds", time.Since(start).Seconds())
+	c.say("done: %s is %s (%s), in %s", c.cfg.Disk, c.id.Hostname, c.id.IP, time.Since(start).Round(time.Second))
+	if c.cfg.NoReboot {
+		return nil
+	}
+	c.say("rebooting")
+	reboot := c.cfg.Reboot
+	if reboot == nil {
+		reboot = rebootNow
+	}
+	if err := reboot(); err != nil {
+		return fmt.Errorf("clone: reboot: %w", err)
+	}
+	return nil
+}
+
+// steps runs every step up to the unmount; the first error stops them.
+func (c *cloner) steps(ctx context.Context) error {
+	steps := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{StepNetwork, c.network},
+		{StepIdentify, c.identify},
+		{StepDisk, c.prepareDisk},
+		{StepFetch, c.fetch},
+		{StepMount, c.mountSystem},
+		{StepConfigure, c.configure},
+		{StepHooks, c.runHooks},
+		{StepBootloader, c.bootloader},
+		{StepSeed, c.seed},
+	}
+	for i, s := range steps {
+		c.report(ctx, s.name, hosts.StateRunning, "")
+		c.log.Info("step", "step", s.name)
+		c.say("step %d/%d: %s", i+1, len(steps), s.name)
+		if err := s.run(ctx); err != nil {
+			return c.fail(ctx, s.name, err)
+		}
+	}
+	return nil
+}
+
+// fail wraps err as step's error and reports it.
+func (c *cloner) fail(ctx context.Context, step string, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("interrupted: %w", err)
+	}
+	se := &StepError{Step: step, Err: err}
+	c.log.Error("step failed", "step", step, "err", err)
+	c.report(ctx, step, hosts.StateFailed, err.Error())
+	return se
+}
+
+// teardown stops the agent (when the clone failed) or waits for it, then
+// unmounts everything. It runs whatever happened before.
+func (c *cloner) teardown(failed bool) error {
+	if failed {
+		c.stopAgentNow()
+	}
+	c.waitAgent()
+	if c.sys != nil {
+		c.sys.close()
+	}
+	return c.mounts.unmountAll()
+}
+
+// say writes a line to the console.
+func (c *cloner) say(format string, args ...any) {
+	fmt.Fprintf(c.cfg.Console, "labseed clone: "+format+"\n", args...)
+}
+
+// report sends one step's state to the print server. It never fails the
+// clone: a report that does not get through is logged.
+func (c *cloner) report(ctx context.Context, step, state, msg string) {
+	if c.client == nil || c.reportMAC == "" {
+		return
+	}
+	const limit = 4000 // the server takes 4096 bytes of error
+	if len(msg) > limit {
+		msg = msg[:limit] + "..."
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := c.client.Report(rctx, c.reportMAC, hosts.Report{Step: step, State: state, Error: msg, Time: time.Now()})
+	if err != nil {
+		c.log.Warn("report to the print server", "step", step, "state", state, "err", err)
+	}
+}
+
+// lines turns a command's output into a short excerpt for an error: its
+// last few lines.
+func lines(out []byte) string {
+	s := strings.TrimSpace(string(out))
+	if s == "" {
+		return ""
+	}
+	ls := strings.Split(s, "\n")
+	if len(ls) > 8 {
+		ls = append([]string{"..."}, ls[len(ls)-8:]...)
+	}
+	return ": " + strings.Join(ls, " / ")
+}
