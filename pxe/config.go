@@ -89,6 +89,14 @@ type Config struct {
 	// DHCPAddr is the address the DHCP server listens on; default ":67".
 	// Replies are always sent from this socket (iPXE drops others).
 	DHCPAddr string
+	// NoBind reads the DHCP requests to DHCPAddr's port with a raw socket
+	// instead of binding the port, and sends the replies from that port
+	// through the raw socket (as pixiecore's --dhcp-no-bind). Set it when
+	// the print server also runs its own DHCP server (dnsmasq, ISC dhcpd,
+	// Kea): that server keeps port 67 and every unicast renewal to it,
+	// labseed sees a copy of each request. ModeProxy only; Linux only;
+	// needs CAP_NET_RAW. Default false: bind the port.
+	NoBind bool
 	// ProxyAddr is the PXE boot-server address (proxyDHCP requests after
 	// the lease); default ":4011"; "-" disables it.
 	ProxyAddr string
@@ -164,6 +172,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if _, err := ParseMode(string(c.Mode)); err != nil {
 		return c, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if c.NoBind && c.Mode != ModeProxy {
+		return c, fmt.Errorf("%w: NoBind is for ModeProxy next to another DHCP server on this host, not for mode %q", ErrConfig, c.Mode)
 	}
 	def := func(s *string, v string) {
 		if *s == "" {

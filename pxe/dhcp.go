@@ -144,14 +144,21 @@ func (s *Server) handleDHCP(req *dhcpv4.DHCPv4, onProxyPort bool) (*dhcpv4.DHCPv
 		s.stats.dhcpIgnored.Add(1)
 		c := classify(req)
 		lvl := s.log.Debug
-		if c.vendor != "" {
+		if c.vendor != "" && !s.routineIgnore(req, onProxyPort) {
 			// A boot client we do not answer: the sysadmin wants to know why.
 			lvl = s.log.Info
 			s.record(req.ClientHWAddr, EventIgnored, reason)
 		}
-		lvl("no answer to DHCP request", "mac", req.ClientHWAddr, "type", req.MessageType(), "arch", c.arch, "vendor", c.vendor, "reason", reason)
+		lvl("no answer to DHCP request", "mac", req.ClientHWAddr.String(), "type", req.MessageType(), "arch", c.arch, "vendor", c.vendor, "reason", reason)
 	}
 	return resp, reason
+}
+
+// routineIgnore reports whether ignoring req is part of every boot: in
+// proxy mode each boot client sends a DHCPREQUEST to port 67 for the lab
+// DHCP server's offer, which is no business of ours and not worth an event.
+func (s *Server) routineIgnore(req *dhcpv4.DHCPv4, onProxyPort bool) bool {
+	return s.cfg.Mode == ModeProxy && !onProxyPort && req.MessageType() == dhcpv4.MessageTypeRequest
 }
 
 func (s *Server) answer(req *dhcpv4.DHCPv4, onProxyPort bool) (*dhcpv4.DHCPv4, string) {
@@ -258,7 +265,7 @@ func (s *Server) handlePacket(pkt []byte, peer *net.UDPAddr, onProxyPort bool) {
 		return
 	}
 	if _, err := out.WriteTo(resp.ToBytes(), dst); err != nil {
-		s.log.Warn("send DHCP reply", "mac", req.ClientHWAddr, "dst", dst, "err", err)
+		s.log.Warn("send DHCP reply", "mac", req.ClientHWAddr.String(), "dst", dst, "err", err)
 		return
 	}
 	s.stats.dhcpReplied.Add(1)

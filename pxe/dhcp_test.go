@@ -117,6 +117,24 @@ func TestProxyHandler(t *testing.T) {
 	}
 }
 
+// TestRoutineRequestNotRecorded: in proxy mode every boot client sends a
+// DHCPREQUEST to port 67 for the lab DHCP server's offer; that is not an
+// event of the host, an unsupported architecture is.
+func TestRoutineRequestNotRecorded(t *testing.T) {
+	s := newServer(t, testConfig(t))
+	req := pkt{typ: dhcpv4.MessageTypeRequest, mac: macB, vendor: "PXEClient", arch: u16(0), server: net.IPv4(10, 78, 0, 2), reqIP: net.IPv4(10, 78, 0, 120)}.build(t)
+	if resp, _ := s.handleDHCP(req, false); resp != nil {
+		t.Fatalf("answered %s", resp.Summary())
+	}
+	if ev := s.Events(macB); len(ev) != 0 {
+		t.Errorf("events %+v, want none", ev)
+	}
+	s.handleDHCP(pkt{mac: macB, vendor: "PXEClient", arch: u16(11)}.build(t), false)
+	if ev := s.Events(macB); len(ev) != 1 || ev[0].Kind != EventIgnored {
+		t.Errorf("events %+v, want one ignored (arch 11)", ev)
+	}
+}
+
 func TestReplyAddr(t *testing.T) {
 	s := newServer(t, testConfig(t))
 	peer := &net.UDPAddr{IP: net.IPv4(10, 78, 0, 50), Port: 68}

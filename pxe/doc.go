@@ -12,8 +12,12 @@
 // The boot menu of a host has two entries: boot the local disk (default)
 // and boot the labseed netboot kernel to clone an image. SetNextBoot marks a
 // host so that the clone entry becomes the default with a short timeout.
-// Every boot event is recorded per MAC (Events) and malformed packets are
-// counted (Stats), never fatal.
+// Every boot event (DHCP answer, TFTP file, iPXE script, HTTP kernel and
+// initrd) is recorded per MAC (Events) and malformed packets are counted
+// (Stats), never fatal.
+//
+// On a print server that also runs the lab's DHCP server, Config.NoBind
+// reads DHCP with a raw socket instead of binding port 67 (Linux).
 //
 // Usage:
 //

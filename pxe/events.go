@@ -20,6 +20,8 @@ const (
 	EventTFTPSent   EventKind = "tftp-sent"   // a file was sent completely over TFTP
 	EventTFTPFailed EventKind = "tftp-failed" // a TFTP transfer was refused or failed
 	EventScript     EventKind = "ipxe-script" // the iPXE script was fetched over HTTP
+	EventHTTPFile   EventKind = "http-file"   // a boot file (kernel, initrd, ipxe.efi) was sent completely over HTTP
+	EventHTTPFailed EventKind = "http-failed" // an HTTP boot file was missing or its transfer broke off
 )
 
 // Event is one boot event of one host.

@@ -42,6 +42,35 @@ func FuzzDHCP(f *testing.F) {
 	})
 }
 
+// FuzzParseUDP4 feeds arbitrary packets to the NoBind socket's decoder:
+// it must never panic, and what it accepts must survive a rebuild.
+func FuzzParseUDP4(f *testing.F) {
+	payload := pkt{vendor: "PXEClient", arch: u16(0)}.build(f).ToBytes()
+	good, err := buildUDP4(net.IPv4(10, 78, 0, 50), net.IPv4bcast, 68, 67, payload)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:30])
+	f.Add([]byte{0x4f, 0, 0, 40})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, from, err := parseUDP4(b, 67)
+		if err != nil {
+			return
+		}
+		if from == nil || from.IP.To4() == nil || len(got) > len(b) {
+			t.Fatalf("accepted with from %v, %d of %d bytes", from, len(got), len(b))
+		}
+		p, err := buildUDP4(from.IP, net.IPv4(10, 78, 0, 1), from.Port, 67, got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, _, err := parseUDP4(p, 67); err != nil || string(again) != string(got) {
+			t.Fatalf("rebuilt datagram: %v", err)
+		}
+	})
+}
+
 // FuzzCleanBootPath checks that no accepted name can leave the boot
 // directory.
 func FuzzCleanBootPath(f *testing.F) {

@@ -198,7 +198,7 @@ func (s *Server) release(mac net.HardwareAddr) {
 	if _, ok := ls.leases[mac.String()]; ok {
 		delete(ls.leases, mac.String())
 		if err := ls.save(); err != nil {
-			s.log.Warn("release lease", "mac", mac, "err", err)
+			s.log.Warn("release lease", "mac", mac.String(), "err", err)
 		}
 	}
 }
@@ -234,7 +234,7 @@ func (s *Server) handleFull(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, string) {
 			break
 		}
 		if err := s.commit(mac, a); err != nil {
-			s.log.Warn("persist lease", "mac", mac, "ip", a, "err", err)
+			s.log.Warn("persist lease", "mac", mac.String(), "ip", a, "err", err)
 		}
 		typ, ip = dhcpv4.MessageTypeAck, a
 		s.learnIP(a, mac)
@@ -290,7 +290,7 @@ func (s *Server) handleFull(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, string) {
 			mods = append(mods, s.bootModifiers(req, b)...)
 			detail += " boot " + b.file
 		} else {
-			s.log.Info("no boot file for client", "mac", mac, "arch", c.arch, "reason", reason)
+			s.log.Info("no boot file for client", "mac", mac.String(), "arch", c.arch, "reason", reason)
 			detail += " (no boot file: " + reason + ")"
 		}
 	}

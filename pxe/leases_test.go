@@ -116,6 +116,7 @@ func TestConfigErrors(t *testing.T) {
 		{"short MAC", func(c *Config) { c.Hosts = []Host{{MAC: net.HardwareAddr{1, 2}}} }},
 		{"duplicate MAC", func(c *Config) { c.Hosts = []Host{{MAC: macA}, {MAC: macA}} }},
 		{"bad blksize", func(c *Config) { c.TFTPBlockSize = 100 }},
+		{"NoBind in full DHCP mode", func(c *Config) { c.Mode, c.NoBind = ModeDHCP, true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package pxe
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -9,7 +10,9 @@ import (
 // BootMenu is the two-entry boot menu of one host: boot the local disk, or
 // boot the labseed netboot kernel to clone an image.
 type BootMenu struct {
-	// MAC is shown in the menu title; optional.
+	// MAC is shown in the menu title and, in the iPXE script, appended to
+	// the kernel and initrd URLs as "?mac=aa-bb-cc-dd-ee-ff" so that the
+	// server records those downloads for the host; optional.
 	MAC string
 	// Server is "IP:PORT" of labseed's HTTP server: the kernel and initrd
 	// are fetched from it and it is passed as labseed.server=.
@@ -27,8 +30,21 @@ type BootMenu struct {
 	Timeout time.Duration
 }
 
-func (m BootMenu) kernelURL() string { return "http://" + m.Server + m.KernelPath }
-func (m BootMenu) initrdURL() string { return "http://" + m.Server + m.InitrdPath }
+// bootURL is the URL of path on Server; tagged adds the MAC as a query
+// parameter (HTTPHandler records the download under it). pxelinux gets
+// untagged URLs: lpxelinux's handling of query strings is untested, and
+// the server finds its MAC by address instead.
+func (m BootMenu) bootURL(path string, tagged bool) string {
+	u := "http://" + m.Server + path
+	if tagged && m.MAC != "" {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		u += sep + "mac=" + url.QueryEscape(strings.ReplaceAll(m.MAC, ":", "-"))
+	}
+	return u
+}
 
 // cmdline is the clone entry's kernel command line (without initrd=).
 func (m BootMenu) cmdline() string {
@@ -65,7 +81,7 @@ func PXELinuxConfig(m BootMenu) string {
 	fmt.Fprintf(&b, "DEFAULT %s\nPROMPT 0\nTIMEOUT %d\n\n", def, tenths)
 	b.WriteString("LABEL local\n  MENU LABEL Boot from local disk\n  LOCALBOOT 0\n\n")
 	fmt.Fprintf(&b, "LABEL clone\n  MENU LABEL %s\n  KERNEL %s\n  INITRD %s\n  APPEND %s\n",
-		m.imageLabel(), m.kernelURL(), m.initrdURL(), m.cmdline())
+		m.imageLabel(), m.bootURL(m.KernelPath, false), m.bootURL(m.InitrdPath, false), m.cmdline())
 	return b.String()
 }
 
@@ -93,8 +109,8 @@ func IPXEScript(m BootMenu, uefi bool) string {
 	fmt.Fprintf(&b, "choose --default %s --timeout %d target || goto %s\n", def, ms, def)
 	b.WriteString("goto ${target}\n\n")
 	fmt.Fprintf(&b, ":local\n%s\n\n", local)
-	fmt.Fprintf(&b, ":clone\nkernel %s initrd=initrd.img %s\n", m.kernelURL(), m.cmdline())
-	fmt.Fprintf(&b, "initrd --name initrd.img %s\n", m.initrdURL())
+	fmt.Fprintf(&b, ":clone\nkernel %s initrd=initrd.img %s\n", m.bootURL(m.KernelPath, true), m.cmdline())
+	fmt.Fprintf(&b, "initrd --name initrd.img %s\n", m.bootURL(m.InitrdPath, true))
 	b.WriteString("boot\n")
 	return b.String()
 }

@@ -17,8 +17,8 @@ func TestMenus(t *testing.T) {
 	}{
 		{"ipxe bios local default", func() string { return s.IPXEScript(macA, false) }, []string{
 			"#!ipxe\n", "choose --default local --timeout 5000 target", ":local\nsanboot --no-describe --drive 0x80\n",
-			"kernel http://10.78.0.1:7480/pxe/boot/vmlinuz initrd=initrd.img labseed.server=10.78.0.1:7480 labseed.image=lab-2025\n",
-			"initrd --name initrd.img http://10.78.0.1:7480/pxe/boot/initrd.img\n"}},
+			"kernel http://10.78.0.1:7480/pxe/boot/vmlinuz?mac=52-54-00-12-34-56 initrd=initrd.img labseed.server=10.78.0.1:7480 labseed.image=lab-2025\n",
+			"initrd --name initrd.img http://10.78.0.1:7480/pxe/boot/initrd.img?mac=52-54-00-12-34-56\n"}},
 		{"ipxe uefi exits", func() string { return s.IPXEScript(macA, true) }, []string{":local\nexit\n"}},
 		{"ipxe clone host", func() string { return s.IPXEScript(macB, false) }, []string{
 			"choose --default clone --timeout 1000 target", "labseed.image=exam"}},
@@ -44,6 +44,26 @@ func TestMenus(t *testing.T) {
 	s.SetNextBoot(macB, false)
 	if !strings.Contains(s.PXELinuxConfig(macB), "DEFAULT local") {
 		t.Error("SetNextBoot(false) did not restore local boot")
+	}
+}
+
+func TestBootURLs(t *testing.T) {
+	tests := []struct {
+		name, mac, path string
+		tagged          bool
+		want            string
+	}{
+		{"tagged", "52:54:00:12:34:56", "/pxe/boot/vmlinuz", true, "http://s:80/pxe/boot/vmlinuz?mac=52-54-00-12-34-56"},
+		{"path has a query", "52:54:00:12:34:56", "/k?v=2", true, "http://s:80/k?v=2&mac=52-54-00-12-34-56"},
+		{"no MAC", "", "/pxe/boot/vmlinuz", true, "http://s:80/pxe/boot/vmlinuz"},
+		{"pxelinux untagged", "52:54:00:12:34:56", "/pxe/boot/vmlinuz", false, "http://s:80/pxe/boot/vmlinuz"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := (BootMenu{Server: "s:80", MAC: tt.mac}).bootURL(tt.path, tt.tagged); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
 

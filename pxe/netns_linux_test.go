@@ -8,13 +8,18 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,16 +29,49 @@ import (
 
 // The lab built by TestNetnsLab: a bridge namespace as the switch and one
 // namespace per host, all on 10.78.0.0/24. Everything is removed by exact
-// name.
-const (
-	nsSwitch = "lspxe-sw"
-	nsServer = "lspxe-srv" // labseed pxe, 10.78.0.1
-	nsDHCP   = "lspxe-dh"  // dnsmasq, plain DHCP, 10.78.0.2
-	nsWS     = "lspxe-ws"  // TFTP clients, 10.78.0.10
-	nsPC     = "lspxe-pc"  // udhcpc, no address
-	macWS    = "52:54:00:78:00:10"
-	macPC    = "52:54:00:78:00:20"
+// name. The qemu tests (qemu_linux_test.go) use the same names, one test
+// at a time. The names end in this process's ID, so that two runs of the
+// package at once (go test ./... next to go test ./pxe) do not tear down
+// each other's labs.
+var (
+	labID    = strconv.Itoa(os.Getpid())
+	nsSwitch = "lspxe-sw-" + labID
+	nsServer = "lspxe-srv-" + labID // labseed pxe, 10.78.0.1
+	nsDHCP   = "lspxe-dh-" + labID  // dnsmasq, plain DHCP, 10.78.0.2
+	nsWS     = "lspxe-ws-" + labID  // TFTP clients, 10.78.0.10
+	nsPC     = "lspxe-pc-" + labID  // udhcpc, no address
+	nsVM     = "lspxe-vm-" + labID  // qemu: tap0 and eth0 on a bridge, no address
 )
+
+const (
+	macWS = "52:54:00:78:00:10"
+	macPC = "52:54:00:78:00:20"
+)
+
+// labHost is one namespace of the lab, cabled to the switch as eth0.
+type labHost struct {
+	ns, addr, mac string
+	tap           bool // add tap0 and bridge it with eth0 (a VM's NIC)
+}
+
+var (
+	hostServer = labHost{ns: nsServer, addr: "10.78.0.1/24", mac: "52:54:00:78:00:01"}
+	hostDHCP   = labHost{ns: nsDHCP, addr: "10.78.0.2/24", mac: "52:54:00:78:00:02"}
+	hostWS     = labHost{ns: nsWS, addr: "10.78.0.10/24", mac: macWS}
+	hostPC     = labHost{ns: nsPC, mac: macPC}
+	hostVM     = labHost{ns: nsVM, mac: "52:54:00:78:00:03", tap: true}
+)
+
+// helperConfig is how a test configures TestHelperServer (as JSON in
+// LABSEED_PXE_HELPER).
+type helperConfig struct {
+	BootDir     string        `json:"boot_dir"`
+	NoBind      bool          `json:"no_bind"`
+	HTTP        bool          `json:"http"`  // serve HTTPHandler on 10.78.0.1:7480
+	Clone       []string      `json:"clone"` // MACs whose next boot is the clone entry
+	MenuTimeout time.Duration `json:"menu_timeout"`
+	Report      []string      `json:"report"` // MACs whose events the report carries
+}
 
 // helperReport is what the server helper prints when it stops.
 type helperReport struct {
@@ -41,17 +79,31 @@ type helperReport struct {
 	Events map[string][]Event `json:"events"`
 }
 
-// TestHelperServer is not a test: TestNetnsLab runs the test binary with
-// this test selected inside the server namespace, where it serves until
-// SIGTERM and then prints a helperReport.
+// TestHelperServer is not a test: the netns tests run the test binary
+// with this test selected inside the server namespace, where it serves
+// until SIGTERM and then prints a helperReport. Its log (JSON, debug
+// level, so with every boot event) goes to stdout as it happens.
 func TestHelperServer(t *testing.T) {
-	if os.Getenv("LABSEED_PXE_HELPER") == "" {
-		t.Skip("helper process for TestNetnsLab")
+	env := os.Getenv("LABSEED_PXE_HELPER")
+	if env == "" {
+		t.Skip("helper process for the netns tests")
+	}
+	var hc helperConfig
+	if err := json.Unmarshal([]byte(env), &hc); err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
 	}
 	cfg := DefaultConfig()
 	cfg.ServerIP = net.IPv4(10, 78, 0, 1)
 	cfg.Interface = "eth0"
-	cfg.BootDir = os.Getenv("LABSEED_PXE_BOOTDIR")
+	cfg.BootDir = hc.BootDir
+	cfg.NoBind = hc.NoBind
+	cfg.MenuTimeout = hc.MenuTimeout
+	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for _, m := range hc.Clone {
+		hw, _ := net.ParseMAC(m)
+		cfg.Hosts = append(cfg.Hosts, Host{MAC: hw, Clone: true})
+	}
 	s, err := New(cfg)
 	if err != nil {
 		fmt.Println("ERROR", err)
@@ -59,12 +111,22 @@ func TestHelperServer(t *testing.T) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
+	if hc.HTTP {
+		hs := &http.Server{Addr: "10.78.0.1:7480", Handler: s.HTTPHandler()}
+		ln, err := net.Listen("tcp4", hs.Addr)
+		if err != nil {
+			fmt.Println("ERROR", err)
+			os.Exit(1)
+		}
+		go hs.Serve(ln)
+		defer hs.Close()
+	}
 	fmt.Println("READY")
 	if err := s.Run(ctx); err != nil {
 		fmt.Println("ERROR", err)
 	}
 	rep := helperReport{Stats: s.Stats(), Events: map[string][]Event{}}
-	for _, m := range []string{macWS, macPC} {
+	for _, m := range hc.Report {
 		hw, _ := net.ParseMAC(m)
 		rep.Events[m] = s.Events(hw)
 	}
@@ -82,8 +144,13 @@ func run(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func buildLab(t *testing.T) {
-	all := []string{nsSwitch, nsServer, nsDHCP, nsWS, nsPC}
+// buildLab creates the switch and hosts; t.Cleanup deletes them by name
+// (processes started later are stopped first: cleanups run in reverse).
+func buildLab(t *testing.T, hosts ...labHost) {
+	all := []string{nsSwitch}
+	for _, h := range hosts {
+		all = append(all, h.ns)
+	}
 	teardown := func() {
 		for _, ns := range all {
 			exec.Command("ip", "netns", "del", ns).Run()
@@ -97,38 +164,82 @@ func buildLab(t *testing.T) {
 	}
 	run(t, "ip", "-n", nsSwitch, "link", "add", "br0", "type", "bridge")
 	run(t, "ip", "-n", nsSwitch, "link", "set", "br0", "up")
-	for _, h := range []struct{ ns, addr, mac string }{
-		{nsServer, "10.78.0.1/24", "52:54:00:78:00:01"}, {nsDHCP, "10.78.0.2/24", "52:54:00:78:00:02"},
-		{nsWS, "10.78.0.10/24", macWS}, {nsPC, "", macPC},
-	} {
-		port := "p-" + strings.TrimPrefix(h.ns, "lspxe-")
+	for _, h := range hosts {
+		port := "p-" + strings.TrimPrefix(h.ns, "lspxe-") // "p-srv-PID": at most 15 bytes
 		run(t, "ip", "link", "add", port, "netns", nsSwitch, "type", "veth", "peer", "name", "eth0", "netns", h.ns)
 		run(t, "ip", "-n", nsSwitch, "link", "set", port, "master", "br0", "up")
 		run(t, "ip", "-n", h.ns, "link", "set", "eth0", "address", h.mac, "up")
 		if h.addr != "" {
 			run(t, "ip", "-n", h.ns, "addr", "add", h.addr, "dev", "eth0")
 		}
+		if h.tap {
+			run(t, "ip", "-n", h.ns, "link", "add", "br0", "type", "bridge")
+			run(t, "ip", "-n", h.ns, "tuntap", "add", "dev", "tap0", "mode", "tap")
+			for _, dev := range []string{"eth0", "tap0"} {
+				run(t, "ip", "-n", h.ns, "link", "set", dev, "master", "br0", "up")
+			}
+			run(t, "ip", "-n", h.ns, "link", "set", "br0", "up")
+		}
 	}
 }
 
-// startServer runs the helper in the server namespace; stop returns its report.
-func startServer(t *testing.T, bootDir string) (stop func() helperReport) {
-	cmd := exec.Command("ip", "netns", "exec", nsServer, os.Args[0], "-test.run=^TestHelperServer$", "-test.v")
-	cmd.Env = append(os.Environ(), "LABSEED_PXE_HELPER=1", "LABSEED_PXE_BOOTDIR="+bootDir)
-	out, err := cmd.StdoutPipe()
+// helperServer is the running server helper.
+type helperServer struct {
+	stop func() helperReport // SIGTERM, wait, report; idempotent
+
+	mu     sync.Mutex
+	events map[string][]Event // boot events by MAC, from the helper's log
+	log    []string           // the helper's output, for failure messages
+}
+
+// startServer runs the helper in the server namespace.
+func startServer(t *testing.T, hc helperConfig) *helperServer {
+	t.Helper()
+	h, err := tryStartServer(hc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { h.stop() })
+	return h
+}
+
+// tryStartServer starts the helper and waits until it serves; the error
+// carries the helper's own ERROR line.
+func tryStartServer(hc helperConfig) (*helperServer, error) {
+	b, _ := json.Marshal(hc)
+	cmd := exec.Command("ip", "netns", "exec", nsServer, os.Args[0], "-test.run=^TestHelperServer$", "-test.v")
+	cmd.Env = append(os.Environ(), "LABSEED_PXE_HELPER="+string(b))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
+	h := &helperServer{events: map[string][]Event{}}
 	lines := make(chan string, 100)
 	go func() {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
-			lines <- sc.Text()
+			l := sc.Text()
+			var rec struct {
+				Msg    string    `json:"msg"`
+				Time   time.Time `json:"time"`
+				MAC    string    `json:"mac"`
+				Kind   EventKind `json:"kind"`
+				Detail string    `json:"detail"`
+			}
+			h.mu.Lock()
+			h.log = append(h.log, l)
+			if json.Unmarshal([]byte(l), &rec) == nil && rec.Msg == "boot event" {
+				h.events[rec.MAC] = append(h.events[rec.MAC], Event{Time: rec.Time, Kind: rec.Kind, Detail: rec.Detail})
+			}
+			h.mu.Unlock()
+			if !strings.HasPrefix(l, "{") {
+				lines <- l
+			}
 		}
 		close(lines)
 	}()
@@ -138,18 +249,18 @@ func startServer(t *testing.T, bootDir string) (stop func() helperReport) {
 		case l, ok := <-lines:
 			if !ok || strings.HasPrefix(l, "ERROR") {
 				cmd.Wait()
-				t.Fatalf("server helper failed: %s", l)
+				return nil, fmt.Errorf("server helper failed: %s", l)
 			}
 			ready = l == "READY"
 		case <-timeout:
 			cmd.Process.Kill()
 			cmd.Wait()
-			t.Fatal("server helper not ready after 20 s")
+			return nil, errors.New("server helper not ready after 20 s")
 		}
 	}
 	var rep helperReport
 	var stopped bool
-	stop = func() helperReport {
+	h.stop = func() helperReport {
 		if stopped {
 			return rep
 		}
@@ -163,8 +274,44 @@ func startServer(t *testing.T, bootDir string) (stop func() helperReport) {
 		cmd.Wait()
 		return rep
 	}
-	t.Cleanup(func() { stop() })
-	return stop
+	return h, nil
+}
+
+// Events returns the boot events of mac seen so far in the helper's log.
+func (h *helperServer) Events(mac string) []Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]Event(nil), h.events[mac]...)
+}
+
+// waitEvents waits until mac has, in this order (other events may come
+// in between), an event of each kind whose detail contains the paired
+// string; it returns false on timeout.
+func (h *helperServer) waitEvents(mac string, d time.Duration, want ...[2]string) bool {
+	deadline := time.Now().Add(d)
+	for {
+		i := 0
+		for _, e := range h.Events(mac) {
+			if i < len(want) && string(e.Kind) == want[i][0] && strings.Contains(e.Detail, want[i][1]) {
+				i++
+			}
+		}
+		if i == len(want) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// logEvents shows mac's events in the test log.
+func (h *helperServer) logEvents(t *testing.T, mac string) {
+	t.Helper()
+	for _, e := range h.Events(mac) {
+		t.Logf("event %s %s: %s", mac, e.Kind, e.Detail)
+	}
 }
 
 // startBG starts a background command we own, stopped at cleanup.
@@ -187,7 +334,7 @@ func startBG(t *testing.T, args ...string) *exec.Cmd {
 func capture(t *testing.T, ns string, f func()) []capturedDHCP {
 	pcap := filepath.Join(t.TempDir(), "c.pcap")
 	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "--immediate-mode", "-Z", "root", "-i", "eth0", "-n", "-U", "-w", pcap, "udp", "port", "68")
-	var errb bytes.Buffer
+	var errb syncBuffer // written by exec's copier while poll reads it
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -209,8 +356,10 @@ func capture(t *testing.T, ns string, f func()) []capturedDHCP {
 }
 
 type capturedDHCP struct {
-	src net.IP
-	m   *dhcpv4.DHCPv4
+	src   net.IP
+	sport int
+	csum  bool // the UDP checksum verifies (a sender's offload can leave it partial)
+	m     *dhcpv4.DHCPv4
 }
 
 // parsePcap reads a little-endian Ethernet pcap of IPv4/UDP DHCP packets.
@@ -238,7 +387,9 @@ func parsePcap(t *testing.T, b []byte) []capturedDHCP {
 		if err != nil {
 			continue
 		}
-		out = append(out, capturedDHCP{src: net.IP(append([]byte(nil), ip[12:16]...)), m: m})
+		_, _, cerr := parseUDP4(ip, int(binary.BigEndian.Uint16(ip[ihl+2:])))
+		out = append(out, capturedDHCP{src: net.IP(append([]byte(nil), ip[12:16]...)),
+			sport: int(binary.BigEndian.Uint16(ip[ihl:])), csum: cerr == nil, m: m})
 	}
 	return out
 }
@@ -255,9 +406,9 @@ func TestNetnsLab(t *testing.T) {
 			t.Skipf("%s not installed (apt-get install iproute2 busybox tftp-hpa atftp dnsmasq tcpdump)", bin)
 		}
 	}
-	buildLab(t)
+	buildLab(t, hostServer, hostDHCP, hostWS, hostPC)
 	dir, data := bootDir(t, 100_000)
-	stop := startServer(t, dir)
+	stop := startServer(t, helperConfig{BootDir: dir, Report: []string{macWS, macPC}}).stop
 	tmp := t.TempDir()
 
 	t.Run("tftp-hpa", func(t *testing.T) {

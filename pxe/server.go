@@ -82,7 +82,13 @@ func New(cfg Config) (*Server, error) {
 
 func (s *Server) listen() error {
 	if s.cfg.Mode != ModeOff {
-		c, err := listenDHCP(s.cfg.Interface, s.cfg.DHCPAddr)
+		var c net.PacketConn
+		var err error
+		if s.cfg.NoBind {
+			c, err = listenRawDHCPAddr(s.cfg.Interface, s.cfg.DHCPAddr, s.cfg.ServerIP)
+		} else {
+			c, err = listenDHCP(s.cfg.Interface, s.cfg.DHCPAddr)
+		}
 		if err != nil {
 			return err
 		}
@@ -115,9 +121,23 @@ func listenDHCP(iface, addr string) (net.PacketConn, error) {
 	}
 	c, err := server4.NewIPv4UDPConn(iface, a)
 	if err != nil {
-		return nil, fmt.Errorf("pxe: listen DHCP on %s (interface %q; ports 67 and 4011 need root): %w", a, iface, err)
+		hint := "ports 67 and 4011 need root"
+		if strings.Contains(err.Error(), "address already in use") {
+			// server4 flattens the errno into the message.
+			hint = "another DHCP server on this host holds the port: stop it, or let labseed read DHCP without binding the port (NoBind)"
+		}
+		return nil, fmt.Errorf("pxe: listen DHCP on %s (interface %q; %s): %w", a, iface, hint, err)
 	}
 	return c, nil
+}
+
+// listenRawDHCPAddr opens the NoBind socket for the port of addr.
+func listenRawDHCPAddr(iface, addr string, src net.IP) (net.PacketConn, error) {
+	a, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pxe: DHCP address %q: %w", addr, err)
+	}
+	return listenRawDHCP(iface, a.Port, src)
 }
 
 // DHCPAddr is the local address of the DHCP socket (port 67), nil in ModeOff.
@@ -147,7 +167,7 @@ func addrOf(c net.PacketConn) net.Addr {
 // It returns nil after cancellation.
 func (s *Server) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	s.log.Info("serving", "mode", s.cfg.Mode, "dhcp", s.DHCPAddr(), "proxy", s.ProxyAddr(), "tftp", s.TFTPAddr(), "server_ip", s.cfg.ServerIP, "http", s.cfg.HTTPAddr)
+	s.log.Info("serving", "mode", s.cfg.Mode, "dhcp", s.DHCPAddr(), "no_bind", s.cfg.NoBind, "proxy", s.ProxyAddr(), "tftp", s.TFTPAddr(), "server_ip", s.cfg.ServerIP, "http", s.cfg.HTTPAddr)
 	if s.dhcpConn != nil {
 		g.Go(func() error { return s.serveDHCP(gctx, s.dhcpConn, false) })
 	}
@@ -204,7 +224,11 @@ func (s *Server) Stats() Stats { return s.stats.snapshot() }
 func (s *Server) Events(mac net.HardwareAddr) []Event { return s.events.get(mac) }
 
 func (s *Server) record(mac net.HardwareAddr, kind EventKind, detail string) {
+	if len(mac) == 0 {
+		return // not attributable to a host
+	}
 	s.events.add(mac, Event{Time: s.cfg.Now(), Kind: kind, Detail: detail})
+	s.log.Debug("boot event", "mac", mac.String(), "kind", kind, "detail", detail)
 }
 
 // SetNextBoot marks mac's next network boot: clone true makes the clone

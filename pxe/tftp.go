@@ -111,7 +111,7 @@ func (s *Server) tftpRead(name string, rf io.ReaderFrom) error {
 			mac = hw
 		}
 		s.record(mac, EventTFTPFailed, fmt.Sprintf("refused %q: %v", name, err))
-		s.log.Info("TFTP request refused", "file", name, "peer", peer, "mac", mac, "err", err)
+		s.log.Info("TFTP request refused", "file", name, "peer", peer, "mac", mac.String(), "err", err)
 		return err
 	}
 	if bf.c != nil {
@@ -120,19 +120,37 @@ func (s *Server) tftpRead(name string, rf io.ReaderFrom) error {
 	if mac == nil {
 		mac = bf.mac
 	}
+	if bf.mac != nil {
+		// pxelinux asks for its own config: remember its address, for
+		// the kernel and initrd it then fetches over HTTP.
+		s.learnIP(peer, bf.mac)
+	}
 	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
 		ot.SetSize(bf.size)
 	}
 	n, err := rf.ReadFrom(bf.r)
+	if err != nil && sizeProbe(err) {
+		s.log.Debug("TFTP size probe", "file", name, "peer", peer, "mac", mac.String(), "size", bf.size)
+		return err
+	}
 	if err != nil {
 		s.stats.tftpFailed.Add(1)
 		s.record(mac, EventTFTPFailed, fmt.Sprintf("%s after %d bytes: %v", name, n, err))
-		s.log.Info("TFTP transfer failed", "file", name, "peer", peer, "mac", mac, "bytes", n, "err", err)
+		s.log.Info("TFTP transfer failed", "file", name, "peer", peer, "mac", mac.String(), "bytes", n, "err", err)
 		return err
 	}
 	// Success is counted and recorded by tftpHook, which sees the
 	// negotiated options; it runs inside ReadFrom.
 	return nil
+}
+
+// sizeProbe reports whether a transfer ended because the client only
+// wanted the size: it asks with tsize, reads it from the OACK and stops
+// with error code 8 (RFC 2347), then asks again for the file. UEFI PXE
+// (EDK2) does this for every boot file; it is no failure. pin/tftp puts
+// the client's error code into the message only.
+func sizeProbe(err error) bool {
+	return strings.Contains(err.Error(), "sending block 0: code=8,")
 }
 
 // tftpHook records completed transfers with their negotiated options.
@@ -153,7 +171,7 @@ func (h tftpHook) OnSuccess(st tftp.TransferStats) {
 	}
 	s.stats.tftpSent.Add(1)
 	s.record(mac, EventTFTPSent, fmt.Sprintf("%s to %s, %d blocks, %s", st.Filename, st.RemoteAddr, st.DatagramsSent, strings.Join(opts, " ")))
-	s.log.Debug("TFTP file sent", "file", st.Filename, "peer", st.RemoteAddr, "mac", mac, "blocks", st.DatagramsSent, "opts", opts, "duration", st.Duration)
+	s.log.Debug("TFTP file sent", "file", st.Filename, "peer", st.RemoteAddr, "mac", mac.String(), "blocks", st.DatagramsSent, "opts", opts, "duration", st.Duration)
 }
 
 // OnFailure is called by pin/tftp when a transfer aborts; tftpRead has

@@ -5,11 +5,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,6 +119,14 @@ func TestTFTPLoopback(t *testing.T) {
 	if !sent {
 		t.Errorf("events %+v: want tftp-sent of the pxelinux config", s.Events(macA))
 	}
+	// pxelinux then fetches the kernel over HTTP, without ?mac=: the
+	// address it fetched its config from names it.
+	r := httptest.NewRequest(http.MethodGet, "/pxe/boot/undionly.kpxe", nil)
+	r.RemoteAddr = "127.0.0.1:40000"
+	s.HTTPHandler().ServeHTTP(httptest.NewRecorder(), r)
+	if ev := s.Events(macA); ev[len(ev)-1].Kind != EventHTTPFile {
+		t.Errorf("HTTP kernel fetch after pxelinux config not recorded: %+v", ev)
+	}
 }
 
 func TestHTTPHandler(t *testing.T) {
@@ -133,6 +145,8 @@ func TestHTTPHandler(t *testing.T) {
 		{"/pxe/ipxe/arm/52-54-00-12-34-56", 404, ""},
 		{"/pxe/ipxe/bios/zz", 404, ""},
 		{"/pxe/boot/undionly.kpxe", 200, string(data)},
+		{"/pxe/boot/ipxe.efi?mac=52-54-00-ab-cd-ef", 200, string(data[:500])},
+		{"/pxe/boot/vmlinuz?mac=52-54-00-ab-cd-ef", 404, ""},
 		{"/pxe/boot/../../etc/passwd", 404, ""},
 		{"/pxe/boot/%2e%2e/%2e%2e/etc/passwd", 404, ""},
 	}
@@ -152,7 +166,79 @@ func TestHTTPHandler(t *testing.T) {
 			}
 		})
 	}
-	if ev := s.Events(macA); len(ev) != 2 || ev[0].Kind != EventScript {
-		t.Errorf("events %+v", ev)
+	// macA fetched its scripts from 192.0.2.1 (httptest's client), so the
+	// boot files that come without ?mac= from there are its own.
+	kinds := func(mac net.HardwareAddr) (k []string) {
+		for _, e := range s.Events(mac) {
+			k = append(k, string(e.Kind)+" "+strings.Fields(e.Detail)[0])
+		}
+		return k
+	}
+	wantA := []string{"ipxe-script iPXE", "ipxe-script iPXE", "http-file undionly.kpxe", "http-failed passwd"}
+	if got := kinds(macA); !slices.Equal(got[:min(len(got), 4)], wantA) {
+		t.Errorf("events of %s: %q, want %q first", macA, got, wantA)
+	}
+	if got, want := kinds(macB), []string{"http-file ipxe.efi", "http-failed vmlinuz"}; !slices.Equal(got, want) {
+		t.Errorf("events of %s: %q, want %q", macB, got, want)
+	}
+	if e := s.Events(macB); len(e) > 0 && !strings.Contains(e[0].Detail, "500 bytes") {
+		t.Errorf("http-file detail %q lacks the size", e[0].Detail)
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger written by server goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestTFTPSizeProbe: UEFI PXE asks for the size (tsize in the RRQ), stops
+// at the OACK with error 8, then fetches the file. The probe is no
+// failure.
+func TestTFTPSizeProbe(t *testing.T) {
+	cfg := testConfig(t)
+	dir, _ := bootDir(t, 10_000)
+	cfg.BootDir, cfg.Mode = dir, ModeOff
+	var logs syncBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := newServer(t, cfg)
+	runServer(t, s)
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rrq := append([]byte{0, 1}, "ipxe.efi\x00octet\x00tsize\x000\x00"...)
+	if _, err := c.WriteTo(rrq, s.TFTPAddr()); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 600)
+	n, from, err := c.ReadFrom(buf)
+	if err != nil || n < 2 || buf[1] != 6 {
+		t.Fatalf("want an OACK, got %q %v", buf[:n], err)
+	}
+	if !bytes.Contains(buf[:n], []byte("tsize\x005000\x00")) {
+		t.Errorf("OACK %q lacks tsize 5000", buf[:n])
+	}
+	c.WriteTo(append([]byte{0, 5, 0, 8}, "User aborted the transfer\x00"...), from)
+	poll(t, 5*time.Second, "the probe logged", func() bool { return strings.Contains(logs.String(), "TFTP size probe") })
+	if st := s.Stats(); st.TFTPFailed != 0 || st.TFTPRefused != 0 {
+		t.Errorf("stats %+v: the probe counted as a failure", st)
+	}
+	if ev := s.Events(macA); len(ev) != 0 {
+		t.Errorf("events %+v, want none", ev)
 	}
 }

@@ -47,6 +47,7 @@ labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image
 		bootDir := fs.String("boot-dir", "/var/lib/labseed/boot", "`DIR` with the boot files (undionly.kpxe, ipxe.efi, vmlinuz, initrd.img) for --pxe")
 		pxeImage := fs.String("image", "", "image `NAME` the network-booted clone environment installs (--pxe)")
 		iface := fs.String("interface", "", "lab network `INTERFACE` for --pxe (default all)")
+		noBind := fs.Bool("pxe-no-bind", false, "--pxe proxy on a server that runs its own DHCP server: read DHCP with a raw socket instead of binding port 67")
 		verbose := fs.Bool("v", false, "log debug detail")
 		if err := parse(fs, args, 0, 0); err != nil {
 			return err
@@ -83,6 +84,7 @@ labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image
 			}
 			pc := pxe.DefaultConfig()
 			pc.Mode, pc.ServerIP, pc.Interface, pc.BootDir, pc.Image = mode, ip, *iface, *bootDir, *pxeImage
+			pc.NoBind = *noBind
 			pc.HTTPAddr = net.JoinHostPort(ip.String(), strconv.Itoa(cfg.HTTPPort))
 			pc.Logger = cfg.Logger
 			if boot, err = pxe.New(pc); err != nil {
