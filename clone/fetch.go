@@ -2,10 +2,8 @@ package clone
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -35,10 +33,6 @@ func manifestID(b []byte) (string, error) {
 		return "", err
 	}
 	return m.ID(), nil
-}
-
-func jsonDecode(r io.Reader, v any) error {
-	return json.NewDecoder(io.LimitReader(r, 64<<20)).Decode(v)
 }
 
 // fetch is the fetch step: it starts the agent on the mounted root and

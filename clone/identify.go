@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -375,8 +374,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 // name, or of its only image when name is "".
 func (c *cloner) imageID(ctx context.Context, name string) (string, error) {
 	if name == "" {
-		var imgs []seeder.ImageInfo
-		if err := c.get(ctx, seeder.PathImages, &imgs); err != nil {
+		imgs, err := c.client.Images(ctx)
+		if err != nil {
 			return "", err
 		}
 		if len(imgs) != 1 {
@@ -384,26 +383,9 @@ func (c *cloner) imageID(ctx context.Context, name string) (string, error) {
 		}
 		name = imgs[0].Name
 	}
-	var img seeder.Image
-	if err := c.get(ctx, seeder.PathImages+"/"+name, &img); err != nil {
+	img, err := c.client.Image(ctx, name)
+	if err != nil {
 		return "", err
 	}
 	return manifestID(img.Manifest)
-}
-
-// get fetches a JSON document of the print server's API.
-func (c *cloner) get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+c.cfg.Server+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return jsonDecode(resp.Body, v)
 }

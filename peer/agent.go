@@ -17,6 +17,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/swarm"
 )
 
@@ -100,9 +101,9 @@ var ErrNoKeys = errors.New("peer: no keys: copy the directory written by 'labsee
 
 // Agent is a workstation agent. Create it with New, run it with Run.
 type Agent struct {
-	cfg  Config
-	log  *slog.Logger
-	http *http.Client
+	cfg Config
+	log *slog.Logger
+	api *seeder.Client
 }
 
 // New validates cfg.
@@ -138,9 +139,9 @@ func New(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, log: log.With("component", "peer"), http: cfg.HTTPClient}
-	if a.http == nil {
-		a.http = &http.Client{Timeout: 30 * time.Second}
+	a := &Agent{cfg: cfg, log: log.With("component", "peer"), api: seeder.NewClient(cfg.Server, nil)}
+	if cfg.HTTPClient != nil {
+		a.api.HTTP = cfg.HTTPClient
 	}
 	return a, nil
 }

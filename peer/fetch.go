@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -55,32 +53,20 @@ func (a *Agent) fetchImage(ctx context.Context) (*imageSpec, error) {
 
 var errPermanent = errors.New("peer: permanent error")
 
-func (a *Agent) get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+a.cfg.Server+path, nil)
-	if err != nil {
-		return err
+// apiErr marks the print server's "not found" answers as permanent.
+func apiErr(err error) error {
+	var ae *seeder.APIError
+	if errors.As(err, &ae) && ae.Code == http.StatusNotFound {
+		return fmt.Errorf("%w: %v", errPermanent, err)
 	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var body bytes.Buffer
-	body.ReadFrom(resp.Body)
-	if resp.StatusCode == http.StatusNotFound {
-		return fmt.Errorf("%w: %s: %s", errPermanent, path, bytes.TrimSpace(body.Bytes()))
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s: %s", path, resp.Status, bytes.TrimSpace(body.Bytes()))
-	}
-	return json.Unmarshal(body.Bytes(), v)
+	return err
 }
 
 // onlyImage returns the name of the server's image when it has exactly one.
 func (a *Agent) onlyImage(ctx context.Context) (string, error) {
-	var imgs []seeder.ImageInfo
-	if err := a.get(ctx, seeder.PathImages, &imgs); err != nil {
-		return "", err
+	imgs, err := a.api.Images(ctx)
+	if err != nil {
+		return "", apiErr(err)
 	}
 	switch len(imgs) {
 	case 1:
@@ -96,12 +82,11 @@ func (a *Agent) onlyImage(ctx context.Context) (string, error) {
 }
 
 func (a *Agent) getImage(ctx context.Context, name string) (*imageSpec, error) {
-	var im seeder.Image
-	if err := a.get(ctx, seeder.PathImages+"/"+url.PathEscape(name), &im); err != nil {
-		return nil, err
+	im, err := a.api.Image(ctx, name)
+	if err != nil {
+		return nil, apiErr(err)
 	}
 	var m *chunker.Manifest
-	var err error
 	if a.cfg.Insecure {
 		m, err = chunker.DecodeManifest(im.Manifest)
 	} else {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -461,6 +462,19 @@ func (r *run) traceTorrent(now time.Time) {
 	r.client.WriteStatus(f)
 }
 
+// dials reports whether the workstation at torrent address self dials the
+// one at other; exactly one of each pair does. If both dialled, every pair
+// would hold two connections (anacrolix keeps both), and MaxConns would
+// cover only half as many distinct partners. Which one dials is a hash of
+// the pair, so that each workstation dials about half of the others
+// whatever the addressing.
+func dials(self, other string) bool {
+	lo, hi := min(self, other), max(self, other)
+	h := fnv.New32a()
+	h.Write([]byte(lo + " " + hi))
+	return (h.Sum32()&1 == 0) == (self == lo)
+}
+
 // addPeers hands the torrent addresses of live lab members to the client.
 func (r *run) addPeers() {
 	// Forget now and then, so that a peer the client dropped (killed and
@@ -473,6 +487,9 @@ func (r *run) addPeers() {
 		a := m.Status.TorrentAddr
 		if a == "" || a == r.torrentAddr || m.State != "alive" || r.known[a] {
 			continue
+		}
+		if m.Status.Role == gossip.RolePeer && !dials(r.torrentAddr, a) {
+			continue // a dials us
 		}
 		r.known[a] = true
 		add = append(add, torrent.PeerInfo{Addr: tcpAddr(a), Source: torrent.PeerSourceDirect})

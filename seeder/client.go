@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -102,6 +103,19 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	return fmt.Sprintf("print server: %s (%d %s)", e.Msg, e.Code, http.StatusText(e.Code))
+}
+
+// Images lists the print server's images.
+func (c *Client) Images(ctx context.Context) ([]ImageInfo, error) {
+	var out []ImageInfo
+	return out, c.do(ctx, "GET", PathImages, nil, &out)
+}
+
+// Image returns what a workstation needs to fetch image name: its signed
+// manifest and torrent (not verified here) and the lab's addresses.
+func (c *Client) Image(ctx context.Context, name string) (*Image, error) {
+	var im Image
+	return &im, c.do(ctx, "GET", PathImages+"/"+url.PathEscape(name), nil, &im)
 }
 
 // Status returns the lab status.

@@ -231,6 +231,18 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	// is a 4-byte keep-alive per second on idle connections that still
 	// matter (anacrolix's own tests use 1 ms).
 	tc.KeepAliveTimeout = KeepAlive
+	// Consider every missing piece when choosing what to ask each peer for.
+	// anacrolix walks the pieces in its request order (priority, then the
+	// rarest first) and stops after 64 MiB of unverified pieces (default
+	// MaxUnverifiedBytes), whether or not the peer at hand has them. Early
+	// in a lab's run ~1000 pieces are held by the print server alone, so
+	// the walk ended before it reached any piece another workstation had:
+	// no workstation was interested in any other, and all of them
+	// downloaded from the print server only, each at 1/N of its port, for
+	// the first minute or more (seen in the lab bench with
+	// LABSEED_TORRENT_STATUS: every workstation connection idle, "reqq 0",
+	// not interested, while availability-2 pieces existed). 0: no limit.
+	tc.MaxUnverifiedBytes = 0
 	// The v1.59.1 pitfall, see MaxAllocPeerRequestData.
 	tc.MaxAllocPeerRequestDataPerConn = MaxAllocPeerRequestData
 	// Ask each peer for at most MaxRequests blocks at once, whatever request
