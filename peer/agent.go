@@ -225,7 +225,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		// node that cannot join is usually one with the wrong lab key.
 		return fmt.Errorf("peer: join the lab: %w", err)
 	}
-	if r.t, err = client.AddTorrent(spec.mi); err != nil {
+	if r.t, err = swarm.AddTorrent(client, spec.mi); err != nil {
 		return fmt.Errorf("peer: add torrent: %w", err)
 	}
 	r.t.AddPeers([]torrent.PeerInfo{{Addr: tcpAddr(spec.lab.TorrentAddr), Trusted: true}})

@@ -52,7 +52,7 @@ func Example() {
 	}
 	defer seeder.Close()
 	seedStore.Register(ih, swarm.Files{Path: src, ReadOnly: true, Completion: swarm.AllComplete()})
-	if _, err := seeder.AddTorrent(mi); err != nil {
+	if _, err := swarm.AddTorrent(seeder, mi); err != nil {
 		log.Fatal(err)
 	}
 
@@ -82,7 +82,7 @@ func Example() {
 			}
 		},
 	})
-	t, err := peer.AddTorrent(mi)
+	t, err := swarm.AddTorrent(peer, mi)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func (c testClient) addr() netip.AddrPort {
 func (c testClient) add(t testing.TB, mi *metainfo.MetaInfo, f Files) *torrent.Torrent {
 	t.Helper()
 	c.st.Register(mi.HashInfoBytes(), f)
-	tor, err := c.cl.AddTorrent(mi)
+	tor, err := AddTorrent(c.cl, mi)
 	if err != nil {
 		t.Fatal(err)
 	}
