@@ -6,7 +6,9 @@
 # The result is cached; a second run prints the cached path at once.
 #
 # usage: bench/mkimage.sh [OUT]   (default /var/cache/labseed-bench/debian.tar.gz)
-# env:   SUITE (bookworm), MIRROR (the first deb.debian.org mirror apt uses)
+# env:   SUITE (bookworm), MIRROR (default http://deb.debian.org/debian),
+#        PACKAGES (comma-separated, instead of the list below: test.sh makes a
+#        smaller image for the clone test this way)
 set -euo pipefail
 out=${1:-/var/cache/labseed-bench/debian.tar.gz}
 if [[ -s $out ]]; then echo "$out"; exit 0; fi
@@ -14,7 +16,7 @@ if [[ -s $out ]]; then echo "$out"; exit 0; fi
 command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
 suite=${SUITE:-bookworm}
 mirror=${MIRROR:-http://deb.debian.org/debian}
-pkgs=linux-image-amd64,xserver-xorg-core,xinit,python3,perl,grub-pc-bin,grub2-common,ifupdown,openssh-server,iputils-ping,cups-client,less,nano
+pkgs=${PACKAGES:-linux-image-amd64,xserver-xorg-core,xinit,python3,perl,grub-pc-bin,grub2-common,ifupdown,openssh-server,iputils-ping,cups-client,less,nano}
 work=$(mktemp -d /var/tmp/labseed-mkimage.XXXXXX)
 trap 'rm -rf --one-file-system "$work"' EXIT
 mkdir -p "$(dirname "$out")"

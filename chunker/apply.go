@@ -94,6 +94,17 @@ func (a *Applier) rawBuf(n int64) []byte {
 // stateImageFile names the image the state directory belongs to.
 const stateImageFile = "image"
 
+// StateImage returns the ID (Manifest.ID) of the image whose interrupted
+// extraction the state directory stateDir holds; an error if it holds
+// none.
+func StateImage(stateDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, stateImageFile))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // NewApplier prepares the extraction of m into cfg.Target, resuming an earlier
 // one if the state directory says so.
 func NewApplier(m *Manifest, cfg ApplyConfig) (*Applier, error) {

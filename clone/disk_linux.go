@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labseed/labseed/chunker"
 	"golang.org/x/sys/unix"
 )
 
@@ -151,9 +152,9 @@ func (c *cloner) resumable(ctx context.Context) bool {
 		c.log.Warn("cannot mount the existing root file system: formatting", "err", err)
 		return false
 	}
-	got, err := os.ReadFile(filepath.Join(c.cfg.Mountpoint, stagingDir, stagingImageFile))
+	got, err := chunker.StateImage(filepath.Join(c.cfg.Mountpoint, stagingDir))
 	_, merr := os.Lstat(filepath.Join(c.cfg.Mountpoint, configuringMarker))
-	if err == nil && strings.TrimSpace(string(got)) == want && errors.Is(merr, os.ErrNotExist) {
+	if err == nil && got == want && errors.Is(merr, os.ErrNotExist) {
 		c.say("resuming the interrupted download on %s", c.disk.root.Device)
 		c.log.Info("resuming", "root", c.disk.root.Device, "image", want)
 		return true

@@ -15,11 +15,10 @@ import (
 )
 
 const (
-	// stagingDir is the agent's staging directory in the target, and
-	// stagingImageFile its record of the image being extracted there (the
-	// manifest's ID): what tells an interrupted download of this image.
-	stagingDir       = chunker.StateDirName
-	stagingImageFile = "image"
+	// stagingDir is the agent's staging directory in the target: its
+	// record of the image being extracted there (chunker.StateImage)
+	// tells an interrupted download of this image.
+	stagingDir = chunker.StateDirName
 	// configuringMarker is created in the new root when its configuration
 	// starts and removed when the clone is done: a tree that has it was
 	// changed after the download and is not resumed.

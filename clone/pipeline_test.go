@@ -530,9 +530,15 @@ func TestCloneRefusesDisk(t *testing.T) {
 	}
 }
 
-// debianImage is a debootstrap bookworm tree (grub-pc, ifupdown, openssh,
-// a kernel) as a tarball, cached by the benchmarks' set-up.
-const debianImage = "/var/cache/labseed-bench/debian.tar.gz"
+// debianImage returns the debootstrap bookworm tree (grub-pc, ifupdown,
+// openssh, a kernel) to clone, as a tarball: $LABSEED_DEBIAN_IMAGE (test.sh
+// makes a small one), or the benchmarks' image.
+func debianImage() string {
+	if f := os.Getenv("LABSEED_DEBIAN_IMAGE"); f != "" {
+		return f
+	}
+	return "/var/cache/labseed-bench/debian.tar.gz"
+}
 
 // TestCloneDebian clones a real Debian with the default bootloader, GRUB:
 // the network system is detected as ifupdown, grub-install writes its
@@ -541,15 +547,15 @@ const debianImage = "/var/cache/labseed-bench/debian.tar.gz"
 func TestCloneDebian(t *testing.T) {
 	needRoot(t)
 	if os.Getenv("LABSEED_DEBIAN") == "" {
-		t.Skip("set LABSEED_DEBIAN=1 to clone a real Debian (publishing it takes a minute or two)")
+		t.Skip("set LABSEED_DEBIAN=1 to clone a real Debian (test.sh does, after making the image)")
 	}
-	if _, err := os.Stat(debianImage); err != nil {
+	if _, err := os.Stat(debianImage()); err != nil {
 		t.Skipf("no Debian image: %v", err)
 	}
 	start := time.Now()
 	conf := strings.Replace(labConf, "bootloader = extlinux\n", "", 1)
 	l := newTestLab(t, func(w io.Writer) error {
-		f, err := os.Open(debianImage)
+		f, err := os.Open(debianImage())
 		if err != nil {
 			return err
 		}

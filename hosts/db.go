@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/labseed/labseed/internal/atomicfile"
 )
 
 // The files of a lab's configuration, in its directory (the store).
@@ -207,44 +209,11 @@ func (db *DB) save(hosts []Host) error {
 		return err
 	}
 	name := filepath.Join(db.dir, HostsFile)
-	if err := writeAtomic(name, buf.Bytes()); err != nil {
+	if err := atomicfile.Write(name, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("saving the hosts table: %w", err)
 	}
 	db.hosts, db.hostsMod = hosts, stamp(name)
 	db.changed()
-	return nil
-}
-
-// writeAtomic replaces name with data: a synced temporary file renamed over
-// it, then the directory synced, so a crash leaves the old or the new file.
-func writeAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), name); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(name)); err == nil {
-		d.Sync()
-		d.Close()
-	}
 	return nil
 }
 

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/labseed/labseed/internal/atomicfile"
 )
 
 // Lease is one address handed out by a ModeDHCP server.
@@ -72,29 +72,8 @@ func (ls *leaseStore) save() error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(ls.path)
-	f, err := os.CreateTemp(dir, ".leases-*.tmp")
-	if err != nil {
-		return fmt.Errorf("pxe: save leases: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, ls.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(ls.path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("pxe: save leases to %s: %w", ls.path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

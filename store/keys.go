@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/labseed/labseed/internal/atomicfile"
 )
 
 // Key file names, in DIR/keys of a store and in an exported key directory.
@@ -63,7 +65,7 @@ func (s *Store) newSigningKey(name string) (ed25519.PrivateKey, error) {
 	if err := os.MkdirAll(s.keysDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	if err := writeAtomic(name, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := atomicfile.Write(name, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, fmt.Errorf("store: write signing key: %w", err)
 	}
 	if err := WritePublicKey(filepath.Join(s.keysDir(), PublicKeyFile), pub); err != nil {
@@ -93,7 +95,7 @@ func (s *Store) LabKey() ([]byte, error) {
 	if err := os.MkdirAll(s.keysDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	if err := writeAtomic(name, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(name, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("store: write lab key: %w", err)
 	}
 	return k, nil
@@ -118,7 +120,7 @@ func (s *Store) ExportKeys(dir string) ([]string, error) {
 	if err := WritePublicKey(p, pub); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(l, []byte(hex.EncodeToString(lab)+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(l, []byte(hex.EncodeToString(lab)+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("store: write lab key: %w", err)
 	}
 	return []string{p, l}, nil
@@ -130,7 +132,7 @@ func WritePublicKey(name string, pub ed25519.PublicKey) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(name, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+	if err := atomicfile.Write(name, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
 		return fmt.Errorf("store: write public key: %w", err)
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/internal/atomicfile"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -140,11 +141,11 @@ func (s *Store) Publish(ctx context.Context, in io.Reader, cfg chunker.Config) (
 	if err != nil {
 		return nil, fmt.Errorf("store: write torrent: %w", err)
 	}
-	if err := writeAtomic(filepath.Join(tmp, SignatureFile), sig, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, SignatureFile), sig, 0o644); err != nil {
 		return nil, err
 	}
 	// The manifest goes last: a version directory with a manifest is complete.
-	if err := writeAtomic(filepath.Join(tmp, ManifestFile), mb, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, ManifestFile), mb, 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
@@ -341,31 +342,6 @@ func swapSymlink(target, link string) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	return nil
-}
-
-// writeAtomic writes b to name through a temporary file, fsync and rename.
-func writeAtomic(name string, b []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
 }
 
 // lock takes an exclusive lock on the file name, waiting for it.

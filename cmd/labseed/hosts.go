@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/internal/atomicfile"
 	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/store"
 )
@@ -162,19 +163,7 @@ func countTable(bh []seeder.BootHost) int {
 // exportTo writes the table to name atomically, so an export over the file
 // being edited never leaves half a table.
 func exportTo(ctx context.Context, c *seeder.Client, name string) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := c.ExportCSV(ctx, f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
+	return atomicfile.WriteFunc(name, 0o644, func(w io.Writer) error { return c.ExportCSV(ctx, w) })
 }
 
 // apiKey reads the lab key from keysDir/lab.key, or else from the store.
