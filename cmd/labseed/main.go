@@ -142,9 +142,12 @@ commands:
 A lab, on the print server:
   labseed publish --name lab1 /srv/images/lab1.tar.gz
   labseed keys export /srv/netboot/labseed-keys      (into the netboot image)
-  labseed serve --listen 10.1.0.1
-then on every workstation, booted from the network:
-  labseed peer --server 10.1.0.1 --target /mnt/target --keys /etc/labseed/keys
+  labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image lab1
+  labseed hosts import lab1.csv                     (or let the machines enrol themselves)
+  labseed hosts next-boot clone --all               (then reboot or wake the lab)
+every workstation boots from the network into the clone environment, which runs
+  labseed clone --disk /dev/sda                     (server from the kernel command line)
+and reboots into its new system; watch it with: labseed status --watch
 Try it all on this machine first: labseed demo
 
 Run "labseed help COMMAND" for a command's flags and an example.
