@@ -65,10 +65,18 @@ func (c *counters) snapshot() Stats {
 	}
 }
 
-// eventLog keeps a fixed-size ring of events per MAC. Safe for concurrent use.
+// maxEventHosts bounds how many MACs the event log keeps: DHCP packets from
+// made-up MACs must not grow the server's memory without end. A lab has a
+// few hundred machines; past the bound the MAC heard from least recently is
+// forgotten.
+const maxEventHosts = 4096
+
+// eventLog keeps a fixed-size ring of events per MAC, for at most
+// maxEventHosts MACs. Safe for concurrent use.
 type eventLog struct {
 	mu    sync.Mutex
 	size  int
+	seq   uint64
 	rings map[string]*ring
 }
 
@@ -76,6 +84,7 @@ type ring struct {
 	ev   []Event
 	next int
 	full bool
+	seq  uint64 // when it was last added to, for eviction
 }
 
 func newEventLog(size int) *eventLog {
@@ -88,16 +97,33 @@ func (l *eventLog) add(mac net.HardwareAddr, e Event) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.seq++
 	r := l.rings[mac.String()]
 	if r == nil {
+		if len(l.rings) >= maxEventHosts {
+			l.evict()
+		}
 		r = &ring{ev: make([]Event, l.size)}
 		l.rings[mac.String()] = r
 	}
+	r.seq = l.seq
 	r.ev[r.next] = e
 	r.next = (r.next + 1) % l.size
 	if r.next == 0 {
 		r.full = true
 	}
+}
+
+// evict forgets the MAC heard from least recently. Called with mu held.
+func (l *eventLog) evict() {
+	var oldest string
+	var min uint64
+	for mac, r := range l.rings {
+		if oldest == "" || r.seq < min {
+			oldest, min = mac, r.seq
+		}
+	}
+	delete(l.rings, oldest)
 }
 
 func (l *eventLog) get(mac net.HardwareAddr) []Event {

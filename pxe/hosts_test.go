@@ -30,3 +30,24 @@ func TestSetHosts(t *testing.T) {
 		t.Fatalf("duplicate MAC: %v (and the table must not change)", err)
 	}
 }
+
+func TestEventLogBounded(t *testing.T) {
+	l := newEventLog(4)
+	mac := func(i int) net.HardwareAddr { return net.HardwareAddr{2, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)} }
+	l.add(mac(0), Event{Kind: EventScript})
+	for i := 1; i < maxEventHosts+100; i++ {
+		l.add(mac(i), Event{Kind: EventIgnored})
+		if i%1000 == 0 {
+			l.add(mac(0), Event{Kind: EventScript}) // heard from again: kept
+		}
+	}
+	if n := len(l.rings); n != maxEventHosts {
+		t.Fatalf("%d MACs kept, want %d", n, maxEventHosts)
+	}
+	if l.get(mac(0)) == nil {
+		t.Error("a MAC heard from recently was forgotten")
+	}
+	if l.get(mac(1)) != nil {
+		t.Error("the MAC heard from least recently was kept")
+	}
+}
