@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path"
@@ -144,18 +145,7 @@ func (db *DB) changed() {
 func cloneHosts(hosts []Host) []Host {
 	out := slices.Clone(hosts)
 	for i := range out {
-		out[i].Settings = mapsClone(out[i].Settings)
-	}
-	return out
-}
-
-func mapsClone(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
+		out[i].Settings = maps.Clone(out[i].Settings)
 	}
 	return out
 }
@@ -177,7 +167,7 @@ func (db *DB) Settings() (map[string]string, error) {
 	if err := db.refresh(); err != nil {
 		return nil, err
 	}
-	return mapsClone(db.settings), nil
+	return maps.Clone(db.settings), nil
 }
 
 // Import replaces the table with the CSV in r, after validating all of it:
@@ -327,7 +317,7 @@ func (db *DB) enroll(mac net.HardwareAddr) (Host, error) {
 
 // identity merges h's settings over the lab's. Called with mu held.
 func (db *DB) identity(h Host, enrolled bool) Identity {
-	s := mapsClone(db.settings)
+	s := maps.Clone(db.settings)
 	for k, v := range h.Settings {
 		s[k] = v
 	}
