@@ -30,6 +30,7 @@ const (
 	KeyEnroll        = "enroll"         // on (default) or off: auto-enrol unknown MACs
 	KeyEnrollName    = "enroll_name"    // host name pattern with one %d, e.g. lab1-ws%02d
 	KeyEnrollRange   = "enroll_range"   // addresses for enrolment, FIRST-LAST
+	KeyDHCPPool      = "dhcp_pool"      // serve --pxe dhcp: addresses for machines not in the table, FIRST-LAST
 )
 
 // defaultSettings are the settings a lab has before lab.conf says otherwise.
@@ -60,6 +61,7 @@ var settingCheck = map[string]func(string) error{
 	KeyEnroll:        checkOneOf("on", "off"),
 	KeyEnrollName:    checkNamePattern,
 	KeyEnrollRange:   checkRange,
+	KeyDHCPPool:      checkRange,
 }
 
 // checkSetting validates one setting; unknown keys not starting with "x_"
@@ -264,3 +266,33 @@ func parseRange(s string) (first, last netip.Addr, err error) {
 }
 
 func checkRange(s string) error { _, _, err := parseRange(s); return err }
+
+// Network is the lab network as lab.conf describes it, for a DHCP server.
+type Network struct {
+	Prefix              int          // prefix length
+	Gateway             netip.Addr   // zero if unset
+	DNS                 []netip.Addr // nil if unset
+	Domain              string
+	PoolFirst, PoolLast netip.Addr // dhcp_pool; zero if unset
+}
+
+// Network returns the lab network of the settings (lab.conf).
+func (db *DB) Network() (Network, error) {
+	s, err := db.Settings()
+	if err != nil {
+		return Network{}, err
+	}
+	var n Network
+	n.Prefix, _ = prefixLen(s[KeyNetmask])
+	n.Gateway, _ = netip.ParseAddr(s[KeyGateway])
+	for _, d := range splitList(s[KeyDNS]) {
+		if a, err := netip.ParseAddr(d); err == nil {
+			n.DNS = append(n.DNS, a)
+		}
+	}
+	n.Domain = s[KeyDomain]
+	if s[KeyDHCPPool] != "" {
+		n.PoolFirst, n.PoolLast, _ = parseRange(s[KeyDHCPPool])
+	}
+	return n, nil
+}

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
+	"path/filepath"
 	"strconv"
 
 	"github.com/labseed/labseed/hosts"
@@ -85,6 +87,11 @@ labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image
 			pc := pxe.DefaultConfig()
 			pc.Mode, pc.ServerIP, pc.Interface, pc.BootDir, pc.Image = mode, ip, *iface, *bootDir, *pxeImage
 			pc.NoBind = *noBind
+			if mode == pxe.ModeDHCP {
+				if pc.DHCP, err = dhcpNetwork(cfg.Hosts, st.Dir()); err != nil {
+					return err
+				}
+			}
 			pc.HTTPAddr = net.JoinHostPort(ip.String(), strconv.Itoa(cfg.HTTPPort))
 			pc.Logger = cfg.Logger
 			if boot, err = pxe.New(pc); err != nil {
@@ -106,4 +113,30 @@ labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image
 		}
 		return g.Wait()
 	},
+}
+
+// dhcpNetwork is the network --pxe dhcp hands out, from lab.conf: netmask,
+// gateway, DNS, domain and dhcp_pool (machines not in the hosts table; none:
+// only the table's machines get an address). Leases of the pool are kept in
+// STORE/leases.json.
+func dhcpNetwork(db *hosts.DB, dir string) (pxe.DHCPConfig, error) {
+	n, err := db.Network()
+	if err != nil {
+		return pxe.DHCPConfig{}, err
+	}
+	ip := func(a netip.Addr) net.IP {
+		if !a.IsValid() {
+			return nil
+		}
+		return net.IP(a.AsSlice())
+	}
+	c := pxe.DHCPConfig{
+		Netmask: net.CIDRMask(n.Prefix, 32), Gateway: ip(n.Gateway), Domain: n.Domain,
+		PoolStart: ip(n.PoolFirst), PoolEnd: ip(n.PoolLast),
+		LeaseFile: filepath.Join(dir, "leases.json"),
+	}
+	for _, d := range n.DNS {
+		c.DNS = append(c.DNS, ip(d))
+	}
+	return c, nil
 }
