@@ -69,11 +69,22 @@ func APIToken(labKey []byte) string {
 
 func (s *Server) hostsRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+PathHosts, s.handleHosts)
-	mux.HandleFunc("GET "+PathHostsCSV, s.authorized(s.handleExport))
-	mux.HandleFunc("PUT "+PathHostsCSV, s.authorized(s.handleImport))
-	mux.HandleFunc("POST "+PathNextBoot, s.authorized(s.handleNextBoot))
-	mux.HandleFunc("POST "+PathWhoAmI, s.authorized(s.handleWhoAmI))
-	mux.HandleFunc("POST "+PathHosts+"/{mac}/report", s.authorized(s.handleReport))
+	mux.HandleFunc("GET "+PathHostsCSV, s.tableAPI(s.handleExport))
+	mux.HandleFunc("PUT "+PathHostsCSV, s.tableAPI(s.handleImport))
+	mux.HandleFunc("POST "+PathNextBoot, s.tableAPI(s.handleNextBoot))
+	mux.HandleFunc("POST "+PathWhoAmI, s.tableAPI(s.handleWhoAmI))
+	mux.HandleFunc("POST "+PathHosts+"/{mac}/report", s.tableAPI(s.handleReport))
+}
+
+// tableAPI wraps h, which uses the hosts table, with the token check and a
+// 404 when the server has no table.
+func (s *Server) tableAPI(h http.HandlerFunc) http.HandlerFunc {
+	if s.cfg.Hosts == nil {
+		h = func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "this print server has no hosts table", http.StatusNotFound)
+		}
+	}
+	return s.authorized(h)
 }
 
 // authorized wraps h with the token check.
@@ -137,19 +148,7 @@ func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, bh)
 }
 
-// needHosts answers 404 when the server has no hosts table.
-func (s *Server) needHosts(w http.ResponseWriter) bool {
-	if s.cfg.Hosts == nil {
-		http.Error(w, "this print server has no hosts table", http.StatusNotFound)
-		return false
-	}
-	return true
-}
-
 func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
-	if !s.needHosts(w) {
-		return
-	}
 	w.Header().Set("Content-Type", "text/csv")
 	if err := s.cfg.Hosts.Export(w); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -157,9 +156,6 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
-	if !s.needHosts(w) {
-		return
-	}
 	if err := s.cfg.Hosts.Import(r.Body); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -169,9 +165,6 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleNextBoot(w http.ResponseWriter, r *http.Request) {
-	if !s.needHosts(w) {
-		return
-	}
 	var req NextBootRequest
 	if err := decodeJSON(r, &req); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -200,9 +193,6 @@ func (s *Server) handleNextBoot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
-	if !s.needHosts(w) {
-		return
-	}
 	var req WhoAmIRequest
 	if err := decodeJSON(r, &req); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -227,9 +217,6 @@ func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
-	if !s.needHosts(w) {
-		return
-	}
 	mac, err := hosts.ParseMAC(r.PathValue("mac"))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)

@@ -174,7 +174,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 			return ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
-		if ls, _, err := fetchStatus(ctx, server); err == nil {
+		if ls, err := fetchStatus(ctx, server); err == nil {
 			last = &statusSnapshot{ls.Summary.FromPeers, ls.Summary.FromServer, ls.Summary.ServerUp}
 			for _, h := range ls.Hosts {
 				if _, ok := finished[h.Name]; !ok && (h.Phase == "seeding" || h.Phase == "done") {

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -26,21 +24,19 @@ share of bytes served by the workstations rather than the print server.`,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port 7480 by default)")
 		watch := fs.Bool("watch", false, "redraw every 2 seconds until interrupted")
-		asJSON := fs.Bool("json", false, "print the raw JSON status")
+		asJSON := fs.Bool("json", false, "print the status as JSON")
 		if err := parse(fs, args, 0, 0); err != nil {
 			return err
 		}
-		addr := *server
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			addr = net.JoinHostPort(addr, "7480")
-		}
 		for {
-			ls, raw, err := fetchStatus(ctx, addr)
+			ls, err := fetchStatus(ctx, *server)
 			if err != nil {
 				return err
 			}
 			if *asJSON {
-				os.Stdout.Write(raw)
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", " ")
+				enc.Encode(ls)
 			} else {
 				if *watch {
 					fmt.Print("\033[H\033[2J")
@@ -59,28 +55,12 @@ share of bytes served by the workstations rather than the print server.`,
 	},
 }
 
-func fetchStatus(ctx context.Context, addr string) (*seeder.LabStatus, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+seeder.PathStatus, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("status: is 'labseed serve' running on %s? %w", addr, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("status: %s: %s", addr, resp.Status)
-	}
-	var ls seeder.LabStatus
-	if err := json.Unmarshal(raw, &ls); err != nil {
-		return nil, nil, fmt.Errorf("status: %s answered: %w", addr, err)
-	}
-	return &ls, raw, nil
+// fetchStatus asks the print server at addr (host or host:port) for the
+// lab status.
+func fetchStatus(ctx context.Context, addr string) (*seeder.LabStatus, error) {
+	c := seeder.NewClient(addr, nil)
+	c.HTTP.Timeout = 10 * time.Second
+	return c.Status(ctx)
 }
 
 func printStatus(w io.Writer, ls *seeder.LabStatus) {
