@@ -166,34 +166,7 @@ func TestPrometheus(t *testing.T) {
 	// Every expression of the dashboard, at both times: it succeeds, returns
 	// data, no negative value, and a finite value at one of the two times.
 	d := promtest.ParseDashboard(t, Dashboard())
-	results := map[string][]promtest.Sample{} // "panel/refId@mid" or "@end"
-	for _, tg := range d.Targets() {
-		expr := promtest.ExpandVars(tg.Expr)
-		finite := false
-		for _, at := range []struct {
-			name string
-			t    time.Time
-		}{{"mid", mid}, {"end", end}} {
-			r, err := pc.Query(expr, at.t)
-			if err != nil {
-				t.Errorf("%s/%s at %s: %s: %v", tg.Panel, tg.RefID, at.name, expr, err)
-				continue
-			}
-			if len(r) == 0 {
-				t.Errorf("%s/%s at %s: no data: %s", tg.Panel, tg.RefID, at.name, expr)
-			}
-			for _, s := range r {
-				if s.Value < 0 {
-					t.Errorf("%s/%s at %s: negative value %v%v: %s", tg.Panel, tg.RefID, at.name, s.Value, s.Metric, expr)
-				}
-				finite = finite || !math.IsNaN(s.Value) && !math.IsInf(s.Value, 0)
-			}
-			results[tg.Panel+"/"+tg.RefID+"@"+at.name] = r
-		}
-		if !finite {
-			t.Errorf("%s/%s: no finite value at either time: %s", tg.Panel, tg.RefID, expr)
-		}
-	}
+	results := promtest.EvalTargets(t, pc, d.Targets(), promtest.At{Name: "mid", Time: mid}, promtest.At{Name: "end", Time: end})
 	for _, v := range d.Templating.List {
 		metric, label, ok := v.LabelValues()
 		if !ok {

@@ -77,38 +77,11 @@ func TestPrometheusLiveLab(t *testing.T) {
 	// returns data, no value is negative, and at least one is a number.
 	// (After the run, rates are 0 and the share of rates 0/0.)
 	d := promtest.ParseDashboard(t, metrics.Dashboard())
-	results := map[string][]promtest.Sample{} // "panel/refId@busy" or "@end"
 	targets := d.Targets()
 	if len(targets) < 20 {
 		t.Fatalf("the dashboard has %d expressions: parsed wrong?", len(targets))
 	}
-	for _, tg := range targets {
-		expr := promtest.ExpandVars(tg.Expr)
-		finite := false
-		for _, at := range []struct {
-			name string
-			t    time.Time
-		}{{"busy", busy}, {"end", end}} {
-			r, err := pc.Query(expr, at.t)
-			if err != nil {
-				t.Errorf("%s/%s at %s: %v", tg.Panel, tg.RefID, at.name, err)
-				continue
-			}
-			if len(r) == 0 {
-				t.Errorf("%s/%s at %s: no data: %s", tg.Panel, tg.RefID, at.name, expr)
-			}
-			for _, s := range r {
-				if s.Value < 0 {
-					t.Errorf("%s/%s at %s: negative value %v%v: %s", tg.Panel, tg.RefID, at.name, s.Value, s.Metric, expr)
-				}
-				finite = finite || !math.IsNaN(s.Value) && !math.IsInf(s.Value, 0)
-			}
-			results[tg.Panel+"/"+tg.RefID+"@"+at.name] = r
-		}
-		if !finite {
-			t.Errorf("%s/%s: no finite value at either time: %s", tg.Panel, tg.RefID, expr)
-		}
-	}
+	results := promtest.EvalTargets(t, pc, targets, promtest.At{Name: "busy", Time: busy}, promtest.At{Name: "end", Time: end})
 	// The template variables list the lab's hosts and image.
 	vars := map[string]bool{}
 	for _, v := range d.Templating.List {

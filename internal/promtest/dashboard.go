@@ -2,9 +2,11 @@ package promtest
 
 import (
 	"encoding/json"
+	"math"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Dashboard is the part of a Grafana dashboard's JSON model the tests
@@ -145,4 +147,46 @@ func ExpandVars(expr string) string {
 		"$host", ".*",
 		"$image", ".*",
 	).Replace(expr)
+}
+
+// At names a moment a dashboard is evaluated at.
+type At struct {
+	Name string
+	Time time.Time
+}
+
+// EvalTargets evaluates every target of the dashboard (variables expanded
+// with ExpandVars) at each moment and checks what a working dashboard
+// shows: every query succeeds and returns data, no value is negative, and
+// each target has a finite value at one of the moments at least (after a
+// run, rates are 0 and shares of rates 0/0). It returns the results by
+// "panel/refId@name".
+func EvalTargets(t testing.TB, c *Client, targets []Target, at ...At) map[string][]Sample {
+	t.Helper()
+	results := map[string][]Sample{}
+	for _, tg := range targets {
+		expr := ExpandVars(tg.Expr)
+		finite := false
+		for _, a := range at {
+			r, err := c.Query(expr, a.Time)
+			if err != nil {
+				t.Errorf("%s/%s at %s: %s: %v", tg.Panel, tg.RefID, a.Name, expr, err)
+				continue
+			}
+			if len(r) == 0 {
+				t.Errorf("%s/%s at %s: no data: %s", tg.Panel, tg.RefID, a.Name, expr)
+			}
+			for _, s := range r {
+				if s.Value < 0 {
+					t.Errorf("%s/%s at %s: negative value %v%v: %s", tg.Panel, tg.RefID, a.Name, s.Value, s.Metric, expr)
+				}
+				finite = finite || !math.IsNaN(s.Value) && !math.IsInf(s.Value, 0)
+			}
+			results[tg.Panel+"/"+tg.RefID+"@"+a.Name] = r
+		}
+		if !finite {
+			t.Errorf("%s/%s: no finite value at either time: %s", tg.Panel, tg.RefID, expr)
+		}
+	}
+	return results
 }
