@@ -191,6 +191,7 @@ var (
 	labelRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	wordRE    = regexp.MustCompile(`^[A-Za-z0-9._:@+-]{1,253}$`)
 	displayRE = regexp.MustCompile(`^[1-9][0-9]{2,4}x[1-9][0-9]{2,4}$`)
+	numVerbRE = regexp.MustCompile(`%0?[1-9]?d`)
 )
 
 // checkHostname accepts an RFC 1123 host name label (lower case).
@@ -242,7 +243,7 @@ func checkMiB(s string) error {
 }
 
 func checkNamePattern(s string) error {
-	if strings.Count(s, "%") != 1 || !regexp.MustCompile(`%0?[1-9]?d`).MatchString(s) {
+	if strings.Count(s, "%") != 1 || !numVerbRE.MatchString(s) {
 		return fmt.Errorf("needs exactly one number verb such as %%d or %%02d")
 	}
 	return checkHostname(fmt.Sprintf(s, 1))
