@@ -107,14 +107,7 @@ func (c *cloner) extlinux(ctx context.Context) error {
 	if err := c.writeTemplate(extlinuxConf, 0o644); err != nil {
 		return err
 	}
-	var inImage string
-	for _, p := range []string{"usr/bin/extlinux", "usr/sbin/extlinux", "sbin/extlinux", "bin/extlinux"} {
-		if exists(c.sys.root, p) {
-			inImage = "/" + p
-			break
-		}
-	}
-	if inImage != "" {
+	if inImage := firstExisting(c.sys.root, "usr/bin/extlinux", "usr/sbin/extlinux", "sbin/extlinux", "bin/extlinux"); inImage != "" {
 		if err := c.chroot(ctx, "extlinux", inImage, "--install", "/boot/extlinux"); err != nil {
 			return err
 		}

@@ -23,10 +23,9 @@ import (
 
 // system is the new system, mounted.
 type system struct {
-	dir     string   // its root: the mount point
-	root    *os.Root // lookups that stay inside it
-	network string   // detectNetwork's answer
-	data    *TemplateData
+	dir  string   // its root: the mount point
+	root *os.Root // lookups that stay inside it
+	data *TemplateData
 }
 
 func (s *system) close() { s.root.Close() }
@@ -67,7 +66,6 @@ func (c *cloner) mountSystem(ctx context.Context) error {
 	if err := c.diskByUUID(); err != nil {
 		return err
 	}
-	c.sys.network = detectNetwork(root)
 	c.sys.data = c.templateData(c.imageVersion)
 	return nil
 }

@@ -206,12 +206,18 @@ type lstater interface {
 }
 
 func exists(r lstater, names ...string) bool {
+	return firstExisting(r, names...) != ""
+}
+
+// firstExisting returns the first of names (relative) that exists in r,
+// as an absolute path in the new system, or "" when none does.
+func firstExisting(r lstater, names ...string) string {
 	for _, n := range names {
 		if _, err := r.Lstat(n); err == nil {
-			return true
+			return "/" + n
 		}
 	}
-	return false
+	return ""
 }
 
 // detectNetwork tells which network system the new system uses:
@@ -297,7 +303,7 @@ func netmask(prefix int) string {
 // templateData gathers what the templates see, once the image is in.
 func (c *cloner) templateData(imageVersion string) *TemplateData {
 	d := &TemplateData{Identity: c.id, FQDN: c.id.Hostname, Netmask: netmask(c.id.Prefix),
-		Interface: interfaceFor(c.id.MAC), Network: c.sys.network, Disk: c.disk.dev,
+		Interface: interfaceFor(c.id.MAC), Network: detectNetwork(c.sys.root), Disk: c.disk.dev,
 		Root: c.disk.root.Partition, Swap: c.disk.swap.Partition, Server: c.cfg.Server}
 	if c.id.Domain != "" {
 		d.FQDN = c.id.Hostname + "." + c.id.Domain
@@ -401,13 +407,7 @@ func (c *cloner) sshHostKeys(ctx context.Context) error {
 			return fmt.Errorf("remove the image's SSH host key /%s: %w", k, err)
 		}
 	}
-	var keygen string
-	for _, p := range []string{"usr/bin/ssh-keygen", "bin/ssh-keygen"} {
-		if exists(root, p) {
-			keygen = "/" + p
-			break
-		}
-	}
+	keygen := firstExisting(root, "usr/bin/ssh-keygen", "bin/ssh-keygen")
 	if keygen == "" {
 		c.say("no ssh-keygen in the image: its SSH host keys (%d removed) are not made again", len(old))
 		c.log.Warn("no ssh-keygen in the image", "removed", len(old))

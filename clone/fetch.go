@@ -38,10 +38,6 @@ func manifestID(b []byte) (string, error) {
 // returns once the image is extracted, leaving the agent seeding to the
 // rest of the lab; seed waits for it.
 func (c *cloner) fetch(ctx context.Context) error {
-	base := c.cfg.Logger
-	if base == nil {
-		base = c.log
-	}
 	extracted := make(chan struct{})
 	var once sync.Once
 	var lastLine time.Time
@@ -49,7 +45,7 @@ func (c *cloner) fetch(ctx context.Context) error {
 		Server: c.cfg.Server, Target: c.cfg.Mountpoint, Image: c.image,
 		PublicKey: c.cfg.PublicKey, LabKey: c.cfg.LabKey, Insecure: c.cfg.Insecure,
 		Linger: c.cfg.Linger, Local: c.cfg.Local, Name: c.id.Hostname,
-		Logger: base, HTTPClient: c.cfg.HTTPClient,
+		Logger: c.cfg.Logger, HTTPClient: c.cfg.HTTPClient,
 		Progress: func(p peer.Progress) {
 			if p.Phase == gossip.PhaseSeeding || p.Phase == gossip.PhaseDone {
 				once.Do(func() {

@@ -94,14 +94,13 @@ func (c *cloner) network(ctx context.Context) error {
 	if c.cfg.Server == "" {
 		return ErrNoServer
 	}
-	if _, _, err := net.SplitHostPort(c.cfg.Server); err != nil {
-		c.cfg.Server = net.JoinHostPort(c.cfg.Server, "7480")
-	}
-	c.client = seeder.NewClient(c.cfg.Server, nil)
+	var labKey []byte // no API token when insecure
 	if !c.cfg.Insecure {
-		c.client.Token = seeder.APIToken(c.cfg.LabKey)
+		labKey = c.cfg.LabKey
 	}
+	c.client = seeder.NewClient(c.cfg.Server, labKey)
 	c.client.HTTP = c.cfg.HTTPClient
+	c.cfg.Server = c.client.Addr // with the default port
 	if c.image = c.cfg.Image; c.image == "" {
 		c.image = c.params[ParamImage]
 	}

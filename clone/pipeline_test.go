@@ -190,6 +190,21 @@ func newTestDisk(t *testing.T, size int64) *testDisk {
 	return d
 }
 
+// mbr returns the disk's first sector.
+func (d *testDisk) mbr(t *testing.T) []byte {
+	t.Helper()
+	head := make([]byte, 512)
+	f, err := os.Open(d.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.ReadFull(f, head); err != nil {
+		t.Fatal(err)
+	}
+	return head
+}
+
 // part returns the device of partition n.
 func (d *testDisk) part(n int) string { return fmt.Sprintf("%sp%d", d.dev, n) }
 
@@ -382,16 +397,7 @@ func TestClone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	head := make([]byte, 512)
-	f, err := os.Open(d.file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = io.ReadFull(f, head)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	head := d.mbr(t)
 	if !bytes.Equal(head[:bootCodeSize], mbr[:bootCodeSize]) {
 		t.Errorf("the disk's boot code is not extlinux's mbr.bin")
 	}
@@ -417,10 +423,10 @@ func TestClone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range hs {
-		if h.Hostname == "ws07" && h.NextBoot != hosts.BootLocal {
-			t.Errorf("after the clone ws07 boots %q next, not local", h.NextBoot)
-		}
+	if i := slices.IndexFunc(hs, func(h hosts.Host) bool { return h.Hostname == "ws07" }); i < 0 {
+		t.Errorf("ws07 is no longer in the hosts table: %+v", hs)
+	} else if hs[i].NextBoot != hosts.BootLocal {
+		t.Errorf("after the clone ws07 boots %q next, not local", hs[i].NextBoot)
 	}
 }
 
@@ -580,16 +586,7 @@ func TestCloneDebian(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "etc/ssh/ssh_host_ed25519_key")); err != nil {
 		t.Errorf("no SSH host key: %v", err)
 	}
-	head := make([]byte, 512)
-	f, err := os.Open(d.file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = io.ReadFull(f, head)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	head := d.mbr(t)
 	if !bytes.Contains(head, []byte("GRUB")) {
 		t.Errorf("no GRUB boot code in the MBR: % x", head[:64])
 	}
@@ -621,8 +618,10 @@ func TestCloneNetworkSystems(t *testing.T) {
 			r.run(t, t.Context(), false)
 			root := d.mountCheck(t, 1)
 			mustContain(t, tc.file, readFile(t, root, tc.file), tc.want...)
-			if fi, err := os.Stat(filepath.Join(root, tc.file)); err != nil || fi.Mode().Perm() != tc.mode {
-				t.Errorf("%s: mode %v, want %v (%v)", tc.file, fi.Mode().Perm(), tc.mode, err)
+			if fi, err := os.Stat(filepath.Join(root, tc.file)); err != nil {
+				t.Error(err)
+			} else if fi.Mode().Perm() != tc.mode {
+				t.Errorf("%s: mode %v, want %v", tc.file, fi.Mode().Perm(), tc.mode)
 			}
 			if tc.untouched != "" {
 				if got := readFile(t, root, tc.untouched); strings.Contains(got, "10.77.1.17") {
