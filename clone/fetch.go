@@ -97,7 +97,7 @@ func (c *cloner) seed(ctx context.Context) error {
 	if c.agentRunning() && c.cfg.Linger >= 0 {
 		linger := c.cfg.Linger
 		if linger == 0 {
-			linger = 10 * time.Minute // the agent's default
+			linger = peer.DefaultLinger
 		}
 		c.say("seeding to the rest of the lab until it is done, up to %s", linger)
 	}

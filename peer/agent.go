@@ -42,7 +42,7 @@ type Config struct {
 	LabKey    []byte
 	Insecure  bool
 	// Linger is how long a finished agent keeps seeding, waiting for the
-	// other workstations to finish; default 10 minutes; negative: not at all.
+	// other workstations to finish; default DefaultLinger; negative: not at all.
 	Linger time.Duration
 	// ListenIP is the address the agent's services bind to; default all.
 	ListenIP string
@@ -96,6 +96,9 @@ type Progress struct {
 	HashFailures          int64
 }
 
+// DefaultLinger is how long a finished agent keeps seeding by default.
+const DefaultLinger = 10 * time.Minute
+
 // ErrNoKeys is returned when the agent has neither keys nor Insecure.
 var ErrNoKeys = errors.New("peer: no keys: copy the directory written by 'labseed keys export' on the print server and give it with --keys (or run with --insecure)")
 
@@ -124,7 +127,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.StateDir = filepath.Join(cfg.Target, chunker.StateDirName)
 	}
 	if cfg.Linger == 0 {
-		cfg.Linger = 10 * time.Minute
+		cfg.Linger = DefaultLinger
 	}
 	if cfg.WebSeedAfter <= 0 {
 		cfg.WebSeedAfter = 15 * time.Second

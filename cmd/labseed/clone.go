@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/labseed/labseed/clone"
+	"github.com/labseed/labseed/peer"
 	"github.com/labseed/labseed/store"
 )
 
@@ -42,7 +42,7 @@ labseed clone --disk /dev/nvme0n1 --partition --no-reboot`,
 		fs.StringVar(&cfg.Image, "image", "", "image `NAME` (default labseed.image= of the kernel command line, then the host's in the hosts table, then the only one)")
 		fs.StringVar(&cfg.Mountpoint, "mountpoint", clone.DefaultMountpoint, "`DIR` to mount the new system on")
 		fs.BoolVar(&cfg.NoReboot, "no-reboot", false, "do not reboot after a successful clone")
-		fs.DurationVar(&cfg.Linger, "linger", 10*time.Minute, "keep seeding up to `DURATION` for the rest of the lab once the image is in (0: do not)")
+		fs.DurationVar(&cfg.Linger, "linger", peer.DefaultLinger, "keep seeding up to `DURATION` for the rest of the lab once the image is in (0: do not)")
 		fs.StringVar(&macs, "mac", "", "this machine's `MACs`, comma-separated, the boot one first (default: its interfaces')")
 		fs.BoolVar(&cfg.Insecure, "insecure", false, "run without keys: no signature check, unencrypted gossip, no API token")
 		fs.BoolVar(&cfg.Local, "local", false, "fast gossip timers for a lab on one machine (tests)")

@@ -35,7 +35,7 @@ labseed peer --server 10.1.0.1 --target /mnt/target --keys /etc/labseed/keys`,
 		fs.StringVar(&cfg.Target, "target", "", "`DIR` to extract the image into: empty, or an interrupted run's")
 		fs.StringVar(&keys, "keys", "", "`DIR` with image.pub and lab.key from 'labseed keys export'")
 		fs.StringVar(&cfg.Image, "image", "", "image `NAME` (default: the print server's only image)")
-		fs.DurationVar(&cfg.Linger, "linger", 10*time.Minute, "keep seeding up to `DURATION` after finishing, until every workstation is done")
+		fs.DurationVar(&cfg.Linger, "linger", peer.DefaultLinger, "keep seeding up to `DURATION` after finishing, until every workstation is done")
 		fs.StringVar(&cfg.ListenIP, "listen", "", "`IP` to listen on (default all)")
 		fs.IntVar(&cfg.TorrentPort, "torrent-port", 0, "BitTorrent `port` (0: any free port)")
 		fs.IntVar(&cfg.GossipPort, "gossip-port", 0, "gossip `port` (0: any free port)")
