@@ -246,7 +246,7 @@ func (s *Server) handlePacket(pkt []byte, peer *net.UDPAddr, onProxyPort bool) {
 			s.log.Warn("dropped DHCP packet that crashed the handler", "peer", peer, "err", r)
 		}
 	}()
-	resp, _, err := s.decide(pkt, onProxyPort)
+	req, resp, err := s.decide(pkt, onProxyPort)
 	if err != nil {
 		s.stats.dhcpMalformed.Add(1)
 		s.log.Debug("dropped malformed DHCP packet", "peer", peer, "len", len(pkt), "err", err)
@@ -255,7 +255,6 @@ func (s *Server) handlePacket(pkt []byte, peer *net.UDPAddr, onProxyPort bool) {
 	if resp == nil {
 		return
 	}
-	req, _ := dhcpv4.FromBytes(pkt)
 	if peer == nil {
 		peer = &net.UDPAddr{IP: net.IPv4zero, Port: 68}
 	}
@@ -271,16 +270,16 @@ func (s *Server) handlePacket(pkt []byte, peer *net.UDPAddr, onProxyPort bool) {
 	s.stats.dhcpReplied.Add(1)
 }
 
-// decide decodes pkt and runs the handler: err for malformed packets, a
-// nil reply (counted and logged as ignored) or the reply.
-func (s *Server) decide(pkt []byte, onProxyPort bool) (*dhcpv4.DHCPv4, string, error) {
+// decide decodes pkt and runs the handler: err for malformed packets, else
+// the decoded request and a nil reply (counted and logged as ignored) or
+// the reply.
+func (s *Server) decide(pkt []byte, onProxyPort bool) (req, resp *dhcpv4.DHCPv4, err error) {
 	if len(pkt) > maxDHCPDatagram*4 {
-		return nil, "", fmt.Errorf("datagram of %d bytes", len(pkt))
+		return nil, nil, fmt.Errorf("datagram of %d bytes", len(pkt))
 	}
-	req, err := dhcpv4.FromBytes(pkt)
-	if err != nil {
-		return nil, "", err
+	if req, err = dhcpv4.FromBytes(pkt); err != nil {
+		return nil, nil, err
 	}
-	resp, reason := s.handleDHCP(req, onProxyPort)
-	return resp, reason, nil
+	resp, _ = s.handleDHCP(req, onProxyPort)
+	return req, resp, nil
 }

@@ -28,7 +28,7 @@ func FuzzDHCP(f *testing.F) {
 	full := newServer(f, cfg)
 	f.Fuzz(func(t *testing.T, b []byte, port4011 bool) {
 		for _, s := range []*Server{proxy, full} {
-			resp, _, err := s.decide(b, port4011)
+			_, resp, err := s.decide(b, port4011)
 			if err != nil || resp == nil {
 				continue
 			}

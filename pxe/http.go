@@ -7,7 +7,8 @@ import (
 	"net/http"
 	"path"
 	"strconv"
-	"strings"
+
+	"github.com/labseed/labseed/hosts"
 )
 
 // HTTPHandler serves, for mounting on labseed's HTTP server at /pxe/:
@@ -76,14 +77,8 @@ func (s *Server) recordHTTP(r *http.Request, cw *countingWriter) {
 
 // parseMACParam parses a 6-byte MAC written with dashes or colons.
 func parseMACParam(v string) (net.HardwareAddr, bool) {
-	if v == "" {
-		return nil, false
-	}
-	mac, err := net.ParseMAC(strings.ReplaceAll(v, "-", ":"))
-	if err != nil || len(mac) != 6 {
-		return nil, false
-	}
-	return mac, true
+	mac, err := hosts.ParseMAC(v)
+	return mac, err == nil
 }
 
 // remoteIP is the client address of r, nil if unparsable.

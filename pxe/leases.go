@@ -101,7 +101,8 @@ func (s *Server) Leases() []Lease {
 	return out
 }
 
-// staticIPs is the set of addresses reserved by the hosts table.
+// reserved reports whether ip is the server's, the gateway's or a static
+// address of the hosts table.
 func (s *Server) reserved(ip net.IP) bool {
 	if ip.Equal(s.cfg.ServerIP) || ip.Equal(s.cfg.DHCP.Gateway) {
 		return true

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/labseed/labseed/internal/netlab"
 )
 
 // The lab built by TestNetnsLab: a bridge namespace as the switch and one
@@ -48,18 +49,12 @@ const (
 	macPC = "52:54:00:78:00:20"
 )
 
-// labHost is one namespace of the lab, cabled to the switch as eth0.
-type labHost struct {
-	ns, addr, mac string
-	tap           bool // add tap0 and bridge it with eth0 (a VM's NIC)
-}
-
 var (
-	hostServer = labHost{ns: nsServer, addr: "10.78.0.1/24", mac: "52:54:00:78:00:01"}
-	hostDHCP   = labHost{ns: nsDHCP, addr: "10.78.0.2/24", mac: "52:54:00:78:00:02"}
-	hostWS     = labHost{ns: nsWS, addr: "10.78.0.10/24", mac: macWS}
-	hostPC     = labHost{ns: nsPC, mac: macPC}
-	hostVM     = labHost{ns: nsVM, mac: "52:54:00:78:00:03", tap: true}
+	hostServer = netlab.Host{NS: nsServer, Addr: "10.78.0.1/24", MAC: "52:54:00:78:00:01"}
+	hostDHCP   = netlab.Host{NS: nsDHCP, Addr: "10.78.0.2/24", MAC: "52:54:00:78:00:02"}
+	hostWS     = netlab.Host{NS: nsWS, Addr: "10.78.0.10/24", MAC: macWS}
+	hostPC     = netlab.Host{NS: nsPC, MAC: macPC}
+	hostVM     = netlab.Host{NS: nsVM, MAC: "52:54:00:78:00:03", Tap: true}
 )
 
 // helperConfig is how a test configures TestHelperServer (as JSON in
@@ -133,54 +128,6 @@ func TestHelperServer(t *testing.T) {
 	b, _ := json.Marshal(rep)
 	fmt.Println("REPORT " + string(b))
 	os.Exit(0)
-}
-
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// buildLab creates the switch and hosts; t.Cleanup deletes them by name
-// (processes started later are stopped first: cleanups run in reverse).
-func buildLab(t *testing.T, hosts ...labHost) {
-	all := []string{nsSwitch}
-	for _, h := range hosts {
-		all = append(all, h.ns)
-	}
-	teardown := func() {
-		for _, ns := range all {
-			exec.Command("ip", "netns", "del", ns).Run()
-		}
-	}
-	teardown()
-	t.Cleanup(teardown)
-	for _, ns := range all {
-		run(t, "ip", "netns", "add", ns)
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	run(t, "ip", "-n", nsSwitch, "link", "add", "br0", "type", "bridge")
-	run(t, "ip", "-n", nsSwitch, "link", "set", "br0", "up")
-	for _, h := range hosts {
-		port := "p-" + strings.TrimPrefix(h.ns, "lspxe-") // "p-srv-PID": at most 15 bytes
-		run(t, "ip", "link", "add", port, "netns", nsSwitch, "type", "veth", "peer", "name", "eth0", "netns", h.ns)
-		run(t, "ip", "-n", nsSwitch, "link", "set", port, "master", "br0", "up")
-		run(t, "ip", "-n", h.ns, "link", "set", "eth0", "address", h.mac, "up")
-		if h.addr != "" {
-			run(t, "ip", "-n", h.ns, "addr", "add", h.addr, "dev", "eth0")
-		}
-		if h.tap {
-			run(t, "ip", "-n", h.ns, "link", "add", "br0", "type", "bridge")
-			run(t, "ip", "-n", h.ns, "tuntap", "add", "dev", "tap0", "mode", "tap")
-			for _, dev := range []string{"eth0", "tap0"} {
-				run(t, "ip", "-n", h.ns, "link", "set", dev, "master", "br0", "up")
-			}
-			run(t, "ip", "-n", h.ns, "link", "set", "br0", "up")
-		}
-	}
 }
 
 // helperServer is the running server helper.
@@ -406,14 +353,14 @@ func TestNetnsLab(t *testing.T) {
 			t.Skipf("%s not installed (apt-get install iproute2 busybox tftp-hpa atftp dnsmasq tcpdump)", bin)
 		}
 	}
-	buildLab(t, hostServer, hostDHCP, hostWS, hostPC)
+	netlab.Build(t, nsSwitch, hostServer, hostDHCP, hostWS, hostPC)
 	dir, data := bootDir(t, 100_000)
 	stop := startServer(t, helperConfig{BootDir: dir, Report: []string{macWS, macPC}}).stop
 	tmp := t.TempDir()
 
 	t.Run("tftp-hpa", func(t *testing.T) {
 		out := filepath.Join(tmp, "hpa.kpxe")
-		run(t, "ip", "netns", "exec", nsWS, "tftp", "-m", "binary", "10.78.0.1", "-c", "get", "undionly.kpxe", out)
+		netlab.Run(t, "ip", "netns", "exec", nsWS, "tftp", "-m", "binary", "10.78.0.1", "-c", "get", "undionly.kpxe", out)
 		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
 			t.Errorf("tftp-hpa got %d bytes, want the %d of undionly.kpxe", len(got), len(data))
 		}
@@ -425,7 +372,7 @@ func TestNetnsLab(t *testing.T) {
 	})
 	t.Run("atftp blksize 1468 tsize", func(t *testing.T) {
 		out := filepath.Join(tmp, "atftp.kpxe")
-		run(t, "ip", "netns", "exec", nsWS, "atftp", "--option", "blksize 1468", "--option", "tsize 0", "-g", "-r", "undionly.kpxe", "-l", out, "10.78.0.1")
+		netlab.Run(t, "ip", "netns", "exec", nsWS, "atftp", "--option", "blksize 1468", "--option", "tsize 0", "-g", "-r", "undionly.kpxe", "-l", out, "10.78.0.1")
 		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
 			t.Errorf("atftp got %d bytes", len(got))
 		}
@@ -436,7 +383,7 @@ func TestNetnsLab(t *testing.T) {
 	})
 	t.Run("busybox tftp blksize 1468", func(t *testing.T) {
 		out := filepath.Join(tmp, "bb.kpxe")
-		run(t, "ip", "netns", "exec", nsWS, "busybox", "tftp", "-g", "-b", "1468", "-r", "undionly.kpxe", "-l", out, "10.78.0.1")
+		netlab.Run(t, "ip", "netns", "exec", nsWS, "busybox", "tftp", "-g", "-b", "1468", "-r", "undionly.kpxe", "-l", out, "10.78.0.1")
 		if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
 			t.Errorf("busybox tftp got %d bytes", len(got))
 		}

@@ -3,14 +3,12 @@
 package pxe
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/labseed/labseed/internal/netlab"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,7 +34,8 @@ const (
 	macBIOS   = "52:54:00:78:00:31"
 	macUEFI   = "52:54:00:78:00:32"
 	macShared = "52:54:00:78:00:33"
-	qemuBoot  = 60 * time.Second // bound on each boot
+	qemuBoot  = 60 * time.Second                           // bound on each boot
+	labPool   = "10.78.0.100,10.78.0.150,255.255.255.0,1h" // dnsmasq's addresses
 )
 
 // needNetns skips unless LABSEED_LONG=1, root and the tools are there.
@@ -54,20 +54,6 @@ func needNetns(t *testing.T, bins ...string) {
 	}
 }
 
-// haveQEMU says why qemu cannot boot here, "" if it can.
-func haveQEMU() string {
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		return "qemu-system-x86_64 not installed (apt-get install qemu-system-x86 ipxe-qemu)"
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		return "no /dev/net/tun for the VM's tap device"
-	}
-	if _, err := os.Stat("/usr/lib/ipxe/qemu/efi-e1000.rom"); err != nil {
-		return "no iPXE ROM for qemu's e1000 (apt-get install ipxe-qemu)"
-	}
-	return ""
-}
-
 // ovmfPath is the UEFI firmware image, "" if the ovmf package is missing.
 func ovmfPath() string {
 	for _, p := range []string{"/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"} {
@@ -76,89 +62,6 @@ func ovmfPath() string {
 		}
 	}
 	return ""
-}
-
-// qemuBootDir is a boot directory with Debian's iPXE first stages. The
-// "kernel" is ipxe.lkrn (a bzImage), so that the clone entry really
-// boots: it starts a second iPXE, which runs its kernel command line as
-// iPXE commands.
-func qemuBootDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, f := range []struct{ src, dst string }{
-		{"/usr/lib/ipxe/undionly.kpxe", "undionly.kpxe"},
-		{"/usr/lib/ipxe/ipxe.efi", "ipxe.efi"},
-		{"/usr/lib/ipxe/ipxe.lkrn", "vmlinuz"},
-	} {
-		b, err := os.ReadFile(f.src)
-		if err != nil {
-			t.Skipf("%v (apt-get install ipxe)", err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f.dst), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "initrd.img"), bytes.Repeat([]byte("labseed initrd\n"), 1000), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// startLogged starts a background command with its output in logFile;
-// t.Cleanup kills it (by its PID) and waits.
-func startLogged(t *testing.T, logFile string, args ...string) *exec.Cmd {
-	t.Helper()
-	f, err := os.Create(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		f.Close()
-	})
-	return cmd
-}
-
-// startDnsmasq runs dnsmasq as the lab's plain DHCP server (an address
-// range, no PXE options) in ns, whose eth0 gets v6 for the router
-// advertisement. extra are more dnsmasq options.
-func startDnsmasq(t *testing.T, ns, v6 string, extra ...string) (logFile string) {
-	t.Helper()
-	run(t, "ip", "-n", ns, "addr", "add", v6+"/64", "dev", "eth0", "nodad")
-	dir := t.TempDir()
-	logFile = filepath.Join(dir, "dnsmasq.log")
-	args := append([]string{"ip", "netns", "exec", ns, "dnsmasq", "--no-daemon", "--port=0", "--conf-file=/dev/null",
-		"--interface=eth0", "--user=root", "--no-ping",
-		"--dhcp-range=10.78.0.100,10.78.0.150,255.255.255.0,1h",
-		"--enable-ra", "--dhcp-range=fd00:78::,ra-only",
-		"--dhcp-leasefile=" + filepath.Join(dir, "leases")}, extra...)
-	startLogged(t, logFile, args...)
-	if !pollFile(logFile, "IPv6 router advertisement enabled", 10*time.Second) {
-		b, _ := os.ReadFile(logFile)
-		t.Fatalf("dnsmasq did not start:\n%s", b)
-	}
-	return logFile
-}
-
-// pollFile waits until file contains s.
-func pollFile(file, s string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if b, _ := os.ReadFile(file); bytes.Contains(b, []byte(s)) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // vm is one qemu machine booting from the network.
@@ -174,16 +77,11 @@ func startVM(t *testing.T, mac string, uefi bool) *vm {
 	t.Helper()
 	dir := t.TempDir()
 	v := &vm{mac: mac, serial: filepath.Join(dir, "serial.log"), log: filepath.Join(dir, "qemu.log")}
-	args := []string{"ip", "netns", "exec", nsVM, "qemu-system-x86_64", "-name", "labseed-test-" + mac,
-		"-nographic", "-accel", "tcg", "-m", "256", "-no-user-config", "-monitor", "none",
-		"-serial", "file:" + v.serial, "-boot", "n",
-		"-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"}
+	var ovmf string
 	if uefi {
-		args = append(args, "-bios", ovmfPath(), "-device", "virtio-net-pci,netdev=n0,romfile=,mac="+mac)
-	} else {
-		args = append(args, "-device", "e1000,netdev=n0,mac="+mac)
+		ovmf = ovmfPath()
 	}
-	v.cmd = startLogged(t, v.log, args...)
+	v.cmd = netlab.StartLogged(t, v.log, netlab.QEMUArgs(nsVM, mac, v.serial, ovmf)...)
 	return v
 }
 
@@ -193,13 +91,10 @@ func (v *vm) stop() {
 	v.cmd.Wait()
 }
 
-var ansi = regexp.MustCompile(`\x1b(\[[0-9;?=]*[A-Za-z]|c)|\x08 \x08|\r`)
-var blanks = regexp.MustCompile(`[ \t]{3,}`)
-
 // console is the serial output without terminal escapes.
 func (v *vm) console() string {
 	b, _ := os.ReadFile(v.serial)
-	return blanks.ReplaceAllString(ansi.ReplaceAllString(string(b), ""), "  ")
+	return netlab.CleanConsole(b)
 }
 
 // report logs what the machine and the server said, for a failure.
@@ -228,7 +123,7 @@ func bootTo(t *testing.T, srv *helperServer, mac string, uefi bool, console []st
 		console = []string{"labseed " + mac}
 	}
 	for _, c := range console {
-		if !pollFile(v.serial, c, 10*time.Second) {
+		if !netlab.WaitFile(v.serial, c, 10*time.Second) {
 			v.report(t, srv)
 			t.Fatalf("%q did not show on the console", c)
 		}
@@ -244,12 +139,13 @@ func bootTo(t *testing.T, srv *helperServer, mac string, uefi bool, console []st
 // dnsmasq as the lab's DHCP server in another namespace.
 func TestQEMUBoot(t *testing.T) {
 	needNetns(t, "dnsmasq")
-	if why := haveQEMU(); why != "" {
+	if why := netlab.WhyNoQEMU(); why != "" {
 		t.Skip(why)
 	}
-	buildLab(t, hostServer, hostDHCP, hostVM)
-	dir := qemuBootDir(t)
-	dnsmasqLog := startDnsmasq(t, nsDHCP, "fd00:78::2")
+	netlab.Build(t, nsSwitch, hostServer, hostDHCP, hostVM)
+	dir := t.TempDir()
+	netlab.IPXEBootDir(t, dir)
+	dnsmasqLog := netlab.Dnsmasq(t, nsDHCP, labPool, "fd00:78::2")
 	srv := startServer(t, helperConfig{BootDir: dir, HTTP: true, Clone: []string{macBIOS}})
 
 	t.Run("BIOS iPXE ROM to menu and clone entry", func(t *testing.T) {
@@ -298,14 +194,15 @@ func TestQEMUBoot(t *testing.T) {
 // unicast to the shared address) and boot information from labseed.
 func TestNetnsSameHost(t *testing.T) {
 	needNetns(t, "dnsmasq", "busybox", "tcpdump")
-	hosts := []labHost{hostServer, hostPC}
-	qemu := haveQEMU()
+	hosts := []netlab.Host{hostServer, hostPC}
+	qemu := netlab.WhyNoQEMU()
 	if qemu == "" {
 		hosts = append(hosts, hostVM)
 	}
-	buildLab(t, hosts...)
-	dir := qemuBootDir(t)
-	dnsmasqLog := startDnsmasq(t, nsServer, "fd00:78::1")
+	netlab.Build(t, nsSwitch, hosts...)
+	dir := t.TempDir()
+	netlab.IPXEBootDir(t, dir)
+	dnsmasqLog := netlab.Dnsmasq(t, nsServer, labPool, "fd00:78::1")
 	defer func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(dnsmasqLog)
@@ -366,13 +263,13 @@ func TestNetnsSameHost(t *testing.T) {
 		script := filepath.Join(tmp, "udhcpc.sh")
 		os.WriteFile(script, []byte("#!/bin/sh\necho \"event $1 $ip\"\n[ \"$1\" = bound ] && ip addr add \"$ip/24\" dev \"$interface\"\nexit 0\n"), 0o755)
 		out := filepath.Join(tmp, "udhcpc.log")
-		cmd := startLogged(t, out, "ip", "netns", "exec", nsPC, "busybox", "udhcpc", "-i", "eth0", "-f", "-t", "5", "-T", "1", "-s", script)
-		if !pollFile(out, "event bound", 15*time.Second) {
+		cmd := netlab.StartLogged(t, out, "ip", "netns", "exec", nsPC, "busybox", "udhcpc", "-i", "eth0", "-f", "-t", "5", "-T", "1", "-s", script)
+		if !netlab.WaitFile(out, "event bound", 15*time.Second) {
 			b, _ := os.ReadFile(out)
 			t.Fatalf("no lease from dnsmasq:\n%s", b)
 		}
 		cmd.Process.Signal(syscall.SIGUSR1) // renew now: unicast to 10.78.0.1:67
-		if !pollFile(out, "event renew", 10*time.Second) {
+		if !netlab.WaitFile(out, "event renew", 10*time.Second) {
 			b, _ := os.ReadFile(out)
 			t.Fatalf("the unicast renewal got no answer from dnsmasq:\n%s", b)
 		}
@@ -384,7 +281,7 @@ func TestNetnsSameHost(t *testing.T) {
 
 	t.Run("ProxyDHCP REQUEST on 4011 answered from port 67", func(t *testing.T) {
 		// The raw socket's unicast path (routing and ARP by the kernel).
-		run(t, "ip", "-n", nsPC, "addr", "add", "10.78.0.20/24", "dev", "eth0")
+		netlab.Run(t, "ip", "-n", nsPC, "addr", "add", "10.78.0.20/24", "dev", "eth0")
 		var c *net.UDPConn
 		inNetns(t, nsPC, func() {
 			var err error

@@ -203,11 +203,11 @@ func (s *Server) Close() error {
 				c.Close()
 			}
 		}
+		if s.tftpConn != nil {
+			s.tftpConn.Close()
+		}
 		if s.tftp != nil {
-			s.tftpConn.Close()
 			s.tftp.Shutdown()
-		} else if s.tftpConn != nil {
-			s.tftpConn.Close()
 		}
 		if s.root != nil {
 			s.root.Close()

@@ -44,11 +44,7 @@ func pxelinuxMAC(p string) (net.HardwareAddr, bool) {
 	if !ok || len(rest) != 17 {
 		return nil, false
 	}
-	hw, err := net.ParseMAC(strings.ReplaceAll(rest, "-", ":"))
-	if err != nil || len(hw) != 6 {
-		return nil, false
-	}
-	return hw, true
+	return parseMACParam(rest)
 }
 
 // rootDir is the boot directory opened with os.Root, so symlinks cannot
