@@ -22,7 +22,7 @@ func TestSetHosts(t *testing.T) {
 		t.Fatal("next-boot marks not taken from the new table")
 	}
 	// The old host's address is no longer reserved; the new one's is.
-	if s.reserved(net.IPv4(10, 78, 0, 21)) || !s.reserved(net.IPv4(10, 78, 0, 22)) {
+	if r := s.reserved(); r["10.78.0.21"] || !r["10.78.0.22"] {
 		t.Fatal("reserved addresses not taken from the new table")
 	}
 	err = s.SetHosts([]Host{{MAC: macA}, {MAC: macA}})

@@ -101,18 +101,19 @@ func (s *Server) Leases() []Lease {
 	return out
 }
 
-// reserved reports whether ip is the server's, the gateway's or a static
-// address of the hosts table.
-func (s *Server) reserved(ip net.IP) bool {
-	if ip.Equal(s.cfg.ServerIP) || ip.Equal(s.cfg.DHCP.Gateway) {
-		return true
+// reserved returns the addresses the pool must not hand out: the server's,
+// the gateway's and the static addresses of the hosts table.
+func (s *Server) reserved() map[string]bool {
+	out := map[string]bool{s.cfg.ServerIP.String(): true}
+	if s.cfg.DHCP.Gateway != nil {
+		out[s.cfg.DHCP.Gateway.String()] = true
 	}
 	for _, h := range s.hostList() {
-		if h.IP.Equal(ip) {
-			return true
+		if h.IP != nil {
+			out[h.IP.String()] = true
 		}
 	}
-	return false
+	return out
 }
 
 // address returns the address for mac: static, its current pool lease, or
@@ -137,7 +138,7 @@ func (s *Server) address(mac net.HardwareAddr, offer bool) (net.IP, bool) {
 	if !offer {
 		return nil, false
 	}
-	used := map[string]bool{}
+	used := s.reserved()
 	for m, l := range ls.leases {
 		if l.Expiry.After(now) {
 			used[l.IP] = true
@@ -147,7 +148,7 @@ func (s *Server) address(mac net.HardwareAddr, offer bool) (net.IP, bool) {
 	}
 	for u := ip2u(s.cfg.DHCP.PoolStart); u <= ip2u(s.cfg.DHCP.PoolEnd) && u != 0; u++ {
 		ip := u2ip(u)
-		if used[ip.String()] || s.reserved(ip) {
+		if used[ip.String()] {
 			continue
 		}
 		ls.leases[mac.String()] = Lease{MAC: mac.String(), IP: ip.String(), Expiry: now.Add(offerHold)}
