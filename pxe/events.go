@@ -1,7 +1,9 @@
 package pxe
 
 import (
+	"bytes"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,6 +126,20 @@ func (l *eventLog) evict() {
 		}
 	}
 	delete(l.rings, oldest)
+}
+
+// macs returns the MACs that have events, sorted.
+func (l *eventLog) macs() []net.HardwareAddr {
+	l.mu.Lock()
+	out := make([]net.HardwareAddr, 0, len(l.rings))
+	for m := range l.rings {
+		if mac, err := net.ParseMAC(m); err == nil {
+			out = append(out, mac)
+		}
+	}
+	l.mu.Unlock()
+	slices.SortFunc(out, func(a, b net.HardwareAddr) int { return bytes.Compare(a, b) })
+	return out
 }
 
 func (l *eventLog) get(mac net.HardwareAddr) []Event {

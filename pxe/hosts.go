@@ -44,15 +44,4 @@ func (s *Server) hostList() []Host {
 
 // EventMACs returns the MACs that have boot events, sorted: the hosts table
 // and every other machine that asked to boot.
-func (s *Server) EventMACs() []net.HardwareAddr {
-	s.events.mu.Lock()
-	out := make([]net.HardwareAddr, 0, len(s.events.rings))
-	for m := range s.events.rings {
-		if mac, err := net.ParseMAC(m); err == nil {
-			out = append(out, mac)
-		}
-	}
-	s.events.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
-	return out
-}
+func (s *Server) EventMACs() []net.HardwareAddr { return s.events.macs() }
