@@ -214,7 +214,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("peer: gossip: %w", err)
 	}
 	defer node.Close()
-	r := &run{a: a, spec: spec, ap: ap, dl: dl, client: client, node: node, payload: payload,
+	r := &run{a: a, spec: spec, ap: ap, dl: dl, client: client, node: node, name: name, payload: payload,
 		torrentAddr: net.JoinHostPort(adv, strconv.Itoa(client.LocalPort())), started: time.Now()}
 	r.setPhase(gossip.PhaseJoining)
 	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)

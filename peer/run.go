@@ -242,6 +242,7 @@ type run struct {
 	dl          *download
 	client      *torrent.Client
 	node        *gossip.Node
+	name        string // in the lab (gossip)
 	t           *torrent.Torrent
 	payload     string
 	torrentAddr string
@@ -283,6 +284,7 @@ func (r *run) run(ctx context.Context) error {
 		return err
 	}
 	r.setPhase(gossip.PhaseDone)
+	r.waitServerSeesDone(ctx, 3*time.Second)
 	lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	r.node.Leave(lctx)
 	cancel()
@@ -390,6 +392,31 @@ func (r *run) linger(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		}
+	}
+}
+
+// waitServerSeesDone waits, at most max, until the print server's lab
+// status shows this workstation finished. Leaving the gossip races the last
+// status update: a print server that gets the leave first keeps the old
+// status (seen in a CI run: a finished workstation left "downloading 90 %"
+// in the lab status and its metrics). The server's own answer settles it.
+func (r *run) waitServerSeesDone(ctx context.Context, max time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, max)
+	defer cancel()
+	for {
+		if ls, err := r.a.api.Status(ctx); err == nil {
+			for _, h := range ls.Hosts {
+				if h.Name == r.name && (h.Status.Phase == gossip.PhaseSeeding || h.Status.Phase == gossip.PhaseDone) {
+					return
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			r.a.log.Debug("the print server does not show this workstation finished; leaving anyway")
+			return
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
