@@ -44,7 +44,9 @@ type Manifest struct {
 	FileBytes int64 `json:"file_bytes"`
 	// Entries is the number of tar entries in the image.
 	Entries int `json:"entries"`
-	// Level is the zstd level the chunks were compressed with.
+	// Level is the compression level the chunks were compressed with:
+	// 1-4 klauspost/compress's levels, 5-19 the zstd program's (Config.Level).
+	// Workstations do not need it: every level decodes the same way.
 	Level  int     `json:"level"`
 	Chunks []Chunk `json:"chunks"`
 	// InfoHash is the hex BitTorrent v1 infohash of the metainfo over the payload.

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/labseed/labseed/chunker"
+)
+
+// TestPublishLevel publishes with the zstd program and checks that a level
+// publish cannot use is refused before the store is touched.
+func TestPublishLevel(t *testing.T) {
+	dir := t.TempDir()
+	img := writeImage(t, filepath.Join(dir, "lab1.tar.gz"), 3, 4<<20)
+
+	tests := []struct {
+		name  string
+		level string
+		path  string // $PATH; empty: the test's
+		want  string
+	}{
+		{"too high", "20", "", "compression level 20: use 1 (fastest) to 19"},
+		{"negative", "-1", "", "compression level -1"},
+		{"no zstd program", "19", t.TempDir(), "apt-get install zstd"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := filepath.Join(dir, "store-"+tt.level)
+			cmd := exec.Command(labseedBin, "publish", "--store", st, "--level", tt.level, img)
+			if tt.path != "" {
+				cmd.Env = append(os.Environ(), "PATH="+tt.path)
+			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err == nil {
+				t.Fatal("publish succeeded")
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("stderr %q does not say %q", stderr.String(), tt.want)
+			}
+			if _, err := os.Stat(st); !os.IsNotExist(err) {
+				t.Fatalf("the refused publish made the store: %v", err)
+			}
+		})
+	}
+
+	if _, err := exec.LookPath(chunker.ZstdProgram); err != nil {
+		t.Skipf("the zstd program is not installed (apt-get install zstd): %v", err)
+	}
+	st := filepath.Join(dir, "store")
+	out, _ := labseed(t, true, "publish", "--store", st, "--level", "9", img)
+	if !strings.Contains(out, "published lab1 v1:") {
+		t.Fatalf("publish summary: %q", out)
+	}
+	b, err := os.ReadFile(filepath.Join(st, "images", "lab1", "v1", "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := chunker.DecodeManifest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Level != 9 {
+		t.Fatalf("manifest level %d, want 9", m.Level)
+	}
+	out, _ = labseed(t, true, "verify", "--store", st, "lab1")
+	if !strings.Contains(out, "intact") {
+		t.Fatalf("verify: %q", out)
+	}
+}
