@@ -23,7 +23,7 @@ type collector struct {
 
 	imagePayload, imageInput, imageVersion, imageChunks *prometheus.Desc
 
-	serverUploaded, serverWebSeed, serverPeers, serverHashFailures *prometheus.Desc
+	serverUploaded, serverWebSeed, serverDealt, serverPeers, serverHashFailures *prometheus.Desc
 
 	buildInfo *prometheus.Desc
 }
@@ -57,6 +57,7 @@ func newCollector(m *Metrics) *collector {
 
 		serverUploaded:     d("labseed_server_uploaded_bytes_total", "Payload bytes the print server uploaded over BitTorrent.", nil, nil),
 		serverWebSeed:      d("labseed_server_webseed_bytes_total", "Payload bytes the print server served over HTTP as a web seed.", nil, nil),
+		serverDealt:        d("labseed_server_dealt_bytes_total", "Payload bytes the print server dealt to workstations over HTTP (each piece into the lab once).", nil, nil),
 		serverPeers:        d("labseed_server_peers", "BitTorrent peers connected to the print server.", nil, nil),
 		serverHashFailures: d("labseed_server_hash_failures_total", "Pieces the print server received that failed their hash check.", nil, nil),
 
@@ -71,7 +72,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.hostProgress, c.hostChunksApplied, c.hostChunks, c.hostPeers, c.hostETA,
 		c.hostStart, c.hostUpdated, c.gossipMembers,
 		c.imagePayload, c.imageInput, c.imageVersion, c.imageChunks,
-		c.serverUploaded, c.serverWebSeed, c.serverPeers, c.serverHashFailures, c.buildInfo,
+		c.serverUploaded, c.serverWebSeed, c.serverDealt, c.serverPeers, c.serverHashFailures, c.buildInfo,
 	} {
 		ch <- d
 	}
@@ -132,6 +133,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	counter(c.serverUploaded, srv.uploaded)
 	counter(c.serverWebSeed, srv.webSeed)
+	counter(c.serverDealt, srv.dealt)
 	gauge(c.serverPeers, float64(srv.peers))
 	counter(c.serverHashFailures, srv.hashFailures)
 

@@ -70,6 +70,9 @@ type Server struct {
 	// WebSeedBytes is the payload bytes the server served over HTTP (web
 	// seed, range requests).
 	WebSeedBytes int64
+	// DealtBytes is the payload bytes the server dealt to workstations over
+	// HTTP (package deal).
+	DealtBytes int64
 	// Peers is the number of BitTorrent peers connected to the server now.
 	Peers int
 	// HashFailures counts pieces the server received that failed their hash

@@ -107,7 +107,7 @@ func TestCountersSurviveRestart(t *testing.T) {
 func TestServerCountersOnlyGrow(t *testing.T) {
 	m, lab, _ := newTest(t, 0)
 	for _, up := range []int64{100, 300, 50, 80} { // a torrent dropped between 300 and 50
-		lab.set(Snapshot{Server: Server{Uploaded: up, WebSeedBytes: up / 2, Peers: 3, HashFailures: 1}})
+		lab.set(Snapshot{Server: Server{Uploaded: up, WebSeedBytes: up / 2, DealtBytes: 2 * up, Peers: 3, HashFailures: 1}})
 		gather(t, m.reg)
 	}
 	got := gather(t, m.reg)
@@ -116,6 +116,9 @@ func TestServerCountersOnlyGrow(t *testing.T) {
 	}
 	if v := value(t, got, "labseed_server_webseed_bytes_total", nil); v != 190 {
 		t.Errorf("labseed_server_webseed_bytes_total = %v, want 190", v)
+	}
+	if v := value(t, got, "labseed_server_dealt_bytes_total", nil); v != 760 {
+		t.Errorf("labseed_server_dealt_bytes_total = %v, want 760", v)
 	}
 	if v := value(t, got, "labseed_server_peers", nil); v != 3 {
 		t.Errorf("labseed_server_peers = %v, want 3", v)

@@ -186,18 +186,18 @@ func (hs *hostState) startPhase(st gossip.Status, now, prev time.Time) {
 // serverState keeps the print server's counters monotonic: Source may sum
 // them over torrents that come and go.
 type serverState struct {
-	last, offset [3]uint64 // uploaded, web seed, hash failures
+	last, offset [4]uint64 // uploaded, web seed, hash failures, dealt
 }
 
 // serverView is the print server to export.
 type serverView struct {
-	uploaded, webSeed, hashFailures uint64
-	peers                           int
+	uploaded, webSeed, hashFailures, dealt uint64
+	peers                                  int
 }
 
 func (s *serverState) observe(srv Server) serverView {
-	raw := [3]uint64{nonNeg(srv.Uploaded), nonNeg(srv.WebSeedBytes), nonNeg(srv.HashFailures)}
-	var tot [3]uint64
+	raw := [4]uint64{nonNeg(srv.Uploaded), nonNeg(srv.WebSeedBytes), nonNeg(srv.HashFailures), nonNeg(srv.DealtBytes)}
+	var tot [4]uint64
 	for i := range raw {
 		if raw[i] < s.last[i] {
 			s.offset[i] += s.last[i]
@@ -205,7 +205,7 @@ func (s *serverState) observe(srv Server) serverView {
 		s.last[i] = raw[i]
 		tot[i] = s.offset[i] + raw[i]
 	}
-	return serverView{uploaded: tot[0], webSeed: tot[1], hashFailures: tot[2], peers: srv.Peers}
+	return serverView{uploaded: tot[0], webSeed: tot[1], hashFailures: tot[2], dealt: tot[3], peers: srv.Peers}
 }
 
 func nonNeg(v int64) uint64 {

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/gossip"
@@ -193,8 +192,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		h, _ := os.Hostname()
 		name = h + "-" + adv
 	}
+	downLimit := swarm.NewLimiter(a.cfg.Rate)
 	client, err := swarm.NewClient(swarm.Config{
-		ListenIP: a.cfg.ListenIP, Port: a.cfg.TorrentPort, UploadRate: a.cfg.Rate, DownloadRate: a.cfg.Rate,
+		ListenIP: a.cfg.ListenIP, Port: a.cfg.TorrentPort, UploadRate: a.cfg.Rate, DownloadLimiter: downLimit,
 		Storage: storage, Logger: a.log, MaxConns: a.cfg.MaxConns,
 	})
 	if err != nil {
@@ -215,7 +215,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer node.Close()
 	r := &run{a: a, spec: spec, ap: ap, dl: dl, client: client, node: node, name: name, payload: payload,
-		torrentAddr: net.JoinHostPort(adv, strconv.Itoa(client.LocalPort())), started: time.Now()}
+		torrentAddr: net.JoinHostPort(adv, strconv.Itoa(client.LocalPort())), started: time.Now(), downLimit: downLimit}
 	r.setPhase(gossip.PhaseJoining)
 	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = node.Join(jctx)
@@ -231,7 +231,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	if r.t, err = swarm.AddTorrent(client, spec.mi); err != nil {
 		return fmt.Errorf("peer: add torrent: %w", err)
 	}
-	r.t.AddPeers([]torrent.PeerInfo{{Addr: tcpAddr(spec.lab.TorrentAddr), Trusted: true}})
 	return r.run(ctx)
 }
 

@@ -1,8 +1,10 @@
 // Package peer is the workstation agent behind "labseed peer": it fetches the
 // signed manifest of an image from the print server, joins the lab's gossip,
-// downloads the payload over BitTorrent from the print server and from every
-// other workstation, and applies each chunk to the target the moment all its
-// pieces are verified, in whatever order they arrive. When every chunk is in,
+// downloads the payload, and applies each chunk to the target the moment all
+// its pieces are verified, in whatever order they arrive. The print server
+// deals it pieces no other workstation has over HTTP (package deal: each
+// piece leaves the print server once); everything else comes over
+// BitTorrent from the other workstations. When every chunk is in,
 // it finishes the extraction, keeps seeding until every workstation of the lab
 // is done (or Config.Linger passes), removes its staging data and returns.
 //

@@ -5,18 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/torrent"
 	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/swarm"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 )
 
 // download tracks which chunks have all their pieces verified.
@@ -27,19 +29,12 @@ type download struct {
 	complete   []bool // per piece
 	missing    []int  // per chunk: pieces not yet verified
 	queued     []bool // per chunk: handed to the appliers
+	boosted    []bool // per chunk: its pieces have high priority (boost)
 	ready      chan int
 	verified   int64 // payload bytes in verified pieces
 	numPieces  int
 	payloadLen int64
-	order      []int  // chunks in the order this workstation asks for them
-	boosted    []bool // per chunk: its pieces have high priority
-	peerHas    []bool // per piece: another workstation has it (setPeerHas)
 }
-
-// prioWindow is how many chunks get high priority at a time: the next ones,
-// in this workstation's order, that no other workstation has any missing
-// piece of (see boost).
-const prioWindow = 4
 
 func newDownload(m *chunker.Manifest, numPieces int, bitmap swarm.Completion, ap *chunker.Applier) *download {
 	d := &download{
@@ -48,6 +43,7 @@ func newDownload(m *chunker.Manifest, numPieces int, bitmap swarm.Completion, ap
 		missing:  make([]int, len(m.Chunks)),
 		queued:   make([]bool, len(m.Chunks)),
 		ready:    make(chan int, len(m.Chunks)),
+		boosted:  make([]bool, len(m.Chunks)),
 	}
 	for p := range numPieces {
 		if c, known := bitmap.Get(p); known && c {
@@ -55,10 +51,6 @@ func newDownload(m *chunker.Manifest, numPieces int, bitmap swarm.Completion, ap
 			d.verified += d.pieceSize(p)
 		}
 	}
-	// Every workstation has its own random chunk order (see boost).
-	d.order = rand.Perm(len(m.Chunks))
-	d.boosted = make([]bool, len(m.Chunks))
-	d.peerHas = make([]bool, numPieces)
 	for c := range m.Chunks {
 		if ap.Applied(c) {
 			d.queued[c] = true
@@ -129,21 +121,48 @@ func (d *download) chunkAt(off int64) int {
 	return lo
 }
 
-// boost gives high priority to the pieces of the next prioWindow chunks, in
-// this workstation's own random order, that are still missing pieces and of
-// which no other workstation has any missing piece: chunks only the print
-// server can give. Chunks that stop qualifying go back to normal priority.
-//
-// Without priorities anacrolix asks every connection for the rarest pieces
-// first and breaks ties by index, so all workstations ask the print server
-// for the same pieces and it sends each of them several times (N=8: 1.2
-// times the payload). With the former window (the next chunks in a walk
-// from a random start, whoever held them) a workstation asked the server
-// for pieces other workstations already had (1.45 times). Here the server's
-// port goes to pieces nobody has yet, each workstation asking for
-// different ones; everything else comes rarest-first from the other
-// workstations. The chunks of the window complete one after another, so
-// extraction keeps pace with the download.
+// wantFromServer returns the pieces this workstation may take from the
+// print server: those it lacks and that no other workstation it is
+// connected to has (connections from serverHost are not workstations').
+func (d *download) wantFromServer(t *torrent.Torrent, serverHost string) deal.Bitmap {
+	want := deal.NewBitmap(d.numPieces)
+	d.mu.Lock()
+	for p, done := range d.complete {
+		if !done {
+			want.Set(p)
+		}
+	}
+	d.mu.Unlock()
+	for _, pc := range t.PeerConns() {
+		if host, _, err := net.SplitHostPort(pc.RemoteAddr.String()); err == nil && host == serverHost {
+			continue
+		}
+		it := pc.PeerPieces().Iterator()
+		for it.HasNext() {
+			want.Clear(int(it.Next()))
+		}
+	}
+	return want
+}
+
+// prioWindow is how many bytes of missing pieces have high priority at a
+// time (boost): enough that every connection finds blocks in it that no
+// other connection is fetching (10 connections × 8 requests × 256 KiB is
+// 20 MiB). With a window of 4 chunks (about 6 MiB) the connections of a
+// workstation kept taking each other's requests (anacrolix's request
+// stealing), and 10-16 % of what the workstations received was blocks
+// another connection had already delivered (lab bench, N=8).
+const prioWindow = 24 << 20
+
+// boost gives high priority to the pieces of the first chunks, in payload
+// order, that still miss pieces (up to prioWindow bytes of them), so that
+// chunks complete one after another and extraction keeps pace with the
+// download. Without it anacrolix asks for the rarest pieces first: the
+// newest ones, which the print server deals in payload order. A
+// workstation then kept taking new pieces while older chunks waited for
+// their last piece (lab bench, N=8: one workstation had 50 of 209 chunks
+// applied when the download was 76 % through, and finished 20 s after the
+// others).
 func (d *download) boost(t *torrent.Torrent) {
 	raise, lower := d.plan()
 	for _, p := range raise {
@@ -159,18 +178,16 @@ func (d *download) boost(t *torrent.Torrent) {
 func (d *download) plan() (raise, lower []int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n := 0
-	for _, c := range d.order {
-		if d.queued[c] {
-			continue
-		}
+	var n int64 // missing bytes in the window
+	for c := range d.m.Chunks {
+		want := !d.queued[c] && n < prioWindow
 		first, last := d.pieces(c)
-		want := n < prioWindow
-		for p := first; p <= last && want; p++ {
-			want = d.complete[p] || !d.peerHas[p]
-		}
 		if want {
-			n++
+			for p := first; p <= last; p++ {
+				if !d.complete[p] {
+					n += d.pieceSize(p)
+				}
+			}
 		}
 		if want == d.boosted[c] {
 			continue
@@ -188,26 +205,6 @@ func (d *download) plan() (raise, lower []int) {
 		}
 	}
 	return raise, lower
-}
-
-// setPeerHas records which pieces the other workstations connected to have
-// (every connection but those from serverIP, the print server's).
-func (d *download) setPeerHas(t *torrent.Torrent, serverIP string) {
-	has := make([]bool, d.numPieces)
-	for _, pc := range t.PeerConns() {
-		if host, _, err := net.SplitHostPort(pc.RemoteAddr.String()); err == nil && host == serverIP {
-			continue
-		}
-		it := pc.PeerPieces().Iterator()
-		for it.HasNext() {
-			if p := int(it.Next()); p < len(has) {
-				has[p] = true
-			}
-		}
-	}
-	d.mu.Lock()
-	d.peerHas = has
-	d.mu.Unlock()
 }
 
 // requeue makes chunk c wait for its pieces again (after its bytes failed
@@ -259,7 +256,11 @@ type run struct {
 	knownAt        time.Time
 	lastVerified   int64 // verified bytes at lastProgressAt
 	lastProgressAt time.Time
-	webSeed        bool // the web seed was added
+	webSeed        bool          // the web seed was added
+	serverTorrent  bool          // the client may connect to the print server (useServerTorrent)
+	fed            atomic.Int64  // payload bytes dealt by the print server (feed)
+	fedCounted     int64         // fed at the last tick
+	downLimit      *rate.Limiter // the client's DownloadLimiter, shared by feed
 	downloadedAt   time.Time
 }
 
@@ -329,7 +330,13 @@ func (r *run) applyAll(ctx context.Context) error {
 			}
 		})
 	}
+	fctx, stopFeed := context.WithCancel(gctx)
+	defer stopFeed()
+	for range feeders {
+		g.Go(func() error { return r.feed(fctx) })
+	}
 	g.Go(func() error {
+		defer stopFeed()
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
@@ -472,11 +479,11 @@ func (r *run) tick() {
 	}
 	if r.t != nil {
 		r.traffic.Update(r.t)
-		r.addPeers()
-		if host, _, err := net.SplitHostPort(r.spec.lab.TorrentAddr); err == nil {
-			r.dl.setPeerHas(r.t, host)
-		}
+		fed := r.fed.Load()
+		r.traffic.AddFromServer(fed - r.fedCounted)
+		r.fedCounted = fed
 		r.dl.boost(r.t)
+		r.addPeers()
 		r.traceTorrent(now)
 		if verified == m.PayloadBytes && r.downloadedAt.IsZero() {
 			r.downloadedAt = now
@@ -570,6 +577,9 @@ func (r *run) addPeers() {
 		}
 		if m.Status.Role == gossip.RolePeer && !dials(r.torrentAddr, a) {
 			continue // a dials us
+		}
+		if a == r.spec.lab.TorrentAddr && !r.serverTorrent {
+			continue // feed fetches from the print server
 		}
 		r.known[a] = true
 		add = append(add, torrent.PeerInfo{Addr: tcpAddr(a), Source: torrent.PeerSourceDirect})

@@ -11,7 +11,16 @@ const (
 	PathImages  = "/api/v1/images" // GET: []ImageInfo; GET PathImages/NAME: Image
 	PathStatus  = "/api/v1/status" // GET: LabStatus
 	PathSeed    = "/seed/"         // GET PathSeed+TORRENTNAME: payload, with ranges (BitTorrent web seed)
+	PathDeal    = "/api/v1/deal/"  // POST PathDeal+INFOHASH, body: deal.Bitmap of the pieces wanted; 200: pieces (HeaderFirstPiece), 204: none now
 	PathMetrics = "/metrics"       // GET: Prometheus metrics of the whole lab
+)
+
+// HeaderFirstPiece and HeaderPieces name the pieces a PathDeal answer
+// carries: the body holds pieces FIRST..FIRST+N-1 of the payload, back to
+// back.
+const (
+	HeaderFirstPiece = "Labseed-First-Piece"
+	HeaderPieces     = "Labseed-Pieces"
 )
 
 // ImageInfo describes one published image in the image list.

@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/hosts"
 )
 
@@ -45,42 +47,15 @@ func NewClient(server string, labKey []byte) *Client {
 // decodes a JSON answer into out (unless nil or an io.Writer, which gets
 // the raw answer). Errors carry the server's own message.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	ctype := "application/json"
-	switch b := body.(type) {
-	case nil:
-	case io.Reader:
-		rd, ctype = b, "text/csv"
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.Addr+path, rd)
-	if err != nil {
-		return err
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", ctype)
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	resp, err := hc.Do(req)
+	resp, err := c.send(ctx, hc, method, path, body)
 	if err != nil {
-		return fmt.Errorf("print server %s: is 'labseed serve' running there? %w", c.Addr, err)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return &APIError{Code: resp.StatusCode, Msg: strings.TrimSpace(string(msg))}
-	}
 	switch o := out.(type) {
 	case nil:
 		return nil
@@ -95,6 +70,50 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 }
 
+// octets is a request body sent as application/octet-stream.
+type octets []byte
+
+// send sends a request with body (JSON-encoded unless octets or an
+// io.Reader, which is CSV) through hc and returns a 2xx answer; other
+// answers become an *APIError.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	ctype := "application/json"
+	switch b := body.(type) {
+	case nil:
+	case octets:
+		rd, ctype = bytes.NewReader(b), "application/octet-stream"
+	case io.Reader:
+		rd, ctype = b, "text/csv"
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.Addr+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("print server %s: is 'labseed serve' running there? %w", c.Addr, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return nil, &APIError{Code: resp.StatusCode, Msg: strings.TrimSpace(string(msg))}
+	}
+	return resp, nil
+}
+
 // APIError is an error answer of the print server.
 type APIError struct {
 	Code int    // HTTP status
@@ -103,6 +122,33 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	return fmt.Sprintf("print server: %s (%d %s)", e.Msg, e.Code, http.StatusText(e.Code))
+}
+
+// Deal asks the print server for pieces of the torrent infohash among
+// those set in want (see package deal). It returns the first piece's index,
+// how many pieces follow and a body holding them back to back, which the
+// caller must close; n is 0 (and body nil) when the server has none to
+// send now. Only ctx bounds the transfer.
+func (c *Client) Deal(ctx context.Context, infohash string, want deal.Bitmap) (first, n int, body io.ReadCloser, err error) {
+	hc := http.DefaultClient
+	if c.HTTP != nil {
+		hc = &http.Client{Transport: c.HTTP.Transport}
+	}
+	resp, err := c.send(ctx, hc, "POST", PathDeal+infohash, octets(want))
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	if resp.StatusCode == http.StatusNoContent {
+		resp.Body.Close()
+		return 0, 0, nil, nil
+	}
+	first, err1 := strconv.Atoi(resp.Header.Get(HeaderFirstPiece))
+	n, err2 := strconv.Atoi(resp.Header.Get(HeaderPieces))
+	if err1 != nil || err2 != nil || first < 0 || n <= 0 {
+		resp.Body.Close()
+		return 0, 0, nil, fmt.Errorf("print server %s: deal answer without valid %s/%s headers", c.Addr, HeaderFirstPiece, HeaderPieces)
+	}
+	return first, n, resp.Body, nil
 }
 
 // Images lists the print server's images.

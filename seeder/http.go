@@ -22,6 +22,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathImages+"/{name}", s.handleImage)
 	mux.HandleFunc("GET "+PathStatus, s.handleStatus)
 	mux.HandleFunc("GET "+PathSeed+"{file}", s.handleSeed)
+	mux.HandleFunc("POST "+PathDeal+"{infohash}", s.handleDeal)
 	mux.Handle("GET "+PathMetrics, s.metrics.Handler())
 	s.hostsRoutes(mux)
 	if s.cfg.Boot != nil {

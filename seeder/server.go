@@ -15,6 +15,7 @@ import (
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
+	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/metrics"
@@ -22,6 +23,7 @@ import (
 	"github.com/labseed/labseed/store"
 	"github.com/labseed/labseed/swarm"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 )
 
 // Config configures a Server. Use DefaultConfig for a real lab; ports set to
@@ -78,8 +80,10 @@ type Server struct {
 	lab      Lab
 	started  time.Time
 	metrics  *metrics.Metrics
-	webSeed  atomic.Int64 // payload bytes served over HTTP
-	hostsErr string       // last hosts table error logged, by the scan loop
+	webSeed  atomic.Int64  // payload bytes served over HTTP to web seeds
+	dealt    atomic.Int64  // payload bytes dealt over HTTP (PathDeal)
+	upLimit  *rate.Limiter // UploadRate, shared by BitTorrent and deals
+	hostsErr string        // last hosts table error logged, by the scan loop
 
 	mu     sync.Mutex
 	seeded map[metainfo.Hash]*seededImage
@@ -87,8 +91,9 @@ type Server struct {
 }
 
 type seededImage struct {
-	img *store.Image
-	t   *torrent.Torrent
+	img    *store.Image
+	t      *torrent.Torrent
+	dealer *deal.Dealer // which workstation gets which pieces (PathDeal)
 }
 
 // New validates cfg and opens the server's listeners, so that its addresses
@@ -126,8 +131,9 @@ func New(cfg Config) (*Server, error) {
 	if adv == "" || adv == "0.0.0.0" || adv == "::" {
 		adv = outboundIP()
 	}
+	s.upLimit = swarm.NewLimiter(cfg.UploadRate)
 	s.client, err = swarm.NewClient(swarm.Config{
-		ListenIP: cfg.ListenIP, Port: cfg.TorrentPort, UploadRate: cfg.UploadRate,
+		ListenIP: cfg.ListenIP, Port: cfg.TorrentPort, UploadLimiter: s.upLimit,
 		Storage: s.storage, Logger: log,
 	})
 	if err != nil {
@@ -198,6 +204,9 @@ func (s *Server) Run(ctx context.Context) error {
 	lctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	s.node.Leave(lctx)
+	cs := s.client.Stats()
+	s.log.Info("stopped", "bittorrent_bytes", cs.BytesWrittenData.Int64(),
+		"dealt_bytes", s.dealt.Load(), "web_seed_bytes", s.webSeed.Load())
 	s.client.Close()
 	s.storage.Close()
 	if errors.Is(err, context.Canceled) {
@@ -268,7 +277,7 @@ func (s *Server) scan() error {
 			s.log.Warn("image not seeded", "image", im.Manifest.Name, "err", err)
 			continue
 		}
-		s.seeded[ih] = &seededImage{img: im, t: t}
+		s.seeded[ih] = &seededImage{img: im, t: t, dealer: newDealer(im.Manifest)}
 		s.log.Info("seeding", "image", im.Manifest.Name, "version", im.Manifest.Version, "infohash", im.Manifest.InfoHash)
 	}
 	// Versions whose files publish removed are dropped.
@@ -308,7 +317,7 @@ func (s *Server) setStatus() {
 	}
 	if s.client != nil {
 		cs := s.client.Stats()
-		st.Uploaded = uint64(cs.BytesWrittenData.Int64())
+		st.Uploaded = uint64(cs.BytesWrittenData.Int64() + s.webSeed.Load() + s.dealt.Load())
 	}
 	s.node.SetStatus(st)
 }
@@ -351,5 +360,6 @@ func (s *Server) snapshot() metrics.Snapshot {
 	cs := s.client.Stats()
 	snap.Server.Uploaded = cs.BytesWrittenData.Int64()
 	snap.Server.WebSeedBytes = s.webSeed.Load()
+	snap.Server.DealtBytes = s.dealt.Load()
 	return snap
 }

@@ -124,3 +124,7 @@ func (m *Meter) isServer(c *torrent.PeerConn) bool {
 func unmap(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
+
+// AddFromServer counts n payload bytes received from the print server
+// outside the torrent client (pieces it dealt over HTTP).
+func (m *Meter) AddFromServer(n int64) { m.tr.FromServer += n }

@@ -195,6 +195,16 @@ func TestSwarm(t *testing.T) {
 		t.Fatal("the workstations served each other nothing")
 	}
 	t.Logf("bytes between workstations: %d", fromPeers)
+	// The print server deals each piece to one workstation (package deal):
+	// it sends the payload once, give or take a piece.
+	ls := l.waitStatus(func(ls *seeder.LabStatus) bool {
+		return len(ls.Images) == 1 && int64(ls.Summary.ServerUp) >= ls.Images[0].PayloadBytes
+	})
+	sent, payload := int64(ls.Summary.ServerUp), ls.Images[0].PayloadBytes
+	t.Logf("print server sent %d bytes, payload %d", sent, payload)
+	if sent > payload*21/20 {
+		t.Errorf("print server sent %.3f × the payload, want at most 1.05", float64(sent)/float64(payload))
+	}
 }
 
 // TestLateJoiner: a workstation that starts after the others left still

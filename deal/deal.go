@@ -1,0 +1,140 @@
+// Package deal shares the pieces of an image out among the workstations
+// that fetch them from the print server, so that the print server sends
+// each piece into the lab once (super-seeding, decided by the server).
+//
+// The print server's port is the lab's bottleneck while pieces exist
+// nowhere else: every byte it sends twice delays the whole lab. A
+// workstation asks the print server for a run of pieces, naming those it
+// may take (the ones it lacks and none of the workstations it is connected
+// to has). The Dealer hands it the first run of those that is neither being
+// sent to someone else nor was sent within the hold time; everything else
+// the workstations get from each other. A piece is dealt again after the
+// hold time only if a workstation still cannot find it at a peer (its
+// holder left, say), and a new imaging round of the same image, hours
+// later, deals every piece afresh.
+package deal
+
+import (
+	"sync"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxRun = 4
+	DefaultHold   = 20 * time.Second
+)
+
+// Config tunes a Dealer.
+type Config struct {
+	// MaxRun is the most pieces dealt at once. Default DefaultMaxRun.
+	MaxRun int
+	// Hold is how long after a piece was sent it is not dealt again: time
+	// for its receiver to announce it and for the others to fetch it.
+	// Default DefaultHold.
+	Hold time.Duration
+}
+
+// Dealer decides which pieces of one torrent the print server sends to
+// whom. Its methods are safe for concurrent use.
+type Dealer struct {
+	cfg     Config
+	mu      sync.Mutex
+	sending []bool      // per piece: a deal holding it is open
+	sentAt  []time.Time // per piece: when it was last sent whole
+}
+
+// New returns a Dealer for a torrent of n pieces.
+func New(n int, cfg Config) *Dealer {
+	if cfg.MaxRun <= 0 {
+		cfg.MaxRun = DefaultMaxRun
+	}
+	if cfg.Hold <= 0 {
+		cfg.Hold = DefaultHold
+	}
+	return &Dealer{cfg: cfg, sending: make([]bool, n), sentAt: make([]time.Time, n)}
+}
+
+// Pieces returns the number of pieces of the torrent.
+func (d *Dealer) Pieces() int { return len(d.sending) }
+
+// Deal picks the pieces first..first+n-1 for a workstation that may take
+// the pieces set in want, and marks them as being sent until Finish. ok is
+// false when there is nothing to deal now: the workstation should get its
+// pieces from the others and ask again later.
+func (d *Dealer) Deal(want Bitmap, now time.Time) (first, n int, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// Pieces never sent first, then those sent longer than Hold ago.
+	for _, fresh := range []bool{true, false} {
+		free := func(p int) bool {
+			if !want.Has(p) || d.sending[p] {
+				return false
+			}
+			if fresh {
+				return d.sentAt[p].IsZero()
+			}
+			return now.Sub(d.sentAt[p]) >= d.cfg.Hold
+		}
+		for p := range d.sending {
+			if !free(p) {
+				continue
+			}
+			for n = 1; n < d.cfg.MaxRun && p+n < len(d.sending) && free(p+n); n++ {
+			}
+			for i := p; i < p+n; i++ {
+				d.sending[i] = true
+			}
+			return p, n, true
+		}
+	}
+	return 0, 0, false
+}
+
+// Finish closes the deal of pieces first..first+n-1; sent is how many of
+// them, from first on, reached the workstation whole (all n when the
+// transfer succeeded). The others may be dealt again at once.
+func (d *Dealer) Finish(first, n, sent int, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := first; i < first+n && i < len(d.sending); i++ {
+		if i < 0 {
+			continue
+		}
+		d.sending[i] = false
+		if i-first < sent {
+			d.sentAt[i] = now
+		}
+	}
+}
+
+// Bitmap is a set of piece indexes in BitTorrent's bitfield order: piece
+// p is bit 7-p%8 of byte p/8.
+type Bitmap []byte
+
+// NewBitmap returns an empty Bitmap for n pieces.
+func NewBitmap(n int) Bitmap { return make(Bitmap, (n+7)/8) }
+
+// Set adds piece p.
+func (b Bitmap) Set(p int) { b[p/8] |= 0x80 >> (p % 8) }
+
+// Clear removes piece p; pieces beyond the bitmap are ignored.
+func (b Bitmap) Clear(p int) {
+	if p >= 0 && p/8 < len(b) {
+		b[p/8] &^= 0x80 >> (p % 8)
+	}
+}
+
+// Has reports whether piece p is in the set; pieces beyond the bitmap are
+// not.
+func (b Bitmap) Has(p int) bool { return p >= 0 && p/8 < len(b) && b[p/8]&(0x80>>(p%8)) != 0 }
+
+// Empty reports whether no piece is set.
+func (b Bitmap) Empty() bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,117 @@
+package deal
+
+import (
+	"testing"
+	"time"
+)
+
+func all(n int) Bitmap {
+	b := NewBitmap(n)
+	for p := range n {
+		b.Set(p)
+	}
+	return b
+}
+
+func TestDealSharesOutEachPieceOnce(t *testing.T) {
+	d := New(10, Config{MaxRun: 4, Hold: time.Minute})
+	now := time.Unix(1000, 0)
+	type deal struct{ first, n int }
+	var got []deal
+	for range 3 {
+		first, n, ok := d.Deal(all(10), now)
+		if !ok {
+			t.Fatalf("deal %d: nothing dealt", len(got))
+		}
+		got = append(got, deal{first, n})
+	}
+	want := []deal{{0, 4}, {4, 4}, {8, 2}}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("deals %v, want %v", got, want)
+		}
+	}
+	if _, _, ok := d.Deal(all(10), now); ok {
+		t.Fatal("a fourth deal while every piece is being sent")
+	}
+	for _, g := range got {
+		d.Finish(g.first, g.n, g.n, now)
+	}
+	if first, n, ok := d.Deal(all(10), now.Add(time.Minute-time.Second)); ok {
+		t.Fatalf("pieces %d+%d dealt again within the hold time", first, n)
+	}
+	if first, n, ok := d.Deal(all(10), now.Add(time.Minute)); !ok || first != 0 || n != 4 {
+		t.Fatalf("after the hold time: %d+%d %v, want 0+4", first, n, ok)
+	}
+}
+
+func TestDealOnlyWantedPieces(t *testing.T) {
+	d := New(20, Config{MaxRun: 8})
+	want := NewBitmap(20)
+	for _, p := range []int{3, 4, 5, 9, 17} {
+		want.Set(p)
+	}
+	now := time.Now()
+	var dealt []int
+	for {
+		first, n, ok := d.Deal(want, now)
+		if !ok {
+			break
+		}
+		for p := first; p < first+n; p++ {
+			if !want.Has(p) {
+				t.Fatalf("dealt piece %d, not wanted", p)
+			}
+			dealt = append(dealt, p)
+		}
+	}
+	if len(dealt) != 5 {
+		t.Fatalf("dealt %v, want the 5 wanted pieces", dealt)
+	}
+	if _, _, ok := d.Deal(NewBitmap(20), now); ok {
+		t.Fatal("dealt to a workstation that wants nothing")
+	}
+}
+
+func TestDealCutShort(t *testing.T) {
+	d := New(8, Config{MaxRun: 4, Hold: time.Hour})
+	now := time.Now()
+	first, n, _ := d.Deal(all(8), now)
+	// The transfer broke after one piece: the other three are free at once.
+	d.Finish(first, n, 1, now)
+	if f, k, ok := d.Deal(all(8), now); !ok || f != 1 || k != 4 {
+		t.Fatalf("after a broken deal of 0+4 (1 sent): %d+%d %v, want 1+4", f, k, ok)
+	}
+}
+
+func TestDealNeverSentFirst(t *testing.T) {
+	d := New(8, Config{MaxRun: 2, Hold: time.Second})
+	now := time.Now()
+	first, n, _ := d.Deal(all(8), now)
+	d.Finish(first, n, n, now)
+	// Pieces 0 and 1 are past their hold, but 2.. were never sent.
+	if f, _, ok := d.Deal(all(8), now.Add(time.Hour)); !ok || f != 2 {
+		t.Fatalf("dealt %d first, want 2 (never sent) before 0 (sent)", f)
+	}
+}
+
+func TestBitmap(t *testing.T) {
+	b := NewBitmap(10)
+	if len(b) != 2 || !b.Empty() {
+		t.Fatalf("NewBitmap(10) = %x", []byte(b))
+	}
+	b.Set(0)
+	b.Set(9)
+	if b[0] != 0x80 || b[1] != 0x40 {
+		t.Fatalf("pieces 0 and 9: %x, want 8040 (BitTorrent bit order)", []byte(b))
+	}
+	if !b.Has(9) || b.Has(8) || b.Has(-1) || b.Has(16) {
+		t.Fatal("Has is wrong")
+	}
+	b.Clear(0)
+	b.Clear(9)
+	b.Clear(100)
+	if !b.Empty() {
+		t.Fatalf("after Clear: %x", []byte(b))
+	}
+}

@@ -1,0 +1,123 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/labseed/labseed/seeder"
+	"github.com/labseed/labseed/swarm"
+)
+
+// feeders is how many deals a workstation keeps open with the print server
+// at once. Two: the workstation's port is shared by the print server's
+// streams and those of up to MaxConns workstations, and the print server's
+// port stays busy only if its streams get at least 1/N of every
+// workstation's port (lab bench, N=8: with one stream the first
+// workstation was done after 149.5 s, with two after 138 s).
+const feeders = 2
+
+// feedRetry is how long a feeder waits after the print server had nothing
+// to deal, or could not be reached.
+const feedRetry = time.Second
+
+// feed fetches from the print server the pieces it deals this workstation
+// (package deal): pieces no workstation connected to this one has. The
+// others come from the workstations over BitTorrent; the client is never
+// connected to the print server, so that the print server's port carries
+// each piece into the lab once. If the print server cannot deal (an older
+// labseed), feed connects the client to it and returns.
+func (r *run) feed(ctx context.Context) error {
+	buf := make([]byte, r.spec.m.PieceLength)
+	failing := false
+	for ctx.Err() == nil && r.dl.verifiedBytes() < r.spec.m.PayloadBytes {
+		err := r.feedOnce(ctx, buf)
+		var ae *seeder.APIError
+		switch {
+		case err == nil:
+			failing = false
+			continue
+		case errors.Is(err, errNothingDealt):
+		case errors.As(err, &ae) && ae.Code == http.StatusNotFound:
+			r.a.log.Warn("the print server does not deal pieces; fetching from it over BitTorrent", "err", err)
+			r.useServerTorrent()
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		default:
+			if !failing {
+				r.a.log.Warn("fetching pieces from the print server", "err", err)
+			}
+			failing = true
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(feedRetry):
+		}
+	}
+	return nil
+}
+
+var errNothingDealt = errors.New("nothing dealt")
+
+// feedOnce asks for one deal and stores its pieces.
+func (r *run) feedOnce(ctx context.Context, buf []byte) error {
+	want := r.dl.wantFromServer(r.t, r.serverHost())
+	if want.Empty() {
+		return errNothingDealt
+	}
+	first, n, body, err := r.a.api.Deal(ctx, r.spec.m.InfoHash, want)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errNothingDealt
+	}
+	defer body.Close()
+	rd := swarm.LimitReader(ctx, body, r.downLimit)
+	for p := first; p < first+n; p++ {
+		if err := r.storeDealt(ctx, rd, buf, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// storeDealt reads piece p from rd, writes it to the payload and has the
+// client verify it (which announces it to the other workstations).
+func (r *run) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p int) error {
+	if p >= r.dl.numPieces {
+		return fmt.Errorf("print server dealt piece %d of %d", p, r.dl.numPieces)
+	}
+	b := buf[:r.dl.pieceSize(p)]
+	if _, err := io.ReadFull(rd, b); err != nil {
+		return fmt.Errorf("piece %d from the print server: %w", p, err)
+	}
+	r.fed.Add(int64(len(b)))
+	pc := r.t.Piece(p)
+	if _, err := pc.Storage().WriteAt(b, 0); err != nil {
+		return fmt.Errorf("piece %d: staging: %w", p, err)
+	}
+	// A piece that fails the check stays missing and is asked for again.
+	return pc.VerifyDataContext(ctx)
+}
+
+// serverHost is the print server's torrent host (its connections are not
+// other workstations').
+func (r *run) serverHost() string {
+	host, _, _ := net.SplitHostPort(r.spec.lab.TorrentAddr)
+	return host
+}
+
+// useServerTorrent connects the client to the print server's torrent.
+func (r *run) useServerTorrent() {
+	r.mu.Lock()
+	r.serverTorrent = true
+	r.mu.Unlock()
+	r.t.AddPeers([]torrent.PeerInfo{{Addr: tcpAddr(r.spec.lab.TorrentAddr), Trusted: true}})
+}

@@ -1,0 +1,103 @@
+package seeder
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/deal"
+	"github.com/labseed/labseed/internal/fixture"
+	"github.com/labseed/labseed/store"
+)
+
+// TestDealAPI has two workstations ask a real print server for every
+// piece: each piece comes once, with the payload's bytes, and asking again
+// at once gets nothing.
+func TestDealAPI(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(fixture.GenerateImage(pw, fixture.ImageOptions{TotalBytes: 4 << 20})) }()
+	im, err := st.Publish(t.Context(), pr, chunker.Config{Name: "lab1", Level: 1, PieceLength: 32 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := os.ReadFile(im.PayloadPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, c := startServer(t, dir, nil)
+	ih := im.Manifest.InfoHash
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		srv.mu.Lock()
+		n := len(srv.seeded)
+		srv.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server does not seed the image")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pl := im.Manifest.PieceLength
+	pieces := int((im.Manifest.PayloadBytes + pl - 1) / pl)
+	if pieces < 20 {
+		t.Fatalf("only %d pieces: the test needs more", pieces)
+	}
+	want := deal.NewBitmap(pieces)
+	for p := range pieces {
+		want.Set(p)
+	}
+
+	got := make([]int, pieces) // times each piece was dealt
+	var deals int
+	for ; ; deals++ {
+		first, n, body, err := c.Deal(t.Context(), ih, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		b, err := io.ReadAll(body)
+		body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := min(int64(first+n)*pl, im.Manifest.PayloadBytes)
+		if !bytes.Equal(b, payload[int64(first)*pl:end]) {
+			t.Fatalf("deal of pieces %d+%d: %d bytes that differ from the payload", first, n, len(b))
+		}
+		for p := first; p < first+n; p++ {
+			got[p]++
+		}
+	}
+	for p, k := range got {
+		if k != 1 {
+			t.Fatalf("piece %d dealt %d times, want once", p, k)
+		}
+	}
+	if wantDeals := (pieces + deal.DefaultMaxRun - 1) / deal.DefaultMaxRun; deals != wantDeals {
+		t.Errorf("%d deals, want %d", deals, wantDeals)
+	}
+	if d := srv.dealt.Load(); d != im.Manifest.PayloadBytes {
+		t.Errorf("server counted %d bytes dealt, want %d", d, im.Manifest.PayloadBytes)
+	}
+
+	var ae *APIError
+	if _, _, _, err := c.Deal(t.Context(), ih, want[:1]); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
+		t.Errorf("a bitmap of the wrong length: %v, want 400", err)
+	}
+	if _, _, _, err := c.Deal(t.Context(), "00"+ih[2:], want); !errors.As(err, &ae) || ae.Code != http.StatusNotFound {
+		t.Errorf("an unknown infohash: %v, want 404", err)
+	}
+}
