@@ -1,0 +1,162 @@
+package peer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/internal/fixture"
+	"github.com/labseed/labseed/seeder"
+	"github.com/labseed/labseed/store"
+)
+
+// lockedBuffer is a log sink safe for the agent's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// testServer publishes a generated image and runs a print server for it
+// on loopback.
+func testServer(t *testing.T) (*seeder.Server, *store.Image, []byte, []byte) {
+	t.Helper()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(fixture.GenerateImage(pw, fixture.ImageOptions{TotalBytes: 6 << 20, NoDevices: os.Geteuid() != 0}))
+	}()
+	im, err := st.Publish(t.Context(), pr, chunker.Config{Name: "lab1", Level: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := st.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := st.LabKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := seeder.New(seeder.Config{Store: st, ListenIP: "127.0.0.1", LabKey: key, Local: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("print server: %v", err)
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); len(srv.Status().Images) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the print server does not list the image")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return srv, im, pub, key
+}
+
+// fetch runs one agent against the print server at server until the image
+// is applied, and returns its log.
+func fetch(t *testing.T, server string, pub, key []byte) string {
+	t.Helper()
+	var logs lockedBuffer
+	a, err := New(Config{Server: server, Target: filepath.Join(t.TempDir(), "target"), PublicKey: pub, LabKey: key,
+		Local: true, ListenIP: "127.0.0.1", Linger: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := a.Run(ctx); err != nil {
+		t.Fatalf("agent: %v\n%s", err, logs.String())
+	}
+	return logs.String()
+}
+
+// metric reads a counter of the print server's /metrics.
+func metric(t *testing.T, srv *seeder.Server, name string) int64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", seeder.PathMetrics, nil))
+	sc := bufio.NewScanner(rec.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return int64(f)
+		}
+	}
+	t.Fatalf("no %s in /metrics", name)
+	return 0
+}
+
+// TestFeedDealsEveryPiece: a lone workstation gets every piece dealt by
+// the print server over HTTP, none over BitTorrent.
+func TestFeedDealsEveryPiece(t *testing.T) {
+	srv, im, pub, key := testServer(t)
+	logs := fetch(t, srv.Lab().HTTPAddr, pub, key)
+	if dealt := metric(t, srv, "labseed_server_dealt_bytes_total"); dealt != im.Manifest.PayloadBytes {
+		t.Errorf("dealt %d bytes, want the payload, %d\n%s", dealt, im.Manifest.PayloadBytes, logs)
+	}
+	if up := metric(t, srv, "labseed_server_uploaded_bytes_total"); up != 0 {
+		t.Errorf("the print server uploaded %d bytes over BitTorrent, want 0", up)
+	}
+}
+
+// TestFeedFallsBackToBitTorrent: against a print server without the deal
+// API (an older labseed, here a proxy that answers 404 for it), the
+// workstation says so and fetches over BitTorrent from the print server.
+func TestFeedFallsBackToBitTorrent(t *testing.T) {
+	srv, im, pub, key := testServer(t)
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: srv.Lab().HTTPAddr})
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, seeder.PathDeal) {
+			http.NotFound(w, r)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer old.Close()
+	logs := fetch(t, strings.TrimPrefix(old.URL, "http://"), pub, key)
+	if !strings.Contains(logs, "does not deal pieces") {
+		t.Errorf("no word of the fallback in the log:\n%s", logs)
+	}
+	if up := metric(t, srv, "labseed_server_uploaded_bytes_total"); up < im.Manifest.PayloadBytes {
+		t.Errorf("the print server uploaded %d bytes over BitTorrent, want at least the payload, %d", up, im.Manifest.PayloadBytes)
+	}
+}
