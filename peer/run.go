@@ -147,8 +147,8 @@ func (d *download) wantFromServer(t *torrent.Torrent, serverHost string) deal.Bi
 
 // prioWindow is how many bytes of missing pieces have high priority at a
 // time (boost): enough that every connection finds blocks in it that no
-// other connection is fetching (10 connections × 8 requests × 256 KiB is
-// 20 MiB). With a window of 4 chunks (about 6 MiB) the connections of a
+// other connection is fetching (10 connections × swarm.MaxRequests ×
+// swarm.BlockSize is 10 MiB). With a window of 4 chunks (about 6 MiB) the connections of a
 // workstation kept taking each other's requests (anacrolix's request
 // stealing), and 10-16 % of what the workstations received was blocks
 // another connection had already delivered (lab bench, N=8).
