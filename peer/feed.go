@@ -18,8 +18,8 @@ import (
 // at once. Two: the workstation's port is shared by the print server's
 // streams and those of up to MaxConns workstations, and the print server's
 // port stays busy only if its streams get at least 1/N of every
-// workstation's port (lab bench, N=8: with one stream the first
-// workstation was done after 149.5 s, with two after 138 s).
+// workstation's port. (The lab bench runs that compared one and two
+// streams were too noisy to show a difference; docs/lab-bench.md.)
 const feeders = 2
 
 // feedRetry is how long a feeder waits after the print server had nothing
@@ -43,9 +43,10 @@ func (r *run) feed(ctx context.Context) error {
 			failing = false
 			continue
 		case errors.Is(err, errNothingDealt):
+		case errors.Is(err, errStaging):
+			return fmt.Errorf("peer: %w", err) // a full or broken disk: stop the run
 		case errors.As(err, &ae) && ae.Code == http.StatusNotFound:
-			r.a.log.Warn("the print server does not deal pieces; fetching from it over BitTorrent", "err", err)
-			r.useServerTorrent()
+			r.useServerTorrent(err)
 			return nil
 		case ctx.Err() != nil:
 			return nil
@@ -63,7 +64,10 @@ func (r *run) feed(ctx context.Context) error {
 	return nil
 }
 
-var errNothingDealt = errors.New("nothing dealt")
+var (
+	errNothingDealt = errors.New("nothing dealt")
+	errStaging      = errors.New("staging")
+)
 
 // feedOnce asks for one deal and stores its pieces.
 func (r *run) feedOnce(ctx context.Context, buf []byte) error {
@@ -101,7 +105,7 @@ func (r *run) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p int) e
 	r.fed.Add(int64(len(b)))
 	pc := r.t.Piece(p)
 	if _, err := pc.Storage().WriteAt(b, 0); err != nil {
-		return fmt.Errorf("piece %d: staging: %w", p, err)
+		return fmt.Errorf("piece %d: %w: %w", p, errStaging, err)
 	}
 	// A piece that fails the check stays missing and is asked for again.
 	return pc.VerifyDataContext(ctx)
@@ -114,10 +118,16 @@ func (r *run) serverHost() string {
 	return host
 }
 
-// useServerTorrent connects the client to the print server's torrent.
-func (r *run) useServerTorrent() {
+// useServerTorrent connects the client to the print server's torrent,
+// because dealing failed with err.
+func (r *run) useServerTorrent(err error) {
 	r.mu.Lock()
+	done := r.serverTorrent
 	r.serverTorrent = true
 	r.mu.Unlock()
+	if done {
+		return
+	}
+	r.a.log.Warn("the print server does not deal pieces; fetching from it over BitTorrent", "err", err)
 	r.t.AddPeers([]torrent.PeerInfo{{Addr: tcpAddr(r.spec.lab.TorrentAddr), Trusted: true}})
 }

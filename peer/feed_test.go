@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -159,4 +160,31 @@ func TestFeedFallsBackToBitTorrent(t *testing.T) {
 	if up := metric(t, srv, "labseed_server_uploaded_bytes_total"); up < im.Manifest.PayloadBytes {
 		t.Errorf("the print server uploaded %d bytes over BitTorrent, want at least the payload, %d", up, im.Manifest.PayloadBytes)
 	}
+}
+
+// TestFullDisk: a workstation whose disk fills up stops with an error that
+// says so, instead of retrying for ever.
+func TestFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	srv, _, pub, key := testServer(t)
+	target := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", target).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", target).Run() })
+	var logs lockedBuffer
+	a, err := New(Config{Server: srv.Lab().HTTPAddr, Target: target, PublicKey: pub, LabKey: key,
+		Local: true, ListenIP: "127.0.0.1", Linger: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	err = a.Run(ctx)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("Run on a full disk: %v, want an error naming the full disk\n%s", err, logs.String())
+	}
+	t.Logf("Run: %v", err)
 }
