@@ -59,7 +59,9 @@ const MaxAllocPeerRequestData = 1 << 30
 // Lab bench, N=8, 20 Mbit/s, every piece dealt once by the print server:
 // with 128 KiB blocks each connection averaged 1.9 requests outstanding,
 // and the workstations' ports, which carry 7/8 of the image between
-// workstations, were used to 14 of their 19 Mbit/s of TCP goodput.
+// workstations, were used to 14 of their 19 Mbit/s of TCP goodput. Larger
+// blocks paid off only with a larger priority window (peer.prioWindow);
+// together they took the bench from 1.27-1.31 to 1.03 T_lim.
 const BlockSize = 256 << 10
 
 // MaxRequests is the most block requests a client keeps outstanding to one
