@@ -48,7 +48,7 @@ fuzztime=${FUZZTIME:-5s}
 if [[ $fuzztime != 0 ]]; then
   echo "== fuzz ($fuzztime each)"
   for pf in chunker:FuzzReadFragment chunker:FuzzDecodeManifest chunker:FuzzPublish \
-    hosts:FuzzParseCSV hosts:FuzzParseSettings pxe:FuzzDHCP pxe:FuzzParseUDP4 pxe:FuzzCleanBootPath; do
+    hosts:FuzzParseCSV hosts:FuzzParseSettings pxe:FuzzDHCP pxe:FuzzParseUDP4 pxe:FuzzCleanBootPath deal:FuzzDeal; do
     go test -run '^$' -fuzz "^${pf#*:}\$" -fuzztime "$fuzztime" "./${pf%%:*}"
   done
 fi

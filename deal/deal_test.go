@@ -115,3 +115,39 @@ func TestBitmap(t *testing.T) {
 		t.Fatalf("after Clear: %x", []byte(b))
 	}
 }
+
+// FuzzDeal feeds the Dealer wanted-piece bitmaps as they come off the
+// network (any length, any bits): every piece dealt is wanted, in range and
+// not dealt twice while its deal is open.
+func FuzzDeal(f *testing.F) {
+	f.Add(uint16(10), []byte{0xff, 0xc0}, []byte{0x0f, 0xff})
+	f.Add(uint16(1), []byte{}, []byte{0x80})
+	f.Add(uint16(1000), []byte{0x55, 0xaa, 0x01}, []byte{0xff})
+	f.Fuzz(func(t *testing.T, pieces uint16, a, b []byte) {
+		n := int(pieces%2048) + 1
+		d := New(n, Config{})
+		open := make([]bool, n)
+		now := time.Unix(0, 0)
+		for i, want := range []Bitmap{a, b, a, b} {
+			first, k, ok := d.Deal(want, now)
+			if !ok {
+				continue
+			}
+			if k < 1 || k > DefaultMaxRun || first < 0 || first+k > n {
+				t.Fatalf("deal %d: pieces %d+%d of %d", i, first, k, n)
+			}
+			for p := first; p < first+k; p++ {
+				if !want.Has(p) || open[p] {
+					t.Fatalf("deal %d: piece %d (wanted %v, already open %v)", i, p, want.Has(p), open[p])
+				}
+				open[p] = true
+			}
+			if i == 1 {
+				d.Finish(first, k, k/2, now)
+				for p := first; p < first+k; p++ {
+					open[p] = false
+				}
+			}
+		}
+	})
+}
