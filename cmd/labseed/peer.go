@@ -19,9 +19,10 @@ var peerCmd = &command{
 	name:  "peer",
 	usage: "--server HOST[:PORT] --target DIR --keys DIR [--image NAME] [--linger DURATION]",
 	summary: `Fetch an image from the lab's swarm into a directory (the workstation agent).
-It verifies the signed manifest, joins the lab, downloads from the print server
-and every other workstation, and writes each chunk to TARGET as soon as it is
-verified. When done it keeps seeding until every workstation is done (or
+It verifies the signed manifest, joins the lab, takes the pieces the print
+server deals it (pieces no other workstation has yet) and everything else from
+the other workstations over BitTorrent, and writes each chunk to TARGET as
+soon as it is verified. When done it keeps seeding until every workstation is done (or
 --linger passes), removes its staging data (TARGET/.labseed) and exits 0 only
 if TARGET holds the verified image. Killed, it resumes where it was when run
 again. The netboot image starts it; the keys come from 'labseed keys export'.`,
