@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/fixture"
+	"github.com/labseed/labseed/internal/syncbuf"
 	"github.com/labseed/labseed/peer"
 	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/store"
@@ -229,29 +229,12 @@ func (d *testDisk) mountCheck(t *testing.T, n int) string {
 // cloneRun is one clone's configuration and what it printed.
 type cloneRun struct {
 	cfg     Config
-	console *syncBuffer
-	logs    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	console *syncbuf.Buffer
+	logs    *syncbuf.Buffer
 }
 
 func (l *testLab) cloneConfig(t *testing.T, d *testDisk) *cloneRun {
-	r := &cloneRun{console: &syncBuffer{}, logs: &syncBuffer{}}
+	r := &cloneRun{console: &syncbuf.Buffer{}, logs: &syncbuf.Buffer{}}
 	r.cfg = Config{
 		Server: l.server, PublicKey: l.pub, LabKey: l.labKey,
 		Disk: d.dev, MACs: []string{testMAC}, Mountpoint: d.mnt,

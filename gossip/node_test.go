@@ -8,12 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/labseed/labseed/internal/syncbuf"
 )
 
 // All cluster tests run real memberlist nodes on 127.0.0.1 with free ports
@@ -171,27 +172,9 @@ func TestLabMembershipAndStatus(t *testing.T) {
 	t.Logf("last of 20 rapid updates from ws01 seen by the seed after %v", took)
 }
 
-// lockedBuffer is an io.Writer for a slog handler shared by goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestWrongKeyCannotJoin(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	seed := startNode(t, Config{Name: "print-server", Key: testKey(6),
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	good := startNode(t, Config{Name: "ws01", Key: testKey(6), Seeds: []string{seed.Addr()}})
@@ -460,7 +443,7 @@ func hasState(m map[string]memberlist.NodeStateType, k string, v memberlist.Node
 }
 
 func TestLogWriter(t *testing.T) {
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	w := &logWriter{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	lines := []string{
 		"[DEBUG] memberlist: Stream connection from=127.0.0.1:4000\n",

@@ -2,7 +2,6 @@ package peer
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -15,33 +14,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/internal/fixture"
+	"github.com/labseed/labseed/internal/syncbuf"
 	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/store"
 )
-
-// lockedBuffer is a log sink safe for the agent's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // testServer publishes a generated image and runs a print server for it
 // on loopback.
@@ -93,7 +74,7 @@ func testServer(t *testing.T) (*seeder.Server, *store.Image, []byte, []byte) {
 // is applied, and returns its log.
 func fetch(t *testing.T, server string, pub, key []byte) string {
 	t.Helper()
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	a, err := New(Config{Server: server, Target: filepath.Join(t.TempDir(), "target"), PublicKey: pub, LabKey: key,
 		Local: true, ListenIP: "127.0.0.1", Linger: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -174,7 +155,7 @@ func TestFullDisk(t *testing.T) {
 		t.Skipf("mount tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", target).Run() })
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	a, err := New(Config{Server: srv.Lab().HTTPAddr, Target: target, PublicKey: pub, LabKey: key,
 		Local: true, ListenIP: "127.0.0.1", Linger: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {

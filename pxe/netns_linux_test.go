@@ -26,6 +26,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/labseed/labseed/internal/netlab"
+	"github.com/labseed/labseed/internal/syncbuf"
 )
 
 // The lab built by TestNetnsLab: a bridge namespace as the switch and one
@@ -281,7 +282,7 @@ func startBG(t *testing.T, args ...string) *exec.Cmd {
 func capture(t *testing.T, ns string, f func()) []capturedDHCP {
 	pcap := filepath.Join(t.TempDir(), "c.pcap")
 	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "--immediate-mode", "-Z", "root", "-i", "eth0", "-n", "-U", "-w", pcap, "udp", "port", "68")
-	var errb syncBuffer // written by exec's copier while poll reads it
+	var errb syncbuf.Buffer // written by exec's copier while poll reads it
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

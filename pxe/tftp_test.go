@@ -13,11 +13,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pin/tftp/v3"
+
+	"github.com/labseed/labseed/internal/syncbuf"
 )
 
 func TestCleanBootPath(t *testing.T) {
@@ -186,24 +187,6 @@ func TestHTTPHandler(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer for a logger written by server goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestTFTPSizeProbe: UEFI PXE asks for the size (tsize in the RRQ), stops
 // at the OACK with error 8, then fetches the file. The probe is no
 // failure.
@@ -211,7 +194,7 @@ func TestTFTPSizeProbe(t *testing.T) {
 	cfg := testConfig(t)
 	dir, _ := bootDir(t, 10_000)
 	cfg.BootDir, cfg.Mode = dir, ModeOff
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := newServer(t, cfg)
 	runServer(t, s)
