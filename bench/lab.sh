@@ -92,8 +92,13 @@ has ip || need_pkgs+=(iproute2)
 has ping || need_pkgs+=(iputils-ping)
 has iperf3 || need_pkgs+=(iperf3)
 has timeout || need_pkgs+=(coreutils)
+has sysctl || need_pkgs+=(procps)
+has unshare || need_pkgs+=(util-linux)
 $PY -c 'import matplotlib' 2>/dev/null || need_pkgs+=(python3-matplotlib)
-if [[ $FS == ext4 ]]; then has mkfs.ext4 || need_pkgs+=(e2fsprogs); fi
+if [[ $FS == ext4 ]]; then
+  has mkfs.ext4 || need_pkgs+=(e2fsprogs)
+  has losetup || need_pkgs+=(mount)
+fi
 for m in "${METHOD_LIST[@]}"; do
   case $m in
   unicast) has curl || need_pkgs+=(curl) ;;
