@@ -20,6 +20,7 @@ import (
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/fixture"
+	"github.com/labseed/labseed/internal/seedertest"
 	"github.com/labseed/labseed/internal/syncbuf"
 	"github.com/labseed/labseed/peer"
 	"github.com/labseed/labseed/seeder"
@@ -100,20 +101,8 @@ func newTestLab(t *testing.T, image func(io.Writer) error, conf string) *testLab
 	if l.labKey, err = st.LabKey(); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := seeder.New(seeder.Config{Store: st, ListenIP: "127.0.0.1", LabKey: l.labKey, Local: true, Hosts: l.db})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := seedertest.Start(t, seeder.Config{Store: st, ListenIP: "127.0.0.1", LabKey: l.labKey, Local: true, Hosts: l.db})
 	l.server = srv.Lab().HTTPAddr
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("print server: %v", err)
-		}
-	})
 	return l
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/internal/fixture"
+	"github.com/labseed/labseed/internal/seedertest"
 	"github.com/labseed/labseed/internal/syncbuf"
 	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/store"
@@ -48,19 +49,7 @@ func testServer(t *testing.T) (*seeder.Server, *store.Image, []byte, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := seeder.New(seeder.Config{Store: st, ListenIP: "127.0.0.1", LabKey: key, Local: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("print server: %v", err)
-		}
-	})
+	srv := seedertest.Start(t, seeder.Config{Store: st, ListenIP: "127.0.0.1", LabKey: key, Local: true})
 	for deadline := time.Now().Add(10 * time.Second); len(srv.Status().Images) == 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("the print server does not list the image")
