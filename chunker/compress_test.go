@@ -96,43 +96,16 @@ func withRealBinary(t *testing.T, tgz []byte) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := openInput(bytes.NewReader(tgz))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	var out bytes.Buffer
-	tw := tar.NewWriter(&out)
-	tr := tar.NewReader(src)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			t.Fatal(err)
-		}
-	}
 	mtime := time.Unix(1700000000, 0)
-	err = errors.Join(
-		tw.WriteHeader(&tar.Header{Name: "opt/labseed/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mtime}),
-		tw.WriteHeader(&tar.Header{Name: "opt/labseed/chunker.test", Mode: 0o755, Size: int64(len(bin)), ModTime: mtime}))
-	if err == nil {
-		_, err = tw.Write(bin)
-	}
-	if err == nil {
-		err = tw.Close()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return gz(t, out.Bytes())
+	return rewriteTar(t, tgz, nil, func(tw *tar.Writer) error {
+		err := errors.Join(
+			tw.WriteHeader(&tar.Header{Name: "opt/labseed/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mtime}),
+			tw.WriteHeader(&tar.Header{Name: "opt/labseed/chunker.test", Mode: 0o755, Size: int64(len(bin)), ModTime: mtime}))
+		if err == nil {
+			_, err = tw.Write(bin)
+		}
+		return err
+	})
 }
 
 // TestPublishZstdProgram publishes the same image at level 4 (built-in

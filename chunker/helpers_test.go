@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"testing"
 	"time"
 )
@@ -91,4 +92,50 @@ func testKey() ed25519.PrivateKey {
 func sha256hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// rewriteTar copies the entries of the gzip tar tgz, passing each through
+// edit (if not nil; it may change the header and the data in place), then
+// lets extra (if not nil) append entries, and returns the result gzipped.
+func rewriteTar(t testing.TB, tgz []byte, edit func(h *tar.Header, data []byte), extra func(tw *tar.Writer) error) []byte {
+	t.Helper()
+	src, err := openInput(bytes.NewReader(tgz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	tr := tar.NewReader(src)
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if edit != nil {
+			edit(h, data)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if extra != nil {
+		if err := extra(tw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return gz(t, out.Bytes())
 }

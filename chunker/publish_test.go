@@ -114,36 +114,17 @@ func TestSharedChunks(t *testing.T) {
 // changeOneFile rewrites a gzip tar with one byte of one file in the middle changed.
 func changeOneFile(t *testing.T, in []byte) []byte {
 	t.Helper()
-	src, err := openInput(bytes.NewReader(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	tr := tar.NewReader(src)
-	var out bytes.Buffer
-	tw := tar.NewWriter(&out)
 	n := 0
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := io.ReadAll(tr)
+	out := rewriteTar(t, in, func(h *tar.Header, data []byte) {
 		if h.Typeflag == tar.TypeReg && len(data) > 100 {
 			n++
 			if n == 500 {
 				data[50] ^= 1
 			}
 		}
-		tw.WriteHeader(h)
-		tw.Write(data)
-	}
-	tw.Close()
+	}, nil)
 	if n < 500 {
 		t.Fatalf("image has only %d files", n)
 	}
-	return gz(t, out.Bytes())
+	return out
 }
