@@ -108,6 +108,9 @@ func StateImage(stateDir string) (string, error) {
 // NewApplier prepares the extraction of m into cfg.Target, resuming an earlier
 // one if the state directory says so.
 func NewApplier(m *Manifest, cfg ApplyConfig) (*Applier, error) {
+	if err := checkOS(); err != nil {
+		return nil, err
+	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
