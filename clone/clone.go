@@ -34,7 +34,9 @@ type Config struct {
 	LabKey    []byte
 	Insecure  bool
 	// Disk is the whole disk to re-image, e.g. /dev/sda; required. A
-	// partition or a disk in use is refused.
+	// partition or a disk in use is refused. DiskAuto picks the machine's
+	// only fixed disk (not removable, USB or virtual) and refuses to
+	// guess between several.
 	Disk string
 	// Partition writes the lab's partition layout (root, then swap) even
 	// when the disk has a partition table; without it an existing table
@@ -129,9 +131,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	// A wrong disk is said at once, before the network and the print
-	// server are waited for.
-	if _, err := openDisk(c.cfg.Disk); err != nil {
-		return fmt.Errorf("clone: %w", err)
+	// server are waited for. "auto" is picked in the disk step, whose
+	// failure is reported to the print server.
+	if c.cfg.Disk != DiskAuto {
+		if _, err := openDisk(c.cfg.Disk); err != nil {
+			return fmt.Errorf("clone: %w", err)
+		}
 	}
 	return c.run(ctx)
 }

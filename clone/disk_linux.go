@@ -41,6 +41,14 @@ func claimed(dev string) bool {
 // prepareDisk is the disk step: check the disk, partition it (or keep its
 // partitions), make the file systems and mount the root.
 func (c *cloner) prepareDisk(ctx context.Context) error {
+	if c.cfg.Disk == DiskAuto {
+		dev, err := autoDisk()
+		if err != nil {
+			return err
+		}
+		c.say("the disk to re-image is %s (the only fixed disk)", dev)
+		c.cfg.Disk = dev
+	}
 	d, err := openDisk(c.cfg.Disk)
 	if err != nil {
 		return err
@@ -212,4 +220,34 @@ func (d *disk) waitPartition(ctx context.Context, num int) (string, error) {
 			return "", err
 		}
 	}
+}
+
+// blockDevs lists the block devices under /sys/block.
+func blockDevs() ([]blockDev, error) {
+	ents, err := os.ReadDir("/sys/block")
+	if err != nil {
+		return nil, fmt.Errorf("list the disks: %w", err)
+	}
+	var out []blockDev
+	for _, e := range ents {
+		dir := filepath.Join("/sys/block", e.Name())
+		d := blockDev{Name: e.Name()}
+		d.Sys, _ = filepath.EvalSymlinks(dir)
+		sectors, _ := readSysInt(filepath.Join(dir, "size"))
+		d.Size = sectors * 512
+		rem, _ := readSysInt(filepath.Join(dir, "removable"))
+		ro, _ := readSysInt(filepath.Join(dir, "ro"))
+		d.Removable, d.ReadOnly = rem != 0, ro != 0
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// autoDisk picks the disk for Config.Disk "auto".
+func autoDisk() (string, error) {
+	devs, err := blockDevs()
+	if err != nil {
+		return "", err
+	}
+	return pickDisk(devs)
 }

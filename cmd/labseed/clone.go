@@ -16,7 +16,7 @@ import (
 
 var cloneCmd = &command{
 	name:  "clone",
-	usage: "--disk /dev/sdX [--server HOST[:PORT]] [--keys DIR] [--partition] [--no-reboot]",
+	usage: "--disk /dev/sdX|auto [--server HOST[:PORT]] [--keys DIR] [--partition] [--no-reboot]",
 	summary: `Re-image this workstation's disk as this machine and reboot into it.
 Run from the network-booted clone environment. It finds the print server
 (--server, or labseed.server= on the kernel command line), asks it who this
@@ -35,7 +35,7 @@ labseed clone --disk /dev/nvme0n1 --partition --no-reboot`,
 		var cfg clone.Config
 		var keys, macs string
 		var verbose bool
-		fs.StringVar(&cfg.Disk, "disk", "", "the whole `DISK` to re-image, e.g. /dev/sda")
+		fs.StringVar(&cfg.Disk, "disk", "", "the whole `DISK` to re-image, e.g. /dev/sda; auto: the machine's only fixed disk")
 		fs.StringVar(&cfg.Server, "server", "", "print server `HOST[:PORT]` (default labseed.server= of the kernel command line; port 7480)")
 		fs.StringVar(&keys, "keys", "/etc/labseed/keys", "`DIR` with image.pub and lab.key from 'labseed keys export'")
 		fs.BoolVar(&cfg.Partition, "partition", false, "write the lab's partition layout even if the disk has a partition table")
