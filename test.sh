@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-need=(tar gzip zstd e2fsprogs mount prometheus iproute2 busybox tftp-hpa atftp dnsmasq-base tcpdump udpcast iperf3 iputils-ping curl python3-matplotlib fdisk extlinux syslinux-common qemu-system-x86 ipxe-qemu ipxe ovmf openssh-client util-linux procps)
+need=(tar gzip zstd cpio libarchive-tools e2fsprogs mount prometheus iproute2 busybox tftp-hpa atftp dnsmasq-base tcpdump udpcast iperf3 iputils-ping curl python3-matplotlib fdisk extlinux syslinux-common qemu-system-x86 ipxe-qemu ipxe ovmf openssh-client util-linux procps)
 if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -24,9 +24,11 @@ fi
 # TestCloneDebian, cached between runs. It needs the Debian mirror; if that
 # fails the test says so and skips, the rest runs.
 if [[ $(id -u) == 0 ]] && [[ ${LABSEED_DEBIAN:-1} != 0 ]]; then
-  export LABSEED_DEBIAN_IMAGE=${LABSEED_DEBIAN_IMAGE:-/var/cache/labseed-bench/debian-clone.tar.gz}
-  echo "== Debian image for the clone test ($LABSEED_DEBIAN_IMAGE)"
-  if PACKAGES=linux-image-amd64,grub-pc-bin,grub2-common,ifupdown,openssh-server \
+  # systemd-sysv: the netboot qemu test boots the cloned disk to its login
+  # prompt (the file name changes with the package list: no stale cache).
+  export LABSEED_DEBIAN_IMAGE=${LABSEED_DEBIAN_IMAGE:-/var/cache/labseed-bench/debian-clone-systemd.tar.gz}
+  echo "== Debian image for the clone tests ($LABSEED_DEBIAN_IMAGE)"
+  if PACKAGES=linux-image-amd64,grub-pc-bin,grub2-common,ifupdown,openssh-server,systemd-sysv \
     timeout 1200 bench/mkimage.sh "$LABSEED_DEBIAN_IMAGE"; then
     export LABSEED_DEBIAN=1
   else

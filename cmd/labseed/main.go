@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
@@ -42,6 +43,7 @@ var commands = []*command{
 	statusCmd,
 	dashboardCmd,
 	demoCmd,
+	netbootCmd,
 }
 
 const defaultStore = "/var/lib/labseed"
@@ -79,6 +81,16 @@ func main() {
 var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string) error {
+	// In the clone environment labseed is also /init (PID 1) and the
+	// kernel's /sbin/modprobe (labseed netboot build makes the links).
+	switch filepath.Base(os.Args[0]) {
+	case "init":
+		if os.Getpid() == 1 {
+			args = []string{"netboot", "init"}
+		}
+	case "modprobe":
+		args = append([]string{"netboot", "modprobe"}, args...)
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
 			if c := find(args[1]); c != nil {
