@@ -330,6 +330,7 @@ func (db *DB) identity(h Host, enrolled bool) Identity {
 		PrinterQueue: s[KeyPrinterQueue], PrinterServer: s[KeyPrinterServer],
 		Display: s[KeyDisplay], Image: s[KeyImage], Filesystem: s[KeyFilesystem],
 		SwapMiB: swap, RootMiB: root, Bootloader: s[KeyBootloader], NextBoot: h.NextBoot, Enrolled: enrolled,
+		BootArgs: s[KeyBootArgs], OnFailure: s[KeyOnFailure],
 	}
 	for k, v := range s {
 		if _, known := settingCheck[k]; !known {

@@ -39,6 +39,12 @@ type Identity struct {
 	NextBoot string `json:"next_boot,omitempty"`
 	// Enrolled is true when this very request added the host to the table.
 	Enrolled bool `json:"enrolled,omitempty"`
+	// BootArgs (boot_args) and OnFailure (on_failure: "retry" or
+	// "shell", "" for the default) go on the kernel command line of the
+	// host's clone environment. The print server's boot menu uses them;
+	// they are not sent to the workstation.
+	BootArgs  string `json:"-"`
+	OnFailure string `json:"-"`
 	// Vars holds every other lab setting and per-host column, by name, for
 	// the lab's own templates.
 	Vars map[string]string `json:"vars,omitempty"`

@@ -31,6 +31,8 @@ const (
 	KeyEnrollName    = "enroll_name"    // host name pattern with one %d, e.g. lab1-ws%02d
 	KeyEnrollRange   = "enroll_range"   // addresses for enrolment, FIRST-LAST
 	KeyDHCPPool      = "dhcp_pool"      // serve --pxe dhcp: addresses for machines not in the table, FIRST-LAST
+	KeyBootArgs      = "boot_args"      // more kernel arguments for the clone environment, e.g. labseed.disk=/dev/nvme0n1
+	KeyOnFailure     = "on_failure"     // the clone environment after a failed clone: retry (default, after a pause) or shell
 )
 
 // defaultSettings are the settings a lab has before lab.conf says otherwise.
@@ -62,6 +64,8 @@ var settingCheck = map[string]func(string) error{
 	KeyEnrollName:    checkNamePattern,
 	KeyEnrollRange:   checkRange,
 	KeyDHCPPool:      checkRange,
+	KeyBootArgs:      checkBootArgs,
+	KeyOnFailure:     checkOneOf("retry", "shell"),
 }
 
 // checkSetting validates one setting; unknown keys not starting with "x_"
@@ -137,6 +141,15 @@ func ParseSettings(r io.Reader) (map[string]string, error) {
 const maxLine = 64 << 10
 
 func checkAny(string) error { return nil }
+
+// checkBootArgs refuses what would break the boot menu's scripts: control
+// characters, and "$" (iPXE would expand it).
+func checkBootArgs(s string) error {
+	if strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f || r == '$' }) {
+		return fmt.Errorf("kernel arguments with a control character or a $")
+	}
+	return nil
+}
 
 func checkAddr(s string) error {
 	a, err := netip.ParseAddr(s)

@@ -50,6 +50,9 @@ type Host struct {
 	Image string
 	// Clone makes "clone" the host's initial next boot (see SetNextBoot).
 	Clone bool
+	// Args are appended to Config.KernelArgs on this host's clone entry
+	// (lab.conf's boot_args and on_failure, as the hosts table merges them).
+	Args string
 }
 
 // DHCPConfig is the network a ModeDHCP server hands out addresses in.
@@ -72,6 +75,11 @@ type DHCPConfig struct {
 }
 
 // Config configures a Server. Zero values mean the documented defaults;
+// DefaultKernelArgs are the console arguments of the clone entry: kernel
+// messages on the first serial port and the screen, the screen last so that
+// it is /dev/console (the clone environment writes its progress to both).
+const DefaultKernelArgs = "console=ttyS0,115200n8 console=tty0"
+
 // DefaultConfig returns them for a real lab.
 type Config struct {
 	// Mode is the DHCP role; default ModeProxy.
@@ -121,7 +129,8 @@ type Config struct {
 	// Image is the image name put on the clone entry's kernel command line
 	// (labseed.image=); optional, Host.Image overrides it.
 	Image string
-	// KernelArgs are appended to the clone entry's kernel command line.
+	// KernelArgs are appended to the clone entry's kernel command line;
+	// DefaultConfig sets DefaultKernelArgs.
 	KernelArgs string
 	// MenuTimeout is how long the menu waits before booting the local disk;
 	// default 5 s.
@@ -154,6 +163,7 @@ func DefaultConfig() Config {
 		TFTPBlockSize: 1468,
 		KernelPath:    "/pxe/boot/vmlinuz",
 		InitrdPath:    "/pxe/boot/initrd.img",
+		KernelArgs:    DefaultKernelArgs,
 		MenuTimeout:   5 * time.Second,
 		CloneTimeout:  time.Second,
 		EventsPerHost: 64,

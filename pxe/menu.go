@@ -21,7 +21,9 @@ type BootMenu struct {
 	KernelPath, InitrdPath string
 	// Image is passed as labseed.image=; omitted when empty.
 	Image string
-	// Args are appended to the kernel command line.
+	// Args are appended to the kernel command line, after labseed.server=,
+	// labseed.image= and BOOTIF= (the MAC, which tells the clone
+	// environment which interface the machine booted from).
 	Args string
 	// Clone makes the clone entry the default.
 	Clone bool
@@ -51,6 +53,9 @@ func (m BootMenu) cmdline() string {
 	args := []string{"labseed.server=" + m.Server}
 	if m.Image != "" {
 		args = append(args, "labseed.image="+m.Image)
+	}
+	if m.MAC != "" {
+		args = append(args, "BOOTIF=01-"+strings.ReplaceAll(strings.ToLower(m.MAC), ":", "-"))
 	}
 	if m.Args != "" {
 		args = append(args, m.Args)

@@ -8,7 +8,7 @@ import (
 
 func TestMenus(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Hosts = []Host{{MAC: macB, Clone: true, Image: "exam"}}
+	cfg.Hosts = []Host{{MAC: macB, Clone: true, Image: "exam", Args: "labseed.disk=/dev/nvme0n1 labseed.on_failure=shell"}}
 	s := newServer(t, cfg)
 	tests := []struct {
 		name string
@@ -17,14 +17,15 @@ func TestMenus(t *testing.T) {
 	}{
 		{"ipxe bios local default", func() string { return s.IPXEScript(macA, false) }, []string{
 			"#!ipxe\n", "choose --default local --timeout 5000 target", ":local\nsanboot --no-describe --drive 0x80\n",
-			"kernel http://10.78.0.1:7480/pxe/boot/vmlinuz?mac=52-54-00-12-34-56 initrd=initrd.img labseed.server=10.78.0.1:7480 labseed.image=lab-2025\n",
+			"kernel http://10.78.0.1:7480/pxe/boot/vmlinuz?mac=52-54-00-12-34-56 initrd=initrd.img labseed.server=10.78.0.1:7480 labseed.image=lab-2025 BOOTIF=01-52-54-00-12-34-56 console=ttyS0,115200n8 console=tty0\n",
 			"initrd --name initrd.img http://10.78.0.1:7480/pxe/boot/initrd.img?mac=52-54-00-12-34-56\n"}},
 		{"ipxe uefi exits", func() string { return s.IPXEScript(macA, true) }, []string{":local\nexit\n"}},
 		{"ipxe clone host", func() string { return s.IPXEScript(macB, false) }, []string{
-			"choose --default clone --timeout 1000 target", "labseed.image=exam"}},
+			"choose --default clone --timeout 1000 target",
+			"labseed.image=exam BOOTIF=01-" + strings.ReplaceAll(macB.String(), ":", "-") + " console=ttyS0,115200n8 console=tty0 labseed.disk=/dev/nvme0n1 labseed.on_failure=shell\n"}},
 		{"pxelinux local default", func() string { return s.PXELinuxConfig(macA) }, []string{
 			"DEFAULT local\n", "TIMEOUT 50\n", "LOCALBOOT 0\n", "KERNEL http://10.78.0.1:7480/pxe/boot/vmlinuz\n",
-			"INITRD http://10.78.0.1:7480/pxe/boot/initrd.img\n", "APPEND labseed.server=10.78.0.1:7480 labseed.image=lab-2025\n"}},
+			"INITRD http://10.78.0.1:7480/pxe/boot/initrd.img\n", "APPEND labseed.server=10.78.0.1:7480 labseed.image=lab-2025 BOOTIF=01-52-54-00-12-34-56 console=ttyS0,115200n8 console=tty0\n"}},
 		{"pxelinux clone host", func() string { return s.PXELinuxConfig(macB) }, []string{"DEFAULT clone\n", "TIMEOUT 10\n"}},
 	}
 	for _, tt := range tests {

@@ -261,6 +261,9 @@ func (s *Server) Menu(mac net.HardwareAddr) BootMenu {
 	if h.Image != "" {
 		m.Image = h.Image
 	}
+	if h.Args != "" {
+		m.Args = strings.TrimSpace(m.Args + " " + h.Args)
+	}
 	if clone {
 		m.Timeout = s.cfg.CloneTimeout
 	}

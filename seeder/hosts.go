@@ -272,7 +272,10 @@ func pxeHosts(ids []hosts.Identity) []pxe.Host {
 			continue
 		}
 		h := pxe.Host{MAC: mac, IP: net.ParseIP(id.IP), Hostname: id.Hostname, Gateway: net.ParseIP(id.Gateway),
-			Image: id.Image, Clone: id.NextBoot == hosts.BootClone}
+			Image: id.Image, Clone: id.NextBoot == hosts.BootClone, Args: id.BootArgs}
+		if id.OnFailure != "" {
+			h.Args = strings.TrimSpace(h.Args + " labseed.on_failure=" + id.OnFailure)
+		}
 		for _, d := range id.DNS {
 			if ip := net.ParseIP(strings.TrimSpace(d)); ip != nil {
 				h.DNS = append(h.DNS, ip)

@@ -153,12 +153,12 @@ commands:
 	fmt.Fprint(w, `
 A lab, on the print server:
   labseed publish --name lab1 /srv/images/lab1.tar.gz
-  labseed keys export /srv/netboot/labseed-keys      (into the netboot image)
-  labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image lab1
+  labseed netboot build                             (the clone environment, from the image's kernel)
+  labseed serve --listen 10.1.0.1 --pxe proxy --image lab1
   labseed hosts import lab1.csv                     (or let the machines enrol themselves)
   labseed hosts next-boot clone --all               (then reboot or wake the lab)
 every workstation boots from the network into the clone environment, which runs
-  labseed clone --disk /dev/sda                     (server from the kernel command line)
+  labseed clone --disk auto                         (server from the kernel command line)
 and reboots into its new system; watch it with: labseed status --watch
 Try it all on this machine first: labseed demo
 

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/netboot"
 	"github.com/labseed/labseed/pxe"
 	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/store"
@@ -26,14 +28,15 @@ while it runs are picked up within seconds. Stop it with SIGTERM or Ctrl-C; a
 restart seeds again at once, without re-hashing.
 With --pxe proxy it also answers the network boot of the lab's machines as a
 proxyDHCP server next to the lab's own DHCP server (--pxe dhcp: as the lab's
-DHCP server), serves --boot-dir over TFTP (the iPXE first stage) and HTTP
-(kernel, initrd), and gives every machine its iPXE menu; see docs/pxe.md.
+DHCP server), serves --boot-dir (default STORE/boot, written by 'labseed
+netboot build') over TFTP (the iPXE first stage) and HTTP (kernel, initrd),
+and gives every machine its iPXE menu; see docs/pxe.md.
 The hosts table (STORE/hosts.csv), the lab settings (STORE/lab.conf), the
 clone templates (STORE/templates/) and hooks (STORE/hooks/) are read from the
 store; hand edits are picked up within seconds. See "labseed hosts".`,
 	example: `labseed serve --listen 10.1.0.1
 labseed serve --store /srv/labseed --listen 10.1.0.1 --http-port 8080
-labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image lab1`,
+labseed serve --listen 10.1.0.1 --pxe proxy --image lab1`,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		cfg := seeder.DefaultConfig()
 		dir := fs.String("store", defaultStore, "image store `DIR`")
@@ -46,7 +49,7 @@ labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image
 		fs.BoolVar(&cfg.Insecure, "insecure", false, "gossip without encryption")
 		fs.BoolVar(&cfg.Local, "local", false, "fast gossip timers for a lab on one machine (tests)")
 		pxeMode := fs.String("pxe", "off", "network boot: `MODE` off, proxy (next to the lab's DHCP server) or dhcp (be the DHCP server)")
-		bootDir := fs.String("boot-dir", "/var/lib/labseed/boot", "`DIR` with the boot files (undionly.kpxe, ipxe.efi, vmlinuz, initrd.img) for --pxe")
+		bootDir := fs.String("boot-dir", "", "`DIR` with the boot files (undionly.kpxe, ipxe.efi, vmlinuz, initrd.img) for --pxe (default STORE/boot, where 'labseed netboot build' writes them)")
 		pxeImage := fs.String("image", "", "image `NAME` the network-booted clone environment installs (--pxe)")
 		iface := fs.String("interface", "", "lab network `INTERFACE` for --pxe (default all)")
 		noBind := fs.Bool("pxe-no-bind", false, "--pxe proxy on a server that runs its own DHCP server: read DHCP with a raw socket instead of binding port 67")
@@ -83,6 +86,14 @@ labseed serve --listen 10.1.0.1 --pxe proxy --boot-dir /srv/labseed/boot --image
 			}
 			if ip == nil || ip.IsUnspecified() {
 				return fmt.Errorf("--pxe needs the server's lab address: give --listen or --advertise")
+			}
+			if *bootDir == "" {
+				*bootDir = filepath.Join(st.Dir(), "boot")
+			}
+			for _, f := range []string{netboot.KernelFile, netboot.InitrdFile, netboot.BIOSFile, netboot.UEFIFile} {
+				if _, err := os.Stat(filepath.Join(*bootDir, f)); err != nil {
+					cfg.Logger.Warn("network boot: a boot file is missing: run 'labseed netboot build'", "file", filepath.Join(*bootDir, f))
+				}
 			}
 			pc := pxe.DefaultConfig()
 			pc.Mode, pc.ServerIP, pc.Interface, pc.BootDir, pc.Image = mode, ip, *iface, *bootDir, *pxeImage
