@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 )
 
-// Bootloader presets (hosts.Identity.Bootloader, lab.conf's bootloader);
+// Bootloader presets (api.Identity.Bootloader, lab.conf's bootloader);
 // any other value is a shell command template run in the new system's
 // chroot, with TemplateData: "grub-install {{.Disk}} && update-grub".
 const (

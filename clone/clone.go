@@ -13,19 +13,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/peer"
-	"github.com/labseed/labseed/seeder"
 )
 
 // Config configures a clone. Zero values mean the defaults.
 type Config struct {
-	// Server is the print server, HOST or HOST:PORT (port 7480 by
+	// Server is the print server, HOST or HOST:PORT (port api.DefaultPort by
 	// default); default the kernel command line's labseed.server=.
 	Server string
 	// Image is the image to install; default the kernel command line's
 	// labseed.image=, then the host's image in the hosts table
-	// (hosts.Identity.Image), then the print server's only image.
+	// (api.Identity.Image), then the print server's only image.
 	Image string
 	// PublicKey checks the image's signature; LabKey joins the lab's
 	// gossip and signs the requests to the hosts API. Both required
@@ -79,7 +78,7 @@ type Config struct {
 }
 
 // The steps of a clone, as logged, shown and reported to the print server
-// (hosts.Report.Step). A clone goes through them in this order.
+// (api.Report.Step). A clone goes through them in this order.
 const (
 	StepNetwork    = "network"    // bring up the network, find the print server
 	StepIdentify   = "identify"   // ask the print server who this machine is
@@ -145,13 +144,13 @@ func Run(ctx context.Context, cfg Config) error {
 type cloner struct {
 	cfg    Config
 	log    *slog.Logger
-	client *seeder.Client
+	client *api.Client
 	mounts *mounts
 	params map[string]string // the kernel command line's
 
-	reportMAC string         // whose clone the reports are about
-	id        hosts.Identity // from the print server
-	image     string         // the image's name, "" for the server's only one
+	reportMAC string       // whose clone the reports are about
+	id        api.Identity // from the print server
+	image     string       // the image's name, "" for the server's only one
 	disk      *disk
 	sys       *system // the new system, once mounted
 
@@ -201,7 +200,7 @@ func (c *cloner) run(ctx context.Context) error {
 	start := time.Now()
 	err := c.steps(ctx)
 	if err == nil {
-		c.report(ctx, StepUnmount, hosts.StateRunning, "")
+		c.report(ctx, StepUnmount, api.StateRunning, "")
 		c.say("unmounting")
 	}
 	if uerr := c.teardown(err != nil); uerr != nil {
@@ -217,7 +216,7 @@ func (c *cloner) run(ctx context.Context) error {
 		c.say("the disk can be cloned again: run the same command (nothing is left mounted)")
 		return err
 	}
-	c.report(ctx, StepDone, hosts.StateDone, "")
+	c.report(ctx, StepDone, api.StateDone, "")
 	c.log.Info("clone done", "host", c.id.Hostname, "disk", c.cfg.Disk, "seconds", time.Since(start).Seconds())
 	c.say("done: %s is %s (%s), in %s", c.cfg.Disk, c.id.Hostname, c.id.IP, time.Since(start).Round(time.Second))
 	if c.cfg.NoReboot {
@@ -251,7 +250,7 @@ func (c *cloner) steps(ctx context.Context) error {
 		{StepSeed, c.seed},
 	}
 	for i, s := range steps {
-		c.report(ctx, s.name, hosts.StateRunning, "")
+		c.report(ctx, s.name, api.StateRunning, "")
 		c.log.Info("step", "step", s.name)
 		c.say("step %d/%d: %s", i+1, len(steps), s.name)
 		if err := s.run(ctx); err != nil {
@@ -268,7 +267,7 @@ func (c *cloner) fail(ctx context.Context, step string, err error) error {
 	}
 	se := &StepError{Step: step, Err: err}
 	c.log.Error("step failed", "step", step, "err", err)
-	c.report(ctx, step, hosts.StateFailed, err.Error())
+	c.report(ctx, step, api.StateFailed, err.Error())
 	return se
 }
 
@@ -302,7 +301,7 @@ func (c *cloner) report(ctx context.Context, step, state, msg string) {
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	err := c.client.Report(rctx, c.reportMAC, hosts.Report{Step: step, State: state, Error: msg, Time: time.Now()})
+	err := c.client.Report(rctx, c.reportMAC, api.Report{Step: step, State: state, Error: msg, Time: time.Now()})
 	if err != nil {
 		c.log.Warn("report to the print server", "step", step, "state", state, "err", err)
 	}

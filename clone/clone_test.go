@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/api"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -59,7 +59,7 @@ func TestBootMAC(t *testing.T) {
 }
 
 func TestCheckIdentity(t *testing.T) {
-	good := hosts.Identity{MAC: "52-54-00-12-34-56", Hostname: "ws07", IP: "10.1.0.17", Prefix: 24}
+	good := api.Identity{MAC: "52-54-00-12-34-56", Hostname: "ws07", IP: "10.1.0.17", Prefix: 24}
 	id := good
 	if err := checkIdentity(&id); err != nil {
 		t.Fatal(err)
@@ -67,14 +67,14 @@ func TestCheckIdentity(t *testing.T) {
 	if id.MAC != "52:54:00:12:34:56" || id.Filesystem != "ext4" || id.Bootloader != BootGrub {
 		t.Errorf("defaults not filled: %+v", id)
 	}
-	for name, change := range map[string]func(*hosts.Identity){
-		"no host name": func(id *hosts.Identity) { id.Hostname = "" },
-		"bad address":  func(id *hosts.Identity) { id.IP = "10.1.0" },
-		"IPv6":         func(id *hosts.Identity) { id.IP = "fe80::1" },
-		"prefix":       func(id *hosts.Identity) { id.Prefix = 0 },
-		"file system":  func(id *hosts.Identity) { id.Filesystem = "btrfs" },
-		"swap":         func(id *hosts.Identity) { id.SwapMiB = -1 },
-		"MAC":          func(id *hosts.Identity) { id.MAC = "nope" },
+	for name, change := range map[string]func(*api.Identity){
+		"no host name": func(id *api.Identity) { id.Hostname = "" },
+		"bad address":  func(id *api.Identity) { id.IP = "10.1.0" },
+		"IPv6":         func(id *api.Identity) { id.IP = "fe80::1" },
+		"prefix":       func(id *api.Identity) { id.Prefix = 0 },
+		"file system":  func(id *api.Identity) { id.Filesystem = "btrfs" },
+		"swap":         func(id *api.Identity) { id.SwapMiB = -1 },
+		"MAC":          func(id *api.Identity) { id.MAC = "nope" },
 	} {
 		id := good
 		change(&id)
@@ -289,7 +289,7 @@ func TestNetmask(t *testing.T) {
 // testData is a host as the templates see it.
 func testData(network string) *TemplateData {
 	return &TemplateData{
-		Identity: hosts.Identity{
+		Identity: api.Identity{
 			MAC: "52:54:00:12:34:56", Hostname: "ws07", Domain: "lab.example", IP: "10.1.0.17", Prefix: 24,
 			Gateway: "10.1.0.1", DNS: []string{"10.1.0.2", "10.1.0.3"},
 			PrinterQueue: "lab1-laser", PrinterServer: "printsrv", Display: "1920x1080",

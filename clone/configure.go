@@ -18,7 +18,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/api"
 )
 
 // templates are the shipped configuration templates, by their path in the
@@ -44,7 +44,7 @@ const (
 // {{.Image}} is the image installed, NAME-vVERSION. The function join
 // joins a list: {{join .DNS " "}}.
 type TemplateData struct {
-	hosts.Identity
+	api.Identity
 	// FQDN is Hostname.Domain, or Hostname without a domain.
 	FQDN string
 	// Netmask is Prefix as a dotted quad, 255.255.255.0.

@@ -3,13 +3,13 @@
 // as this machine and reboots into it.
 //
 // Run goes through these steps (the Step constants), each logged, shown on
-// Config.Console and reported to the print server (hosts.Report):
+// Config.Console and reported to the print server (api.Report):
 //
 //  1. network: find the print server (Config.Server, or labseed.server= on
 //     the kernel command line) and, if it cannot be routed to, bring the
 //     network up with the system's DHCP client.
 //  2. identify: ask the print server who this machine is by its MACs
-//     (hosts.Identity: host name, address, printer, partition sizes,
+//     (api.Identity: host name, address, printer, partition sizes,
 //     bootloader, the lab's templates and hooks).
 //  3. disk: with Config.Partition, or when the disk has no partition table,
 //     write the lab's layout with sfdisk (an MBR: root, then swap; see

@@ -13,8 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/labseed/labseed/hosts"
-	"github.com/labseed/labseed/seeder"
+	"github.com/labseed/labseed/api"
 )
 
 // Kernel command line parameters the clone reads.
@@ -65,7 +64,7 @@ func bootMAC(v string) (string, bool) {
 	if !ok || t != "01" {
 		return "", false
 	}
-	mac, err := hosts.ParseMAC(rest)
+	mac, err := api.ParseMAC(rest)
 	if err != nil {
 		return "", false
 	}
@@ -98,7 +97,10 @@ func (c *cloner) network(ctx context.Context) error {
 	if !c.cfg.Insecure {
 		labKey = c.cfg.LabKey
 	}
-	c.client = seeder.NewClient(c.cfg.Server, labKey)
+	c.client = api.NewClient(c.cfg.Server)
+	if labKey != nil {
+		c.client.Auth = api.TokenAuth(labKey)
+	}
 	c.client.HTTP = c.cfg.HTTPClient
 	c.cfg.Server = c.client.Addr // with the default port
 	if c.image = c.cfg.Image; c.image == "" {
@@ -277,7 +279,7 @@ func (c *cloner) identify(ctx context.Context) error {
 		}
 	}
 	for i, m := range macs {
-		mac, err := hosts.ParseMAC(m)
+		mac, err := api.ParseMAC(m)
 		if err != nil {
 			return err
 		}
@@ -286,7 +288,7 @@ func (c *cloner) identify(ctx context.Context) error {
 	// Until the print server says which MAC it knows, the reports are
 	// about the first (the steps before had none to report).
 	c.reportMAC = macs[0]
-	c.report(ctx, StepIdentify, hosts.StateRunning, "")
+	c.report(ctx, StepIdentify, api.StateRunning, "")
 	deadline := time.Now().Add(identifyTimeout)
 	for attempt := 0; ; attempt++ {
 		id, err := c.client.WhoAmI(ctx, macs)
@@ -294,8 +296,8 @@ func (c *cloner) identify(ctx context.Context) error {
 			c.id = id
 			break
 		}
-		var api *seeder.APIError
-		if errors.As(err, &api) && api.Code/100 == 4 {
+		var ae *api.APIError
+		if errors.As(err, &ae) && ae.Code/100 == 4 {
 			return fmt.Errorf("who am I (%s): %w", strings.Join(macs, ", "), err)
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
@@ -314,7 +316,7 @@ func (c *cloner) identify(ctx context.Context) error {
 	c.reportMAC = c.id.MAC
 	// Say it again for the MAC the table knows.
 	if c.reportMAC != macs[0] {
-		c.report(ctx, StepIdentify, hosts.StateRunning, "")
+		c.report(ctx, StepIdentify, api.StateRunning, "")
 	}
 	if c.image == "" {
 		c.image = c.id.Image
@@ -326,8 +328,8 @@ func (c *cloner) identify(ctx context.Context) error {
 
 // checkIdentity checks what the clone relies on and fills the defaults
 // the print server may leave out.
-func checkIdentity(id *hosts.Identity) error {
-	mac, err := hosts.ParseMAC(id.MAC)
+func checkIdentity(id *api.Identity) error {
+	mac, err := api.ParseMAC(id.MAC)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/labseed/labseed/api"
 )
 
 // The columns of hosts.csv every table has; any other column is a per-host
@@ -65,14 +67,8 @@ func (h *Host) UnmarshalJSON(b []byte) error {
 }
 
 // ParseMAC parses a 6-byte Ethernet address written with colons or dashes,
-// in either case.
-func ParseMAC(s string) (net.HardwareAddr, error) {
-	mac, err := net.ParseMAC(strings.ReplaceAll(strings.TrimSpace(s), "-", ":"))
-	if err != nil || len(mac) != 6 {
-		return nil, fmt.Errorf("%q is not an Ethernet MAC address (like 52:54:00:12:34:56)", s)
-	}
-	return mac, nil
-}
+// in either case: the API's rule (api.ParseMAC), for the table too.
+func ParseMAC(s string) (net.HardwareAddr, error) { return api.ParseMAC(s) }
 
 // ParseCSV reads a hosts table: a header line naming the columns (mac,
 // hostname and ip required, in any order; next_boot and setting columns

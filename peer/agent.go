@@ -14,17 +14,17 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/gossip"
-	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/swarm"
 )
 
 // Config configures an Agent. Zero values mean the defaults; ports set to 0
 // are picked free by the system, so that many agents can run on one machine.
 type Config struct {
-	// Server is the print server's HTTP address, host or host:port (port 7480
-	// by default); required.
+	// Server is the print server's HTTP address, host or host:port (port
+	// api.DefaultPort by default); required.
 	Server string
 	// Target is the directory the image is extracted into; required. It must
 	// be empty, or hold this image's interrupted extraction.
@@ -105,7 +105,7 @@ var ErrNoKeys = errors.New("peer: no keys: copy the directory written by 'labsee
 type Agent struct {
 	cfg Config
 	log *slog.Logger
-	api *seeder.Client
+	api *api.Client
 }
 
 // New validates cfg.
@@ -113,9 +113,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Server == "" {
 		return nil, errors.New("peer: no print server address")
 	}
-	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
-		cfg.Server = net.JoinHostPort(cfg.Server, "7480")
-	}
+	cfg.Server = api.WithDefaultPort(cfg.Server)
 	if cfg.Target == "" {
 		return nil, errors.New("peer: no target directory")
 	}
@@ -141,7 +139,7 @@ func New(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, log: log.With("component", "peer"), api: seeder.NewClient(cfg.Server, nil)}
+	a := &Agent{cfg: cfg, log: log.With("component", "peer"), api: api.NewClient(cfg.Server)}
 	if cfg.HTTPClient != nil {
 		a.api.HTTP = cfg.HTTPClient
 	}

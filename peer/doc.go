@@ -14,7 +14,7 @@
 //
 // Usage:
 //
-//	a, err := peer.New(peer.Config{Server: "10.1.0.1:7480", Target: "/mnt/target",
+//	a, err := peer.New(peer.Config{Server: "10.1.0.1", Target: "/mnt/target",
 //		PublicKey: pub, LabKey: key})
 //	...
 //	err = a.Run(ctx) // nil: the target holds the verified image

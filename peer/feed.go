@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent"
-	"github.com/labseed/labseed/seeder"
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/swarm"
 )
 
@@ -37,7 +37,7 @@ func (r *run) feed(ctx context.Context) error {
 	failing := false
 	for ctx.Err() == nil && r.dl.verifiedBytes() < r.spec.m.PayloadBytes {
 		err := r.feedOnce(ctx, buf)
-		var ae *seeder.APIError
+		var ae *api.APIError
 		switch {
 		case err == nil:
 			failing = false

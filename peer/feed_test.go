@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/internal/fixture"
 	"github.com/labseed/labseed/internal/seedertest"
@@ -81,7 +82,7 @@ func fetch(t *testing.T, server string, pub, key []byte) string {
 func metric(t *testing.T, srv *seeder.Server, name string) int64 {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", seeder.PathMetrics, nil))
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", api.PathMetrics, nil))
 	sc := bufio.NewScanner(rec.Body)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
@@ -116,7 +117,7 @@ func TestFeedFallsBackToBitTorrent(t *testing.T) {
 	srv, im, pub, key := testServer(t)
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: srv.Lab().HTTPAddr})
 	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, seeder.PathDeal) {
+		if strings.HasPrefix(r.URL.Path, api.PathDeal) {
 			http.NotFound(w, r)
 			return
 		}

@@ -10,15 +10,15 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
-	"github.com/labseed/labseed/seeder"
 )
 
 // imageSpec is a verified image to download.
 type imageSpec struct {
 	m   *chunker.Manifest
 	mi  *metainfo.MetaInfo
-	lab seeder.Lab
+	lab api.Lab
 }
 
 // fetchImage asks the print server for an image, retrying while the server
@@ -55,7 +55,7 @@ var errPermanent = errors.New("peer: permanent error")
 
 // apiErr marks the print server's "not found" answers as permanent.
 func apiErr(err error) error {
-	var ae *seeder.APIError
+	var ae *api.APIError
 	if errors.As(err, &ae) && ae.Code == http.StatusNotFound {
 		return fmt.Errorf("%w: %v", errPermanent, err)
 	}

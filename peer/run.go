@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent"
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/gossip"
@@ -414,7 +415,7 @@ func (r *run) waitServerSeesDone(ctx context.Context, max time.Duration) {
 	for {
 		if ls, err := r.a.api.Status(ctx); err == nil {
 			for _, h := range ls.Hosts {
-				if h.Name == r.name && (h.Status.Phase == gossip.PhaseSeeding || h.Status.Phase == gossip.PhaseDone) {
+				if h.Name == r.name && (h.Status.Phase == api.PhaseSeeding || h.Status.Phase == api.PhaseDone) {
 					return
 				}
 			}

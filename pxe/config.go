@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/labseed/labseed/api"
 )
 
 // Mode selects the DHCP role of a Server.
@@ -92,7 +94,7 @@ type Config struct {
 	// next-server, the DHCP server identifier and the TFTP server; required.
 	ServerIP net.IP
 	// HTTPAddr is "host:port" of labseed's HTTP server (scripts, kernel,
-	// initrd, labseed.server=); default ServerIP:7480.
+	// initrd, labseed.server=); default ServerIP:api.DefaultPort.
 	HTTPAddr string
 	// DHCPAddr is the address the DHCP server listens on; default ":67".
 	// Replies are always sent from this socket (iPXE drops others).
@@ -221,7 +223,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	c.ServerIP = c.ServerIP.To4()
 	if c.HTTPAddr == "" {
-		c.HTTPAddr = net.JoinHostPort(c.ServerIP.String(), strconv.Itoa(7480))
+		c.HTTPAddr = net.JoinHostPort(c.ServerIP.String(), strconv.Itoa(api.DefaultPort))
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return c, fmt.Errorf("%w: HTTPAddr %q: %v", ErrConfig, c.HTTPAddr, err)

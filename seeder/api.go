@@ -3,85 +3,78 @@ package seeder
 import (
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/pxe"
 )
 
-// Paths of the HTTP API.
-const (
-	PathImages  = "/api/v1/images" // GET: []ImageInfo; GET PathImages/NAME: Image
-	PathStatus  = "/api/v1/status" // GET: LabStatus
-	PathSeed    = "/seed/"         // GET PathSeed+TORRENTNAME: payload, with ranges (BitTorrent web seed)
-	PathDeal    = "/api/v1/deal/"  // POST PathDeal+INFOHASH, body: deal.Bitmap of the pieces wanted; 200: pieces (HeaderFirstPiece), 204: none now
-	PathMetrics = "/metrics"       // GET: Prometheus metrics of the whole lab
-)
+// The print server's own records become the wire types of package api
+// here, field by field: a change to a gossip, hosts or pxe struct never
+// reaches the JSON unless it is written here too.
 
-// HeaderFirstPiece and HeaderPieces name the pieces a PathDeal answer
-// carries: the body holds pieces FIRST..FIRST+N-1 of the payload, back to
-// back.
-const (
-	HeaderFirstPiece = "Labseed-First-Piece"
-	HeaderPieces     = "Labseed-Pieces"
-)
-
-// ImageInfo describes one published image in the image list.
-type ImageInfo struct {
-	Name         string    `json:"name"`
-	Version      int       `json:"version"`
-	InfoHash     string    `json:"infohash"`
-	PayloadBytes int64     `json:"payload_bytes"`
-	InputBytes   int64     `json:"input_bytes"`
-	Chunks       int       `json:"chunks"`
-	Created      time.Time `json:"created"`
+// hostStatus is a workstation member of the gossip as the lab status shows it.
+func hostStatus(m gossip.Member) api.HostStatus {
+	ws := workstationStatus(m.Status)
+	return api.HostStatus{Name: m.Name, Addr: m.Addr, State: m.State, Phase: ws.Phase, Status: ws}
 }
 
-// Image is everything a workstation needs to start: the signed manifest, the
-// torrent and where the lab's gossip and torrent seed listen. Served in one
-// response so that a publish in between cannot mix versions.
-type Image struct {
-	Manifest  []byte `json:"manifest"`  // manifest.json as stored and signed
-	Signature []byte `json:"signature"` // ed25519 signature of Manifest
-	Torrent   []byte `json:"torrent"`   // bencoded metainfo
-	Lab       Lab    `json:"lab"`
+func workstationStatus(st gossip.Status) api.WorkstationStatus {
+	return api.WorkstationStatus{
+		Phase: st.Phase.String(), Image: st.Image, TorrentAddr: st.TorrentAddr,
+		Percent: st.Percent, Chunks: int(st.Chunks), ChunksTotal: int(st.ChunksTotal),
+		DownRate: st.DownRate, UpRate: st.UpRate,
+		FromServer: st.FromServer, FromPeers: st.FromPeers, Uploaded: st.Uploaded,
+		Peers: int(st.Peers), ETA: int64(st.ETA), HashFailures: int64(st.HashFailures),
+		Started: unixTime(st.StartedUnix), Updated: unixTime(st.UpdatedUnix),
+		Error: st.Err,
+	}
 }
 
-// Lab says where the print server's services listen.
-type Lab struct {
-	GossipAddr  string `json:"gossip_addr"`
-	TorrentAddr string `json:"torrent_addr"`
-	HTTPAddr    string `json:"http_addr"`
+// unixTime is Unix seconds as a UTC time; 0 is the zero time (unknown).
+func unixTime(sec int64) time.Time {
+	if sec == 0 {
+		return time.Time{}
+	}
+	return time.Unix(sec, 0).UTC()
 }
 
-// LabStatus is the lab as the print server sees it.
-type LabStatus struct {
-	Server  string       `json:"server"`
-	Time    time.Time    `json:"time"`
-	Images  []ImageInfo  `json:"images"`
-	Hosts   []HostStatus `json:"hosts"`
-	Summary Summary      `json:"summary"`
-	// Boot is the hosts table and every machine that network-booted, with
-	// their boot events and clone reports; BootError says why it is
-	// missing (a hand edit of hosts.csv or lab.conf that does not parse).
-	Boot      []BootHost `json:"boot,omitempty"`
-	BootError string     `json:"boot_error,omitempty"`
+func apiReports(rs []hosts.Report) []api.Report {
+	if rs == nil {
+		return nil
+	}
+	out := make([]api.Report, len(rs))
+	for i, r := range rs {
+		out[i] = api.Report{Step: r.Step, State: r.State, Error: r.Error, Time: r.Time}
+	}
+	return out
 }
 
-// HostStatus is one workstation's last gossiped status.
-type HostStatus struct {
-	Name   string        `json:"name"`
-	Addr   string        `json:"addr"`
-	State  string        `json:"state"` // alive, suspect, dead, left
-	Phase  string        `json:"phase"`
-	Status gossip.Status `json:"status"`
+func hostsReport(r api.Report) hosts.Report {
+	return hosts.Report{Step: r.Step, State: r.State, Error: r.Error, Time: r.Time}
 }
 
-// Summary aggregates the workstations.
-type Summary struct {
-	Hosts      int     `json:"hosts"`
-	Done       int     `json:"done"` // finished: seeding or done
-	Failed     int     `json:"failed"`
-	DownRate   uint64  `json:"down_rate"` // bytes/s, all workstations
-	FromServer uint64  `json:"from_server"`
-	FromPeers  uint64  `json:"from_peers"`
-	PeerShare  float64 `json:"peer_share"` // FromPeers ÷ (FromServer + FromPeers)
-	ServerUp   uint64  `json:"server_uploaded"`
+func apiEvents(es []pxe.Event) []api.BootEvent {
+	if es == nil {
+		return nil
+	}
+	out := make([]api.BootEvent, len(es))
+	for i, e := range es {
+		out[i] = api.BootEvent{Time: e.Time, Kind: string(e.Kind), Detail: e.Detail}
+	}
+	return out
+}
+
+func apiIdentity(id hosts.Identity) api.Identity {
+	out := api.Identity{
+		MAC: id.MAC, Hostname: id.Hostname, Domain: id.Domain, IP: id.IP, Prefix: id.Prefix,
+		Gateway: id.Gateway, DNS: id.DNS, PrinterQueue: id.PrinterQueue, PrinterServer: id.PrinterServer,
+		Display: id.Display, Image: id.Image, Filesystem: id.Filesystem, SwapMiB: id.SwapMiB, RootMiB: id.RootMiB,
+		Bootloader: id.Bootloader, NextBoot: id.NextBoot, Enrolled: id.Enrolled,
+		Vars: id.Vars, Templates: id.Templates,
+	}
+	for _, h := range id.Hooks {
+		out.Hooks = append(out.Hooks, api.Hook{Name: h.Name, Script: h.Script})
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/swarm"
@@ -64,8 +65,8 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 	end := min(off+int64(n)*m.PieceLength, m.PayloadBytes)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(end-off, 10))
-	w.Header().Set(HeaderFirstPiece, strconv.Itoa(first))
-	w.Header().Set(HeaderPieces, strconv.Itoa(n))
+	w.Header().Set(api.HeaderFirstPiece, strconv.Itoa(first))
+	w.Header().Set(api.HeaderPieces, strconv.Itoa(n))
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Now().Add(dealTimeout))
 	lw := swarm.LimitWriter(r.Context(), w, s.upLimit)

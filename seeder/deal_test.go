@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/internal/fixture"
@@ -93,7 +94,7 @@ func TestDealAPI(t *testing.T) {
 		t.Errorf("server counted %d bytes dealt, want %d", d, im.Manifest.PayloadBytes)
 	}
 
-	var ae *APIError
+	var ae *api.APIError
 	if _, _, _, err := c.Deal(t.Context(), ih, want[:1]); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
 		t.Errorf("a bitmap of the wrong length: %v, want 400", err)
 	}

@@ -2,8 +2,6 @@ package seeder
 
 import (
 	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,68 +10,18 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/pxe"
 )
 
-// Paths of the hosts API (Config.Hosts). Every request that changes the
-// table or asks for an identity carries the lab's token (APIToken) as
-// "Authorization: Bearer TOKEN", unless the server runs Insecure.
-const (
-	PathWhoAmI   = "/api/v1/whoami"          // POST WhoAmIRequest: hosts.Identity (404: unknown machine)
-	PathHosts    = "/api/v1/hosts"           // GET: []BootHost
-	PathHostsCSV = "/api/v1/hosts.csv"       // GET: the table as CSV; PUT CSV: replace the table (400 names the line)
-	PathNextBoot = "/api/v1/hosts/next-boot" // POST NextBootRequest: NextBootResult
-	// PathHosts + "/{mac}/report", POST hosts.Report: one step of a clone (204).
-)
-
-// WhoAmIRequest asks for the identity of a machine by its MACs, the one it
-// boots from first.
-type WhoAmIRequest struct {
-	MACs []string `json:"macs"`
-}
-
-// NextBootRequest sets the next boot of some hosts (MACs) or all (All).
-type NextBootRequest struct {
-	MACs []string `json:"macs,omitempty"`
-	All  bool     `json:"all,omitempty"`
-	Boot string   `json:"boot"` // hosts.BootClone or hosts.BootLocal
-}
-
-// NextBootResult says how many hosts were marked.
-type NextBootResult struct {
-	Marked int `json:"marked"`
-}
-
-// BootHost is one machine as the network boot and the clone see it: a host
-// of the table, or a machine that asked to boot without being in it.
-type BootHost struct {
-	MAC      string `json:"mac"`
-	Hostname string `json:"hostname,omitempty"`
-	IP       string `json:"ip,omitempty"`
-	NextBoot string `json:"next_boot,omitempty"`
-	// Clone is the host's clone reports, oldest first.
-	Clone []hosts.Report `json:"clone,omitempty"`
-	// Events is the host's network-boot events, oldest first.
-	Events []pxe.Event `json:"events,omitempty"`
-}
-
-// APIToken is the bearer token of the hosts API: an HMAC of the lab key, so
-// that whoever holds lab.key (the print server, "labseed clone --keys")
-// may use it and a student's laptop on the lab network may not.
-func APIToken(labKey []byte) string {
-	m := hmac.New(sha256.New, labKey)
-	m.Write([]byte("labseed hosts API v1"))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
 func (s *Server) hostsRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+PathHosts, s.handleHosts)
-	mux.HandleFunc("GET "+PathHostsCSV, s.tableAPI(s.handleExport))
-	mux.HandleFunc("PUT "+PathHostsCSV, s.tableAPI(s.handleImport))
-	mux.HandleFunc("POST "+PathNextBoot, s.tableAPI(s.handleNextBoot))
-	mux.HandleFunc("POST "+PathWhoAmI, s.tableAPI(s.handleWhoAmI))
-	mux.HandleFunc("POST "+PathHosts+"/{mac}/report", s.tableAPI(s.handleReport))
+	mux.HandleFunc("GET "+api.PathHosts, s.handleHosts)
+	mux.HandleFunc("GET "+api.PathHostsCSV, s.tableAPI(s.handleExport))
+	mux.HandleFunc("PUT "+api.PathHostsCSV, s.tableAPI(s.handleImport))
+	mux.HandleFunc("POST "+api.PathNextBoot, s.tableAPI(s.handleNextBoot))
+	mux.HandleFunc("POST "+api.PathWhoAmI, s.tableAPI(s.handleWhoAmI))
+	mux.HandleFunc("POST "+api.ReportPath("{mac}"), s.tableAPI(s.handleReport))
 }
 
 // tableAPI wraps h, which uses the hosts table, with the token check and a
@@ -92,7 +40,7 @@ func (s *Server) authorized(h http.HandlerFunc) http.HandlerFunc {
 	if s.cfg.Insecure {
 		return h
 	}
-	want := "Bearer " + APIToken(s.cfg.LabKey)
+	want := "Bearer " + api.APIToken(s.cfg.LabKey)
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !hmac.Equal([]byte(r.Header.Get("Authorization")), []byte(want)) {
 			http.Error(w, "this request needs the lab's API token: use labseed with the lab key (lab.key)", http.StatusUnauthorized)
@@ -104,8 +52,8 @@ func (s *Server) authorized(h http.HandlerFunc) http.HandlerFunc {
 
 // bootHosts lists the table's hosts, then the other machines that asked
 // to boot, with their clone reports and boot events.
-func (s *Server) bootHosts() ([]BootHost, error) {
-	var out []BootHost
+func (s *Server) bootHosts() ([]api.BootHost, error) {
+	var out []api.BootHost
 	seen := map[string]bool{}
 	if s.cfg.Hosts != nil {
 		ids, err := s.cfg.Hosts.Identities()
@@ -115,25 +63,25 @@ func (s *Server) bootHosts() ([]BootHost, error) {
 		for _, id := range ids {
 			mac, _ := hosts.ParseMAC(id.MAC)
 			seen[id.MAC] = true
-			out = append(out, BootHost{MAC: id.MAC, Hostname: id.Hostname, IP: id.IP, NextBoot: id.NextBoot,
-				Clone: s.cfg.Hosts.Reports(mac), Events: s.events(mac)})
+			out = append(out, api.BootHost{MAC: id.MAC, Hostname: id.Hostname, IP: id.IP, NextBoot: id.NextBoot,
+				Clone: apiReports(s.cfg.Hosts.Reports(mac)), Events: s.events(mac)})
 		}
 	}
 	if s.cfg.Boot != nil {
 		for _, mac := range s.cfg.Boot.EventMACs() {
 			if !seen[mac.String()] {
-				out = append(out, BootHost{MAC: mac.String(), Events: s.events(mac)})
+				out = append(out, api.BootHost{MAC: mac.String(), Events: s.events(mac)})
 			}
 		}
 	}
 	return out, nil
 }
 
-func (s *Server) events(mac net.HardwareAddr) []pxe.Event {
+func (s *Server) events(mac net.HardwareAddr) []api.BootEvent {
 	if s.cfg.Boot == nil {
 		return nil
 	}
-	return s.cfg.Boot.Events(mac)
+	return apiEvents(s.cfg.Boot.Events(mac))
 }
 
 func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {
@@ -143,7 +91,7 @@ func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if bh == nil {
-		bh = []BootHost{}
+		bh = []api.BootHost{}
 	}
 	writeJSON(w, bh)
 }
@@ -165,7 +113,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleNextBoot(w http.ResponseWriter, r *http.Request) {
-	var req NextBootRequest
+	var req api.NextBootRequest
 	if err := decodeJSON(r, &req); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -189,11 +137,11 @@ func (s *Server) handleNextBoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("next boot set", "boot", req.Boot, "hosts", n)
-	writeJSON(w, NextBootResult{Marked: n})
+	writeJSON(w, api.NextBootResult{Marked: n})
 }
 
 func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
-	var req WhoAmIRequest
+	var req api.WhoAmIRequest
 	if err := decodeJSON(r, &req); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -213,7 +161,7 @@ func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("who am I", "mac", id.MAC, "hostname", id.Hostname, "ip", id.IP, "enrolled", id.Enrolled)
-	writeJSON(w, id)
+	writeJSON(w, apiIdentity(id))
 }
 
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
@@ -222,17 +170,17 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	var rep hosts.Report
+	var rep api.Report
 	if err := decodeJSON(r, &rep); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if err := s.cfg.Hosts.Report(mac, rep); err != nil {
+	if err := s.cfg.Hosts.Report(mac, hostsReport(rep)); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	lvl := s.log.Info
-	if rep.State == hosts.StateFailed {
+	if rep.State == api.StateFailed {
 		lvl = s.log.Warn
 	}
 	lvl("clone", "mac", mac, "step", rep.Step, "state", rep.State, "err", rep.Error)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/pxe"
 	"github.com/labseed/labseed/store"
@@ -18,7 +19,7 @@ import (
 
 // startServer runs a print server with a hosts table (and boot, if given)
 // on loopback and returns a client holding the lab key.
-func startServer(t *testing.T, dir string, boot *pxe.Server) (*Server, *Client) {
+func startServer(t *testing.T, dir string, boot *pxe.Server) (*Server, *api.Client) {
 	t.Helper()
 	st, err := store.Open(dir)
 	if err != nil {
@@ -46,7 +47,9 @@ func startServer(t *testing.T, dir string, boot *pxe.Server) (*Server, *Client) 
 			t.Errorf("server: %v", err)
 		}
 	})
-	return srv, NewClient(srv.Lab().HTTPAddr, key)
+	c := api.NewClient(srv.Lab().HTTPAddr)
+	c.Auth = api.TokenAuth(key)
+	return srv, c
 }
 
 func TestHostsAPI(t *testing.T) {
@@ -62,8 +65,8 @@ func TestHostsAPI(t *testing.T) {
 	ctx := context.Background()
 
 	// Without the token: refused.
-	anon := NewClient(srv.Lab().HTTPAddr, nil)
-	var ae *APIError
+	anon := api.NewClient(srv.Lab().HTTPAddr)
+	var ae *api.APIError
 	if _, err := anon.WhoAmI(ctx, []string{"52:54:00:00:00:01"}); !errors.As(err, &ae) || ae.Code != 401 {
 		t.Fatalf("who am I without the token: %v", err)
 	}
@@ -87,13 +90,13 @@ func TestHostsAPI(t *testing.T) {
 
 	// Marks reach the network boot's menus.
 	mac1, _ := hosts.ParseMAC("52:54:00:00:00:01")
-	if n, err := c.SetNextBoot(ctx, NextBootRequest{MACs: []string{"52-54-00-00-00-01"}, Boot: hosts.BootClone}); n != 1 || err != nil {
+	if n, err := c.SetNextBoot(ctx, api.NextBootRequest{MACs: []string{"52-54-00-00-00-01"}, Boot: hosts.BootClone}); n != 1 || err != nil {
 		t.Fatalf("next boot: %d, %v", n, err)
 	}
 	if !boot.NextBoot(mac1) || !boot.Menu(mac1).Clone {
 		t.Fatal("the mark did not reach the boot menu")
 	}
-	if _, err := c.SetNextBoot(ctx, NextBootRequest{MACs: []string{"52:54:00:00:00:09"}, Boot: hosts.BootClone}); !errors.As(err, &ae) || ae.Code != 404 {
+	if _, err := c.SetNextBoot(ctx, api.NextBootRequest{MACs: []string{"52:54:00:00:00:09"}, Boot: hosts.BootClone}); !errors.As(err, &ae) || ae.Code != 404 {
 		t.Fatalf("unknown MAC: %v", err)
 	}
 
@@ -108,7 +111,7 @@ func TestHostsAPI(t *testing.T) {
 	}
 
 	// A finished clone returns to local boot, and the status shows it all.
-	for _, r := range []hosts.Report{{Step: "fetch", State: hosts.StateRunning}, {Step: "done", State: hosts.StateDone}} {
+	for _, r := range []api.Report{{Step: "fetch", State: api.StateRunning}, {Step: "done", State: api.StateDone}} {
 		r.Time = time.Now()
 		if err := c.Report(ctx, "52:54:00:00:00:01", r); err != nil {
 			t.Fatal(err)

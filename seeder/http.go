@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/store"
@@ -18,12 +19,12 @@ import (
 // Handler returns the server's HTTP API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+PathImages, s.handleImages)
-	mux.HandleFunc("GET "+PathImages+"/{name}", s.handleImage)
-	mux.HandleFunc("GET "+PathStatus, s.handleStatus)
-	mux.HandleFunc("GET "+PathSeed+"{file}", s.handleSeed)
-	mux.HandleFunc("POST "+PathDeal+"{infohash}", s.handleDeal)
-	mux.Handle("GET "+PathMetrics, s.metrics.Handler())
+	mux.HandleFunc("GET "+api.PathImages, s.handleImages)
+	mux.HandleFunc("GET "+api.PathImages+"/{name}", s.handleImage)
+	mux.HandleFunc("GET "+api.PathStatus, s.handleStatus)
+	mux.HandleFunc("GET "+api.PathSeed+"{file}", s.handleSeed)
+	mux.HandleFunc("POST "+api.PathDeal+"{infohash}", s.handleDeal)
+	mux.Handle("GET "+api.PathMetrics, s.metrics.Handler())
 	s.hostsRoutes(mux)
 	if s.cfg.Boot != nil {
 		mux.Handle("/pxe/", s.cfg.Boot.HTTPHandler())
@@ -47,11 +48,11 @@ func (s *Server) handleImages(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, imageInfos(imgs))
 }
 
-func imageInfos(imgs []*store.Image) []ImageInfo {
-	out := []ImageInfo{}
+func imageInfos(imgs []*store.Image) []api.ImageInfo {
+	out := []api.ImageInfo{}
 	for _, im := range imgs {
 		m := im.Manifest
-		out = append(out, ImageInfo{Name: m.Name, Version: m.Version, InfoHash: m.InfoHash,
+		out = append(out, api.ImageInfo{Name: m.Name, Version: m.Version, InfoHash: m.InfoHash,
 			PayloadBytes: m.PayloadBytes, InputBytes: m.InputBytes, Chunks: len(m.Chunks), Created: m.Created})
 	}
 	return out
@@ -72,7 +73,7 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	writeJSON(w, Image{Manifest: im.ManifestBytes, Signature: im.Signature, Torrent: tb, Lab: s.lab})
+	writeJSON(w, api.Image{Manifest: im.ManifestBytes, Signature: im.Signature, Torrent: tb, Lab: s.lab})
 }
 
 // handleSeed serves a payload by its torrent name, with ranges: the
@@ -123,8 +124,8 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // Status returns the lab as the server sees it now.
-func (s *Server) Status() LabStatus {
-	ls := LabStatus{Server: s.lab.HTTPAddr, Time: time.Now().UTC(), Hosts: []HostStatus{}}
+func (s *Server) Status() api.LabStatus {
+	ls := api.LabStatus{Server: s.lab.HTTPAddr, Time: time.Now().UTC(), Hosts: []api.HostStatus{}}
 	// The images as of the last scan: a status is asked for every second
 	// or so, and reading and verifying every manifest each time is waste.
 	s.mu.Lock()
@@ -138,7 +139,7 @@ func (s *Server) Status() LabStatus {
 			}
 			continue
 		}
-		ls.Hosts = append(ls.Hosts, HostStatus{Name: m.Name, Addr: m.Addr, State: m.State, Phase: st.Phase.String(), Status: st})
+		ls.Hosts = append(ls.Hosts, hostStatus(m))
 		sum := &ls.Summary
 		sum.Hosts++
 		switch st.Phase {
@@ -147,7 +148,7 @@ func (s *Server) Status() LabStatus {
 		case gossip.PhaseFailed:
 			sum.Failed++
 		}
-		if m.State == "alive" {
+		if m.State == gossip.StateAlive {
 			sum.DownRate += st.DownRate
 		}
 		sum.FromServer += st.FromServer
@@ -156,7 +157,7 @@ func (s *Server) Status() LabStatus {
 	if t := ls.Summary.FromServer + ls.Summary.FromPeers; t > 0 {
 		ls.Summary.PeerShare = float64(ls.Summary.FromPeers) / float64(t)
 	}
-	slices.SortFunc(ls.Hosts, func(a, b HostStatus) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(ls.Hosts, func(a, b api.HostStatus) int { return strings.Compare(a.Name, b.Name) })
 	if bh, err := s.bootHosts(); err != nil {
 		ls.BootError = err.Error()
 	} else {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
@@ -36,7 +37,7 @@ type Config struct {
 	// AdvertiseIP is the address workstations reach the server at; default
 	// ListenIP, or the address of the interface that routes to them.
 	AdvertiseIP string
-	// HTTPPort (default 7480), GossipPort (7946), TorrentPort (6881); 0 picks a free port.
+	// HTTPPort (default api.DefaultPort), GossipPort (7946), TorrentPort (6881); 0 picks a free port.
 	HTTPPort, GossipPort, TorrentPort int
 	// Name is the server's gossip node name; default "server-" + hostname.
 	Name string
@@ -66,7 +67,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration for a real lab, without a store.
 func DefaultConfig() Config {
-	return Config{HTTPPort: 7480, GossipPort: 7946, TorrentPort: 6881}
+	return Config{HTTPPort: api.DefaultPort, GossipPort: 7946, TorrentPort: 6881}
 }
 
 // Server is a running print-server daemon. Create it with New, run it with Run.
@@ -77,7 +78,7 @@ type Server struct {
 	client   *torrent.Client
 	node     *gossip.Node
 	httpLn   net.Listener
-	lab      Lab
+	lab      api.Lab
 	started  time.Time
 	metrics  *metrics.Metrics
 	webSeed  atomic.Int64  // payload bytes served over HTTP to web seeds
@@ -87,7 +88,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	seeded map[metainfo.Hash]*seededImage
-	images []ImageInfo // the store's current images, as of the last scan
+	images []api.ImageInfo // the store's current images, as of the last scan
 }
 
 type seededImage struct {
@@ -153,7 +154,7 @@ func New(cfg Config) (*Server, error) {
 		s.client.Close()
 		return nil, fmt.Errorf("seeder: gossip: %w", err)
 	}
-	s.lab = Lab{
+	s.lab = api.Lab{
 		GossipAddr:  s.node.Addr(),
 		TorrentAddr: net.JoinHostPort(adv, strconv.Itoa(s.client.LocalPort())),
 		HTTPAddr:    net.JoinHostPort(adv, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)),
@@ -177,7 +178,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Lab returns the addresses the server's services listen at.
-func (s *Server) Lab() Lab { return s.lab }
+func (s *Server) Lab() api.Lab { return s.lab }
 
 // Run seeds, serves and gossips until ctx is cancelled, then shuts down:
 // HTTP first, then a graceful gossip leave, then the torrent client.

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/clone"
 	"github.com/labseed/labseed/peer"
 	"github.com/labseed/labseed/store"
@@ -36,7 +38,7 @@ labseed clone --disk /dev/nvme0n1 --partition --no-reboot`,
 		var keys, macs string
 		var verbose bool
 		fs.StringVar(&cfg.Disk, "disk", "", "the whole `DISK` to re-image, e.g. /dev/sda; auto: the machine's only fixed disk")
-		fs.StringVar(&cfg.Server, "server", "", "print server `HOST[:PORT]` (default labseed.server= of the kernel command line; port 7480)")
+		fs.StringVar(&cfg.Server, "server", "", "print server `HOST[:PORT]` (default labseed.server= of the kernel command line; port "+strconv.Itoa(api.DefaultPort)+")")
 		fs.StringVar(&keys, "keys", "/etc/labseed/keys", "`DIR` with image.pub and lab.key from 'labseed keys export'")
 		fs.BoolVar(&cfg.Partition, "partition", false, "write the lab's partition layout even if the disk has a partition table")
 		fs.StringVar(&cfg.Image, "image", "", "image `NAME` (default labseed.image= of the kernel command line, then the host's in the hosts table, then the only one)")

@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"os"
+	"strconv"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/metrics"
 )
 
@@ -13,7 +15,7 @@ var dashboardCmd = &command{
 	usage: "",
 	summary: `Print the Grafana dashboard for labseed's metrics (JSON).
 Import it in Grafana (Dashboards > New > Import) and pick the Prometheus data
-source that scrapes the print servers' /metrics (port 7480). See docs/metrics.md.`,
+source that scrapes the print servers' /metrics (port ` + strconv.Itoa(api.DefaultPort) + `). See docs/metrics.md.`,
 	example: "labseed dashboard > labseed-dashboard.json",
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		if err := parse(fs, args, 0, 0); err != nil {

@@ -8,12 +8,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/atomicfile"
-	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/store"
 )
 
@@ -43,7 +44,7 @@ labseed hosts next-boot local --file broken-ones.txt`,
 			return errUsage
 		}
 		sub, args := args[0], args[1:]
-		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port 7480 by default)")
+		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port "+strconv.Itoa(api.DefaultPort)+" by default)")
 		keys := fs.String("keys", "", "`DIR` with lab.key (default: the store's)")
 		dir := fs.String("store", defaultStore, "the print server's store `DIR`, for its lab key")
 		all := fs.Bool("all", false, "next-boot: every host of the table")
@@ -67,7 +68,7 @@ labseed hosts next-boot local --file broken-ones.txt`,
 			operands = append(operands, fs.Arg(0))
 			args = fs.Args()[1:]
 		}
-		c := seeder.NewClient(*server, nil)
+		c := api.NewClient(*server)
 		switch sub {
 		case "list":
 			if len(operands) != 0 {
@@ -91,7 +92,7 @@ labseed hosts next-boot local --file broken-ones.txt`,
 		if err != nil {
 			return err
 		}
-		c = seeder.NewClient(*server, key)
+		c.Auth = api.TokenAuth(key)
 		switch sub {
 		case "export":
 			if len(operands) > 1 {
@@ -139,7 +140,7 @@ labseed hosts next-boot local --file broken-ones.txt`,
 			if *all == (len(macs) > 0) {
 				return fmt.Errorf("next-boot: give MACs, --file or --all (one of them): %w", errUsage)
 			}
-			n, err := c.SetNextBoot(ctx, seeder.NextBootRequest{MACs: macs, All: *all, Boot: boot})
+			n, err := c.SetNextBoot(ctx, api.NextBootRequest{MACs: macs, All: *all, Boot: boot})
 			if err != nil {
 				return err
 			}
@@ -150,7 +151,7 @@ labseed hosts next-boot local --file broken-ones.txt`,
 }
 
 // countTable counts the hosts of the table (those with a host name).
-func countTable(bh []seeder.BootHost) int {
+func countTable(bh []api.BootHost) int {
 	n := 0
 	for _, h := range bh {
 		if h.Hostname != "" {
@@ -162,7 +163,7 @@ func countTable(bh []seeder.BootHost) int {
 
 // exportTo writes the table to name atomically, so an export over the file
 // being edited never leaves half a table.
-func exportTo(ctx context.Context, c *seeder.Client, name string) error {
+func exportTo(ctx context.Context, c *api.Client, name string) error {
 	return atomicfile.WriteFunc(name, 0o644, func(w io.Writer) error { return c.ExportCSV(ctx, w) })
 }
 

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/peer"
 	"github.com/labseed/labseed/store"
 	"golang.org/x/term"
@@ -32,7 +34,7 @@ labseed peer --server 10.1.0.1 --target /mnt/target --keys /etc/labseed/keys`,
 		var cfg peer.Config
 		var keys, rate string
 		var verbose bool
-		fs.StringVar(&cfg.Server, "server", "", "print server `HOST[:PORT]` (port 7480 by default)")
+		fs.StringVar(&cfg.Server, "server", "", "print server `HOST[:PORT]` (port "+strconv.Itoa(api.DefaultPort)+" by default)")
 		fs.StringVar(&cfg.Target, "target", "", "`DIR` to extract the image into: empty, or an interrupted run's")
 		fs.StringVar(&keys, "keys", "", "`DIR` with image.pub and lab.key from 'labseed keys export'")
 		fs.StringVar(&cfg.Image, "image", "", "image `NAME` (default: the print server's only image)")

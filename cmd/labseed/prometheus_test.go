@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/internal/promtest"
 	"github.com/labseed/labseed/metrics"
-	"github.com/labseed/labseed/seeder"
 )
 
 // TestPrometheusLiveLab runs a real lab (a print server and three
@@ -31,7 +31,7 @@ func TestPrometheusLiveLab(t *testing.T) {
 	const hosts = 3
 	l := newLab(t, 16<<20)
 	img := l.imageInfo("lab1")
-	metricsURL := "http://" + l.server + seeder.PathMetrics
+	metricsURL := "http://" + l.server + api.PathMetrics
 
 	// Prometheus, scraping the print server every second from before the
 	// workstations start, so that it sees every phase.
@@ -252,14 +252,14 @@ func TestPrometheusLiveLab(t *testing.T) {
 }
 
 // imageInfo returns the print server's entry for an image.
-func (l *lab) imageInfo(name string) seeder.ImageInfo {
+func (l *lab) imageInfo(name string) api.ImageInfo {
 	l.t.Helper()
-	resp, err := http.Get("http://" + l.server + seeder.PathImages)
+	resp, err := http.Get("http://" + l.server + api.PathImages)
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var imgs []seeder.ImageInfo
+	var imgs []api.ImageInfo
 	if err := json.NewDecoder(resp.Body).Decode(&imgs); err != nil {
 		l.t.Fatal(err)
 	}
@@ -272,7 +272,7 @@ func (l *lab) imageInfo(name string) seeder.ImageInfo {
 		}
 	}
 	l.t.Fatalf("no image %s in %+v", name, imgs)
-	return seeder.ImageInfo{}
+	return api.ImageInfo{}
 }
 
 // promArgmax evaluates expr, which must return one series, every second

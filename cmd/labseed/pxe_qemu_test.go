@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/internal/netlab"
-	"github.com/labseed/labseed/seeder"
 )
 
 // TestServePXEQEMU is the network boot end to end: "labseed serve --pxe
@@ -86,12 +86,12 @@ func TestServePXEQEMU(t *testing.T) {
 	serial := filepath.Join(dir, "serial.log")
 	qemuLog := bg("qemu", netlab.QEMUArgs(nsVM, mac, serial, "")...)
 
-	status := func() (*seeder.LabStatus, error) {
+	status := func() (*api.LabStatus, error) {
 		out, err := exec.Command("ip", "netns", "exec", nsSrv, labseedBin, "status", "--server", "10.79.0.1", "--json").Output()
 		if err != nil {
 			return nil, fmt.Errorf("labseed status: %w", err)
 		}
-		var ls seeder.LabStatus
+		var ls api.LabStatus
 		return &ls, json.Unmarshal(out, &ls)
 	}
 	want := [][2]string{
@@ -100,7 +100,7 @@ func TestServePXEQEMU(t *testing.T) {
 		{"http-file", "vmlinuz"},
 		{"http-file", "initrd.img"},
 	}
-	var host *seeder.BootHost
+	var host *api.BootHost
 	var seen int
 	for deadline := time.Now().Add(60 * time.Second); seen < len(want); time.Sleep(500 * time.Millisecond) {
 		if time.Now().After(deadline) {

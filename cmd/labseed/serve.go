@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/netboot"
 	"github.com/labseed/labseed/pxe"
@@ -20,7 +21,7 @@ import (
 
 var serveCmd = &command{
 	name:  "serve",
-	usage: "[--store DIR] [--listen IP] [--http-port 7480] [--gossip-port 7946] [--torrent-port 6881] [--pxe off|proxy|dhcp]",
+	usage: "[--store DIR] [--listen IP] [--http-port " + strconv.Itoa(api.DefaultPort) + "] [--gossip-port 7946] [--torrent-port 6881] [--pxe off|proxy|dhcp]",
 	summary: `Run the print-server daemon: seed every image of the store.
 It seeds over BitTorrent and HTTP (web seed), serves the API the workstations
 start from and the lab status, and is the lab's gossip seed. Images published

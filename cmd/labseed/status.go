@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
-	"github.com/labseed/labseed/seeder"
+	"github.com/labseed/labseed/api"
 )
 
 var statusCmd = &command{
@@ -22,7 +23,7 @@ peers, ETA; the summary: workstations done, aggregate download rate, and the
 share of bytes served by the workstations rather than the print server.`,
 	example: "labseed status --server 10.1.0.1 --watch",
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
-		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port 7480 by default)")
+		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port "+strconv.Itoa(api.DefaultPort)+" by default)")
 		watch := fs.Bool("watch", false, "redraw every 2 seconds until interrupted")
 		asJSON := fs.Bool("json", false, "print the status as JSON")
 		if err := parse(fs, args, 0, 0); err != nil {
@@ -57,13 +58,13 @@ share of bytes served by the workstations rather than the print server.`,
 
 // fetchStatus asks the print server at addr (host or host:port) for the
 // lab status.
-func fetchStatus(ctx context.Context, addr string) (*seeder.LabStatus, error) {
-	c := seeder.NewClient(addr, nil)
+func fetchStatus(ctx context.Context, addr string) (*api.LabStatus, error) {
+	c := api.NewClient(addr)
 	c.HTTP.Timeout = 10 * time.Second
 	return c.Status(ctx)
 }
 
-func printStatus(w io.Writer, ls *seeder.LabStatus) {
+func printStatus(w io.Writer, ls *api.LabStatus) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tSTATE\tPHASE\tPCT\tCHUNKS\tDOWN\tUP\tPEERS\tFROM PEERS\tETA\tERROR")
 	for _, h := range ls.Hosts {
@@ -74,7 +75,7 @@ func printStatus(w io.Writer, ls *seeder.LabStatus) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%d/%d\t%s\t%s\t%d\t%.0f%%\t%s\t%s\n", h.Name, h.State, h.Phase, s.Percent,
 			s.Chunks, s.ChunksTotal, fmtRate(float64(s.DownRate)), fmtRate(float64(s.UpRate)), s.Peers,
-			share(int64(s.FromPeers), int64(s.FromServer)), eta, s.Err)
+			share(int64(s.FromPeers), int64(s.FromServer)), eta, s.Error)
 	}
 	tw.Flush()
 	sum := ls.Summary
@@ -91,7 +92,7 @@ func printStatus(w io.Writer, ls *seeder.LabStatus) {
 
 // printBootHosts prints the hosts table with each machine's last clone step
 // and last network-boot event.
-func printBootHosts(w io.Writer, bh []seeder.BootHost, now time.Time) {
+func printBootHosts(w io.Writer, bh []api.BootHost, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "MAC\tHOSTNAME\tIP\tNEXT BOOT\tCLONE\tLAST BOOT EVENT")
 	for _, h := range bh {

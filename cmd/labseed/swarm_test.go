@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labseed/labseed/seeder"
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/treecmp"
 )
 
@@ -69,7 +69,7 @@ func (l *lab) startServer() {
 	if err := l.srv.Start(); err != nil {
 		l.t.Fatal(err)
 	}
-	l.waitStatus(func(*seeder.LabStatus) bool { return true })
+	l.waitStatus(func(*api.LabStatus) bool { return true })
 }
 
 func (l *lab) stopServer() {
@@ -140,18 +140,18 @@ func (l *lab) check(p *ws) {
 	}
 }
 
-func (l *lab) status() (*seeder.LabStatus, error) {
-	resp, err := http.Get("http://" + l.server + seeder.PathStatus)
+func (l *lab) status() (*api.LabStatus, error) {
+	resp, err := http.Get("http://" + l.server + api.PathStatus)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var ls seeder.LabStatus
+	var ls api.LabStatus
 	return &ls, json.NewDecoder(resp.Body).Decode(&ls)
 }
 
 // waitStatus polls the lab status until ok holds, for at most a minute.
-func (l *lab) waitStatus(ok func(*seeder.LabStatus) bool) *seeder.LabStatus {
+func (l *lab) waitStatus(ok func(*api.LabStatus) bool) *api.LabStatus {
 	l.t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
@@ -164,7 +164,7 @@ func (l *lab) waitStatus(ok func(*seeder.LabStatus) bool) *seeder.LabStatus {
 	return nil
 }
 
-func host(ls *seeder.LabStatus, name string) *seeder.HostStatus {
+func host(ls *api.LabStatus, name string) *api.HostStatus {
 	for i := range ls.Hosts {
 		if ls.Hosts[i].Name == name {
 			return &ls.Hosts[i]
@@ -197,7 +197,7 @@ func TestSwarm(t *testing.T) {
 	t.Logf("bytes between workstations: %d", fromPeers)
 	// The print server deals each piece to one workstation (package deal):
 	// it sends the payload once, give or take a piece.
-	ls := l.waitStatus(func(ls *seeder.LabStatus) bool {
+	ls := l.waitStatus(func(ls *api.LabStatus) bool {
 		return len(ls.Images) == 1 && int64(ls.Summary.ServerUp) >= ls.Images[0].PayloadBytes
 	})
 	sent, payload := int64(ls.Summary.ServerUp), ls.Images[0].PayloadBytes
@@ -227,7 +227,7 @@ func TestKilledPeer(t *testing.T) {
 	l := newLab(t, 48<<20)
 	victim := l.startPeer("victim", "--rate", "24mbit")
 	other := l.startPeer("other", "--rate", "24mbit")
-	l.waitStatus(func(ls *seeder.LabStatus) bool {
+	l.waitStatus(func(ls *api.LabStatus) bool {
 		h := host(ls, "victim")
 		return h != nil && h.Status.Percent >= 40
 	})
@@ -252,7 +252,7 @@ func TestKilledSeeder(t *testing.T) {
 	l := newLab(t, 32<<20)
 	fast := l.startPeer("fast")
 	slow := []*ws{l.startPeer("slow1", "--rate", "8mbit"), l.startPeer("slow2", "--rate", "8mbit")}
-	l.waitStatus(func(ls *seeder.LabStatus) bool {
+	l.waitStatus(func(ls *api.LabStatus) bool {
 		h := host(ls, "fast")
 		return h != nil && (h.Phase == "seeding" || h.Phase == "done")
 	})
@@ -272,7 +272,7 @@ func TestLyingPeer(t *testing.T) {
 	// A slow workstation keeps the lab busy, so the liar lingers and seeds.
 	anchor := l.startPeer("anchor", "--rate", "2mbit")
 	liar := l.startPeer("liar", "--linger", "5m")
-	l.waitStatus(func(ls *seeder.LabStatus) bool {
+	l.waitStatus(func(ls *api.LabStatus) bool {
 		h := host(ls, "liar")
 		return h != nil && h.Phase == "seeding"
 	})
@@ -296,7 +296,7 @@ func TestLyingPeer(t *testing.T) {
 	}
 	anchor.cmd.Process.Kill()
 	ls, _ := l.status()
-	var failures uint32
+	var failures int64
 	for _, h := range ls.Hosts {
 		if strings.HasPrefix(h.Name, "honest") {
 			failures += h.Status.HashFailures

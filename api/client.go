@@ -1,4 +1,4 @@
-package seeder
+package api
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,38 +13,47 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/deal"
-	"github.com/labseed/labseed/hosts"
 )
 
 // Client talks to a print server's HTTP API: what "labseed hosts",
-// "labseed status" and "labseed clone" use.
+// "labseed status", "labseed clone" and the workstation agent use. Its
+// methods may be called from several goroutines at once.
 type Client struct {
-	// Addr is the print server's "host:port"; NewClient adds port 7480
+	// Addr is the print server's "host:port"; NewClient adds DefaultPort
 	// when it is missing.
 	Addr string
-	// Token is the API token (APIToken of the lab key); "" for an
-	// insecure server.
-	Token string
-	// HTTP is the client used; default one with a 30 s timeout.
+	// HTTP is the client used; nil: http.DefaultClient. NewClient sets
+	// one with a 30 s timeout. Deal uses its Transport without the
+	// timeout.
 	HTTP *http.Client
+	// Auth, if set, authenticates every request before it is sent: it is
+	// called with the request, its headers set, and its whole body (nil
+	// for none), and may add headers. An error stops the request.
+	// Nil sends requests as they are (the print server then refuses
+	// those that need a credential).
+	Auth func(req *http.Request, body []byte) error
 }
 
-// NewClient returns a Client for server ("host" or "host:port") holding
-// the lab key labKey (nil: no token).
-func NewClient(server string, labKey []byte) *Client {
-	if _, _, err := net.SplitHostPort(server); err != nil {
-		server = net.JoinHostPort(server, "7480")
-	}
-	c := &Client{Addr: server, HTTP: &http.Client{Timeout: 30 * time.Second}}
-	if labKey != nil {
-		c.Token = APIToken(labKey)
-	}
-	return c
+// NewClient returns a Client for server ("host" or "host:port"), without
+// credentials.
+func NewClient(server string) *Client {
+	return &Client{Addr: WithDefaultPort(server), HTTP: &http.Client{Timeout: 30 * time.Second}}
 }
 
-// do sends a request with body (JSON-encoded unless an io.Reader) and
-// decodes a JSON answer into out (unless nil or an io.Writer, which gets
-// the raw answer). Errors carry the server's own message.
+// APIError is an error answer of the print server.
+type APIError struct {
+	Code int    // HTTP status
+	Msg  string // the server's message
+}
+
+// Error says the server's message and the HTTP status.
+func (e *APIError) Error() string {
+	return fmt.Sprintf("print server: %s (%d %s)", e.Msg, e.Code, http.StatusText(e.Code))
+}
+
+// do sends a request with body (see send) and decodes a JSON answer into
+// out (unless nil or an io.Writer, which gets the raw answer). Errors carry
+// the server's own message.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	hc := c.HTTP
 	if hc == nil {
@@ -77,30 +85,39 @@ type octets []byte
 // io.Reader, which is CSV) through hc and returns a 2xx answer; other
 // answers become an *APIError.
 func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, body any) (*http.Response, error) {
-	var rd io.Reader
+	var b []byte
 	ctype := "application/json"
-	switch b := body.(type) {
+	switch v := body.(type) {
 	case nil:
 	case octets:
-		rd, ctype = bytes.NewReader(b), "application/octet-stream"
+		b, ctype = v, "application/octet-stream"
 	case io.Reader:
-		rd, ctype = b, "text/csv"
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
+		var err error
+		if b, err = io.ReadAll(v); err != nil {
 			return nil, err
 		}
-		rd = bytes.NewReader(j)
+		ctype = "text/csv"
+	default:
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return nil, err
+		}
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.Addr+path, rd)
 	if err != nil {
 		return nil, err
 	}
-	if rd != nil {
+	if body != nil {
 		req.Header.Set("Content-Type", ctype)
 	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
+	if c.Auth != nil {
+		if err := c.Auth(req, b); err != nil {
+			return nil, fmt.Errorf("print server %s: %s %s: %w", c.Addr, method, path, err)
+		}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -112,16 +129,6 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 		return nil, &APIError{Code: resp.StatusCode, Msg: strings.TrimSpace(string(msg))}
 	}
 	return resp, nil
-}
-
-// APIError is an error answer of the print server.
-type APIError struct {
-	Code int    // HTTP status
-	Msg  string // the server's message
-}
-
-func (e *APIError) Error() string {
-	return fmt.Sprintf("print server: %s (%d %s)", e.Msg, e.Code, http.StatusText(e.Code))
 }
 
 // Deal asks the print server for pieces of the torrent infohash among
@@ -195,12 +202,12 @@ func (c *Client) SetNextBoot(ctx context.Context, req NextBootRequest) (int, err
 }
 
 // WhoAmI asks for the identity of the machine with macs.
-func (c *Client) WhoAmI(ctx context.Context, macs []string) (hosts.Identity, error) {
-	var id hosts.Identity
+func (c *Client) WhoAmI(ctx context.Context, macs []string) (Identity, error) {
+	var id Identity
 	return id, c.do(ctx, "POST", PathWhoAmI, WhoAmIRequest{MACs: macs}, &id)
 }
 
 // Report sends one step of mac's clone.
-func (c *Client) Report(ctx context.Context, mac string, r hosts.Report) error {
-	return c.do(ctx, "POST", PathHosts+"/"+mac+"/report", r, nil)
+func (c *Client) Report(ctx context.Context, mac string, r Report) error {
+	return c.do(ctx, "POST", ReportPath(mac), r, nil)
 }

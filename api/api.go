@@ -1,0 +1,62 @@
+package api
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// DefaultPort is the print server's HTTP port: the API, the web seed, the
+// network boot's files and /metrics.
+const DefaultPort = 7480
+
+// Paths of the HTTP API. The request and answer of each are in docs/api.md.
+const (
+	PathImages  = "/api/v1/images" // GET: []ImageInfo; GET PathImages/NAME: Image
+	PathStatus  = "/api/v1/status" // GET: LabStatus
+	PathSeed    = "/seed/"         // GET PathSeed+TORRENTNAME: payload, with ranges (BitTorrent web seed)
+	PathDeal    = "/api/v1/deal/"  // POST PathDeal+INFOHASH, body: deal.Bitmap of the pieces wanted; 200: pieces (HeaderFirstPiece), 204: none now
+	PathMetrics = "/metrics"       // GET: Prometheus metrics of the whole lab
+
+	// The hosts API: the print server answers 404 to these when it has
+	// no hosts table. Every request but GET PathHosts needs the lab's
+	// token (see TokenAuth).
+	PathWhoAmI   = "/api/v1/whoami"          // POST WhoAmIRequest: Identity (404: unknown machine)
+	PathHosts    = "/api/v1/hosts"           // GET: []BootHost
+	PathHostsCSV = "/api/v1/hosts.csv"       // GET: the table as CSV; PUT CSV: replace the table (400 names the line)
+	PathNextBoot = "/api/v1/hosts/next-boot" // POST NextBootRequest: NextBootResult
+	// PathHosts + "/MAC/report" (ReportPath), POST Report: one step of a clone (204).
+)
+
+// ReportPath is the path a clone's reports for mac are sent to.
+func ReportPath(mac string) string { return PathHosts + "/" + mac + "/report" }
+
+// HeaderFirstPiece and HeaderPieces name the pieces a PathDeal answer
+// carries: the body holds pieces FIRST..FIRST+N-1 of the payload, back to
+// back.
+const (
+	HeaderFirstPiece = "Labseed-First-Piece"
+	HeaderPieces     = "Labseed-Pieces"
+)
+
+// WithDefaultPort returns server ("host" or "host:port") with DefaultPort
+// added when it has no port.
+func WithDefaultPort(server string) string {
+	if _, _, err := net.SplitHostPort(server); err != nil {
+		return net.JoinHostPort(server, strconv.Itoa(DefaultPort))
+	}
+	return server
+}
+
+// ParseMAC parses an Ethernet MAC address as labseed accepts it, in the API
+// and in the hosts table: six bytes, with colons or dashes
+// ("52:54:00:12:34:56", "52-54-00-12-34-56"). Its String is the form the
+// API sends.
+func ParseMAC(s string) (net.HardwareAddr, error) {
+	mac, err := net.ParseMAC(strings.ReplaceAll(strings.TrimSpace(s), "-", ":"))
+	if err != nil || len(mac) != 6 {
+		return nil, fmt.Errorf("%q is not an Ethernet MAC address (like 52:54:00:12:34:56)", s)
+	}
+	return mac, nil
+}

@@ -1,0 +1,256 @@
+package api
+
+import "time"
+
+// ImageInfo describes one published image in the image list.
+type ImageInfo struct {
+	Name    string `json:"name"`
+	Version int    `json:"version"`
+	// InfoHash is the BitTorrent infohash of the image's payload, in hex.
+	InfoHash string `json:"infohash"`
+	// PayloadBytes is the size of the payload (the compressed chunks),
+	// InputBytes of the tar archive published.
+	PayloadBytes int64     `json:"payload_bytes"`
+	InputBytes   int64     `json:"input_bytes"`
+	Chunks       int       `json:"chunks"`
+	Created      time.Time `json:"created"`
+}
+
+// Image is everything a workstation needs to start: the signed manifest, the
+// torrent and where the lab's gossip and torrent seed listen. Served in one
+// answer so that a publish in between cannot mix versions.
+type Image struct {
+	Manifest  []byte `json:"manifest"`  // manifest.json as stored and signed
+	Signature []byte `json:"signature"` // ed25519 signature of Manifest
+	Torrent   []byte `json:"torrent"`   // bencoded metainfo
+	Lab       Lab    `json:"lab"`
+}
+
+// Lab says where the print server's services listen, each as host:port.
+type Lab struct {
+	GossipAddr  string `json:"gossip_addr"`
+	TorrentAddr string `json:"torrent_addr"`
+	HTTPAddr    string `json:"http_addr"`
+}
+
+// LabStatus is the lab as the print server sees it.
+type LabStatus struct {
+	// Server is the print server's HTTP address; Time its clock.
+	Server string      `json:"server"`
+	Time   time.Time   `json:"time"`
+	Images []ImageInfo `json:"images"`
+	// Hosts is every workstation of the gossip, by name.
+	Hosts   []HostStatus `json:"hosts"`
+	Summary Summary      `json:"summary"`
+	// Boot is the hosts table and every machine that network-booted, with
+	// their boot events and clone reports; BootError says why it is
+	// missing (a hand edit of hosts.csv or lab.conf that does not parse).
+	Boot      []BootHost `json:"boot,omitempty"`
+	BootError string     `json:"boot_error,omitempty"`
+}
+
+// Member states of HostStatus.State, as the gossip sees the member.
+const (
+	MemberAlive   = "alive"
+	MemberSuspect = "suspect"
+	MemberDead    = "dead"
+	MemberLeft    = "left"
+)
+
+// Phases of WorkstationStatus.Phase, in the order a workstation goes
+// through them.
+const (
+	PhaseJoining     = "joining"     // started, joining the lab, fetching the manifest
+	PhaseDownloading = "downloading" // fetching and extracting chunks
+	PhaseFinishing   = "finishing"   // every chunk applied; finishing the target
+	PhaseSeeding     = "seeding"     // done, lingering to upload to the rest of the lab
+	PhaseDone        = "done"        // done and gone
+	PhaseFailed      = "failed"      // gave up; WorkstationStatus.Error says why
+)
+
+// HostStatus is one workstation as the gossip sees it.
+type HostStatus struct {
+	// Name is the workstation's name in the lab; Addr its gossip address.
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	// State is the gossip's view of the member: MemberAlive, MemberSuspect,
+	// MemberDead or MemberLeft.
+	State string `json:"state"`
+	// Phase is Status.Phase, repeated for the clients that read it here.
+	Phase  string            `json:"phase"`
+	Status WorkstationStatus `json:"status"`
+}
+
+// WorkstationStatus is what a workstation last gossiped about itself.
+type WorkstationStatus struct {
+	// Phase is one of the Phase constants.
+	Phase string `json:"phase"`
+	// Image is the image's name and version, e.g. "lab1-v3".
+	Image string `json:"image,omitempty"`
+	// TorrentAddr is the host:port of the workstation's BitTorrent listener.
+	TorrentAddr string `json:"torrent_addr,omitempty"`
+	// Percent is the progress, 0 to 100, to 0.01.
+	Percent float64 `json:"percent"`
+	// Chunks is the number of chunks verified and applied, of ChunksTotal.
+	Chunks      int `json:"chunks"`
+	ChunksTotal int `json:"chunks_total"`
+	// DownRate and UpRate are recent transfer rates in bytes/s.
+	DownRate uint64 `json:"down_rate"`
+	UpRate   uint64 `json:"up_rate"`
+	// FromServer, FromPeers and Uploaded count bytes since the workstation
+	// started: downloaded from the print server, downloaded from other
+	// workstations, uploaded to anyone.
+	FromServer uint64 `json:"from_server"`
+	FromPeers  uint64 `json:"from_peers"`
+	Uploaded   uint64 `json:"uploaded"`
+	// Peers is the number of connected BitTorrent peers.
+	Peers int `json:"peers"`
+	// ETA is the estimated time to finish, in seconds; 0 means unknown.
+	ETA int64 `json:"eta_seconds"`
+	// HashFailures counts pieces that failed verification.
+	HashFailures int64 `json:"hash_failures"`
+	// Started is when the workstation started its run, Updated when it
+	// made this status (to the second; omitted when unknown).
+	Started time.Time `json:"started,omitzero"`
+	Updated time.Time `json:"updated,omitzero"`
+	// Error is a short reason when Phase is PhaseFailed.
+	Error string `json:"error,omitempty"`
+}
+
+// Summary aggregates the workstations.
+type Summary struct {
+	Hosts  int `json:"hosts"`
+	Done   int `json:"done"` // finished: seeding or done
+	Failed int `json:"failed"`
+	// DownRate is the download rate of all live workstations, bytes/s.
+	DownRate uint64 `json:"down_rate"`
+	// FromServer and FromPeers are the bytes all workstations downloaded
+	// from the print server and from each other; PeerShare is
+	// FromPeers ÷ (FromServer + FromPeers).
+	FromServer uint64  `json:"from_server"`
+	FromPeers  uint64  `json:"from_peers"`
+	PeerShare  float64 `json:"peer_share"`
+	// ServerUp is the bytes the print server uploaded (BitTorrent, deals
+	// and web seed).
+	ServerUp uint64 `json:"server_uploaded"`
+}
+
+// WhoAmIRequest asks for the identity of a machine by its MACs, the one it
+// boots from first.
+type WhoAmIRequest struct {
+	MACs []string `json:"macs"`
+}
+
+// Next boots of NextBootRequest.Boot and BootHost.NextBoot.
+const (
+	BootLocal = "local" // boot the local disk
+	BootClone = "clone" // boot the clone environment and re-image
+)
+
+// NextBootRequest sets the next boot of some hosts (MACs) or all (All).
+type NextBootRequest struct {
+	MACs []string `json:"macs,omitempty"`
+	All  bool     `json:"all,omitempty"`
+	Boot string   `json:"boot"` // BootClone or BootLocal
+}
+
+// NextBootResult says how many hosts were marked.
+type NextBootResult struct {
+	Marked int `json:"marked"`
+}
+
+// BootHost is one machine as the network boot and the clone see it: a host
+// of the table, or a machine that asked to boot without being in it.
+type BootHost struct {
+	MAC      string `json:"mac"`
+	Hostname string `json:"hostname,omitempty"`
+	IP       string `json:"ip,omitempty"`
+	NextBoot string `json:"next_boot,omitempty"` // BootLocal or BootClone
+	// Clone is the host's clone reports, oldest first.
+	Clone []Report `json:"clone,omitempty"`
+	// Events is the host's network-boot events, oldest first.
+	Events []BootEvent `json:"events,omitempty"`
+}
+
+// BootEvent is one network-boot event of one machine.
+type BootEvent struct {
+	Time time.Time `json:"time"`
+	// Kind is what happened: "proxy-offer", "dhcp-offer", "dhcp-ack",
+	// "dhcp-nak", "ignored", "tftp-sent", "tftp-failed", "ipxe-script",
+	// "http-file" or "http-failed" (docs/pxe.md).
+	Kind string `json:"kind"`
+	// Detail is a short human-readable description (boot file, address,
+	// reason).
+	Detail string `json:"detail"`
+}
+
+// States of a clone's Report.
+const (
+	StateRunning = "running"
+	StateDone    = "done"
+	StateFailed  = "failed"
+)
+
+// Report is one step of a host's clone as reported to the print server.
+// A report with State StateDone ends the clone: the host's next boot
+// returns to its local disk.
+type Report struct {
+	Step  string    `json:"step"`  // "identify", "disk", "fetch", "configure", "bootloader", ...
+	State string    `json:"state"` // StateRunning, StateDone or StateFailed
+	Error string    `json:"error,omitempty"`
+	Time  time.Time `json:"time"`
+}
+
+// Identity is what the print server tells a workstation about itself when it
+// asks "who am I" with its MAC addresses: everything "labseed clone" needs to
+// partition the disk and configure the new system as that host.
+type Identity struct {
+	// MAC is the address the host is known by in the hosts table.
+	MAC string `json:"mac"`
+	// Hostname is the host's short name; Domain the lab's DNS domain.
+	Hostname string `json:"hostname"`
+	Domain   string `json:"domain,omitempty"`
+	// IP is the host's static IPv4 address and Prefix its network's prefix
+	// length (24 for 255.255.255.0).
+	IP     string `json:"ip"`
+	Prefix int    `json:"prefix"`
+	// Gateway and DNS of the lab network; optional.
+	Gateway string   `json:"gateway,omitempty"`
+	DNS     []string `json:"dns,omitempty"`
+	// PrinterQueue and PrinterServer are the host's printer (/etc/printcap).
+	PrinterQueue  string `json:"printer_queue,omitempty"`
+	PrinterServer string `json:"printer_server,omitempty"`
+	// Display is the X display mode, e.g. "1920x1080"; empty: leave X alone.
+	Display string `json:"display,omitempty"`
+	// Image is the image to install; empty: the print server's only image.
+	Image string `json:"image,omitempty"`
+	// Filesystem of the root partition: "ext4" (default), "ext3" or "xfs".
+	Filesystem string `json:"filesystem"`
+	// SwapMiB is the swap partition's size (0: no swap partition); RootMiB
+	// the root partition's (0: the rest of the disk).
+	SwapMiB int `json:"swap_mib"`
+	RootMiB int `json:"root_mib,omitempty"`
+	// Bootloader is "grub" (default), "extlinux", "lilo", "none", or a
+	// shell command run in the new system's chroot (text/template with
+	// .Disk, the whole disk's device, and .Root, the root partition's).
+	Bootloader string `json:"bootloader"`
+	// NextBoot is the host's next network boot, BootLocal or BootClone.
+	NextBoot string `json:"next_boot,omitempty"`
+	// Enrolled is true when this very request added the host to the table.
+	Enrolled bool `json:"enrolled,omitempty"`
+	// Vars holds every other lab setting and per-host column, by name, for
+	// the lab's own templates.
+	Vars map[string]string `json:"vars,omitempty"`
+	// Templates are the lab's and the image's configuration templates,
+	// by path in the new system ("etc/hosts"); they replace the shipped ones.
+	Templates map[string]string `json:"templates,omitempty"`
+	// Hooks are the lab's hook scripts, run in the new system's chroot after
+	// the configuration, in this order.
+	Hooks []Hook `json:"hooks,omitempty"`
+}
+
+// Hook is one lab hook script.
+type Hook struct {
+	Name   string `json:"name"`
+	Script string `json:"script"`
+}

@@ -1,0 +1,63 @@
+package seeder
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/pxe"
+)
+
+// TestWireConversions fills every field of the internal records and checks
+// that the wire types of package api get every field: a field added to api
+// and forgotten here fails.
+func TestWireConversions(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 9, 30, 0, 0, time.UTC)
+	st := gossip.Status{Role: gossip.RolePeer, Phase: gossip.PhaseFailed, Image: "lab1-v3", TorrentAddr: "10.1.0.17:6881",
+		HTTPAddr: "-", Percent: 41.5, Chunks: 626, ChunksTotal: 1510, DownRate: 1, UpRate: 2, FromServer: 3, FromPeers: 4,
+		Uploaded: 5, Peers: 6, ETA: 7, HashFailures: 8, StartedUnix: t0.Unix() - 14, UpdatedUnix: t0.Unix(), Err: "disk full"}
+	hs := hostStatus(gossip.Member{Name: "ws07", Addr: "10.1.0.17:7946", State: gossip.StateAlive, Status: st})
+	allSet(t, "HostStatus", reflect.ValueOf(hs))
+	if hs.Phase != "failed" || hs.Status.Phase != "failed" || hs.Status.ETA != 7 || !hs.Status.Updated.Equal(t0) {
+		t.Errorf("host status: %+v", hs)
+	}
+
+	id := hosts.Identity{MAC: "52:54:00:12:34:56", Hostname: "ws07", Domain: "lab", IP: "10.1.0.17", Prefix: 24,
+		Gateway: "10.1.0.1", DNS: []string{"10.1.0.1"}, PrinterQueue: "q", PrinterServer: "p", Display: "1920x1080",
+		Image: "lab1", Filesystem: "xfs", SwapMiB: 1, RootMiB: 2, Bootloader: "extlinux", NextBoot: hosts.BootClone,
+		Enrolled: true, Vars: map[string]string{"x_a": "b"}, Templates: map[string]string{"etc/motd": "hi"},
+		Hooks: []hosts.Hook{{Name: "10-a", Script: "true"}}}
+	allSet(t, "Identity", reflect.ValueOf(apiIdentity(id)))
+
+	rep := hosts.Report{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0}
+	reps := apiReports([]hosts.Report{rep})
+	allSet(t, "Report", reflect.ValueOf(reps[0]))
+	if hostsReport(reps[0]) != rep {
+		t.Errorf("report round trip: %+v", hostsReport(reps[0]))
+	}
+	allSet(t, "BootEvent", reflect.ValueOf(apiEvents([]pxe.Event{{Time: t0, Kind: pxe.EventHTTPFile, Detail: "initrd.img"}})[0]))
+}
+
+// allSet fails for every zero field in v, a struct, and the structs it holds.
+func allSet(t *testing.T, path string, v reflect.Value) {
+	t.Helper()
+	switch v.Kind() {
+	case reflect.Struct:
+		if _, ok := v.Interface().(time.Time); ok {
+			break
+		}
+		for i := range v.NumField() {
+			allSet(t, path+"."+v.Type().Field(i).Name, v.Field(i))
+		}
+		return
+	case reflect.Slice:
+		for i := range v.Len() {
+			allSet(t, path, v.Index(i))
+		}
+	}
+	if v.IsZero() {
+		t.Errorf("%s: not carried over", path)
+	}
+}
