@@ -8,25 +8,20 @@ import (
 	"os"
 
 	"github.com/labseed/labseed/clone"
-	"github.com/labseed/labseed/store"
+	"github.com/labseed/labseed/keys"
 )
 
 // Re-image /dev/sda as this machine from the print server 10.1.0.1, with
 // the keys "labseed keys export" wrote. (Not run: it needs root and a disk
 // to erase.)
 func ExampleRun() {
-	pub, err := store.ReadPublicKey("/etc/labseed/keys/" + store.PublicKeyFile)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	labKey, err := store.ReadLabKey("/etc/labseed/keys/" + store.LabKeyFile)
+	w, err := keys.ReadWorkstation(keys.DefaultDir)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	err = clone.Run(context.Background(), clone.Config{
-		Server: "10.1.0.1", Disk: "/dev/sda", PublicKey: pub, LabKey: labKey,
+		Server: "10.1.0.1", Disk: "/dev/sda", PublicKey: w.PublicKey, LabKey: w.LabKey,
 		Console: os.Stdout, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
 	var se *clone.StepError

@@ -17,6 +17,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/labseed/labseed/internal/atomicfile"
+	"github.com/labseed/labseed/keys"
 	"github.com/labseed/labseed/kmod"
 	"github.com/labseed/labseed/store"
 )
@@ -34,7 +35,7 @@ const (
 	// LabseedPath is the labseed binary; /init and /sbin/modprobe link to it.
 	LabseedPath = "/usr/bin/labseed"
 	// KeysDir holds image.pub and lab.key, as "labseed keys export" writes them.
-	KeysDir = "/etc/labseed/keys"
+	KeysDir = keys.DefaultDir
 	// InfoFile describes the build (kernel release, modules), for the init's banner.
 	InfoFile = "/etc/labseed/netboot"
 )
@@ -344,7 +345,7 @@ func addBase(a *archive, cfg Config, res *Result) error {
 			return err
 		}
 	}
-	for _, k := range []string{store.PublicKeyFile, store.LabKeyFile} {
+	for _, k := range []string{keys.PublicKeyFile, keys.LabKeyFile} {
 		b, err := os.ReadFile(filepath.Join(cfg.KeysDir, k))
 		if err != nil {
 			return fmt.Errorf("netboot: keys: %w (labseed keys export writes them)", err)

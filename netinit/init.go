@@ -7,13 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/labseed/labseed/clone"
+	"github.com/labseed/labseed/keys"
 	"github.com/labseed/labseed/peer"
 )
 
@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Console = consoles()
 	}
 	if cfg.KeysDir == "" {
-		cfg.KeysDir = "/etc/labseed/keys"
+		cfg.KeysDir = keys.DefaultDir
 	}
 	if cfg.CmdlinePath == "" {
 		cfg.CmdlinePath = "/proc/cmdline"
@@ -229,13 +229,11 @@ func cloneConfig(cfg Config, o Options, say func(string, ...any)) (clone.Config,
 		Server: o.Server, Image: o.Image, Disk: o.Disk, Linger: o.Linger,
 		Console: cfg.Console, CmdlinePath: cfg.CmdlinePath, Progress: progress(cfg.Console),
 	}
-	var err error
-	if c.PublicKey, err = readPublicKey(filepath.Join(cfg.KeysDir, "image.pub")); err != nil {
+	ks, err := keys.ReadWorkstation(cfg.KeysDir)
+	if err != nil {
 		return c, err
 	}
-	if c.LabKey, err = readLabKey(filepath.Join(cfg.KeysDir, "lab.key")); err != nil {
-		return c, err
-	}
+	c.PublicKey, c.LabKey = ks.PublicKey, ks.LabKey
 	level := slog.LevelWarn
 	if o.Verbose {
 		level = slog.LevelInfo

@@ -6,14 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/clone"
+	"github.com/labseed/labseed/keys"
 	"github.com/labseed/labseed/peer"
-	"github.com/labseed/labseed/store"
 )
 
 var cloneCmd = &command{
@@ -35,11 +34,11 @@ and does not reboot: run the same command again.`,
 labseed clone --disk /dev/nvme0n1 --partition --no-reboot`,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		var cfg clone.Config
-		var keys, macs string
+		var keyDir, macs string
 		var verbose bool
 		fs.StringVar(&cfg.Disk, "disk", "", "the whole `DISK` to re-image, e.g. /dev/sda; auto: the machine's only fixed disk")
 		fs.StringVar(&cfg.Server, "server", "", "print server `HOST[:PORT]` (default labseed.server= of the kernel command line; port "+strconv.Itoa(api.DefaultPort)+")")
-		fs.StringVar(&keys, "keys", "/etc/labseed/keys", "`DIR` with image.pub and lab.key from 'labseed keys export'")
+		fs.StringVar(&keyDir, "keys", keys.DefaultDir, "`DIR` with image.pub and lab.key from 'labseed keys export'")
 		fs.BoolVar(&cfg.Partition, "partition", false, "write the lab's partition layout even if the disk has a partition table")
 		fs.StringVar(&cfg.Image, "image", "", "image `NAME` (default labseed.image= of the kernel command line, then the host's in the hosts table, then the only one)")
 		fs.StringVar(&cfg.Mountpoint, "mountpoint", clone.DefaultMountpoint, "`DIR` to mount the new system on")
@@ -59,13 +58,11 @@ labseed clone --disk /dev/nvme0n1 --partition --no-reboot`,
 			cfg.MACs = strings.Split(macs, ",")
 		}
 		if !cfg.Insecure {
-			var err error
-			if cfg.PublicKey, err = store.ReadPublicKey(filepath.Join(keys, store.PublicKeyFile)); err != nil {
+			w, err := keys.ReadWorkstation(keyDir)
+			if err != nil {
 				return err
 			}
-			if cfg.LabKey, err = store.ReadLabKey(filepath.Join(keys, store.LabKeyFile)); err != nil {
-				return err
-			}
+			cfg.PublicKey, cfg.LabKey = w.PublicKey, w.LabKey
 		}
 		if cfg.Linger == 0 {
 			cfg.Linger = -1 // --linger 0: not at all

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/keys"
 	"github.com/labseed/labseed/store"
 )
 
@@ -57,7 +58,7 @@ func runExtract(ctx context.Context, o extractOptions) error {
 		return err
 	}
 	if o.pubKey != "" {
-		pub, err := store.ReadPublicKey(o.pubKey)
+		pub, err := keys.ReadPublicKey(o.pubKey)
 		if err != nil {
 			return err
 		}

@@ -15,7 +15,7 @@ import (
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/atomicfile"
-	"github.com/labseed/labseed/store"
+	"github.com/labseed/labseed/keys"
 )
 
 var hostsCmd = &command{
@@ -170,11 +170,11 @@ func exportTo(ctx context.Context, c *api.Client, name string) error {
 // apiKey reads the lab key from keysDir/lab.key, or else from the store.
 func apiKey(keysDir, storeDir string) ([]byte, error) {
 	if keysDir != "" {
-		return store.ReadLabKey(filepath.Join(keysDir, "lab.key"))
+		return keys.ReadHexKey(filepath.Join(keysDir, keys.LabKeyFile))
 	}
-	name := filepath.Join(storeDir, "keys", "lab.key")
+	name := filepath.Join(storeDir, "keys", keys.LabKeyFile)
 	if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no lab key in the store %s: run this on the print server, or give --keys DIR with lab.key ('labseed keys export')", storeDir)
 	}
-	return store.ReadLabKey(name)
+	return keys.ReadHexKey(name)
 }

@@ -6,14 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/keys"
 	"github.com/labseed/labseed/peer"
-	"github.com/labseed/labseed/store"
 	"golang.org/x/term"
 )
 
@@ -29,14 +28,14 @@ soon as it is verified. When done it keeps seeding until every workstation is do
 if TARGET holds the verified image. Killed, it resumes where it was when run
 again. The netboot image starts it; the keys come from 'labseed keys export'.`,
 	example: `mount /dev/sda1 /mnt/target
-labseed peer --server 10.1.0.1 --target /mnt/target --keys /etc/labseed/keys`,
+labseed peer --server 10.1.0.1 --target /mnt/target --keys ` + keys.DefaultDir,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		var cfg peer.Config
-		var keys, rate string
+		var keyDir, rate string
 		var verbose bool
 		fs.StringVar(&cfg.Server, "server", "", "print server `HOST[:PORT]` (port "+strconv.Itoa(api.DefaultPort)+" by default)")
 		fs.StringVar(&cfg.Target, "target", "", "`DIR` to extract the image into: empty, or an interrupted run's")
-		fs.StringVar(&keys, "keys", "", "`DIR` with image.pub and lab.key from 'labseed keys export'")
+		fs.StringVar(&keyDir, "keys", "", "`DIR` with image.pub and lab.key from 'labseed keys export'")
 		fs.StringVar(&cfg.Image, "image", "", "image `NAME` (default: the print server's only image)")
 		fs.DurationVar(&cfg.Linger, "linger", peer.DefaultLinger, "keep seeding up to `DURATION` after finishing, until every workstation is done")
 		fs.StringVar(&cfg.ListenIP, "listen", "", "`IP` to listen on (default all)")
@@ -58,16 +57,15 @@ labseed peer --server 10.1.0.1 --target /mnt/target --keys /etc/labseed/keys`,
 		if cfg.Rate, err = parseRate(rate); err != nil {
 			return err
 		}
-		if keys == "" && !cfg.Insecure {
+		if keyDir == "" && !cfg.Insecure {
 			return peer.ErrNoKeys
 		}
-		if keys != "" {
-			if cfg.PublicKey, err = store.ReadPublicKey(filepath.Join(keys, store.PublicKeyFile)); err != nil {
+		if keyDir != "" {
+			w, err := keys.ReadWorkstation(keyDir)
+			if err != nil {
 				return err
 			}
-			if cfg.LabKey, err = store.ReadLabKey(filepath.Join(keys, store.LabKeyFile)); err != nil {
-				return err
-			}
+			cfg.PublicKey, cfg.LabKey = w.PublicKey, w.LabKey
 		}
 		cfg.Logger = logger(verbose)
 		cfg.Progress = progressPrinter()

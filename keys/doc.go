@@ -1,0 +1,17 @@
+// Package keys reads and writes labseed's key files, the one place that
+// knows their names and formats: the print server's store (package store)
+// keeps them in STORE/keys, and a workstation (labseed peer, labseed clone,
+// the netboot image) reads the directory "labseed keys export" writes.
+//
+//   - image.key: the ed25519 signing key, PKCS #8 PEM, 0600; it never
+//     leaves the print server (package store reads and writes it).
+//   - image.pub: its public half, PKIX PEM, 0644: checks image signatures.
+//   - lab.key: the lab key, 32 random bytes as 64 hex digits, 0600: encrypts
+//     the lab's gossip.
+//
+// Usage, on a workstation:
+//
+//	w, err := keys.ReadWorkstation(keys.DefaultDir)
+//	...
+//	cfg := peer.Config{PublicKey: w.PublicKey, LabKey: w.LabKey, ...}
+package keys
