@@ -102,6 +102,9 @@ type Config struct {
 	KeysDir string
 	// CmdlinePath is the kernel command line; default /proc/cmdline.
 	CmdlinePath string
+	// LogFile receives the clone's whole log (the console gets its
+	// warnings); default /run/labseed.log.
+	LogFile string
 	// Setup prepares the system (mounts, modules, network); default the
 	// real one (PID 1 only). It returns what it wants said.
 	Setup func(ctx context.Context, o Options, say func(string, ...any)) error
@@ -131,6 +134,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.CmdlinePath == "" {
 		cfg.CmdlinePath = "/proc/cmdline"
+	}
+	if cfg.LogFile == "" {
+		cfg.LogFile = "/run/labseed.log"
 	}
 	if cfg.Setup == nil {
 		cfg.Setup = setup
@@ -163,7 +169,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return lastErr
 		}
 		if shellNow {
-			say("opening a shell on the console; exit it to try again (the log is %s)", logFile)
+			say("opening a shell on the console; exit it to try again (the log is %s)", cfg.LogFile)
 			if err := cfg.Shell(ctx); err != nil {
 				say("no shell (%v): trying again in %s", err, DefaultRetry)
 				cfg.Wait(ctx, DefaultRetry)
@@ -211,12 +217,14 @@ func attemptOnce(ctx context.Context, cfg Config, say func(string, ...any), shel
 	if err := cfg.Setup(ctx, o, say); err != nil {
 		return fail(err, "")
 	}
-	ccfg, err := cloneConfig(cfg, o, say)
+	ccfg, closeLog, err := cloneConfig(cfg, o)
 	if err != nil {
 		return fail(err, "build the clone environment again on the print server: labseed netboot build")
 	}
 	say("cloning: print server %s, disk %s", o.Server, o.Disk)
-	if err := cfg.Clone(ctx, ccfg); err != nil {
+	err = cfg.Clone(ctx, ccfg)
+	closeLog()
+	if err != nil {
 		// clone has said what failed and reported it to the print server.
 		return fail(err, "the error above says what failed; the print server shows it in 'labseed status'")
 	}
@@ -224,14 +232,15 @@ func attemptOnce(ctx context.Context, cfg Config, say func(string, ...any), shel
 }
 
 // cloneConfig is the clone's configuration from the options.
-func cloneConfig(cfg Config, o Options, say func(string, ...any)) (clone.Config, error) {
-	c := clone.Config{
+func cloneConfig(cfg Config, o Options) (c clone.Config, closeLog func(), err error) {
+	closeLog = func() {}
+	c = clone.Config{
 		Server: o.Server, Image: o.Image, Disk: o.Disk, Linger: o.Linger,
 		Console: cfg.Console, CmdlinePath: cfg.CmdlinePath, Progress: progress(cfg.Console),
 	}
 	ks, err := keys.ReadWorkstation(cfg.KeysDir)
 	if err != nil {
-		return c, err
+		return c, closeLog, err
 	}
 	c.PublicKey, c.LabKey = ks.PublicKey, ks.LabKey
 	level := slog.LevelWarn
@@ -239,16 +248,14 @@ func cloneConfig(cfg Config, o Options, say func(string, ...any)) (clone.Config,
 		level = slog.LevelInfo
 	}
 	var w io.Writer = cfg.Console
-	if f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+	if f, err := os.OpenFile(cfg.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
 		w = &levelTee{file: f, console: cfg.Console, verbose: o.Verbose}
 		level = slog.LevelInfo
+		closeLog = func() { f.Close() }
 	}
 	c.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-	return c, nil
+	return c, closeLog, nil
 }
-
-// logFile keeps the clone's whole log for the shell.
-const logFile = "/run/labseed.log"
 
 // levelTee writes every log line to the file and, when verbose or for
 // warnings and errors, to the console.

@@ -76,7 +76,7 @@ func TestRunRetries(t *testing.T) {
 			var runs, shells, waits int
 			var got clone.Config
 			err := Run(t.Context(), Config{
-				Console: &console, KeysDir: testKeys(t), CmdlinePath: cmdline,
+				Console: &console, KeysDir: testKeys(t), CmdlinePath: cmdline, LogFile: filepath.Join(t.TempDir(), "log"),
 				Setup: func(context.Context, Options, func(string, ...any)) error { return nil },
 				Clone: func(_ context.Context, c clone.Config) error {
 					runs++
