@@ -31,6 +31,8 @@ if [[ $(id -u) == 0 ]] && [[ ${LABSEED_DEBIAN:-1} != 0 ]]; then
   if PACKAGES=linux-image-amd64,grub-pc-bin,grub2-common,ifupdown,openssh-server,systemd-sysv \
     timeout 1200 bench/mkimage.sh "$LABSEED_DEBIAN_IMAGE"; then
     export LABSEED_DEBIAN=1
+    # TestNetbootQEMU: a qemu machine re-imaged from power-on to its login prompt (~5 min).
+    export LABSEED_NETBOOT_QEMU=${LABSEED_NETBOOT_QEMU:-1}
   else
     echo "test.sh: warning: no Debian image (debootstrap failed): TestCloneDebian will skip"
   fi
