@@ -49,7 +49,7 @@ var DefaultModules = []string{
 	"e1000", "e1000e", "igb", "igc", "r8169", "tg3", "bnx2", "atl1c", "alx", "8139too", "8139cp",
 	"virtio_net", "af_packet",
 	// disks
-	"ahci", "ata_piix", "ata_generic", "pata_acpi", "nvme", "sd_mod", "virtio_blk", "virtio_scsi", "virtio_pci",
+	"ahci", "ata_piix", "ata_generic", "nvme", "sd_mod", "virtio_blk", "virtio_scsi", "virtio_pci",
 	// file systems, and the checksums they ask the kernel for
 	"ext4", "xfs", "crc32c_generic", "crc32c_intel", "libcrc32c", "crc32_pclmul",
 }
@@ -119,9 +119,9 @@ type Result struct {
 	// KernelRelease is the kernel's release (uname -r); KernelFrom says
 	// where it came from.
 	KernelRelease, KernelFrom string
-	// Modules are the modules in the initrd; Absent those asked for that
-	// the kernel does not have as modules (built in, or not at all).
-	Modules, Absent []string
+	// Modules are the modules in the initrd; Builtin those asked for that
+	// the kernel has built in, Absent those it does not have at all.
+	Modules, Builtin, Absent []string
 	// Tools are the programs copied; MissingTools the optional ones not found.
 	Tools, MissingTools []string
 	// Files is the number of entries of the initrd; RawBytes their data,
@@ -291,7 +291,18 @@ func addModules(ctx context.Context, a *archive, src source, want []string, res 
 		return err
 	}
 	order, absent := t.Closure(want...)
-	res.Modules, res.Absent = order, absent
+	res.Modules = order
+	builtin := map[string]bool{}
+	for _, l := range strings.Fields(string(tables["modules.builtin"])) {
+		builtin[kmod.Name(l)] = true
+	}
+	for _, m := range absent {
+		if builtin[m] {
+			res.Builtin = append(res.Builtin, m)
+		} else {
+			res.Absent = append(res.Absent, m)
+		}
+	}
 	var rels []string
 	for _, m := range order {
 		rels = append(rels, t.Path[m])

@@ -252,7 +252,7 @@ func TestBuildFromDirs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.KernelRelease != rel || len(res.Modules) != 7 || !slices.Equal(res.Absent, []string{"sd_mod", "igc"}) {
+	if res.KernelRelease != rel || len(res.Modules) != 7 || !slices.Equal(res.Builtin, []string{"sd_mod"}) || !slices.Equal(res.Absent, []string{"igc"}) {
 		t.Errorf("result %+v", res)
 	}
 	if !errors.Is(res.IPXEMissing, ErrNoIPXE) || !slices.Equal(res.IPXE, []string{BIOSFile}) {

@@ -98,7 +98,7 @@ func netbootBuild(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		res.KernelRelease, res.KernelFrom, len(res.Modules), len(res.Tools), mib(res.InitrdBytes), mib(res.RawBytes), res.Files, res.Took.Seconds())
 	fmt.Printf("netboot: wrote %s\n", strings.Join(append([]string{netboot.KernelFile, netboot.InitrdFile}, res.IPXE...), ", ")+" into "+cfg.Out)
 	if len(res.Absent) > 0 {
-		fmt.Printf("netboot: not modules of this kernel (built in, or absent): %s\n", strings.Join(res.Absent, " "))
+		fmt.Printf("netboot: not in kernel %s, left out: %s\n", res.KernelRelease, strings.Join(res.Absent, " "))
 	}
 	if len(res.MissingTools) > 0 {
 		fmt.Printf("netboot: not installed here, left out: %s\n", strings.Join(res.MissingTools, ", "))
