@@ -19,19 +19,26 @@ import (
 
 // Config configures a clone. Zero values mean the defaults.
 type Config struct {
-	// Server is the print server, HOST or HOST:PORT (port api.DefaultPort by
-	// default); default the kernel command line's labseed.server=.
-	Server string
-	// Image is the image to install; default the kernel command line's
-	// labseed.image=, then the host's image in the hosts table
-	// (api.Identity.Image), then the print server's only image.
-	Image string
-	// PublicKey checks the image's signature; LabKey joins the lab's
-	// gossip and signs the requests to the hosts API. Both required
-	// unless Insecure (see "labseed keys export").
-	PublicKey ed25519.PublicKey
-	LabKey    []byte
-	Insecure  bool
+	// Config configures the agent that fetches the image: see
+	// peer.Config for its fields and defaults. The differences:
+	//
+	//   - Server defaults to the kernel command line's labseed.server=.
+	//   - Image defaults to the kernel command line's labseed.image=, then
+	//     the host's image in the hosts table (api.Identity.Image), then
+	//     the print server's only image.
+	//   - PublicKey and LabKey (required unless Insecure, see "labseed
+	//     keys export"): LabKey also signs the requests to the hosts API.
+	//   - Name defaults to the host's name in the hosts table.
+	//   - Target and StateDir are the clone's (the mounted root and the
+	//     agent's default staging in it): leave them empty.
+	//   - Linger: the configuration and the bootloader are done while the
+	//     agent lingers; the disk is unmounted when it returns.
+	//   - Progress receives the agent's progress, about once a second,
+	//     from the agent's goroutine; nil: a line on Console every 10 s.
+	//   - Logger also receives the clone's logs and the output of the
+	//     commands run.
+	//   - HTTPClient defaults to a client with a 30 s timeout.
+	peer.Config
 	// Disk is the whole disk to re-image, e.g. /dev/sda; required. A
 	// partition or a disk in use is refused. DiskAuto picks the machine's
 	// only fixed disk (not removable, USB or virtual) and refuses to
@@ -51,25 +58,9 @@ type Config struct {
 	// NoReboot leaves the machine running after a successful clone. (A
 	// failed clone never reboots: the error stays on the console.)
 	NoReboot bool
-	// Linger is how long the agent keeps seeding to the rest of the lab
-	// once the image is in (peer.Config.Linger): default 10 minutes,
-	// negative not at all. The configuration and the bootloader are done
-	// meanwhile; the disk is unmounted when the agent returns.
-	Linger time.Duration
-	// Local selects the agent's fast gossip timers (loopback tests).
-	Local bool
 	// Console receives one line per step, and the errors, for whoever
 	// looks at the machine's screen; nil discards.
 	Console io.Writer
-	// Progress, if set, receives the agent's download progress, about
-	// once a second, from the agent's goroutine.
-	Progress func(peer.Progress)
-	// Logger receives the clone's logs, the agent's and the output of the
-	// commands run; nil discards.
-	Logger *slog.Logger
-	// HTTPClient talks to the print server; default a client with a 30 s
-	// timeout.
-	HTTPClient *http.Client
 	// CmdlinePath is the kernel command line's file; default /proc/cmdline.
 	CmdlinePath string
 	// Reboot restarts the machine after a successful clone unless
@@ -169,6 +160,9 @@ func newCloner(cfg Config) (*cloner, error) {
 	}
 	if !cfg.Insecure && (len(cfg.PublicKey) != ed25519.PublicKeySize || len(cfg.LabKey) != 32) {
 		return nil, peer.ErrNoKeys
+	}
+	if cfg.Target != "" || cfg.StateDir != "" {
+		return nil, errors.New("clone: the agent's Target and StateDir are the clone's mounted root: leave them empty (Mountpoint says where the root is mounted)")
 	}
 	if cfg.Mountpoint == "" {
 		cfg.Mountpoint = DefaultMountpoint

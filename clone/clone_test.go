@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/peer"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -467,15 +468,16 @@ func TestNewConfig(t *testing.T) {
 	key := make([]byte, 32)
 	pub := make([]byte, 32)
 	for name, cfg := range map[string]Config{
-		"no disk":       {PublicKey: pub, LabKey: key},
+		"no disk":       {Config: peer.Config{PublicKey: pub, LabKey: key}},
 		"no keys":       {Disk: "/dev/sda"},
-		"mount on root": {Disk: "/dev/sda", Insecure: true, Mountpoint: "/"},
+		"mount on root": {Disk: "/dev/sda", Config: peer.Config{Insecure: true}, Mountpoint: "/"},
+		"target":        {Disk: "/dev/sda", Config: peer.Config{Insecure: true, Target: "/mnt"}},
 	} {
 		if _, err := newCloner(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	c, err := newCloner(Config{Disk: "/dev/sda", PublicKey: pub, LabKey: key})
+	c, err := newCloner(Config{Disk: "/dev/sda", Config: peer.Config{PublicKey: pub, LabKey: key}})
 	if err != nil {
 		t.Fatal(err)
 	}

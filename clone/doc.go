@@ -51,9 +51,8 @@
 // Usage:
 //
 //	err := clone.Run(ctx, clone.Config{
-//		Server: "10.1.0.1", Disk: "/dev/sda",
-//		PublicKey: pub, LabKey: labKey,
-//		Console: os.Stdout, Logger: logger,
+//		Config: peer.Config{Server: "10.1.0.1", PublicKey: pub, LabKey: labKey, Logger: logger},
+//		Disk:   "/dev/sda", Console: os.Stdout,
 //	})
 //
 // The package is Linux-only and needs root.

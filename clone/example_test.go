@@ -9,6 +9,7 @@ import (
 
 	"github.com/labseed/labseed/clone"
 	"github.com/labseed/labseed/keys"
+	"github.com/labseed/labseed/peer"
 )
 
 // Re-image /dev/sda as this machine from the print server 10.1.0.1, with
@@ -21,8 +22,9 @@ func ExampleRun() {
 		return
 	}
 	err = clone.Run(context.Background(), clone.Config{
-		Server: "10.1.0.1", Disk: "/dev/sda", PublicKey: w.PublicKey, LabKey: w.LabKey,
-		Console: os.Stdout, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		Config: peer.Config{Server: "10.1.0.1", PublicKey: w.PublicKey, LabKey: w.LabKey,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))},
+		Disk: "/dev/sda", Console: os.Stdout,
 	})
 	var se *clone.StepError
 	if errors.As(err, &se) {

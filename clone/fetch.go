@@ -41,28 +41,28 @@ func (c *cloner) fetch(ctx context.Context) error {
 	extracted := make(chan struct{})
 	var once sync.Once
 	var lastLine time.Time
-	a, err := peer.New(peer.Config{
-		Server: c.cfg.Server, Target: c.cfg.Mountpoint, Image: c.image,
-		PublicKey: c.cfg.PublicKey, LabKey: c.cfg.LabKey, Insecure: c.cfg.Insecure,
-		Linger: c.cfg.Linger, Local: c.cfg.Local, Name: c.id.Hostname,
-		Logger: c.cfg.Logger, HTTPClient: c.cfg.HTTPClient,
-		Progress: func(p peer.Progress) {
-			if p.Phase == gossip.PhaseSeeding || p.Phase == gossip.PhaseDone {
-				once.Do(func() {
-					c.agentMu.Lock()
-					c.imageVersion = p.Image
-					c.agentMu.Unlock()
-					close(extracted)
-				})
-			}
-			if c.cfg.Progress != nil {
-				c.cfg.Progress(p)
-			} else if time.Since(lastLine) >= 10*time.Second {
-				lastLine = time.Now()
-				c.say("fetch: %s %s %.1f%%, %d peers", p.Image, p.Phase, p.Percent, p.Peers)
-			}
-		},
-	})
+	pc := c.cfg.Config
+	pc.Target, pc.Image = c.cfg.Mountpoint, c.image
+	if pc.Name == "" {
+		pc.Name = c.id.Hostname
+	}
+	pc.Progress = func(p peer.Progress) {
+		if p.Phase == gossip.PhaseSeeding || p.Phase == gossip.PhaseDone {
+			once.Do(func() {
+				c.agentMu.Lock()
+				c.imageVersion = p.Image
+				c.agentMu.Unlock()
+				close(extracted)
+			})
+		}
+		if c.cfg.Progress != nil {
+			c.cfg.Progress(p)
+		} else if time.Since(lastLine) >= 10*time.Second {
+			lastLine = time.Now()
+			c.say("fetch: %s %s %.1f%%, %d peers", p.Image, p.Phase, p.Percent, p.Peers)
+		}
+	}
+	a, err := peer.New(pc)
 	if err != nil {
 		return err
 	}

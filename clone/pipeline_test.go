@@ -225,11 +225,13 @@ type cloneRun struct {
 func (l *testLab) cloneConfig(t *testing.T, d *testDisk) *cloneRun {
 	r := &cloneRun{console: &syncbuf.Buffer{}, logs: &syncbuf.Buffer{}}
 	r.cfg = Config{
-		Server: l.server, PublicKey: l.pub, LabKey: l.labKey,
+		Config: peer.Config{
+			Server: l.server, PublicKey: l.pub, LabKey: l.labKey, Linger: -1, Local: true,
+			Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		},
 		Disk: d.dev, MACs: []string{testMAC}, Mountpoint: d.mnt,
 		NoReboot: true, Reboot: func() error { t.Error("a test clone asked to reboot"); return nil },
-		Linger: -1, Local: true, CmdlinePath: filepath.Join(t.TempDir(), "no-cmdline"),
-		Console: r.console, Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		CmdlinePath: filepath.Join(t.TempDir(), "no-cmdline"), Console: r.console,
 	}
 	return r
 }

@@ -235,8 +235,9 @@ func attemptOnce(ctx context.Context, cfg Config, say func(string, ...any), shel
 func cloneConfig(cfg Config, o Options) (c clone.Config, closeLog func(), err error) {
 	closeLog = func() {}
 	c = clone.Config{
-		Server: o.Server, Image: o.Image, Disk: o.Disk, Linger: o.Linger,
-		Console: cfg.Console, CmdlinePath: cfg.CmdlinePath, Progress: progress(cfg.Console),
+		Config:  peer.Config{Server: o.Server, Image: o.Image, Linger: o.Linger, Progress: progress(cfg.Console)},
+		Disk:    o.Disk,
+		Console: cfg.Console, CmdlinePath: cfg.CmdlinePath,
 	}
 	ks, err := keys.ReadWorkstation(cfg.KeysDir)
 	if err != nil {
