@@ -21,13 +21,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// system is the new system, mounted.
-type system struct {
-	dir  string   // its root: the mount point
-	root *os.Root // lookups that stay inside it
-	data *TemplateData
-}
-
 func (s *system) close() { s.root.Close() }
 
 // hookDir is where hook scripts are written in the new system: on the

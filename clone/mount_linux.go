@@ -13,13 +13,6 @@ import (
 
 // mounts is the stack of what a clone mounted, unmounted in reverse order.
 // It is used from one goroutine.
-type mounts struct {
-	log   *slog.Logger
-	stack []string
-	// made are directories created on the cloning system itself to mount
-	// on (in its /dev), removed after the unmount.
-	made []string
-}
 
 // mount mounts source on target and makes the mount private, so that what
 // is mounted below it (and its unmount) does not propagate to the mounts

@@ -18,7 +18,6 @@ import (
 	"github.com/labseed/labseed/internal/fixture"
 	"github.com/labseed/labseed/store"
 	"github.com/labseed/labseed/treecmp"
-	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
@@ -78,8 +77,8 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		// As root, the simulated lab lives in memory: every workstation's
 		// disk is then as fresh as after mkfs, and the demo does not wear
 		// this machine's disk. (tmpfs takes memory only as files are written.)
-		if os.Geteuid() == 0 && unix.Mount("labseed-demo", d, "tmpfs", 0, "size=50%") == nil {
-			defer unix.Unmount(d, unix.MNT_DETACH)
+		if unmount := mountTmpfs(d); unmount != nil {
+			defer unmount()
 		}
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
