@@ -35,8 +35,16 @@ const feedRetry = time.Second
 func (r *run) feed(ctx context.Context) error {
 	buf := make([]byte, r.spec.m.PieceLength)
 	failing := false
-	for ctx.Err() == nil && r.dl.verifiedBytes() < r.spec.m.PayloadBytes {
-		err := r.feedOnce(ctx, buf)
+	// Until every chunk is applied (ctx ends then), not until every piece
+	// is verified: a chunk that fails its hash makes its pieces missing
+	// again.
+	for ctx.Err() == nil {
+		var err error
+		if r.dl.verifiedBytes() < r.spec.m.PayloadBytes {
+			err = r.feedOnce(ctx, buf)
+		} else {
+			err = errNothingDealt
+		}
 		var ae *api.APIError
 		switch {
 		case err == nil:

@@ -85,19 +85,38 @@ func (d *download) pieces(c int) (int, int) {
 func (d *download) pieceDone(p int, complete bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if p < 0 || p >= d.numPieces || d.complete[p] == complete {
+	if p < 0 || p >= d.numPieces {
+		return
+	}
+	d.setLocked(p, complete)
+}
+
+// setLocked records piece p as verified or not. It is the only place that
+// changes complete, verified and missing once the download is set up, and
+// changes them only when the piece's state changes, so that they always
+// agree: verified is the size of the pieces marked complete, and missing
+// of a chunk not queued counts its pieces not complete. (A piece marked
+// not complete and then verified again used to be counted twice, and the
+// count reached the payload size while a piece was still missing: the
+// feeders and the web-seed fallback stopped, and the run hung.)
+func (d *download) setLocked(p int, complete bool) {
+	if d.complete[p] == complete {
 		return
 	}
 	d.complete[p] = complete
-	if !complete {
+	if complete {
+		d.verified += d.pieceSize(p)
+	} else {
 		d.verified -= d.pieceSize(p)
-		return
 	}
-	d.verified += d.pieceSize(p)
 	// Chunks overlapping piece p.
 	start, end := int64(p)*d.pieceLen, int64(p)*d.pieceLen+d.pieceSize(p)
 	for c := d.chunkAt(start); c < len(d.m.Chunks) && d.m.Chunks[c].Offset < end; c++ {
 		if d.queued[c] {
+			continue
+		}
+		if !complete {
+			d.missing[c]++
 			continue
 		}
 		d.missing[c]--
@@ -217,8 +236,12 @@ func (d *download) requeue(c int, t *torrent.Torrent) {
 	d.boosted[c] = false
 	d.missing[c] = 0
 	for p := first; p <= last; p++ {
-		d.complete[p] = false
-		d.missing[c]++
+		if !d.complete[p] {
+			d.missing[c]++ // already waiting (a neighbour's requeue)
+		}
+	}
+	for p := first; p <= last; p++ {
+		d.setLocked(p, false)
 	}
 	d.mu.Unlock()
 	for p := first; p <= last; p++ {
