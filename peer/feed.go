@@ -79,7 +79,7 @@ var (
 
 // feedOnce asks for one deal and stores its pieces.
 func (r *run) feedOnce(ctx context.Context, buf []byte) error {
-	want := r.dl.wantFromServer(r.t, r.serverHost())
+	want := r.dl.wantFromServer(r.t, r.serverHost(), time.Now())
 	if want.Empty() {
 		return errNothingDealt
 	}

@@ -35,6 +35,9 @@ type download struct {
 	verified   int64 // payload bytes in verified pieces
 	numPieces  int
 	payloadLen int64
+
+	claimsMu   sync.Mutex
+	deliveries map[*torrent.PeerConn]delivery // see wantFromServer
 }
 
 func newDownload(m *chunker.Manifest, numPieces int, bitmap swarm.Completion, ap *chunker.Applier) *download {
@@ -141,10 +144,33 @@ func (d *download) chunkAt(off int64) int {
 	return lo
 }
 
+// claimTrust is how recently a workstation must have sent this one piece
+// data for its claims to count in wantFromServer. A workstation that holds
+// pieces this one lacks is asked for them at once and sends within a
+// second or two even through a busy port; one that claims pieces and sends
+// nothing (a liar, a hung process) would otherwise keep this workstation
+// from asking the print server for them for as long as it stays connected.
+const claimTrust = 10 * time.Second
+
+// delivery is what wantFromServer remembers of a connection: the piece
+// data it had sent (anacrolix's useful bytes read) and when that last grew.
+type delivery struct {
+	useful int64
+	at     time.Time
+}
+
 // wantFromServer returns the pieces this workstation may take from the
 // print server: those it lacks and that no other workstation it is
-// connected to has (connections from serverHost are not workstations').
-func (d *download) wantFromServer(t *torrent.Torrent, serverHost string) deal.Bitmap {
+// connected to has. A workstation's claims count only while it delivers
+// (claimTrust): one that never sent piece data is not believed. That costs
+// little: a workstation with pieces this one lacks is asked for them and
+// sends its first block within a second, and a piece just dealt to it is
+// not dealt to anyone else for a while anyway (deal.DefaultHold); at worst
+// a workstation joining a lab already under way takes its first deals
+// (feeders × deal.DefaultMaxRun pieces) from the print server before its
+// peers have sent anything. Connections from serverHost are not
+// workstations'.
+func (d *download) wantFromServer(t *torrent.Torrent, serverHost string, now time.Time) deal.Bitmap {
 	want := deal.NewBitmap(d.numPieces)
 	d.mu.Lock()
 	for p, done := range d.complete {
@@ -153,13 +179,35 @@ func (d *download) wantFromServer(t *torrent.Torrent, serverHost string) deal.Bi
 		}
 	}
 	d.mu.Unlock()
-	for _, pc := range t.PeerConns() {
+	conns := t.PeerConns()
+	d.claimsMu.Lock()
+	defer d.claimsMu.Unlock()
+	if d.deliveries == nil {
+		d.deliveries = map[*torrent.PeerConn]delivery{}
+	}
+	live := make(map[*torrent.PeerConn]bool, len(conns))
+	for _, pc := range conns {
+		live[pc] = true
 		if host, _, err := net.SplitHostPort(pc.RemoteAddr.String()); err == nil && host == serverHost {
+			continue
+		}
+		dv := d.deliveries[pc]
+		st := pc.Stats()
+		if useful := st.BytesReadUsefulData.Int64(); useful > dv.useful {
+			dv = delivery{useful: useful, at: now}
+			d.deliveries[pc] = dv
+		}
+		if dv.at.IsZero() || now.Sub(dv.at) > claimTrust {
 			continue
 		}
 		it := pc.PeerPieces().Iterator()
 		for it.HasNext() {
 			want.Clear(int(it.Next()))
+		}
+	}
+	for pc := range d.deliveries {
+		if !live[pc] {
+			delete(d.deliveries, pc)
 		}
 	}
 	return want
