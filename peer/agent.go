@@ -213,7 +213,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer node.Close()
 	r := &run{a: a, spec: spec, ap: ap, dl: dl, client: client, node: node, name: name, payload: payload,
-		torrentAddr: net.JoinHostPort(adv, strconv.Itoa(client.LocalPort())), started: time.Now(), downLimit: downLimit}
+		torrentAddr: net.JoinHostPort(adv, strconv.Itoa(client.LocalPort())), started: time.Now(), downLimit: downLimit,
+		writeErr: make(chan error, 1)}
 	r.setPhase(gossip.PhaseJoining)
 	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = node.Join(jctx)
@@ -229,6 +230,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if r.t, err = swarm.AddTorrent(client, spec.mi); err != nil {
 		return fmt.Errorf("peer: add torrent: %w", err)
 	}
+	r.t.SetOnWriteChunkError(r.onWriteError)
 	return r.run(ctx)
 }
 

@@ -115,6 +115,19 @@ func TestFeedDealsEveryPiece(t *testing.T) {
 // workstation says so and fetches over BitTorrent from the print server.
 func TestFeedFallsBackToBitTorrent(t *testing.T) {
 	srv, im, pub, key := testServer(t)
+	logs := fetch(t, noDealing(t, srv), pub, key)
+	if !strings.Contains(logs, "does not deal pieces") {
+		t.Errorf("no word of the fallback in the log:\n%s", logs)
+	}
+	if up := metric(t, srv, "labseed_server_uploaded_bytes_total"); up < im.Manifest.PayloadBytes {
+		t.Errorf("the print server uploaded %d bytes over BitTorrent, want at least the payload, %d", up, im.Manifest.PayloadBytes)
+	}
+}
+
+// noDealing puts in front of srv a proxy that answers 404 for the deal
+// API, as an older labseed would, and returns its address.
+func noDealing(t *testing.T, srv *seeder.Server) string {
+	t.Helper()
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: srv.Lab().HTTPAddr})
 	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, api.PathDeal) {
@@ -123,14 +136,8 @@ func TestFeedFallsBackToBitTorrent(t *testing.T) {
 		}
 		rp.ServeHTTP(w, r)
 	}))
-	defer old.Close()
-	logs := fetch(t, strings.TrimPrefix(old.URL, "http://"), pub, key)
-	if !strings.Contains(logs, "does not deal pieces") {
-		t.Errorf("no word of the fallback in the log:\n%s", logs)
-	}
-	if up := metric(t, srv, "labseed_server_uploaded_bytes_total"); up < im.Manifest.PayloadBytes {
-		t.Errorf("the print server uploaded %d bytes over BitTorrent, want at least the payload, %d", up, im.Manifest.PayloadBytes)
-	}
+	t.Cleanup(old.Close)
+	return strings.TrimPrefix(old.URL, "http://")
 }
 
 // TestFullDisk: a workstation whose disk fills up stops with an error that
@@ -156,6 +163,48 @@ func TestFullDisk(t *testing.T) {
 	err = a.Run(ctx)
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "no space left on device") {
 		t.Fatalf("Run on a full disk: %v, want an error naming the full disk\n%s", err, logs.String())
+	}
+	t.Logf("Run: %v", err)
+}
+
+// TestFullDiskBitTorrent: a full disk stops the run with an error that says
+// so when the pieces come over BitTorrent too (here from a print server
+// that does not deal), not only when they are dealt. Before, anacrolix's
+// default handler of the write error stopped downloading and the run
+// waited for ever. The staged payload gets its own small tmpfs, so that the
+// error can only come from writing a piece (the applier's state and the
+// target are elsewhere).
+func TestFullDiskBitTorrent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	srv, im, pub, key := testServer(t)
+	state := t.TempDir()
+	staging := filepath.Join(state, "torrent") // where Run keeps the payload
+	if err := os.Mkdir(staging, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", staging).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", staging).Run() })
+	if im.Manifest.PayloadBytes <= 1<<20 {
+		t.Fatalf("the payload (%d bytes) fits the 1 MiB tmpfs", im.Manifest.PayloadBytes)
+	}
+	var logs syncbuf.Buffer
+	a, err := New(Config{Server: noDealing(t, srv), Target: t.TempDir(), StateDir: state, PublicKey: pub, LabKey: key,
+		Local: true, ListenIP: "127.0.0.1", Linger: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err = a.Run(ctx)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("Run on a full disk: %v, want an error naming the full disk\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "does not deal pieces") {
+		t.Fatalf("the pieces were not fetched over BitTorrent:\n%s", logs.String())
 	}
 	t.Logf("Run: %v", err)
 }

@@ -334,6 +334,18 @@ type run struct {
 	fedCounted     int64         // fed at the last tick
 	downLimit      *rate.Limiter // the client's DownloadLimiter, shared by feed
 	downloadedAt   time.Time
+	writeErr       chan error // the first error writing a piece from a peer or web seed
+}
+
+// onWriteError is the torrent's chunk write error handler: the first error
+// writing a block received from a peer or a web seed (a full disk) stops
+// the run, as one writing a dealt piece does. (anacrolix's default handler
+// only stops downloading: the run would wait for ever.)
+func (r *run) onWriteError(err error) {
+	select {
+	case r.writeErr <- err:
+	default:
+	}
 }
 
 func (r *run) run(ctx context.Context) error {
@@ -407,6 +419,14 @@ func (r *run) applyAll(ctx context.Context) error {
 	for range feeders {
 		g.Go(func() error { return r.feed(fctx) })
 	}
+	g.Go(func() error {
+		select {
+		case err := <-r.writeErr:
+			return fmt.Errorf("peer: write a piece received over BitTorrent to staging: %w", err)
+		case <-fctx.Done():
+			return nil
+		}
+	})
 	g.Go(func() error {
 		defer stopFeed()
 		t := time.NewTicker(time.Second)
