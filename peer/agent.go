@@ -65,9 +65,10 @@ type Config struct {
 	// agent's address (netbooted workstations often share one host name).
 	Name string
 	// MaxConns is the most BitTorrent connections the agent keeps; default
-	// 10. Every connection that uploads can hold 16 MiB of piece data, so
-	// this bounds the agent's memory (about 60 MiB + 16 MiB × MaxConns); on
-	// a switched LAN ten partners keep both directions of a port busy.
+	// 10. Every connection that uploads can hold 4 MiB of piece data
+	// (swarm.MaxAllocPeerRequestData), so this bounds the agent's memory
+	// (about 60 MiB + 4 MiB × MaxConns); on a switched LAN ten partners
+	// keep both directions of a port busy.
 	MaxConns int
 	// ApplyWorkers is how many chunks are applied at once; default 2.
 	ApplyWorkers int

@@ -17,32 +17,40 @@ import (
 )
 
 // MaxAllocPeerRequestData is the ClientConfig.MaxAllocPeerRequestDataPerConn
-// NewClient sets: 1 GiB instead of anacrolix's 1 MiB.
+// NewClient sets: 4 MiB instead of anacrolix's 1 MiB, four times what a
+// labseed peer ever asks of another at once (MaxRequests blocks of
+// BlockSize). It is also the most piece data a connection can make this
+// client read into memory for it.
 //
-// On anacrolix/torrent v1.59.1 a seeder with the default stops serving a
-// leecher after about 2 MiB, for good (DESIGN.md). Measured here: with 1 MiB
-// (64 chunks of 16 KiB) it stalls after 129 chunks, with 4 MiB (256 chunks)
-// after 513, with 16 MiB or more never. 129 = 1+2+…+64 + 2 and
-// 513 = 1+2+…+256 + 2: the leecher doubles its pipeline while data flows,
-// and the stall comes early in the first round that asks for more than the
-// allowance holds. That fits the code: each connection has one
-// goroutine that reads requested data; it picks the next request in map
-// order and waits for that request's share of the allowance, which is
-// handed out first-come first-served. When it picks a request queued behind
-// others, those get the allowance freed by sending, but nobody reads their
-// data any more, so nothing more is sent: deadlock. A peer never has more
-// than 1024 requests outstanding (anacrolix's advertised and enforced reqq),
-// so 16 MiB is enough for 16 KiB blocks; 1 GiB also covers clients that ask
-// for larger blocks.
+// On anacrolix/torrent v1.59.1 a seeder whose allowance is smaller than
+// what a leecher keeps requested stops serving that leecher for good
+// (DESIGN.md). Measured here with a leecher asking for 16 KiB blocks with
+// anacrolix's full pipeline (up to 1024 requests): with 1 MiB it stalled
+// after 129 blocks, with 4 MiB after 513, with 16 MiB never. 129 =
+// 1+2+…+64 + 2 and 513 = 1+2+…+256 + 2: the leecher doubles its pipeline
+// while data flows, and the stall comes early in the first round that asks
+// for more than the allowance holds. That fits the code: each connection
+// has one goroutine that reads requested data; it picks the next request
+// in map order and waits for that request's share of the allowance, which
+// is handed out first-come first-served. When it picks a request queued
+// behind others, those get the allowance freed by sending, but nobody
+// reads their data any more, so nothing more is sent: deadlock. The
+// deadlock is the connection's own: the client's other connections go on.
 //
-// Memory: the allowance is a ceiling, not an allocation, but with it out of
-// the way the request goroutine reads ahead every outstanding request, so an
-// uploading connection can hold up to ~16 MiB of piece data (anacrolix
-// leechers pipeline up to 963 requests) while the network drains it. In
-// practice pipelines stay much shorter: a seeder limited to 4 MiB/s serving
-// 1, 4 and 8 leechers peaked at 16, 14 and 21 MiB of Go heap for the whole
-// test process.
-const MaxAllocPeerRequestData = 1 << 30
+// labseed peers keep at most MaxRequests blocks (1 MiB) requested from a
+// peer (see the ReadExtendedHandshake callback in NewClient), so 4 MiB
+// never stalls them (TestSeederServesWholePayload). It used to be 1 GiB
+// so that any client's pipeline fit, but then nothing bounded what a
+// connection could make the client hold: a few anonymous connections that
+// asked for 1024 blocks of 256 KiB each and never read drove a print
+// server from 226 to 938 MiB in 6 s. With 4 MiB such a connection holds 4
+// MiB and stalls itself (TestRequestFlood).
+const MaxAllocPeerRequestData = 4 << 20
+
+// DefaultMaxConnsPerIP is the default of Config.MaxConnsPerIP. Between two
+// labseed nodes there is one connection (peer.dials), two for a moment
+// when one of them restarts.
+const DefaultMaxConnsPerIP = 4
 
 // BlockSize is the size of the blocks (BitTorrent "chunks") a client asks
 // its peers for: 128 KiB instead of the usual 16 KiB. anacrolix v1.59.1
@@ -79,8 +87,9 @@ const MaxRequests = (1 << 20) / BlockSize
 // ever got that far), so the burst must hold a whole block (BlockSize). Downloads truncate each socket or web-seed
 // body read to the burst, then ReserveN the bytes read and sleep. Left at 0,
 // anacrolix would set the upload burst to MaxAllocPeerRequestDataPerConn,
-// i.e. 1 GiB here, and the limit would not apply to a whole image. 256 KiB
-// keeps reads large and the overshoot small (20 ms at 100 Mb/s).
+// i.e. 4 MiB here, and would let through bursts that large. 256 KiB
+// keeps reads large and the overshoot small (20 ms at 100 Mb/s). It is
+// also the longest block a peer may ask this client for.
 const RateBurst = 256 << 10
 
 // KeepAlive is the ClientConfig.KeepAliveTimeout NewClient sets: at most
@@ -121,11 +130,22 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxConns is the most peer connections per torrent; default 256 (the
 	// print server talks to every workstation). Each connection that
-	// uploads can hold up to 16 MiB of requested piece data in memory
-	// (anacrolix v1.59.1 reads every outstanding request ahead, and its
-	// request queue is 1024 blocks of 16 KiB), so a workstation that must
-	// stay small uses a few: see peer.Config.MaxConns.
+	// uploads can hold up to MaxAllocPeerRequestData of requested piece
+	// data in memory (anacrolix v1.59.1 reads outstanding requests ahead),
+	// so a workstation that must stay small uses a few: see
+	// peer.Config.MaxConns.
 	MaxConns int
+	// AcceptPeer, if set, decides whether to accept a connection from a
+	// peer at addr (IPv4 addresses in their 4-byte form): false closes it
+	// before anything is read from it. It is called from the accepting
+	// goroutine, one connection at a time, and must return promptly.
+	// Default nil accepts every address. The print server accepts lab
+	// members only (seeder.Server).
+	AcceptPeer func(addr netip.Addr) bool
+	// MaxConnsPerIP is the most connections accepted from one IP address
+	// at a time; more are closed at once. Default DefaultMaxConnsPerIP;
+	// negative: no limit. Connections this client dials do not count.
+	MaxConnsPerIP int
 }
 
 // NewClient validates cfg and starts a BitTorrent client tuned for a lab
@@ -137,31 +157,50 @@ func NewClient(cfg Config) (*torrent.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	ip := net.ParseIP(cfg.ListenIP)
-	bound := ip != nil && !ip.IsUnspecified()
-	if bound {
-		// anacrolix dials from an unbound socket, so its connections leave
-		// from whatever address the routing table picks. A client bound to
-		// one address must also dial from it: peers ban misbehaving peers
-		// by IP, and several labseed hosts on one machine (127.0.0.N in the
-		// tests and the demo) would otherwise all appear as 127.0.0.1, so
-		// one bad peer would get every host banned. So TCP is set up here.
-		tc.DisableTCP = true
-	}
+	return startClient(cfg, tc)
+}
+
+// startClient starts a client with configuration tc (from clientConfig)
+// and gives it the TCP listener and dialer of cfg.
+//
+// labseed sets up TCP itself (clientConfig disables anacrolix's own) for
+// two reasons. Connections are accepted through a gate (gateListener) that
+// applies cfg.AcceptPeer and cfg.MaxConnsPerIP before anacrolix sees them.
+// And a client bound to one address must also dial from it: anacrolix
+// dials from an unbound socket, so its connections would leave from
+// whatever address the routing table picks; peers ban misbehaving peers by
+// IP, and several labseed hosts on one machine (127.0.0.N in the tests and
+// the demo) would all appear as 127.0.0.1, so one bad peer would get every
+// host banned.
+func startClient(cfg Config, tc *torrent.ClientConfig) (*torrent.Client, error) {
 	cl, err := torrent.NewClient(tc)
 	if err != nil {
 		return nil, fmt.Errorf("swarm: start BitTorrent client on %s: %w", listenDesc(cfg), err)
 	}
-	if bound {
-		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.Port)))
-		if err != nil {
-			cl.Close()
-			return nil, fmt.Errorf("swarm: start BitTorrent client on %s: %w", listenDesc(cfg), err)
-		}
-		cl.AddListener(ln)
-		cl.AddDialer(torrent.NetworkDialer{Network: "tcp", Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}})
-		go func() { <-cl.Closed(); ln.Close() }()
+	lc := net.ListenConfig{KeepAlive: -1} // BitTorrent has its own keep-alives
+	ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("swarm: start BitTorrent client on %s: %w", listenDesc(cfg), err)
 	}
+	maxPerIP := cfg.MaxConnsPerIP
+	if maxPerIP == 0 {
+		maxPerIP = DefaultMaxConnsPerIP
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cl.AddListener(&gateListener{Listener: ln, accept: cfg.AcceptPeer, maxPerIP: maxPerIP,
+		log: logger.With("component", "swarm"), perIP: map[netip.Addr]int{}})
+	if tc.DialForPeerConns {
+		d := &net.Dialer{KeepAlive: -1}
+		if ip := net.ParseIP(cfg.ListenIP); ip != nil && !ip.IsUnspecified() {
+			d.LocalAddr = &net.TCPAddr{IP: ip}
+		}
+		cl.AddDialer(torrent.NetworkDialer{Network: "tcp", Dialer: d})
+	}
+	go func() { <-cl.Closed(); ln.Close() }()
 	return cl, nil
 }
 
@@ -193,7 +232,8 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 
 	tc := torrent.NewDefaultClientConfig()
 	tc.DefaultStorage = cfg.Storage
-	// Listen on the configured address only, TCP only.
+	// TCP only, set up by startClient on the configured address and port.
+	tc.DisableTCP = true
 	tc.ListenPort = cfg.Port
 	tc.ListenHost = func(string) string { return cfg.ListenIP }
 	if listenIP.IsValid() {
@@ -268,7 +308,8 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	// LABSEED_TORRENT_STATUS: every workstation connection idle, "reqq 0",
 	// not interested, while availability-2 pieces existed). 0: no limit.
 	tc.MaxUnverifiedBytes = 0
-	// The v1.59.1 pitfall, see MaxAllocPeerRequestData.
+	// Bounded, and still above what a labseed peer asks for: see
+	// MaxAllocPeerRequestData.
 	tc.MaxAllocPeerRequestDataPerConn = MaxAllocPeerRequestData
 	// Ask each peer for at most MaxRequests blocks at once, whatever request
 	// queue it advertises (anacrolix advertises 1024 and pipelines up to
@@ -287,6 +328,14 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	tc.UploadRateLimiter = cfg.UploadLimiter
 	if tc.UploadRateLimiter == nil {
 		tc.UploadRateLimiter = NewLimiter(cfg.UploadRate)
+	}
+	if tc.UploadRateLimiter.Limit() == rate.Inf {
+		// anacrolix refuses requests longer than the upload limiter's
+		// burst (RateBurst = BlockSize, the blocks labseed peers ask
+		// for), but only if the limiter has a finite rate: without one,
+		// a peer could ask for whole pieces of any length. 1 TiB/s is
+		// no limit on any real port.
+		tc.UploadRateLimiter = rate.NewLimiter(1<<40, RateBurst)
 	}
 	tc.DownloadRateLimiter = cfg.DownloadLimiter
 	if tc.DownloadRateLimiter == nil && cfg.DownloadRate > 0 {

@@ -10,37 +10,54 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent"
+	pp "github.com/anacrolix/torrent/peer_protocol"
 )
 
 // TestSeederServesWholePayload is the regression test for the anacrolix
 // v1.59.1 pitfall (see MaxAllocPeerRequestData): one seeder, one leecher,
-// 50 MiB of random data.
+// 50 MiB of random data, once with a labseed leecher (at most MaxRequests
+// blocks requested) and once with a leecher that keeps as much requested
+// as the allowance holds (16 blocks of 256 KiB).
 //
-// With MaxAllocPeerRequestDataPerConn left at anacrolix's 1 MiB the same
-// transfer stalled for good after 2113536 bytes (129 chunks of 16 KiB) here,
-// with 4 MiB after 8404992 bytes (513 chunks); with 16 MiB and 64 MiB it
-// completed in about 0.15 s, as it does with NewClient's 1 GiB.
+// With MaxAllocPeerRequestDataPerConn left at anacrolix's 1 MiB the second
+// stalled for good after 1835008 bytes here (and with 2 MiB after 4456448
+// bytes); with 4 MiB both complete in about 0.2 s. A leecher asking for
+// 16 KiB blocks with anacrolix's full pipeline (1024) stalls with 4 MiB
+// after 8470528 bytes: such a leecher is not a labseed peer.
 func TestSeederServesWholePayload(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
 	src := writePayload(t, t.TempDir(), "image.payload", 50<<20, 1)
 	mi := makeTorrent(t, src)
+	for _, tc := range []struct {
+		name string
+		reqq int // blocks the leecher keeps requested; 0: labseed's MaxRequests
+	}{
+		{"labseed leecher", 0},
+		{"leecher filling the allowance", MaxAllocPeerRequestData / BlockSize},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			seeder := newTestClient(t, Config{}, nil)
+			seeder.add(t, mi, Files{Path: src, ReadOnly: true, Completion: AllComplete()})
 
-	seeder := newTestClient(t, Config{}, nil)
-	seeder.add(t, mi, Files{Path: src, ReadOnly: true, Completion: AllComplete()})
-
-	leecher := newTestClient(t, Config{}, nil)
-	dst := filepath.Join(t.TempDir(), "image.payload")
-	tor := leecher.add(t, mi, Files{Path: dst})
-	tor.AddPeers([]torrent.PeerInfo{seeder.peerInfo()})
-	tor.DownloadAll()
-	start := time.Now()
-	waitComplete(ctx, t, tor, leecher, seeder)
-	tr := NewMeter(seeder.addr().String()).Update(tor)
-	t.Logf("50 MiB in %v: %+v", time.Since(start), tr)
-	sameFile(t, src, dst)
-	if tr.FromServer != 50<<20 || tr.FromPeers != 0 {
-		t.Errorf("traffic %+v: want all 50 MiB from the server", tr)
+			leecher := newTestClient(t, Config{}, func(c *torrent.ClientConfig) {
+				if tc.reqq > 0 {
+					c.Callbacks.ReadExtendedHandshake = func(_ *torrent.PeerConn, d *pp.ExtendedHandshakeMessage) { d.Reqq = tc.reqq }
+				}
+			})
+			dst := filepath.Join(t.TempDir(), "image.payload")
+			tor := leecher.add(t, mi, Files{Path: dst})
+			tor.AddPeers([]torrent.PeerInfo{seeder.peerInfo()})
+			tor.DownloadAll()
+			start := time.Now()
+			waitComplete(ctx, t, tor, leecher, seeder)
+			tr := NewMeter(seeder.addr().String()).Update(tor)
+			t.Logf("50 MiB in %v: %+v", time.Since(start), tr)
+			sameFile(t, src, dst)
+			if tr.FromServer != 50<<20 || tr.FromPeers != 0 {
+				t.Errorf("traffic %+v: want all 50 MiB from the server", tr)
+			}
+		})
 	}
 }
 

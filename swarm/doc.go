@@ -5,6 +5,12 @@
 // the web-seed URL convention (WebSeedURL) and per-source traffic totals
 // (Meter).
 //
+// The client bounds what peers can make it hold: a connection's requests
+// may hold at most MaxAllocPeerRequestData of piece data, a request at
+// most RateBurst bytes, and one address at most Config.MaxConnsPerIP
+// connections; Config.AcceptPeer can refuse addresses (the print server
+// accepts lab members only).
+//
 // Every labseed image payload is one file, described by a single-file
 // BitTorrent v1 torrent whose info.Name is the file name. Membership comes
 // from gossip, not from trackers, DHT or PEX: the caller adds the addresses

@@ -83,7 +83,7 @@ func newTestClient(t testing.TB, cfg Config, mutate func(*torrent.ClientConfig))
 	if mutate != nil {
 		mutate(tc)
 	}
-	cl, err := torrent.NewClient(tc)
+	cl, err := startClient(cfg, tc)
 	if err != nil {
 		t.Fatal(err)
 	}
