@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync"
@@ -132,15 +133,6 @@ func New(cfg Config) (*Server, error) {
 	if adv == "" || adv == "0.0.0.0" || adv == "::" {
 		adv = outboundIP()
 	}
-	s.upLimit = swarm.NewLimiter(cfg.UploadRate)
-	s.client, err = swarm.NewClient(swarm.Config{
-		ListenIP: cfg.ListenIP, Port: cfg.TorrentPort, UploadLimiter: s.upLimit,
-		Storage: s.storage, Logger: log,
-	})
-	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("seeder: torrent client: %w", err)
-	}
 	gport := cfg.GossipPort
 	if gport == 0 {
 		gport = -1
@@ -151,8 +143,17 @@ func New(cfg Config) (*Server, error) {
 	})
 	if err != nil {
 		ln.Close()
-		s.client.Close()
 		return nil, fmt.Errorf("seeder: gossip: %w", err)
+	}
+	s.upLimit = swarm.NewLimiter(cfg.UploadRate)
+	s.client, err = swarm.NewClient(swarm.Config{
+		ListenIP: cfg.ListenIP, Port: cfg.TorrentPort, UploadLimiter: s.upLimit,
+		Storage: s.storage, Logger: log, AcceptPeer: s.labMember,
+	})
+	if err != nil {
+		ln.Close()
+		s.node.Close()
+		return nil, fmt.Errorf("seeder: torrent client: %w", err)
 	}
 	s.lab = api.Lab{
 		GossipAddr:  s.node.Addr(),
@@ -175,6 +176,23 @@ func New(cfg Config) (*Server, error) {
 		})
 	}
 	return s, nil
+}
+
+// labMember reports whether ip is the address of a live lab member (in the
+// gossip): the print server's BitTorrent client accepts connections from
+// them only (swarm.Config.AcceptPeer).
+func (s *Server) labMember(ip netip.Addr) bool {
+	for _, m := range s.node.Members() {
+		if m.State != gossip.StateAlive && m.State != gossip.StateSuspect {
+			continue
+		}
+		for _, a := range []string{m.Addr, m.Status.TorrentAddr} {
+			if ap, err := netip.ParseAddrPort(a); err == nil && ap.Addr().Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Lab returns the addresses the server's services listen at.
