@@ -5,9 +5,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,6 +78,7 @@ func TestNetbootQEMU(t *testing.T) {
 	id := strconv.Itoa(os.Getpid())
 	nsSw, nsSrv, nsDH, nsVM := "lsnb-sw-"+id, "lsnb-srv-"+id, "lsnb-dh-"+id, "lsnb-vm-"+id
 	const macBIOS, hostBIOS, macUEFI, hostUEFI = "52:54:00:80:00:31", "lab-ws01", "52:54:00:80:00:32", "lab-ws02"
+	const macTwo = "52:54:00:80:00:33" // two disks
 	dir := t.TempDir()
 	st := filepath.Join(dir, "store")
 
@@ -88,7 +91,7 @@ func TestNetbootQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(st, "hosts.csv"), []byte("mac,hostname,ip,next_boot\n"+
-		macBIOS+","+hostBIOS+",10.80.0.31,clone\n"+macUEFI+","+hostUEFI+",10.80.0.32,clone\n"), 0o644)
+		macBIOS+","+hostBIOS+",10.80.0.31,clone\n"+macUEFI+","+hostUEFI+",10.80.0.32,clone\n"+macTwo+",lab-ws03,10.80.0.33,clone\n"), 0o644)
 	os.WriteFile(filepath.Join(st, "lab.conf"), []byte("netmask = 24\ngateway = 10.80.0.1\nswap_mib = 128\n"+
 		"boot_args = labseed.linger=2s console=ttyS0,115200n8\n"), 0o644)
 	os.MkdirAll(filepath.Join(st, "hooks"), 0o755)
@@ -136,7 +139,7 @@ func TestNetbootQEMU(t *testing.T) {
 	logs := []string{dnsmasqLog, serveLog}
 
 	t.Run("BIOS", func(t *testing.T) {
-		at := bootQEMU(t, nsVM, macBIOS, "", logs, []milestone{
+		at := bootQEMU(t, nsVM, macBIOS, "", 1, logs, []milestone{
 			{"menu", "labseed " + macBIOS},
 			{"clone environment", "labseed: clone environment"},
 			{"identify (has an address)", "labseed clone: step 2/9: identify"},
@@ -162,7 +165,7 @@ func TestNetbootQEMU(t *testing.T) {
 		if ovmf == "" {
 			t.Skip("no OVMF (apt-get install ovmf)")
 		}
-		at := bootQEMU(t, nsVM, macUEFI, ovmf, logs, []milestone{
+		at := bootQEMU(t, nsVM, macUEFI, ovmf, 1, logs, []milestone{
 			{"menu", "labseed " + macUEFI},
 			{"clone environment", "labseed: clone environment"},
 			{"first image bytes", "deb-v1 downloading"},
@@ -171,27 +174,53 @@ func TestNetbootQEMU(t *testing.T) {
 		status(macUEFI, hostUEFI)
 		t.Logf("UEFI: power-on to the first image byte fetched %.0f s, clone done at %.0f s", at[2].Seconds(), at[3].Seconds())
 	})
+	t.Run("two disks: refused and reported", func(t *testing.T) {
+		// The clone environment will not guess which disk to wipe: it
+		// says so on the console, the print server hears of it, and the
+		// clone is tried again after the pause.
+		bootQEMU(t, nsVM, macTwo, "", 2, logs, []milestone{
+			{"clone environment", "labseed: clone environment"},
+			{"refusal", "labseed clone: FAILED: clone: disk: 2 disks: /dev/sda (4 GB), /dev/sdb (4 GB)"},
+			{"what to do", "labseed: trying again in 1m0s (press Enter for a shell)"},
+		})
+		out, err := exec.Command("ip", "netns", "exec", nsSrv, labseedBin, "status", "--server", "10.80.0.1", "--json").Output()
+		if err != nil {
+			t.Fatalf("labseed status: %v", err)
+		}
+		var ls struct {
+			Boot []struct {
+				MAC   string `json:"mac"`
+				Clone []struct{ Step, State, Error string }
+			} `json:"boot"`
+		}
+		if err := json.Unmarshal(out, &ls); err != nil {
+			t.Fatal(err)
+		}
+		reported := false
+		for _, b := range ls.Boot {
+			for _, r := range b.Clone {
+				reported = reported || (b.MAC == macTwo && r.Step == "disk" && r.State == "failed" && strings.Contains(r.Error, "labseed.disk="))
+			}
+		}
+		if !reported {
+			t.Errorf("the print server has no failed disk step for %s:\n%s", macTwo, out)
+		}
+	})
 	t.Logf("publish %.0f s; whole test %.0f s", published.Seconds(), time.Since(start).Seconds())
 }
 
 // milestone is a text on a machine's serial console.
 type milestone struct{ name, text string }
 
-// bootQEMU powers on a qemu machine with a blank 4 GiB AHCI disk and 1 GiB
+// bootQEMU powers on a qemu machine with blank 4 GiB AHCI disks and 1 GiB
 // of memory (SeaBIOS and the e1000's iPXE ROM, or the UEFI firmware ovmf
 // on a virtio NIC), waits for each milestone on its serial console in
 // turn, and returns when each showed, from power-on. A clone failure on
-// the console, or 25 minutes, fails t with the console and logs.
-func bootQEMU(t *testing.T, ns, mac, ovmf string, logs []string, ms []milestone) []time.Duration {
+// the console (unless a milestone is one), or 25 minutes, fails t with
+// the console and logs.
+func bootQEMU(t *testing.T, ns, mac, ovmf string, disks int, logs []string, ms []milestone) []time.Duration {
 	t.Helper()
 	dir := t.TempDir()
-	disk := filepath.Join(dir, "disk.raw") // blank
-	f, err := os.Create(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(4 << 30)
-	f.Close()
 	serial := filepath.Join(dir, "serial.log")
 	args := netlab.QEMUArgs(ns, mac, serial, ovmf)
 	for i := range args {
@@ -199,8 +228,18 @@ func bootQEMU(t *testing.T, ns, mac, ovmf string, logs []string, ms []milestone)
 			args[i+1] = "1024"
 		}
 	}
-	args = append(args, "-device", "ahci,id=ahci0", "-drive", "if=none,id=d0,file="+disk+",format=raw",
-		"-device", "ide-hd,drive=d0,bus=ahci0.0")
+	args = append(args, "-device", "ahci,id=ahci0")
+	for i := range disks {
+		disk := filepath.Join(dir, fmt.Sprintf("disk%d.raw", i)) // blank
+		f, err := os.Create(disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Truncate(4 << 30)
+		f.Close()
+		args = append(args, "-drive", fmt.Sprintf("if=none,id=d%d,file=%s,format=raw", i, disk),
+			"-device", fmt.Sprintf("ide-hd,drive=d%d,bus=ahci0.%d", i, i))
+	}
 	powerOn := time.Now()
 	qemuLog := filepath.Join(dir, "qemu.log")
 	cmd := netlab.StartLogged(t, qemuLog, args...)
@@ -228,7 +267,11 @@ func bootQEMU(t *testing.T, ns, mac, ovmf string, logs []string, ms []milestone)
 			t.Logf("%6.1f s  %s", at[next].Seconds(), ms[next].name)
 			next++
 		}
-		if next < len(ms) && (time.Now().After(deadline) || bytes.Contains(b, []byte("labseed clone: FAILED"))) {
+		if next == len(ms) {
+			break
+		}
+		failed := bytes.Contains(b, []byte("labseed clone: FAILED")) && !slices.ContainsFunc(ms, func(m milestone) bool { return strings.Contains(m.text, "FAILED") })
+		if time.Now().After(deadline) || failed {
 			report()
 			t.Fatalf("after %v: no %q on the console", time.Since(powerOn).Round(time.Second), ms[next].text)
 		}
