@@ -101,7 +101,9 @@ func newTestLab(t *testing.T, image func(io.Writer) error, conf string) *testLab
 	if l.labKey, err = st.LabKey(); err != nil {
 		t.Fatal(err)
 	}
-	srv := seedertest.Start(t, seeder.Config{Store: st, ListenIP: "127.0.0.1", LabKey: l.labKey, Local: true, Hosts: l.db})
+	cfg := seeder.LocalConfig()
+	cfg.Store, cfg.LabKey, cfg.Hosts = st, l.labKey, l.db
+	srv := seedertest.Start(t, cfg)
 	l.server = srv.Lab().HTTPAddr
 	return l
 }

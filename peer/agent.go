@@ -20,8 +20,7 @@ import (
 	"github.com/labseed/labseed/swarm"
 )
 
-// Config configures an Agent. Zero values mean the defaults; ports set to 0
-// are picked free by the system, so that many agents can run on one machine.
+// Config configures an Agent. Zero values mean the defaults.
 type Config struct {
 	// Server is the print server's HTTP address, host or host:port (port
 	// api.DefaultPort by default); required.
@@ -45,7 +44,10 @@ type Config struct {
 	Linger time.Duration
 	// ListenIP is the address the agent's services bind to; default all.
 	ListenIP string
-	// TorrentPort and GossipPort: 0 picks free ports.
+	// TorrentPort and GossipPort are the agent's BitTorrent and gossip
+	// ports; default (0) a free port each, as -1 asks everywhere in
+	// labseed: the agent gossips its addresses, and many agents can run on
+	// one machine (tests, the demo). Set them for a firewall.
 	TorrentPort, GossipPort int
 	// Rate limits BitTorrent traffic in each direction, in bytes/s, to
 	// simulate a switch port (the demo); 0 is unlimited.
@@ -193,19 +195,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	downLimit := swarm.NewLimiter(a.cfg.Rate)
 	client, err := swarm.NewClient(swarm.Config{
-		ListenIP: a.cfg.ListenIP, Port: a.cfg.TorrentPort, UploadRate: a.cfg.Rate, DownloadLimiter: downLimit,
+		ListenIP: a.cfg.ListenIP, Port: freeByDefault(a.cfg.TorrentPort), UploadRate: a.cfg.Rate, DownloadLimiter: downLimit,
 		Storage: storage, Logger: a.log, MaxConns: a.cfg.MaxConns,
 	})
 	if err != nil {
 		return fmt.Errorf("peer: torrent client: %w", err)
 	}
 	defer client.Close()
-	gport := a.cfg.GossipPort
-	if gport == 0 {
-		gport = -1
-	}
 	node, err := gossip.New(gossip.Config{
-		Name: name, BindAddr: bindAddr(a.cfg.ListenIP), BindPort: gport, AdvertiseAddr: adv,
+		Name: name, BindAddr: bindAddr(a.cfg.ListenIP), BindPort: freeByDefault(a.cfg.GossipPort), AdvertiseAddr: adv,
 		Key: a.cfg.LabKey, Insecure: a.cfg.Insecure, Local: a.cfg.Local, Logger: a.log,
 		Seeds: []string{spec.lab.GossipAddr},
 	})
@@ -264,4 +262,13 @@ func tcpAddr(hostport string) net.Addr {
 		return &net.TCPAddr{}
 	}
 	return a
+}
+
+// freeByDefault is a port of Config as swarm and gossip take it: the
+// agent's default (0) is a free port, which they call -1.
+func freeByDefault(port int) int {
+	if port == 0 {
+		return -1
+	}
+	return port
 }

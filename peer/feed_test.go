@@ -50,7 +50,9 @@ func testServer(t *testing.T) (*seeder.Server, *store.Image, []byte, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := seedertest.Start(t, seeder.Config{Store: st, ListenIP: "127.0.0.1", LabKey: key, Local: true})
+	cfg := seeder.LocalConfig()
+	cfg.Store, cfg.LabKey = st, key
+	srv := seedertest.Start(t, cfg)
 	for deadline := time.Now().Add(10 * time.Second); len(srv.Status().Images) == 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("the print server does not list the image")

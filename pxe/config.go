@@ -76,13 +76,14 @@ type DHCPConfig struct {
 	LeaseFile string
 }
 
-// Config configures a Server. Zero values mean the documented defaults;
 // DefaultKernelArgs are the console arguments of the clone entry: kernel
 // messages on the first serial port and the screen, the screen last so that
 // it is /dev/console (the clone environment writes its progress to both).
 const DefaultKernelArgs = "console=ttyS0,115200n8 console=tty0"
 
-// DefaultConfig returns them for a real lab.
+// Config configures a Server. Zero values mean the documented defaults;
+// DefaultConfig returns them for a real lab. Addresses are "host:port" as
+// net.Listen takes them: port 0 picks a free one (tests).
 type Config struct {
 	// Mode is the DHCP role; default ModeProxy.
 	Mode Mode

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/internal/netlab"
 	"github.com/labseed/labseed/internal/syncbuf"
 )
@@ -63,7 +64,7 @@ var (
 type helperConfig struct {
 	BootDir     string        `json:"boot_dir"`
 	NoBind      bool          `json:"no_bind"`
-	HTTP        bool          `json:"http"`  // serve HTTPHandler on 10.78.0.1:7480
+	HTTP        bool          `json:"http"`  // serve HTTPHandler on 10.78.0.1:api.DefaultPort
 	Clone       []string      `json:"clone"` // MACs whose next boot is the clone entry
 	MenuTimeout time.Duration `json:"menu_timeout"`
 	Report      []string      `json:"report"` // MACs whose events the report carries
@@ -108,7 +109,7 @@ func TestHelperServer(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	if hc.HTTP {
-		hs := &http.Server{Addr: "10.78.0.1:7480", Handler: s.HTTPHandler()}
+		hs := &http.Server{Addr: net.JoinHostPort("10.78.0.1", strconv.Itoa(api.DefaultPort)), Handler: s.HTTPHandler()}
 		ln, err := net.Listen("tcp4", hs.Addr)
 		if err != nil {
 			fmt.Println("ERROR", err)

@@ -33,7 +33,8 @@ func startServer(t *testing.T, dir string, boot *pxe.Server) (*Server, *api.Clie
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Store: st, ListenIP: "127.0.0.1", LabKey: key, Local: true, Hosts: db, Boot: boot}
+	cfg := LocalConfig()
+	cfg.Store, cfg.LabKey, cfg.Hosts, cfg.Boot = st, key, db, boot
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -28,8 +28,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Config configures a Server. Use DefaultConfig for a real lab; ports set to
-// 0 are picked free by the system (tests, the demo).
+// Config configures a Server. Zero values mean the defaults of a real lab
+// (DefaultConfig spells them out); LocalConfig is the preset for tests and
+// the demo: loopback, free ports, fast gossip timers.
 type Config struct {
 	// Store holds the images to seed; required.
 	Store *store.Store
@@ -38,7 +39,10 @@ type Config struct {
 	// AdvertiseIP is the address workstations reach the server at; default
 	// ListenIP, or the address of the interface that routes to them.
 	AdvertiseIP string
-	// HTTPPort (default api.DefaultPort), GossipPort (7946), TorrentPort (6881); 0 picks a free port.
+	// HTTPPort (default api.DefaultPort), GossipPort (gossip.DefaultPort,
+	// 7946) and TorrentPort (swarm.DefaultPort, 6881) are the ports of the
+	// API and web seed, the gossip (TCP and UDP) and BitTorrent; -1 picks
+	// a free one (Lab tells which).
 	HTTPPort, GossipPort, TorrentPort int
 	// Name is the server's gossip node name; default "server-" + hostname.
 	Name string
@@ -66,9 +70,30 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns the configuration for a real lab, without a store.
+// DefaultConfig returns the configuration for a real lab, without a store:
+// the zero Config with its default ports written out.
 func DefaultConfig() Config {
-	return Config{HTTPPort: api.DefaultPort, GossipPort: 7946, TorrentPort: 6881}
+	return Config{HTTPPort: api.DefaultPort, GossipPort: gossip.DefaultPort, TorrentPort: swarm.DefaultPort}
+}
+
+// LocalConfig returns the configuration of a print server for tests and
+// the demo, without a store: on 127.0.0.1, free ports, fast gossip timers.
+func LocalConfig() Config {
+	return Config{ListenIP: "127.0.0.1", HTTPPort: -1, GossipPort: -1, TorrentPort: -1, Local: true}
+}
+
+// port is Config.HTTPPort as net.Listen takes it: def for 0, 0 (the
+// system picks) for -1. (gossip and swarm take their ports as Config does.)
+func port(p, def int) (int, error) {
+	switch {
+	case p == 0:
+		return def, nil
+	case p == -1:
+		return 0, nil
+	case p < 0 || p > 65535:
+		return 0, fmt.Errorf("seeder: port %d out of range (0 for the default %d, -1 for any free port)", p, def)
+	}
+	return p, nil
 }
 
 // Server is a running print-server daemon. Create it with New, run it with Run.
@@ -119,9 +144,13 @@ func New(cfg Config) (*Server, error) {
 		h, _ := os.Hostname()
 		cfg.Name = "server-" + h
 	}
+	httpPort, err := port(cfg.HTTPPort, api.DefaultPort)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: log, storage: swarm.NewStorage(), seeded: map[metainfo.Hash]*seededImage{}, started: time.Now()}
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.HTTPPort)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(httpPort)))
 	if err != nil {
 		return nil, fmt.Errorf("seeder: HTTP listener: %w", err)
 	}
@@ -133,12 +162,8 @@ func New(cfg Config) (*Server, error) {
 	if adv == "" || adv == "0.0.0.0" || adv == "::" {
 		adv = outboundIP()
 	}
-	gport := cfg.GossipPort
-	if gport == 0 {
-		gport = -1
-	}
 	s.node, err = gossip.New(gossip.Config{
-		Name: cfg.Name, BindAddr: bindAddr(cfg.ListenIP), BindPort: gport, AdvertiseAddr: adv,
+		Name: cfg.Name, BindAddr: bindAddr(cfg.ListenIP), BindPort: cfg.GossipPort, AdvertiseAddr: adv,
 		Key: cfg.LabKey, Insecure: cfg.Insecure, Local: cfg.Local, Logger: log,
 	})
 	if err != nil {

@@ -92,6 +92,9 @@ const MaxRequests = (1 << 20) / BlockSize
 // also the longest block a peer may ask this client for.
 const RateBurst = 256 << 10
 
+// DefaultPort is the BitTorrent port of a Config whose Port is 0.
+const DefaultPort = 6881
+
 // KeepAlive is the ClientConfig.KeepAliveTimeout NewClient sets: at most
 // this long a connection's writer sleeps without looking for work (see the
 // comment in NewClient); anacrolix's default is a minute.
@@ -104,9 +107,9 @@ type Config struct {
 	// listens on all addresses (IPv4 and IPv6). An IPv4 address disables
 	// IPv6 and vice versa.
 	ListenIP string
-	// Port is the TCP port for peer connections. Default 0 picks a free
-	// one (Client.LocalPort tells which): many clients share one machine in
-	// tests and in `labseed demo`.
+	// Port is the TCP port for peer connections; default DefaultPort.
+	// -1 picks a free one (Client.LocalPort tells which): many clients
+	// share one machine in tests and in `labseed demo`.
 	Port int
 	// UploadRate limits the piece data sent to peers, in bytes per second.
 	// Default 0 is unlimited. The demo uses it to simulate a switch port.
@@ -153,6 +156,14 @@ type Config struct {
 // Torrent.AddWebSeeds, and call Torrent.DownloadAll: anacrolix downloads
 // nothing until asked. Close the client with Client.Close.
 func NewClient(cfg Config) (*torrent.Client, error) {
+	switch {
+	case cfg.Port < -1 || cfg.Port > 65535:
+		return nil, fmt.Errorf("swarm: port %d out of range 0-65535 (0 for %d, -1 for any free port)", cfg.Port, DefaultPort)
+	case cfg.Port == 0:
+		cfg.Port = DefaultPort
+	case cfg.Port == -1:
+		cfg.Port = 0 // the system picks
+	}
 	tc, err := clientConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -205,7 +216,8 @@ func startClient(cfg Config, tc *torrent.ClientConfig) (*torrent.Client, error) 
 }
 
 // clientConfig validates cfg and returns the anacrolix configuration
-// NewClient uses.
+// NewClient uses. cfg.Port is as NewClient resolved it: 0 lets the system
+// pick.
 func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	if cfg.Storage == nil {
 		return nil, errors.New("swarm: Config.Storage is required")

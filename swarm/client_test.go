@@ -70,7 +70,7 @@ func TestNewClientValidates(t *testing.T) {
 		want string
 	}{
 		{"no storage", Config{}, "Storage is required"},
-		{"negative port", Config{Storage: st, Port: -1}, "out of range"},
+		{"negative port", Config{Storage: st, Port: -2}, "out of range"},
 		{"port too large", Config{Storage: st, Port: 70000}, "out of range"},
 		{"negative upload", Config{Storage: st, UploadRate: -1}, "negative rate"},
 		{"negative download", Config{Storage: st, DownloadRate: -5}, "negative rate"},
@@ -92,7 +92,7 @@ func TestNewClientValidates(t *testing.T) {
 func TestNewClientListens(t *testing.T) {
 	st := NewStorage()
 	defer st.Close()
-	cl, err := NewClient(Config{ListenIP: "127.0.0.1", Storage: st})
+	cl, err := NewClient(Config{ListenIP: "127.0.0.1", Port: -1, Storage: st})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func Example() {
 	// The seeder: read-only payload, every piece complete without hashing.
 	seedStore := swarm.NewStorage()
 	defer seedStore.Close()
-	seeder, err := swarm.NewClient(swarm.Config{ListenIP: "127.0.0.1", Storage: seedStore})
+	seeder, err := swarm.NewClient(swarm.Config{ListenIP: "127.0.0.1", Port: -1, Storage: seedStore})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func Example() {
 	}
 	peerStore := swarm.NewStorage()
 	defer peerStore.Close()
-	peer, err := swarm.NewClient(swarm.Config{ListenIP: "127.0.0.1", Storage: peerStore})
+	peer, err := swarm.NewClient(swarm.Config{ListenIP: "127.0.0.1", Port: -1, Storage: peerStore})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestFloodSeederProcess(t *testing.T) {
 	}
 	st := NewStorage()
 	defer st.Close()
-	cl, err := NewClient(Config{ListenIP: "127.0.0.1", Storage: st})
+	cl, err := NewClient(Config{ListenIP: "127.0.0.1", Port: -1, Storage: st})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func TestAcceptPeer(t *testing.T) {
 	member := netip.MustParseAddr("127.0.0.21")
 	var asked atomic.Int32
 	st := NewStorage()
-	cl, err := NewClient(Config{ListenIP: "127.0.0.1", Storage: st, AcceptPeer: func(a netip.Addr) bool {
+	cl, err := NewClient(Config{ListenIP: "127.0.0.1", Port: -1, Storage: st, AcceptPeer: func(a netip.Addr) bool {
 		asked.Add(1)
 		return a == member
 	}})
@@ -98,7 +98,7 @@ func TestListenAllAddresses(t *testing.T) {
 	src := writePayload(t, t.TempDir(), "image.payload", 1<<20, 4)
 	mi := makeTorrent(t, src)
 	st := NewStorage()
-	cl, err := NewClient(Config{Storage: st, MaxConnsPerIP: 1})
+	cl, err := NewClient(Config{Storage: st, Port: -1, MaxConnsPerIP: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

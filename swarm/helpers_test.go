@@ -76,6 +76,8 @@ func newTestClient(t testing.TB, cfg Config, mutate func(*torrent.ClientConfig))
 		cfg.Storage = NewStorage()
 	}
 	cfg.ListenIP = "127.0.0.1"
+	// clientConfig and startClient take Port as NewClient resolves it:
+	// 0 is a free port.
 	tc, err := clientConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
