@@ -48,7 +48,9 @@ func TestTorrentMembersOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{Store: st, ListenIP: "127.0.0.1", LabKey: key, Local: true})
+	cfg := LocalConfig()
+	cfg.Store, cfg.LabKey = st, key
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
