@@ -2,7 +2,11 @@ package peer
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+	"time"
+
+	"github.com/labseed/labseed/gossip"
 )
 
 func TestDialsExactlyOneOfEachPair(t *testing.T) {
@@ -29,5 +33,43 @@ func TestDialsExactlyOneOfEachPair(t *testing.T) {
 		if d < n/4 || d > 3*n/4 {
 			t.Errorf("%s dials %d of %d", addr(i), d, n-1)
 		}
+	}
+}
+
+func TestDiscovery(t *testing.T) {
+	const self, server = "10.1.0.21:6881", "10.1.0.1:6881"
+	var dialled, dialling string // a workstation this one dials, one that dials it
+	for i := 22; dialled == "" || dialling == ""; i++ {
+		a := fmt.Sprintf("10.1.0.%d:6881", i)
+		if dials(self, a) {
+			dialled = a
+		} else {
+			dialling = a
+		}
+	}
+	lab := []gossip.Member{
+		{State: gossip.StateAlive, Status: gossip.Status{Role: gossip.RoleServer, TorrentAddr: server}},
+		{State: gossip.StateAlive, Status: gossip.Status{Role: gossip.RolePeer, TorrentAddr: self}},
+		{State: gossip.StateAlive, Status: gossip.Status{Role: gossip.RolePeer, TorrentAddr: dialled}},
+		{State: gossip.StateAlive, Status: gossip.Status{Role: gossip.RolePeer, TorrentAddr: dialling}},
+		{State: gossip.StateAlive, Status: gossip.Status{Role: gossip.RolePeer}}, // still joining
+		{State: gossip.StateDead, Status: gossip.Status{Role: gossip.RolePeer, TorrentAddr: "10.1.0.99:6881"}},
+	}
+	d := discovery{self: self, server: server}
+	now := time.Unix(1_700_000_000, 0)
+	if got := d.toAdd(lab, now); !slices.Equal(got, []string{dialled}) {
+		t.Fatalf("first: %v, want only %s (the print server deals, %s dials this one)", got, dialled, dialling)
+	}
+	if got := d.toAdd(lab, now.Add(time.Second)); got != nil {
+		t.Errorf("again at once: %v, want nothing", got)
+	}
+	// The print server does not deal: the client connects to it.
+	d.useServer = true
+	if got := d.toAdd(lab, now.Add(2*time.Second)); !slices.Equal(got, []string{server}) {
+		t.Errorf("without deals: %v, want the print server", got)
+	}
+	// Later, everything is offered again (a peer the client dropped).
+	if got := d.toAdd(lab, now.Add(rediscoverAfter+3*time.Second)); !slices.Equal(got, []string{server, dialled}) {
+		t.Errorf("after %s: %v, want the print server and %s again", rediscoverAfter, got, dialled)
 	}
 }

@@ -32,16 +32,16 @@ const feedRetry = time.Second
 // connected to the print server, so that the print server's port carries
 // each piece into the lab once. If the print server cannot deal (an older
 // labseed), feed connects the client to it and returns.
-func (r *run) feed(ctx context.Context) error {
-	buf := make([]byte, r.spec.m.PieceLength)
+func (s *session) feed(ctx context.Context) error {
+	buf := make([]byte, s.im.m.PieceLength)
 	failing := false
 	// Until every chunk is applied (ctx ends then), not until every piece
 	// is verified: a chunk that fails its hash makes its pieces missing
 	// again.
 	for ctx.Err() == nil {
 		var err error
-		if r.dl.verifiedBytes() < r.spec.m.PayloadBytes {
-			err = r.feedOnce(ctx, buf)
+		if s.chunks.remaining() > 0 {
+			err = s.feedOnce(ctx, buf)
 		} else {
 			err = errNothingDealt
 		}
@@ -54,13 +54,13 @@ func (r *run) feed(ctx context.Context) error {
 		case errors.Is(err, errStaging):
 			return fmt.Errorf("peer: %w", err) // a full or broken disk: stop the run
 		case errors.As(err, &ae) && ae.Code == http.StatusNotFound:
-			r.useServerTorrent(err)
+			s.useServerTorrent(err)
 			return nil
 		case ctx.Err() != nil:
 			return nil
 		default:
 			if !failing {
-				r.a.log.Warn("fetching pieces from the print server", "err", err)
+				s.a.log.Warn("fetching pieces from the print server", "err", err)
 			}
 			failing = true
 		}
@@ -78,12 +78,12 @@ var (
 )
 
 // feedOnce asks for one deal and stores its pieces.
-func (r *run) feedOnce(ctx context.Context, buf []byte) error {
-	want := r.dl.wantFromServer(r.t, r.serverHost(), time.Now())
+func (s *session) feedOnce(ctx context.Context, buf []byte) error {
+	want := s.claims.wantFromServer(s.chunks.missingPieces(), s.t, s.serverHost(), time.Now())
 	if want.Empty() {
 		return errNothingDealt
 	}
-	first, n, body, err := r.a.api.Deal(ctx, r.spec.m.InfoHash, want)
+	first, n, body, err := s.a.api.Deal(ctx, s.im.m.InfoHash, want)
 	if err != nil {
 		return err
 	}
@@ -91,9 +91,9 @@ func (r *run) feedOnce(ctx context.Context, buf []byte) error {
 		return errNothingDealt
 	}
 	defer body.Close()
-	rd := swarm.LimitReader(ctx, body, r.downLimit)
+	rd := swarm.LimitReader(ctx, body, s.downLimit)
 	for p := first; p < first+n; p++ {
-		if err := r.storeDealt(ctx, rd, buf, p); err != nil {
+		if err := s.storeDealt(ctx, rd, buf, p); err != nil {
 			return err
 		}
 	}
@@ -102,16 +102,16 @@ func (r *run) feedOnce(ctx context.Context, buf []byte) error {
 
 // storeDealt reads piece p from rd, writes it to the payload and has the
 // client verify it (which announces it to the other workstations).
-func (r *run) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p int) error {
-	if p >= r.dl.numPieces {
-		return fmt.Errorf("print server dealt piece %d of %d", p, r.dl.numPieces)
+func (s *session) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p int) error {
+	if p >= s.chunks.numPieces {
+		return fmt.Errorf("print server dealt piece %d of %d", p, s.chunks.numPieces)
 	}
-	b := buf[:r.dl.pieceSize(p)]
+	b := buf[:s.chunks.pieceSize(p)]
 	if _, err := io.ReadFull(rd, b); err != nil {
 		return fmt.Errorf("piece %d from the print server: %w", p, err)
 	}
-	r.fed.Add(int64(len(b)))
-	pc := r.t.Piece(p)
+	s.fed.Add(int64(len(b)))
+	pc := s.t.Piece(p)
 	if _, err := pc.Storage().WriteAt(b, 0); err != nil {
 		return fmt.Errorf("piece %d: %w: %w", p, errStaging, err)
 	}
@@ -121,21 +121,21 @@ func (r *run) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p int) e
 
 // serverHost is the print server's torrent host (its connections are not
 // other workstations').
-func (r *run) serverHost() string {
-	host, _, _ := net.SplitHostPort(r.spec.lab.TorrentAddr)
+func (s *session) serverHost() string {
+	host, _, _ := net.SplitHostPort(s.im.lab.TorrentAddr)
 	return host
 }
 
 // useServerTorrent connects the client to the print server's torrent,
 // because dealing failed with err.
-func (r *run) useServerTorrent(err error) {
-	r.mu.Lock()
-	done := r.serverTorrent
-	r.serverTorrent = true
-	r.mu.Unlock()
+func (s *session) useServerTorrent(err error) {
+	s.mu.Lock()
+	done := s.peers.useServer
+	s.peers.useServer = true
+	s.mu.Unlock()
 	if done {
 		return
 	}
-	r.a.log.Warn("the print server does not deal pieces; fetching from it over BitTorrent", "err", err)
-	r.t.AddPeers([]torrent.PeerInfo{{Addr: tcpAddr(r.spec.lab.TorrentAddr), Trusted: true}})
+	s.a.log.Warn("the print server does not deal pieces; fetching from it over BitTorrent", "err", err)
+	s.t.AddPeers([]torrent.PeerInfo{{Addr: tcpAddr(s.im.lab.TorrentAddr), Trusted: true}})
 }

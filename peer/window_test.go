@@ -8,10 +8,10 @@ import (
 )
 
 // testDownload is a download of n chunks of 4 MiB (16 pieces) each.
-func testDownload(n int) *download {
+func testDownload(n int) *chunkTracker {
 	const pl, per = 256 << 10, 16
 	m := &chunker.Manifest{PieceLength: pl, PayloadBytes: int64(n) * per * pl}
-	d := &download{m: m, pieceLen: pl, numPieces: n * per, payloadLen: m.PayloadBytes,
+	d := &chunkTracker{m: m, pieceLen: pl, numPieces: n * per, payloadLen: m.PayloadBytes,
 		complete: make([]bool, n*per), missing: make([]int, n), queued: make([]bool, n),
 		boosted: make([]bool, n)}
 	for c := range n {

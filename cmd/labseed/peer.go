@@ -69,6 +69,8 @@ labseed peer --server 10.1.0.1 --target /mnt/target --keys ` + keys.DefaultDir,
 		}
 		cfg.Logger = logger(verbose)
 		cfg.Progress = progressPrinter()
+		// The lab bench's swarm diagnosis (docs/lab-bench.md).
+		cfg.TraceDir = os.Getenv("LABSEED_TORRENT_STATUS")
 		limitMemory(160 << 20)
 		a, err := peer.New(cfg)
 		if err != nil {

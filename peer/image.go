@@ -14,17 +14,22 @@ import (
 	"github.com/labseed/labseed/chunker"
 )
 
-// imageSpec is a verified image to download.
-type imageSpec struct {
+// image is an image resolved on the print server: its manifest, verified,
+// its torrent, checked against it, and where the lab serves it.
+type image struct {
 	m   *chunker.Manifest
 	mi  *metainfo.MetaInfo
 	lab api.Lab
 }
 
-// fetchImage asks the print server for an image, retrying while the server
+// String returns the image's name and version as the lab status shows
+// them, NAME-vVERSION.
+func (im *image) String() string { return fmt.Sprintf("%s-v%d", im.m.Name, im.m.Version) }
+
+// resolve asks the print server for an image, retrying while the server
 // is not up yet, and verifies the manifest's signature and the torrent's
 // infohash.
-func (a *Agent) fetchImage(ctx context.Context) (*imageSpec, error) {
+func (a *Agent) resolve(ctx context.Context) (*image, error) {
 	name := a.cfg.Image
 	var lastErr error
 	for attempt := 0; ; attempt++ {
@@ -32,7 +37,7 @@ func (a *Agent) fetchImage(ctx context.Context) (*imageSpec, error) {
 			name, lastErr = a.onlyImage(ctx)
 		}
 		if name != "" {
-			var spec *imageSpec
+			var spec *image
 			spec, lastErr = a.getImage(ctx, name)
 			if lastErr == nil || errors.Is(lastErr, chunker.ErrBadSignature) || errors.Is(lastErr, errPermanent) {
 				return spec, lastErr
@@ -81,7 +86,7 @@ func (a *Agent) onlyImage(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("%w: the print server has %d images %v: choose one with --image", errPermanent, len(imgs), names)
 }
 
-func (a *Agent) getImage(ctx context.Context, name string) (*imageSpec, error) {
+func (a *Agent) getImage(ctx context.Context, name string) (*image, error) {
 	im, err := a.api.Image(ctx, name)
 	if err != nil {
 		return nil, apiErr(err)
@@ -105,5 +110,5 @@ func (a *Agent) getImage(ctx context.Context, name string) (*imageSpec, error) {
 	if got := mi.HashInfoBytes().HexString(); got != m.InfoHash {
 		return nil, fmt.Errorf("%w: torrent of %q has infohash %s, the signed manifest says %s", errPermanent, name, got, m.InfoHash)
 	}
-	return &imageSpec{m: m, mi: mi, lab: im.Lab}, nil
+	return &image{m: m, mi: mi, lab: im.Lab}, nil
 }

@@ -1,0 +1,359 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/swarm"
+	"golang.org/x/time/rate"
+)
+
+// session is an image being fetched into the target and seeded to the
+// lab: the staging data, the torrent client, the gossip node, and the
+// status they make, refreshed once a second (tick) until the session is
+// closed.
+type session struct {
+	a           *Agent
+	im          *image
+	ap          *chunker.Applier
+	chunks      *chunkTracker
+	client      *torrent.Client
+	node        *gossip.Node
+	t           *torrent.Torrent
+	name        string // in the lab (gossip)
+	payload     string // the staged payload file
+	torrentAddr string
+	started     time.Time
+	downLimit   *rate.Limiter // the client's DownloadLimiter, shared by feed
+	fed         atomic.Int64  // payload bytes dealt by the print server (feed)
+	claims      claims        // what the other workstations claim (feed)
+	writeErr    chan error    // the first error writing a piece from a peer or web seed
+
+	mu           sync.Mutex // guards what follows, which tick refreshes
+	phase        gossip.Phase
+	err          string // why the run failed
+	meter        *swarm.Meter
+	prev         sample // the traffic at the last tick
+	fedCounted   int64  // fed at the last tick
+	stall        stallWatch
+	webSeed      bool // the web seed was added
+	peers        discovery
+	trace        tracer
+	downloadedAt time.Time
+
+	closers   []func() error // what start opened, in order
+	closeOnce sync.Once
+}
+
+// fetch joins the lab and fetches im into the target. It returns once the
+// target holds the verified image, the session seeding (phase seeding);
+// on error nothing runs any more and the staging data stays for a resume.
+func (a *Agent) fetch(ctx context.Context, im *image) (*session, error) {
+	s, err := a.start(ctx, im)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.download(ctx); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// start opens the staging data, starts the torrent client and the gossip
+// node, joins the lab and adds the torrent. On error it leaves nothing
+// open.
+func (a *Agent) start(ctx context.Context, im *image) (_ *session, err error) {
+	m := im.m
+	info, err := im.mi.UnmarshalInfo()
+	if err != nil {
+		return nil, fmt.Errorf("peer: torrent: %w", err)
+	}
+	s := &session{a: a, im: im, writeErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if s.ap, err = chunker.NewApplier(m, chunker.ApplyConfig{Target: a.cfg.Target, StateDir: a.cfg.StateDir, Logger: a.log}); err != nil {
+		return nil, fmt.Errorf("peer: %w", err)
+	}
+	s.closers = append(s.closers, s.ap.Close)
+	tdir := filepath.Join(a.cfg.StateDir, "torrent")
+	if err := os.MkdirAll(tdir, 0o700); err != nil {
+		return nil, fmt.Errorf("peer: staging: %w", err)
+	}
+	bitmap, err := swarm.OpenBitmap(filepath.Join(tdir, "pieces.bitmap"), info.NumPieces())
+	if err != nil {
+		return nil, fmt.Errorf("peer: staging: %w", err)
+	}
+	s.payload = filepath.Join(tdir, info.Name)
+	s.chunks = newChunkTracker(m, info.NumPieces(), func(p int) bool {
+		c, known := bitmap.Get(p)
+		return known && c
+	}, s.ap.Applied)
+	if applied, _ := s.ap.Progress(); applied > 0 || s.chunks.verified > 0 {
+		a.log.Info("resuming", "image", m.Name, "verified_bytes", s.chunks.verified, "payload_bytes", m.PayloadBytes,
+			"chunks_applied", applied, "chunks", len(m.Chunks))
+	}
+	storage := swarm.NewStorage()
+	s.closers = append(s.closers, storage.Close)
+	storage.Register(metainfo.NewHashFromHex(m.InfoHash), swarm.Files{
+		Path: s.payload, Completion: bitmap, OnPiece: s.chunks.pieceDone,
+	})
+
+	adv := a.advertiseIP()
+	s.name = a.cfg.Name
+	if s.name == "" {
+		h, _ := os.Hostname()
+		s.name = h + "-" + adv
+	}
+	s.downLimit = swarm.NewLimiter(a.cfg.Rate)
+	if s.client, err = swarm.NewClient(swarm.Config{
+		ListenIP: a.cfg.ListenIP, Port: freeByDefault(a.cfg.TorrentPort), UploadRate: a.cfg.Rate, DownloadLimiter: s.downLimit,
+		Storage: storage, Logger: a.log, MaxConns: a.cfg.MaxConns,
+	}); err != nil {
+		return nil, fmt.Errorf("peer: torrent client: %w", err)
+	}
+	s.closers = append(s.closers, func() error { s.client.Close(); return nil })
+	if s.node, err = gossip.New(gossip.Config{
+		Name: s.name, BindAddr: bindAddr(a.cfg.ListenIP), BindPort: freeByDefault(a.cfg.GossipPort), AdvertiseAddr: adv,
+		Key: a.cfg.LabKey, Insecure: a.cfg.Insecure, Local: a.cfg.Local, Logger: a.log,
+		Seeds: []string{im.lab.GossipAddr},
+	}); err != nil {
+		return nil, fmt.Errorf("peer: gossip: %w", err)
+	}
+	s.closers = append(s.closers, s.node.Close)
+	s.torrentAddr = net.JoinHostPort(adv, strconv.Itoa(s.client.LocalPort()))
+	s.peers = discovery{self: s.torrentAddr, server: im.lab.TorrentAddr}
+	s.trace = tracer{dir: a.cfg.TraceDir, name: s.torrentAddr}
+	s.started = time.Now()
+	s.setPhase(gossip.PhaseJoining)
+	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = s.node.Join(jctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// The print server may have gone (the others can still serve), but a
+		// node that cannot join is usually one with the wrong lab key.
+		return nil, fmt.Errorf("peer: join the lab: %w", err)
+	}
+	if s.t, err = swarm.AddTorrent(s.client, im.mi); err != nil {
+		return nil, fmt.Errorf("peer: add torrent: %w", err)
+	}
+	s.t.SetOnWriteChunkError(s.onWriteError)
+	s.closers = append(s.closers, s.startTicking())
+	return s, nil
+}
+
+// startTicking ticks once a second until the function it returns is
+// called (which waits for the last tick to end).
+func (s *session) startTicking() func() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.tick()
+			}
+		}
+	}()
+	return func() error {
+		cancel()
+		<-done
+		return nil
+	}
+}
+
+// download fetches and applies every chunk, then finishes the extraction.
+func (s *session) download(ctx context.Context) error {
+	s.t.DownloadAll()
+	s.setPhase(gossip.PhaseDownloading)
+	if err := s.applyAll(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.fail(err)
+		return err
+	}
+	s.setPhase(gossip.PhaseFinishing)
+	if err := s.ap.Finish(ctx); err != nil {
+		s.fail(err)
+		return fmt.Errorf("peer: finish: %w", err)
+	}
+	s.setPhase(gossip.PhaseSeeding)
+	s.a.log.Info("image applied, seeding", "image", s.im.m.Name, "seconds", time.Since(s.started).Seconds())
+	return nil
+}
+
+// seed keeps seeding until every workstation is done or Linger passes,
+// says done, leaves the lab and removes the staging data. The session is
+// closed when it returns.
+func (s *session) seed(ctx context.Context) error {
+	defer s.close()
+	if err := s.linger(ctx); err != nil {
+		return err
+	}
+	s.setPhase(gossip.PhaseDone)
+	s.waitServerSeesDone(ctx, 3*time.Second)
+	lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	s.node.Leave(lctx)
+	cancel()
+	s.client.Close()
+	if err := s.ap.Cleanup(); err != nil {
+		return fmt.Errorf("peer: remove staging data: %w", err)
+	}
+	return nil
+}
+
+// close stops everything start started, in reverse order; the staging
+// data stays. It may be called more than once.
+func (s *session) close() {
+	s.closeOnce.Do(func() {
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			s.closers[i]()
+		}
+	})
+}
+
+// linger keeps seeding until every workstation is done or Linger passes.
+func (s *session) linger(ctx context.Context) error {
+	if s.a.cfg.Linger < 0 {
+		return nil
+	}
+	deadline := time.Now().Add(s.a.cfg.Linger)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if labDone(s.node.Members()) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.a.log.Info("linger time over", "linger", s.a.cfg.Linger)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// waitServerSeesDone waits, at most max, until the print server's lab
+// status shows this workstation finished. Leaving the gossip races the last
+// status update: a print server that gets the leave first keeps the old
+// status (seen in a CI run: a finished workstation left "downloading 90 %"
+// in the lab status and its metrics). The server's own answer settles it.
+func (s *session) waitServerSeesDone(ctx context.Context, max time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, max)
+	defer cancel()
+	for {
+		if ls, err := s.a.api.Status(ctx); err == nil {
+			for _, h := range ls.Hosts {
+				if h.Name == s.name && (h.Status.Phase == api.PhaseSeeding || h.Status.Phase == api.PhaseDone) {
+					return
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			s.a.log.Debug("the print server does not show this workstation finished; leaving anyway")
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (s *session) setPhase(p gossip.Phase) {
+	s.mu.Lock()
+	s.phase = p
+	s.mu.Unlock()
+	s.tick()
+}
+
+func (s *session) fail(err error) {
+	s.mu.Lock()
+	s.phase = gossip.PhaseFailed
+	s.err = err.Error()
+	s.mu.Unlock()
+	s.tick()
+}
+
+// tick refreshes, once a second and at every phase change, what the
+// session shows and what it steers by: the web-seed fallback, the priority
+// window, the torrent's peers, the trace, the gossiped status and the
+// progress report.
+func (s *session) tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	m := s.im.m
+	chunks, _ := s.ap.Progress()
+	verified, remaining := s.chunks.verifiedBytes(), s.chunks.remaining()
+	stalled := s.stall.update(now, verified)
+	if s.t != nil && webSeedDue(&s.a.cfg, s.webSeed, stalled, remaining) {
+		s.a.log.Warn("no progress over BitTorrent, using the print server's web seed", "stalled", stalled.Round(time.Second))
+		s.t.AddWebSeeds([]string{swarm.WebSeedURL("http://" + s.im.lab.HTTPAddr)})
+		s.webSeed = true
+	}
+	if s.meter == nil {
+		s.meter = swarm.NewMeter(s.im.lab.TorrentAddr)
+	}
+	if s.t != nil {
+		s.meter.Update(s.t)
+		fed := s.fed.Load()
+		s.meter.AddFromServer(fed - s.fedCounted)
+		s.fedCounted = fed
+		s.chunks.boost(s.t)
+		s.addPeers(now)
+		s.trace.trace(now, now.Sub(s.started), s.client.WriteStatus)
+		if remaining == 0 && s.downloadedAt.IsZero() {
+			s.downloadedAt = now
+			s.a.log.Info("every piece verified", "seconds", now.Sub(s.started).Seconds(), "chunks_applied", chunks, "chunks", len(m.Chunks))
+		}
+	}
+	snap := snapshot{
+		at: now, started: s.started, phase: s.phase, image: s.im.String(), torrentAddr: s.torrentAddr, err: s.err,
+		chunks: chunks, chunksTotal: len(m.Chunks), verified: verified, payload: m.PayloadBytes,
+		traffic: s.meter.Traffic(), prev: s.prev,
+	}
+	s.prev = snap.sample()
+	s.node.SetStatus(statusOf(snap))
+	if s.a.cfg.Progress != nil {
+		snap.members = s.node.Members()
+		s.a.cfg.Progress(progressOf(snap))
+	}
+}
+
+// addPeers hands the torrent addresses of lab members to the client
+// (discovery). Called with s.mu held.
+func (s *session) addPeers(now time.Time) {
+	var add []torrent.PeerInfo
+	for _, a := range s.peers.toAdd(s.node.Members(), now) {
+		add = append(add, torrent.PeerInfo{Addr: tcpAddr(a), Source: torrent.PeerSourceDirect})
+	}
+	if len(add) > 0 {
+		s.t.AddPeers(add)
+	}
+}

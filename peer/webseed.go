@@ -1,0 +1,27 @@
+package peer
+
+import "time"
+
+// stallWatch measures how long the download has made no progress: the
+// web-seed fallback (Config.WebSeedAfter) goes by it.
+type stallWatch struct {
+	verified int64     // verified bytes at since
+	since    time.Time // when verified last grew (or the first update)
+}
+
+// update records the verified bytes at now and returns how long they have
+// not grown.
+func (w *stallWatch) update(now time.Time, verified int64) time.Duration {
+	if verified != w.verified || w.since.IsZero() {
+		w.verified, w.since = verified, now
+	}
+	return now.Sub(w.since)
+}
+
+// webSeedDue reports whether the print server's HTTP web seed is to be
+// added now: the download has stalled longer than Config.WebSeedAfter,
+// pieces are still missing, and it was not added before nor forbidden
+// (Config.NoWebSeed). (It is not used from the start: see NoWebSeed.)
+func webSeedDue(cfg *Config, added bool, stalled time.Duration, remaining int64) bool {
+	return !added && !cfg.NoWebSeed && remaining > 0 && stalled > cfg.WebSeedAfter
+}
