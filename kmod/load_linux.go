@@ -159,12 +159,14 @@ func Modaliases(sysfs string) []string {
 
 // Coldplug loads the modules of every device present, and again for the
 // devices those modules make appear (a disk controller's disks, virtio
-// devices), until a round loads nothing new or ctx ends. It returns the
+// devices, the keyboard behind a USB controller), until three rounds in a
+// row (about a second) load nothing new, or ctx ends. It returns the
 // modules it loaded.
 func (l *Loader) Coldplug(ctx context.Context) []string {
 	var all []string
 	done := map[string]bool{}
-	for round := 0; round < 10; round++ {
+	quiet := 0
+	for round := 0; round < 40 && quiet < 3; round++ {
 		var want []string
 		for _, alias := range Modaliases("/sys") {
 			if done[alias] {
@@ -179,8 +181,8 @@ func (l *Loader) Coldplug(ctx context.Context) []string {
 		}
 		loaded, _ := l.Load(want...)
 		all = append(all, loaded...)
-		if len(loaded) == 0 && round > 0 {
-			break
+		if quiet++; len(loaded) > 0 {
+			quiet = 0
 		}
 		select {
 		case <-ctx.Done():

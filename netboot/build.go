@@ -52,6 +52,8 @@ var DefaultModules = []string{
 	"ahci", "ata_piix", "ata_generic", "nvme", "sd_mod", "virtio_blk", "virtio_scsi", "virtio_pci",
 	// file systems, and the checksums they ask the kernel for
 	"ext4", "xfs", "crc32c_generic", "crc32c_intel", "libcrc32c", "crc32_pclmul",
+	// USB keyboards, for the shell on the console after a failure
+	"xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "usbhid", "hid_generic",
 }
 
 // Tool is a program "labseed clone" runs, copied into the initrd with

@@ -178,11 +178,14 @@ func TestNetbootQEMU(t *testing.T) {
 		// The clone environment will not guess which disk to wipe: it
 		// says so on the console, the print server hears of it, and the
 		// clone is tried again after the pause.
+		// A USB keyboard: its drivers load, for the shell a person at
+		// the machine may ask for.
 		bootQEMU(t, nsVM, macTwo, "", 2, logs, []milestone{
 			{"clone environment", "labseed: clone environment"},
+			{"USB keyboard driver", "hid_generic"},
 			{"refusal", "labseed clone: FAILED: clone: disk: 2 disks: /dev/sda (4 GB), /dev/sdb (4 GB)"},
 			{"what to do", "labseed: trying again in 1m0s (press Enter for a shell)"},
-		})
+		}, "-device", "qemu-xhci,id=xhci", "-device", "usb-kbd,bus=xhci.0")
 		out, err := exec.Command("ip", "netns", "exec", nsSrv, labseedBin, "status", "--server", "10.80.0.1", "--json").Output()
 		if err != nil {
 			t.Fatalf("labseed status: %v", err)
@@ -218,7 +221,7 @@ type milestone struct{ name, text string }
 // turn, and returns when each showed, from power-on. A clone failure on
 // the console (unless a milestone is one), or 25 minutes, fails t with
 // the console and logs.
-func bootQEMU(t *testing.T, ns, mac, ovmf string, disks int, logs []string, ms []milestone) []time.Duration {
+func bootQEMU(t *testing.T, ns, mac, ovmf string, disks int, logs []string, ms []milestone, extra ...string) []time.Duration {
 	t.Helper()
 	dir := t.TempDir()
 	serial := filepath.Join(dir, "serial.log")
@@ -228,7 +231,7 @@ func bootQEMU(t *testing.T, ns, mac, ovmf string, disks int, logs []string, ms [
 			args[i+1] = "1024"
 		}
 	}
-	args = append(args, "-device", "ahci,id=ahci0")
+	args = append(append(args, extra...), "-device", "ahci,id=ahci0")
 	for i := range disks {
 		disk := filepath.Join(dir, fmt.Sprintf("disk%d.raw", i)) // blank
 		f, err := os.Create(disk)
