@@ -59,7 +59,7 @@ func (c *cloner) mountSystem(ctx context.Context) error {
 	if err := c.diskByUUID(); err != nil {
 		return err
 	}
-	c.sys.data = c.templateData(c.imageVersion)
+	c.sys.data = c.templateData(c.resolved.String())
 	return nil
 }
 

@@ -34,7 +34,8 @@ type Config struct {
 	//   - Linger: the configuration and the bootloader are done while the
 	//     agent lingers; the disk is unmounted when it returns.
 	//   - Progress receives the agent's progress, about once a second,
-	//     from the agent's goroutine; nil: a line on Console every 10 s.
+	//     from a goroutine of the agent's; nil: a line on Console every
+	//     10 s.
 	//   - Logger also receives the clone's logs and the output of the
 	//     commands run.
 	//   - HTTPClient defaults to a client with a 30 s timeout.
@@ -145,13 +146,13 @@ type cloner struct {
 	disk      *disk
 	sys       *system // the new system, once mounted
 
+	agent    *peer.Agent // fetches the image into the mount point
+	resolved *peer.Image // the image installed, verified (identify)
+
 	agentMu   sync.Mutex
-	agentDone chan error // the agent's result; nil when no agent runs
+	agentDone chan error // the seeding session's result; nil when none runs
 	stopAgent context.CancelFunc
 	agentErr  error // once received from agentDone
-	// imageVersion is the image installed, NAME-vVERSION, as the agent
-	// reports it when the image is in.
-	imageVersion string
 }
 
 func newCloner(cfg Config) (*cloner, error) {

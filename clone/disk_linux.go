@@ -151,11 +151,7 @@ func (c *cloner) resumable(ctx context.Context) bool {
 	if err != nil || typ != c.id.Filesystem {
 		return false
 	}
-	want, err := c.imageID(ctx, c.image)
-	if err != nil {
-		c.log.Warn("cannot tell which image the print server serves: formatting", "err", err)
-		return false
-	}
+	want := c.resolved.Manifest.ID()
 	if err := c.mountRoot(); err != nil {
 		c.log.Warn("cannot mount the existing root file system: formatting", "err", err)
 		return false

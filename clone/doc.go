@@ -10,14 +10,17 @@
 //     network up with the system's DHCP client.
 //  2. identify: ask the print server who this machine is by its MACs
 //     (api.Identity: host name, address, printer, partition sizes,
-//     bootloader, the lab's templates and hooks).
+//     bootloader, the lab's templates and hooks), and which image it gets:
+//     the image's signed manifest is fetched and verified
+//     (peer.Agent.Resolve) before the disk is touched.
 //  3. disk: with Config.Partition, or when the disk has no partition table,
 //     write the lab's layout with sfdisk (an MBR: root, then swap; see
 //     layoutScript); otherwise keep the table and reuse its first Linux and
 //     swap partitions. Make the root file system (ext4 by default) and the
 //     swap, and mount the root on Config.Mountpoint.
-//  4. fetch: run the peer agent into the mounted root until the image is
-//     extracted; it keeps seeding to the rest of the lab meanwhile.
+//  4. fetch: the peer agent fetches the image into the mounted root
+//     (peer.Agent.Fetch) until it is extracted; it keeps seeding to the
+//     rest of the lab meanwhile.
 //  5. mount: bind /proc, /sys, /dev, /dev/pts into the new system, a tmpfs
 //     on its /run.
 //  6. configure: write the configuration files from templates
@@ -27,8 +30,8 @@
 //     display mode; a fresh machine-id and new SSH host keys.
 //  7. hooks: the lab's hook scripts, in the new system's chroot.
 //  8. bootloader: grub (default), extlinux, lilo, none, or a command.
-//  9. seed: wait for the agent (it stops when the lab is done or after
-//     Config.Linger).
+//  9. seed: wait for the agent's seeding (peer.Session.Seed: it stops
+//     when the lab is done or after Config.Linger).
 //  10. unmount everything in reverse order, report "done", reboot.
 //
 // The templates shipped are in templates/ (embedded); the print server's

@@ -2,15 +2,12 @@ package clone
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/labseed/labseed/chunker"
-	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/peer"
 )
 
@@ -25,21 +22,10 @@ const (
 	configuringMarker = ".labseed-configuring"
 )
 
-// manifestID returns the ID of a signed manifest as served.
-func manifestID(b []byte) (string, error) {
-	m, err := chunker.DecodeManifest(b)
-	if err != nil {
-		return "", err
-	}
-	return m.ID(), nil
-}
-
-// fetch is the fetch step: it starts the agent on the mounted root and
-// returns once the image is extracted, leaving the agent seeding to the
-// rest of the lab; seed waits for it.
-func (c *cloner) fetch(ctx context.Context) error {
-	extracted := make(chan struct{})
-	var once sync.Once
+// resolveImage makes the agent that fetches the image into the mount
+// point, and resolves the image this clone installs: its signed manifest,
+// verified, before the disk is touched.
+func (c *cloner) resolveImage(ctx context.Context) error {
 	var lastLine time.Time
 	pc := c.cfg.Config
 	pc.Target, pc.Image = c.cfg.Mountpoint, c.image
@@ -47,14 +33,6 @@ func (c *cloner) fetch(ctx context.Context) error {
 		pc.Name = c.id.Hostname
 	}
 	pc.Progress = func(p peer.Progress) {
-		if p.Phase == gossip.PhaseSeeding || p.Phase == gossip.PhaseDone {
-			once.Do(func() {
-				c.agentMu.Lock()
-				c.imageVersion = p.Image
-				c.agentMu.Unlock()
-				close(extracted)
-			})
-		}
 		if c.cfg.Progress != nil {
 			c.cfg.Progress(p)
 		} else if time.Since(lastLine) >= 10*time.Second {
@@ -66,28 +44,31 @@ func (c *cloner) fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	im, err := a.Resolve(ctx)
+	if err != nil {
+		return fmt.Errorf("the image: %w", err)
+	}
+	c.agent, c.resolved = a, im
+	c.log.Info("image resolved", "image", im.String(), "id", im.Manifest.ID())
+	return nil
+}
+
+// fetch is the fetch step: the agent fetches the image into the mounted
+// root and returns once it is extracted, leaving a session seeding to the
+// rest of the lab; seed waits for it.
+func (c *cloner) fetch(ctx context.Context) error {
+	s, err := c.agent.Fetch(ctx, c.resolved)
+	if err != nil {
+		return err
+	}
+	c.log.Info("image extracted", "target", c.cfg.Mountpoint)
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	c.agentMu.Lock()
 	c.agentDone, c.stopAgent = done, cancel
 	c.agentMu.Unlock()
-	go func() { done <- a.Run(actx) }()
-	select {
-	case <-extracted:
-		c.log.Info("image extracted", "target", c.cfg.Mountpoint)
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case err := <-done:
-		c.agentMu.Lock()
-		c.agentDone, c.agentErr = nil, err
-		c.agentMu.Unlock()
-		cancel()
-		if err == nil { // done before a progress report said so
-			err = errors.New("the agent returned without extracting the image")
-		}
-		return err
-	}
+	go func() { done <- s.Seed(actx) }()
+	return nil
 }
 
 // seed is the seed step: it waits for the agent, which keeps seeding to

@@ -268,7 +268,8 @@ func interfaceFor(mac string) string {
 // answer errors other than "unknown machine") before the clone gives up.
 const identifyTimeout = 2 * time.Minute
 
-// identify asks the print server who this machine is.
+// identify asks the print server who this machine is, and which image it
+// gets (resolveImage).
 func (c *cloner) identify(ctx context.Context) error {
 	macs := slices.Clone(c.cfg.MACs)
 	if len(macs) == 0 {
@@ -323,7 +324,7 @@ func (c *cloner) identify(ctx context.Context) error {
 	}
 	c.log.Info("identified", "mac", c.id.MAC, "host", c.id.Hostname, "ip", c.id.IP, "enrolled", c.id.Enrolled, "image", c.image)
 	c.say("this machine is %s (%s/%d, MAC %s)", c.id.Hostname, c.id.IP, c.id.Prefix, c.id.MAC)
-	return nil
+	return c.resolveImage(ctx)
 }
 
 // checkIdentity checks what the clone relies on and fills the defaults
@@ -368,25 +369,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// imageID returns the ID (the SHA-256 of the signed manifest, as the
-// agent's staging records it) of the image the print server serves under
-// name, or of its only image when name is "".
-func (c *cloner) imageID(ctx context.Context, name string) (string, error) {
-	if name == "" {
-		imgs, err := c.client.Images(ctx)
-		if err != nil {
-			return "", err
-		}
-		if len(imgs) != 1 {
-			return "", fmt.Errorf("the print server has %d images", len(imgs))
-		}
-		name = imgs[0].Name
-	}
-	img, err := c.client.Image(ctx, name)
-	if err != nil {
-		return "", err
-	}
-	return manifestID(img.Manifest)
 }

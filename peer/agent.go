@@ -13,7 +13,8 @@ import (
 	"github.com/labseed/labseed/chunker"
 )
 
-// Agent is a workstation agent. Create it with New, run it with Run.
+// Agent is a workstation agent. Create it with New; run it with Run, or
+// phase by phase: Resolve the image, Fetch it, Seed it (Session.Seed).
 type Agent struct {
 	cfg Config
 	log *slog.Logger
@@ -58,19 +59,20 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// Run downloads and applies the image, lingers, cleans up. It returns nil
-// only when the target holds the verified image. Cancelled, it returns the
-// context's error and keeps the staging data for a resume.
+// Run resolves the image, fetches it and seeds it until the lab is done:
+// Resolve, Fetch and Session.Seed in one. It returns nil only when the
+// target holds the verified image. Cancelled, it returns the context's
+// error and keeps the staging data for a resume.
 func (a *Agent) Run(ctx context.Context) error {
-	im, err := a.resolve(ctx)
+	im, err := a.Resolve(ctx)
 	if err != nil {
 		return err
 	}
-	s, err := a.fetch(ctx, im)
+	s, err := a.Fetch(ctx, im)
 	if err != nil {
 		return err
 	}
-	return s.seed(ctx)
+	return s.Seed(ctx)
 }
 
 // advertiseIP is the address other nodes reach this one at: the listen

@@ -13,13 +13,13 @@ import (
 // applyAll applies chunks as they become ready until all are applied,
 // while the feeders fetch from the print server what it deals this
 // workstation.
-func (s *session) applyAll(ctx context.Context) error {
+func (s *Session) applyAll(ctx context.Context) error {
 	f, err := os.Open(s.payload)
 	if err != nil {
 		return fmt.Errorf("peer: staging: %w", err)
 	}
 	defer f.Close()
-	total := len(s.im.m.Chunks)
+	total := len(s.im.Manifest.Chunks)
 	g, gctx := errgroup.WithContext(ctx)
 	doneCh := make(chan struct{})
 	for range s.a.cfg.ApplyWorkers {
@@ -81,8 +81,8 @@ func (s *session) applyAll(ctx context.Context) error {
 	return err
 }
 
-func (s *session) applyChunk(ctx context.Context, f *os.File, c int) error {
-	ch := s.im.m.Chunks[c]
+func (s *Session) applyChunk(ctx context.Context, f *os.File, c int) error {
+	ch := s.im.Manifest.Chunks[c]
 	b := make([]byte, ch.Size)
 	if _, err := f.ReadAt(b, ch.Offset); err != nil {
 		return fmt.Errorf("peer: read chunk %d from staging: %w", c, err)
@@ -102,7 +102,7 @@ func (s *session) applyChunk(ctx context.Context, f *os.File, c int) error {
 // writing a block received from a peer or a web seed (a full disk) stops
 // the run, as one writing a dealt piece does. (anacrolix's default handler
 // only stops downloading: the run would wait for ever.)
-func (s *session) onWriteError(err error) {
+func (s *Session) onWriteError(err error) {
 	select {
 	case s.writeErr <- err:
 	default:

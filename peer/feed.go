@@ -32,8 +32,8 @@ const feedRetry = time.Second
 // connected to the print server, so that the print server's port carries
 // each piece into the lab once. If the print server cannot deal (an older
 // labseed), feed connects the client to it and returns.
-func (s *session) feed(ctx context.Context) error {
-	buf := make([]byte, s.im.m.PieceLength)
+func (s *Session) feed(ctx context.Context) error {
+	buf := make([]byte, s.im.Manifest.PieceLength)
 	failing := false
 	// Until every chunk is applied (ctx ends then), not until every piece
 	// is verified: a chunk that fails its hash makes its pieces missing
@@ -78,12 +78,12 @@ var (
 )
 
 // feedOnce asks for one deal and stores its pieces.
-func (s *session) feedOnce(ctx context.Context, buf []byte) error {
+func (s *Session) feedOnce(ctx context.Context, buf []byte) error {
 	want := s.claims.wantFromServer(s.chunks.missingPieces(), s.t, s.serverHost(), time.Now())
 	if want.Empty() {
 		return errNothingDealt
 	}
-	first, n, body, err := s.a.api.Deal(ctx, s.im.m.InfoHash, want)
+	first, n, body, err := s.a.api.Deal(ctx, s.im.Manifest.InfoHash, want)
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (s *session) feedOnce(ctx context.Context, buf []byte) error {
 
 // storeDealt reads piece p from rd, writes it to the payload and has the
 // client verify it (which announces it to the other workstations).
-func (s *session) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p int) error {
+func (s *Session) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p int) error {
 	if p >= s.chunks.numPieces {
 		return fmt.Errorf("print server dealt piece %d of %d", p, s.chunks.numPieces)
 	}
@@ -121,14 +121,14 @@ func (s *session) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p in
 
 // serverHost is the print server's torrent host (its connections are not
 // other workstations').
-func (s *session) serverHost() string {
+func (s *Session) serverHost() string {
 	host, _, _ := net.SplitHostPort(s.im.lab.TorrentAddr)
 	return host
 }
 
 // useServerTorrent connects the client to the print server's torrent,
 // because dealing failed with err.
-func (s *session) useServerTorrent(err error) {
+func (s *Session) useServerTorrent(err error) {
 	s.mu.Lock()
 	done := s.peers.useServer
 	s.peers.useServer = true

@@ -14,22 +14,33 @@ import (
 	"github.com/labseed/labseed/chunker"
 )
 
-// image is an image resolved on the print server: its manifest, verified,
-// its torrent, checked against it, and where the lab serves it.
-type image struct {
-	m   *chunker.Manifest
-	mi  *metainfo.MetaInfo
-	lab api.Lab
+// Image is an image resolved by Agent.Resolve: its manifest, whose
+// signature is verified, and its torrent, checked against the manifest.
+// Nothing is written to get it; give it to Agent.Fetch.
+type Image struct {
+	// Manifest is the image's manifest (only decoded, not verified, with
+	// Config.Insecure): its name and version, its chunks, and its ID
+	// (Manifest.ID), which the staging data of an interrupted fetch of
+	// this image records (chunker.StateImage).
+	Manifest *chunker.Manifest
+	mi       *metainfo.MetaInfo
+	lab      api.Lab
 }
 
 // String returns the image's name and version as the lab status shows
 // them, NAME-vVERSION.
-func (im *image) String() string { return fmt.Sprintf("%s-v%d", im.m.Name, im.m.Version) }
+func (im *Image) String() string {
+	return fmt.Sprintf("%s-v%d", im.Manifest.Name, im.Manifest.Version)
+}
 
-// resolve asks the print server for an image, retrying while the server
-// is not up yet, and verifies the manifest's signature and the torrent's
-// infohash.
-func (a *Agent) resolve(ctx context.Context) (*image, error) {
+// Resolve asks the print server for the image (Config.Image, or the
+// server's only image), retrying while the server is not up or has no
+// image yet, until ctx ends; it verifies the manifest's signature with
+// Config.PublicKey and the torrent's infohash against the manifest. It
+// writes nothing: the caller can check the image before anything is.
+// A wrong signature, an unknown image name or a choice between several
+// images fails at once.
+func (a *Agent) Resolve(ctx context.Context) (*Image, error) {
 	name := a.cfg.Image
 	var lastErr error
 	for attempt := 0; ; attempt++ {
@@ -37,10 +48,14 @@ func (a *Agent) resolve(ctx context.Context) (*image, error) {
 			name, lastErr = a.onlyImage(ctx)
 		}
 		if name != "" {
-			var spec *image
-			spec, lastErr = a.getImage(ctx, name)
-			if lastErr == nil || errors.Is(lastErr, chunker.ErrBadSignature) || errors.Is(lastErr, errPermanent) {
-				return spec, lastErr
+			var im *Image
+			im, lastErr = a.getImage(ctx, name)
+			if lastErr == nil {
+				a.log.Info("image resolved", "image", im.String(), "id", im.Manifest.ID(), "verified", !a.cfg.Insecure)
+				return im, nil
+			}
+			if errors.Is(lastErr, chunker.ErrBadSignature) || errors.Is(lastErr, errPermanent) {
+				return nil, lastErr
 			}
 		} else if errors.Is(lastErr, errPermanent) {
 			return nil, lastErr
@@ -86,7 +101,7 @@ func (a *Agent) onlyImage(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("%w: the print server has %d images %v: choose one with --image", errPermanent, len(imgs), names)
 }
 
-func (a *Agent) getImage(ctx context.Context, name string) (*image, error) {
+func (a *Agent) getImage(ctx context.Context, name string) (*Image, error) {
 	im, err := a.api.Image(ctx, name)
 	if err != nil {
 		return nil, apiErr(err)
@@ -110,5 +125,5 @@ func (a *Agent) getImage(ctx context.Context, name string) (*image, error) {
 	if got := mi.HashInfoBytes().HexString(); got != m.InfoHash {
 		return nil, fmt.Errorf("%w: torrent of %q has infohash %s, the signed manifest says %s", errPermanent, name, got, m.InfoHash)
 	}
-	return &image{m: m, mi: mi, lab: im.Lab}, nil
+	return &Image{Manifest: m, mi: mi, lab: im.Lab}, nil
 }

@@ -20,13 +20,14 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// session is an image being fetched into the target and seeded to the
-// lab: the staging data, the torrent client, the gossip node, and the
-// status they make, refreshed once a second (tick) until the session is
-// closed.
-type session struct {
+// Session is an image fetched into the target by Agent.Fetch, which the
+// agent keeps seeding to the rest of the lab: the staging data, the
+// torrent client, the gossip node, and the status they make, gossiped and
+// given to Config.Progress once a second until the session ends. End it
+// with Seed, or with Close.
+type Session struct {
 	a           *Agent
-	im          *image
+	im          *Image
 	ap          *chunker.Applier
 	chunks      *chunkTracker
 	client      *torrent.Client
@@ -57,16 +58,20 @@ type session struct {
 	closeOnce sync.Once
 }
 
-// fetch joins the lab and fetches im into the target. It returns once the
-// target holds the verified image, the session seeding (phase seeding);
-// on error nothing runs any more and the staging data stays for a resume.
-func (a *Agent) fetch(ctx context.Context, im *image) (*session, error) {
+// Fetch joins the lab and fetches im (from Resolve) into Config.Target:
+// it takes the pieces the print server deals it and the others from the
+// workstations, and applies each chunk as soon as its pieces are verified.
+// It returns once the target holds the verified image, with a Session that
+// keeps seeding to the lab: call its Seed (or Close). On error, or when
+// ctx ends (then ctx's error), nothing is left running and the staging
+// data stays in Config.StateDir: a Fetch of the same image later resumes.
+func (a *Agent) Fetch(ctx context.Context, im *Image) (*Session, error) {
 	s, err := a.start(ctx, im)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.download(ctx); err != nil {
-		s.close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -75,16 +80,16 @@ func (a *Agent) fetch(ctx context.Context, im *image) (*session, error) {
 // start opens the staging data, starts the torrent client and the gossip
 // node, joins the lab and adds the torrent. On error it leaves nothing
 // open.
-func (a *Agent) start(ctx context.Context, im *image) (_ *session, err error) {
-	m := im.m
+func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
+	m := im.Manifest
 	info, err := im.mi.UnmarshalInfo()
 	if err != nil {
 		return nil, fmt.Errorf("peer: torrent: %w", err)
 	}
-	s := &session{a: a, im: im, writeErr: make(chan error, 1)}
+	s := &Session{a: a, im: im, writeErr: make(chan error, 1)}
 	defer func() {
 		if err != nil {
-			s.close()
+			s.Close()
 		}
 	}()
 	if s.ap, err = chunker.NewApplier(m, chunker.ApplyConfig{Target: a.cfg.Target, StateDir: a.cfg.StateDir, Logger: a.log}); err != nil {
@@ -162,7 +167,7 @@ func (a *Agent) start(ctx context.Context, im *image) (_ *session, err error) {
 
 // startTicking ticks once a second until the function it returns is
 // called (which waits for the last tick to end).
-func (s *session) startTicking() func() error {
+func (s *Session) startTicking() func() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -186,7 +191,7 @@ func (s *session) startTicking() func() error {
 }
 
 // download fetches and applies every chunk, then finishes the extraction.
-func (s *session) download(ctx context.Context) error {
+func (s *Session) download(ctx context.Context) error {
 	s.t.DownloadAll()
 	s.setPhase(gossip.PhaseDownloading)
 	if err := s.applyAll(ctx); err != nil {
@@ -202,15 +207,17 @@ func (s *session) download(ctx context.Context) error {
 		return fmt.Errorf("peer: finish: %w", err)
 	}
 	s.setPhase(gossip.PhaseSeeding)
-	s.a.log.Info("image applied, seeding", "image", s.im.m.Name, "seconds", time.Since(s.started).Seconds())
+	s.a.log.Info("image applied, seeding", "image", s.im.Manifest.Name, "seconds", time.Since(s.started).Seconds())
 	return nil
 }
 
-// seed keeps seeding until every workstation is done or Linger passes,
-// says done, leaves the lab and removes the staging data. The session is
-// closed when it returns.
-func (s *session) seed(ctx context.Context) error {
-	defer s.close()
+// Seed keeps seeding until every workstation of the lab is done or
+// Config.Linger passes, then shows this workstation done, leaves the lab
+// and removes the staging data: nil means the target holds the image and
+// nothing else of the agent's. When ctx ends it returns ctx's error and
+// the staging data stays. The session is closed when Seed returns.
+func (s *Session) Seed(ctx context.Context) error {
+	defer s.Close()
 	if err := s.linger(ctx); err != nil {
 		return err
 	}
@@ -226,9 +233,11 @@ func (s *session) seed(ctx context.Context) error {
 	return nil
 }
 
-// close stops everything start started, in reverse order; the staging
-// data stays. It may be called more than once.
-func (s *session) close() {
+// Close stops seeding at once, without leaving the lab (the others see
+// this workstation gone): the torrent client, the gossip node, the status.
+// The target keeps the image and the staging data stays. Close may be
+// called more than once, and after Seed.
+func (s *Session) Close() {
 	s.closeOnce.Do(func() {
 		for i := len(s.closers) - 1; i >= 0; i-- {
 			s.closers[i]()
@@ -237,7 +246,7 @@ func (s *session) close() {
 }
 
 // linger keeps seeding until every workstation is done or Linger passes.
-func (s *session) linger(ctx context.Context) error {
+func (s *Session) linger(ctx context.Context) error {
 	if s.a.cfg.Linger < 0 {
 		return nil
 	}
@@ -265,7 +274,7 @@ func (s *session) linger(ctx context.Context) error {
 // status update: a print server that gets the leave first keeps the old
 // status (seen in a CI run: a finished workstation left "downloading 90 %"
 // in the lab status and its metrics). The server's own answer settles it.
-func (s *session) waitServerSeesDone(ctx context.Context, max time.Duration) {
+func (s *Session) waitServerSeesDone(ctx context.Context, max time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, max)
 	defer cancel()
 	for {
@@ -285,14 +294,14 @@ func (s *session) waitServerSeesDone(ctx context.Context, max time.Duration) {
 	}
 }
 
-func (s *session) setPhase(p gossip.Phase) {
+func (s *Session) setPhase(p gossip.Phase) {
 	s.mu.Lock()
 	s.phase = p
 	s.mu.Unlock()
 	s.tick()
 }
 
-func (s *session) fail(err error) {
+func (s *Session) fail(err error) {
 	s.mu.Lock()
 	s.phase = gossip.PhaseFailed
 	s.err = err.Error()
@@ -304,11 +313,11 @@ func (s *session) fail(err error) {
 // session shows and what it steers by: the web-seed fallback, the priority
 // window, the torrent's peers, the trace, the gossiped status and the
 // progress report.
-func (s *session) tick() {
+func (s *Session) tick() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	m := s.im.m
+	m := s.im.Manifest
 	chunks, _ := s.ap.Progress()
 	verified, remaining := s.chunks.verifiedBytes(), s.chunks.remaining()
 	stalled := s.stall.update(now, verified)
@@ -348,7 +357,7 @@ func (s *session) tick() {
 
 // addPeers hands the torrent addresses of lab members to the client
 // (discovery). Called with s.mu held.
-func (s *session) addPeers(now time.Time) {
+func (s *Session) addPeers(now time.Time) {
 	var add []torrent.PeerInfo
 	for _, a := range s.peers.toAdd(s.node.Members(), now) {
 		add = append(add, torrent.PeerInfo{Addr: tcpAddr(a), Source: torrent.PeerSourceDirect})

@@ -77,12 +77,23 @@ labseed peer --server 10.1.0.1 --target /mnt/target --keys ` + keys.DefaultDir,
 			return err
 		}
 		start := time.Now()
-		err = a.Run(ctx)
-		if errors.Is(err, context.Canceled) {
-			return fmt.Errorf("interrupted; run the same command again to resume")
-		}
-		if err != nil {
+		interrupted := func(err error) error {
+			if errors.Is(err, context.Canceled) {
+				return fmt.Errorf("interrupted; run the same command again to resume")
+			}
 			return err
+		}
+		im, err := a.Resolve(ctx)
+		if err != nil {
+			return interrupted(err)
+		}
+		fmt.Printf("fetching %s into %s\n", im, cfg.Target)
+		s, err := a.Fetch(ctx, im)
+		if err != nil {
+			return interrupted(err)
+		}
+		if err := s.Seed(ctx); err != nil {
+			return interrupted(err)
 		}
 		fmt.Printf("done: %s holds the verified image (%.1f s)\n", cfg.Target, time.Since(start).Seconds())
 		return nil
