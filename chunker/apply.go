@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/labseed/labseed/internal/atomicfile"
 )
 
 // ApplyConfig configures an Applier. Zero values mean the defaults.
@@ -33,9 +34,23 @@ type ApplyConfig struct {
 	StateDir string
 	// SameOwner applies the entries' uid and gid; default true when running as root.
 	SameOwner *bool
+	// SyncBytes is how many uncompressed bytes of applied chunks may wait
+	// in the page cache before the Applier syncs the target's file system
+	// (syncfs) and records them as applied; default DefaultSyncBytes. A
+	// chunk counts as applied after a restart only once its data was
+	// synced, so a power cut costs at most this much work again and never
+	// leaves a chunk recorded whose data did not reach the disk. Negative:
+	// sync only in Finish and Close.
+	SyncBytes int64
 	// Logger receives debug detail; nil discards.
 	Logger *slog.Logger
 }
+
+// DefaultSyncBytes is ApplyConfig.SyncBytes's default. Extracting 300 MiB
+// of tar onto ext4 (a direct-I/O loop device on the CI machine's disk),
+// a sync every 64 MiB took 2.5 % longer than one sync at the end, a sync
+// after every chunk 58 % longer (BenchmarkApplySync).
+const DefaultSyncBytes = 64 << 20
 
 // ChunkError is an error applying one chunk.
 type ChunkError struct {
@@ -70,14 +85,29 @@ type Applier struct {
 	log       *slog.Logger
 	dec       *zstd.Decoder
 	made      sync.Map // directories known to exist
+	targetDir *os.File // synced (syncfs) before markers are renamed
+	stateDir  *os.File // synced after markers are renamed
+	syncBytes int64
+	syncFS    func(*os.File) error // syncfs; replaced in benchmarks
 
 	mu      sync.Mutex
 	done    []bool
 	busy    []bool
 	ndone   int
 	applied atomic.Int64 // raw bytes applied
+	pending []marker     // applied, not yet synced and recorded
+	waiting int64        // raw bytes of the pending chunks
 	rootHdr *tar.Header  // the image's "." entry, set by Finish
 	bufs    sync.Pool    // *[]byte: buffers for decompressed chunks
+
+	commitMu sync.Mutex // one commit at a time
+}
+
+// marker is the record of one applied chunk, waiting for the sync that
+// lets it be renamed into place.
+type marker struct {
+	index    int
+	deferred []byte // the chunk's work for Finish (a tar of headers)
 }
 
 // rawBuf returns a buffer of at least n bytes for a decompressed chunk,
@@ -137,6 +167,11 @@ func NewApplier(m *Manifest, cfg ApplyConfig) (*Applier, error) {
 		log:       log,
 		done:      make([]bool, len(m.Chunks)),
 		busy:      make([]bool, len(m.Chunks)),
+		syncBytes: cfg.SyncBytes,
+		syncFS:    syncFS,
+	}
+	if a.syncBytes == 0 {
+		a.syncBytes = DefaultSyncBytes
 	}
 	if cfg.SameOwner != nil {
 		a.sameOwner = *cfg.SameOwner
@@ -144,16 +179,45 @@ func NewApplier(m *Manifest, cfg ApplyConfig) (*Applier, error) {
 	if err := a.openState(); err != nil {
 		return nil, err
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			a.closeFiles()
+		}
+	}()
+	if a.targetDir, err = os.Open(target); err != nil {
+		return nil, fmt.Errorf("chunker: open target: %w", err)
+	}
+	if a.stateDir, err = os.Open(state); err != nil {
+		return nil, fmt.Errorf("chunker: open state: %w", err)
+	}
 	if a.root, err = os.OpenRoot(target); err != nil {
 		return nil, fmt.Errorf("chunker: open target: %w", err)
 	}
 	a.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
 		zstd.WithDecoderMaxMemory(MaxChunkRawSize), zstd.WithDecoderMaxWindow(MaxChunkRawSize))
 	if err != nil {
-		a.root.Close()
 		return nil, err
 	}
+	ok = true
 	return a, nil
+}
+
+// closeFiles closes what NewApplier opened.
+func (a *Applier) closeFiles() error {
+	var errs []error
+	for _, f := range []*os.File{a.targetDir, a.stateDir} {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	if a.root != nil {
+		errs = append(errs, a.root.Close())
+	}
+	if a.dec != nil {
+		a.dec.Close()
+	}
+	return errors.Join(errs...)
 }
 
 // openState checks the target and loads the record of chunks already applied.
@@ -171,13 +235,31 @@ func (a *Applier) openState() error {
 			return err
 		}
 		for _, e := range ents {
-			if n, ok := strings.CutSuffix(e.Name(), ".done"); ok {
-				if i, err := strconv.Atoi(n); err == nil && i >= 0 && i < len(a.done) && !a.done[i] {
-					a.done[i] = true
-					a.ndone++
-					a.applied.Add(a.m.Chunks[i].RawSize)
-				}
+			name := e.Name()
+			if strings.HasSuffix(name, markerSuffix+".tmp") {
+				os.Remove(filepath.Join(a.state, name)) // a marker being written when the run stopped
+				continue
 			}
+			n, ok := strings.CutSuffix(name, markerSuffix)
+			if !ok {
+				continue
+			}
+			i, err := strconv.Atoi(n)
+			if err != nil || i < 0 || i >= len(a.done) || a.done[i] {
+				continue
+			}
+			if _, err := a.readMarker(i); err != nil {
+				// Written but never synced: the power went before the
+				// sync that follows the rename. The chunk is applied again.
+				a.log.Warn("damaged record of an applied chunk (power cut?): applying the chunk again", "chunk", i, "err", err)
+				if err := os.Remove(filepath.Join(a.state, name)); err != nil {
+					return fmt.Errorf("chunker: remove damaged state: %w", err)
+				}
+				continue
+			}
+			a.done[i] = true
+			a.ndone++
+			a.applied.Add(a.m.Chunks[i].RawSize)
 		}
 		a.log.Debug("resuming extraction", "target", a.target, "applied", a.ndone, "chunks", len(a.done))
 		return nil
@@ -199,7 +281,28 @@ func (a *Applier) openState() error {
 	if err := os.MkdirAll(a.state, 0o700); err != nil {
 		return fmt.Errorf("chunker: create state: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(a.state, stateImageFile), []byte(id+"\n"))
+	// Synced, with the state directory: an image file lost to a power cut
+	// would make the resume refuse the target as another image's.
+	if err := atomicfile.Write(filepath.Join(a.state, stateImageFile), []byte(id+"\n"), 0o600); err != nil {
+		return fmt.Errorf("chunker: write state: %w", err)
+	}
+	return syncDir(filepath.Dir(a.state))
+}
+
+// syncDir fsyncs directory dir, making the names in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("chunker: sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 // Manifest returns the manifest being applied.
@@ -241,33 +344,97 @@ func (a *Applier) Apply(ctx context.Context, i int, data []byte) error {
 		a.busy[i] = false
 		a.mu.Unlock()
 	}()
-	if err := a.apply(ctx, i, data); err != nil {
-		if errors.Is(err, errNoSpace) {
-			err = fmt.Errorf("%w: %w", ErrNoSpace, err)
-		}
-		return &ChunkError{i, err}
+	deferred, err := a.apply(ctx, i, data)
+	if err != nil {
+		return &ChunkError{i, noSpace(err)}
 	}
 	a.mu.Lock()
 	a.done[i] = true
 	a.ndone++
+	a.pending = append(a.pending, marker{index: i, deferred: deferred})
+	a.waiting += a.m.Chunks[i].RawSize
+	due := a.syncBytes > 0 && a.waiting >= a.syncBytes
 	a.mu.Unlock()
 	a.applied.Add(a.m.Chunks[i].RawSize)
+	if due && a.commitMu.TryLock() { // else the commit under way, or the next, takes it
+		err := a.commitLocked()
+		a.commitMu.Unlock()
+		if err != nil {
+			return &ChunkError{i, err}
+		}
+	}
 	return nil
 }
 
-func (a *Applier) apply(ctx context.Context, i int, data []byte) error {
+// noSpace marks a full file system's error as ErrNoSpace.
+func noSpace(err error) error {
+	if errors.Is(err, errNoSpace) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
+}
+
+// Sync makes every chunk applied so far durable: it syncs the target's file
+// system, then records the chunks as applied (renaming their records into
+// the state directory) and syncs that. Apply does it every
+// ApplyConfig.SyncBytes, Finish and Close before they return.
+func (a *Applier) Sync() error {
+	a.commitMu.Lock()
+	defer a.commitMu.Unlock()
+	return a.commitLocked()
+}
+
+// commitLocked is Sync with commitMu held. If the sync fails, the chunks
+// waiting for it count as not applied and are applied again.
+func (a *Applier) commitLocked() error {
+	a.mu.Lock()
+	batch := a.pending
+	a.pending, a.waiting = nil, 0
+	a.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	err := a.syncFS(a.targetDir)
+	if err != nil {
+		err = fmt.Errorf("chunker: sync the target before recording %d chunks as applied: %w", len(batch), noSpace(err))
+	}
+	for k := 0; err == nil && k < len(batch); k++ {
+		err = a.writeMarker(batch[k])
+	}
+	if err == nil {
+		if err = a.syncFS(a.stateDir); err != nil {
+			err = fmt.Errorf("chunker: sync state: %w", noSpace(err))
+		}
+	}
+	if err != nil {
+		a.mu.Lock()
+		for _, p := range batch {
+			if a.done[p.index] {
+				a.done[p.index] = false
+				a.ndone--
+				a.applied.Add(-a.m.Chunks[p.index].RawSize)
+			}
+		}
+		a.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// apply writes chunk i's entries and returns its work for Finish.
+func (a *Applier) apply(ctx context.Context, i int, data []byte) ([]byte, error) {
 	c := a.m.Chunks[i]
 	if sum := sha256.Sum256(data); int64(len(data)) != c.Size || hex.EncodeToString(sum[:]) != c.SHA256 {
-		return ErrChunkHash
+		return nil, ErrChunkHash
 	}
 	buf := a.rawBuf(c.RawSize)
 	raw, err := a.dec.DecodeAll(data, buf[:0])
 	defer a.bufs.Put(&raw)
 	if err != nil {
-		return fmt.Errorf("decompress: %w", err)
+		return nil, fmt.Errorf("decompress: %w", err)
 	}
 	if int64(len(raw)) != c.RawSize {
-		return fmt.Errorf("decompressed to %d bytes, manifest says %d", len(raw), c.RawSize)
+		return nil, fmt.Errorf("decompressed to %d bytes, manifest says %d", len(raw), c.RawSize)
 	}
 	w := a.newWriter()
 	defer w.close()
@@ -293,12 +460,65 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := dw.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	return writeFileAtomic(filepath.Join(a.state, strconv.Itoa(i)+".done"), deferred.Bytes())
+	return deferred.Bytes(), nil
+}
+
+// markerSuffix ends the name of a chunk's record in the state directory.
+const markerSuffix = ".done"
+
+// markerMagic starts a chunk's record: the magic, the chunk's index and
+// SHA-256, the length and SHA-256 of the rest. A record that does not
+// parse, or whose rest does not match, was cut short by a power cut (or
+// written by an older labseed): its chunk is applied again.
+const markerMagic = "labseed-done-1"
+
+func (a *Applier) markerPath(i int) string {
+	return filepath.Join(a.state, strconv.Itoa(i)+markerSuffix)
+}
+
+// writeMarker records chunk p.index as applied: its record is written
+// under a temporary name and renamed into place. The caller syncs.
+func (a *Applier) writeMarker(p marker) error {
+	sum := sha256.Sum256(p.deferred)
+	head := fmt.Sprintf("%s %d %s %d %x\n", markerMagic, p.index, a.m.Chunks[p.index].SHA256, len(p.deferred), sum)
+	name := a.markerPath(p.index)
+	if err := os.WriteFile(name+".tmp", append([]byte(head), p.deferred...), 0o600); err != nil {
+		return fmt.Errorf("chunker: write state: %w", noSpace(err))
+	}
+	if err := os.Rename(name+".tmp", name); err != nil {
+		return fmt.Errorf("chunker: write state: %w", err)
+	}
+	return nil
+}
+
+// readMarker returns the work for Finish that chunk i's record holds, or an
+// error if the record is missing or damaged.
+func (a *Applier) readMarker(i int) ([]byte, error) {
+	b, err := os.ReadFile(a.markerPath(i))
+	if err != nil {
+		return nil, err
+	}
+	head, rest, ok := bytes.Cut(b, []byte("\n"))
+	if !ok {
+		return nil, fmt.Errorf("record of chunk %d is cut short (%d bytes)", i, len(b))
+	}
+	var (
+		magic, chunkSum, restSum string
+		index, n                 int
+	)
+	if _, err := fmt.Sscanf(string(head), "%s %d %s %d %s", &magic, &index, &chunkSum, &n, &restSum); err != nil || magic != markerMagic {
+		return nil, fmt.Errorf("record of chunk %d does not parse", i)
+	}
+	sum := sha256.Sum256(rest)
+	if index != i || chunkSum != a.m.Chunks[i].SHA256 || n != len(rest) || restSum != hex.EncodeToString(sum[:]) {
+		return nil, fmt.Errorf("record of chunk %d does not match its chunk or its checksum", i)
+	}
+	return rest, nil
 }
 
 // Finish does what needs every chunk: metadata of files that span chunks,
@@ -310,12 +530,15 @@ func (a *Applier) Finish(ctx context.Context) error {
 	if missing > 0 {
 		return fmt.Errorf("%w: %d of %d chunks missing", ErrIncomplete, missing, len(a.done))
 	}
+	if err := a.Sync(); err != nil {
+		return err
+	}
 	var files, dirs, links []*entry
 	seen := map[string]bool{}
 	for i := range a.m.Chunks {
-		b, err := os.ReadFile(filepath.Join(a.state, strconv.Itoa(i)+".done"))
+		b, err := a.readMarker(i)
 		if err != nil {
-			return fmt.Errorf("chunker: read state of chunk %d: %w", i, err)
+			return fmt.Errorf("chunker: state of chunk %d: %w (remove %s and extract again)", i, err, a.state)
 		}
 		err = readFragment(bytes.NewReader(b), func(e *entry, _ io.Reader) error {
 			if seen[e.hdr.Name] {
@@ -364,31 +587,38 @@ func (a *Applier) Finish(ctx context.Context) error {
 			return &EntryError{Name: e.hdr.Name, Err: err}
 		}
 	}
-	return a.rootMeta()
+	if err := a.rootMeta(); err != nil {
+		return err
+	}
+	// What Finish changed is on disk when it returns.
+	if err := a.syncFS(a.targetDir); err != nil {
+		return fmt.Errorf("chunker: sync the target: %w", noSpace(err))
+	}
+	return nil
 }
 
 // Cleanup removes the state directory once the extraction is finished,
-// restoring the target root's metadata that its removal changed.
+// restoring the target root's metadata that its removal changed, and syncs
+// the target: when it returns, the extraction is on disk and done.
 func (a *Applier) Cleanup() error {
 	if err := os.RemoveAll(a.state); err != nil {
 		return fmt.Errorf("chunker: remove state: %w", err)
 	}
-	return a.rootMeta()
-}
-
-// Close releases the Applier's resources; it does not remove the state.
-func (a *Applier) Close() error {
-	a.dec.Close()
-	return a.root.Close()
-}
-
-// writeFileAtomic writes b to name through a temporary file and a rename.
-func writeFileAtomic(name string, b []byte) error {
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	if err := a.rootMeta(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, name)
+	if err := a.syncFS(a.targetDir); err != nil {
+		return fmt.Errorf("chunker: sync the target: %w", noSpace(err))
+	}
+	return nil
+}
+
+// Close syncs and records the chunks applied since the last sync (see
+// Sync), then releases the Applier's resources; it does not remove the
+// state.
+func (a *Applier) Close() error {
+	err := a.Sync()
+	return errors.Join(err, a.closeFiles())
 }
 
 // parentBase splits a canonical entry name into its directory and base name.

@@ -17,6 +17,10 @@ var errNoSpace error = unix.ENOSPC
 // checkOS reports whether extraction works here: it does on Linux.
 func checkOS() error { return nil }
 
+// syncFS writes every dirty page and inode of the file system holding f to
+// disk (syncfs(2)), with the journal commit that makes it durable.
+func syncFS(f *os.File) error { return unix.Syncfs(int(f.Fd())) }
+
 // writer applies entries to the target. Parent directories are opened through
 // the Applier's os.Root, which refuses any path that leaves the target; the
 // entry itself is then created relative to that directory with *at system

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"syscall"
 )
@@ -19,6 +20,9 @@ var ErrUnsupportedOS = errors.New("chunker: extraction works on Linux only (it n
 
 // checkOS refuses to extract on a system other than Linux.
 func checkOS() error { return fmt.Errorf("%w; this is %s", ErrUnsupportedOS, runtime.GOOS) }
+
+// syncFS syncs f; NewApplier refuses before it is called.
+func syncFS(f *os.File) error { return f.Sync() }
 
 // writer is not implemented off Linux; NewApplier refuses before one is made.
 type writer struct{}
