@@ -286,21 +286,8 @@ func (a *Applier) openState() error {
 	if err := atomicfile.Write(filepath.Join(a.state, stateImageFile), []byte(id+"\n"), 0o600); err != nil {
 		return fmt.Errorf("chunker: write state: %w", err)
 	}
-	return syncDir(filepath.Dir(a.state))
-}
-
-// syncDir fsyncs directory dir, making the names in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("chunker: sync %s: %w", dir, err)
+	if err := atomicfile.SyncDir(filepath.Dir(a.state)); err != nil {
+		return fmt.Errorf("chunker: sync %s: %w", filepath.Dir(a.state), err)
 	}
 	return nil
 }

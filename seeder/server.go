@@ -299,8 +299,11 @@ func (s *Server) checkHosts() {
 
 func (s *Server) scan() error {
 	imgs, err := s.cfg.Store.Images()
-	if err != nil {
+	if len(imgs) == 0 && err != nil {
 		return err
+	}
+	if err != nil {
+		s.log.Warn("scan store: images not seeded", "err", err) // the others are
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -8,8 +8,16 @@
 //	DIR/keys/image.pub      its public key (PKIX PEM), carried by the netboot image
 //	DIR/keys/lab.key        the lab's 32-byte gossip key (hex, mode 0600)
 //	DIR/images/NAME/current symlink to the newest version, swapped atomically
-//	DIR/images/NAME/vN/     manifest.json, manifest.sig, image.torrent, and the
-//	                        payload, named chunker.TorrentName(NAME, N)
+//	DIR/images/NAME/vN/     manifest.json, manifest.sig, image.torrent, the
+//	                        payload, named chunker.TorrentName(NAME, N), and
+//	                        complete, written last
+//
+// Publish syncs every file of a version before its manifest, the manifest
+// before the complete marker, the marker before the rename that makes the
+// version visible, and syncs the directory after the rename and after the
+// swap of current: a power cut leaves the old version current or the new
+// one whole. A version without the marker (an older labseed did not sync)
+// is verified before Image hands it out.
 //
 // Usage:
 //

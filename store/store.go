@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/labseed/labseed/chunker"
@@ -29,19 +30,37 @@ const (
 	ManifestFile  = "manifest.json"
 	SignatureFile = "manifest.sig"
 	TorrentFile   = "image.torrent"
-	currentLink   = "current"
+	// CompleteFile is written last by Publish, after every other file of the
+	// version was synced. A version without it (published by an older
+	// labseed, which did not sync, or copied in by hand) is verified before
+	// the store hands it out.
+	CompleteFile = "complete"
+	currentLink  = "current"
 )
+
+// completeMagic is what CompleteFile holds.
+const completeMagic = "labseed-complete-1\n"
 
 // KeepVersions is how many versions of an image Publish keeps: the newest and
 // the one before it, which a lab may still be cloning.
 const KeepVersions = 2
 
-// ErrNoImage is returned for an image name the store does not hold.
-var ErrNoImage = errors.New("store: no such image")
+// Errors of the store.
+var (
+	// ErrNoImage is returned for an image name the store does not hold.
+	ErrNoImage = errors.New("store: no such image")
+	// ErrDamaged is returned for a version whose files do not match its
+	// signed manifest.
+	ErrDamaged = errors.New("store: image is damaged")
+)
 
-// Store is an image store directory.
+// Store is an image store directory. Its methods may be called from
+// several goroutines at once.
 type Store struct {
 	dir string
+
+	mu      sync.Mutex
+	checked map[string]error // versions without CompleteFile, verified once
 }
 
 // Open returns the store at dir, creating the directory if needed.
@@ -52,7 +71,7 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "images"), 0o755); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	return &Store{dir: dir}, nil
+	return &Store{dir: dir, checked: map[string]error{}}, nil
 }
 
 // Dir returns the store's directory.
@@ -100,28 +119,22 @@ func (s *Store) Publish(ctx context.Context, in io.Reader, cfg chunker.Config) (
 	}
 	defer unlock()
 
+	removeLeftovers(idir)
+
 	cfg.Version = 1
 	if vs, err := versions(idir); err == nil && len(vs) > 0 {
 		cfg.Version = vs[len(vs)-1] + 1
 	}
-	tmp, err := os.MkdirTemp(idir, ".publish-")
+	tmp, err := os.MkdirTemp(idir, publishTmp)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 
-	pf, err := os.Create(filepath.Join(tmp, chunker.TorrentName(cfg.Name, cfg.Version)))
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	bw := bufio.NewWriterSize(pf, 4<<20)
-	m, mi, err := chunker.Publish(ctx, in, bw, cfg)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := pf.Close(); err == nil {
-		err = cerr
-	}
+	// Every file is synced before the manifest, the manifest before the
+	// complete marker, and the marker before the rename that makes the
+	// version visible: a power cut leaves either no new version or a whole one.
+	m, mi, err := writePayload(ctx, filepath.Join(tmp, chunker.TorrentName(cfg.Name, cfg.Version)), in, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -130,23 +143,17 @@ func (s *Store) Publish(ctx context.Context, in io.Reader, cfg chunker.Config) (
 		return nil, err
 	}
 	sig := chunker.Sign(key, mb)
-	tf, err := os.Create(filepath.Join(tmp, TorrentFile))
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	err = mi.Write(tf)
-	if cerr := tf.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := atomicfile.WriteFunc(filepath.Join(tmp, TorrentFile), 0o644, mi.Write); err != nil {
 		return nil, fmt.Errorf("store: write torrent: %w", err)
 	}
 	if err := atomicfile.Write(filepath.Join(tmp, SignatureFile), sig, 0o644); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store: write signature: %w", err)
 	}
-	// The manifest goes last: a version directory with a manifest is complete.
 	if err := atomicfile.Write(filepath.Join(tmp, ManifestFile), mb, 0o644); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store: write manifest: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(tmp, CompleteFile), []byte(completeMagic), 0o644); err != nil {
+		return nil, fmt.Errorf("store: write %s: %w", CompleteFile, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
@@ -155,6 +162,9 @@ func (s *Store) Publish(ctx context.Context, in io.Reader, cfg chunker.Config) (
 	if err := os.Rename(tmp, vdir); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	if err := atomicfile.SyncDir(idir); err != nil {
+		return nil, fmt.Errorf("store: sync %s: %w", idir, err)
+	}
 	if err := swapSymlink(filepath.Base(vdir), filepath.Join(idir, currentLink)); err != nil {
 		return nil, err
 	}
@@ -162,17 +172,65 @@ func (s *Store) Publish(ctx context.Context, in io.Reader, cfg chunker.Config) (
 		for _, v := range vs[:len(vs)-KeepVersions] {
 			os.RemoveAll(filepath.Join(idir, "v"+strconv.Itoa(v)))
 		}
+		atomicfile.SyncDir(idir)
 	}
 	return &Image{Dir: vdir, Manifest: m, ManifestBytes: mb, Signature: sig}, nil
 }
 
+// publishTmp starts the name of the directory a version is written in
+// before it is renamed to vN.
+const publishTmp = ".publish-"
+
+// removeLeftovers removes what a publish that was killed (or lost its
+// power) left in the image directory idir: its temporary version directory
+// and a temporary link. The caller holds the image's lock.
+func removeLeftovers(idir string) {
+	ents, _ := os.ReadDir(idir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), publishTmp) || strings.HasPrefix(e.Name(), currentLink+".tmp-") {
+			os.RemoveAll(filepath.Join(idir, e.Name()))
+		}
+	}
+}
+
+// writePayload publishes in into the payload file name, synced.
+func writePayload(ctx context.Context, name string, in io.Reader, cfg chunker.Config) (*chunker.Manifest, *metainfo.MetaInfo, error) {
+	pf, err := os.Create(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: %w", err)
+	}
+	bw := bufio.NewWriterSize(pf, 4<<20)
+	m, mi, err := chunker.Publish(ctx, in, bw, cfg)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		if err = pf.Sync(); err != nil {
+			err = fmt.Errorf("store: sync payload: %w", err)
+		}
+	}
+	if cerr := pf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, mi, nil
+}
+
 // Images returns the current version of every image, sorted by name.
+//
+// An image that cannot be used (a bad signature, a damaged version not
+// closed cleanly) does not keep the others from being listed: Images
+// returns the ones that can be used together with an error naming the
+// others.
 func (s *Store) Images() ([]*Image, error) {
 	ents, err := os.ReadDir(filepath.Join(s.dir, "images"))
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	var imgs []*Image
+	var errs []error
 	for _, e := range ents {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
@@ -182,14 +240,18 @@ func (s *Store) Images() ([]*Image, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		imgs = append(imgs, im)
 	}
-	return imgs, nil
+	return imgs, errors.Join(errs...)
 }
 
-// Image returns the current version of the named image, its signature checked.
+// Image returns the current version of the named image, its signature
+// checked. A version without its CompleteFile (not closed cleanly) is
+// verified first, once per Store: if intact it gets the file, if not Image
+// returns an error wrapping ErrDamaged that names what is damaged.
 func (s *Store) Image(name string) (*Image, error) {
 	if !chunker.ValidName(name) {
 		return nil, fmt.Errorf("%w %q", ErrNoImage, name)
@@ -206,7 +268,45 @@ func (s *Store) Image(name string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return LoadImage(real, pub)
+	im, err := LoadImage(real, pub)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkComplete(im); err != nil {
+		return nil, err
+	}
+	return im, nil
+}
+
+// checkComplete verifies a version that lacks its CompleteFile, once per
+// Store, and writes the file if the version is intact.
+func (s *Store) checkComplete(im *Image) error {
+	if im.Complete() {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err, ok := s.checked[im.Dir]; ok {
+		return err
+	}
+	err := im.Verify(context.Background(), nil)
+	if err != nil {
+		err = fmt.Errorf("store: %s v%d was not closed cleanly (no %s: a power cut during publish?), and verifying it found: %w",
+			im.Manifest.Name, im.Manifest.Version, filepath.Join(im.Dir, CompleteFile), err)
+	} else {
+		// Best effort: a store this process may not write keeps the
+		// result in s.checked only.
+		atomicfile.Write(filepath.Join(im.Dir, CompleteFile), []byte(completeMagic), 0o644)
+	}
+	s.checked[im.Dir] = err
+	return err
+}
+
+// Complete reports whether the version was closed cleanly: its CompleteFile,
+// which publish writes after syncing every other file, is there.
+func (im *Image) Complete() bool {
+	b, err := os.ReadFile(filepath.Join(im.Dir, CompleteFile))
+	return err == nil && string(b) == completeMagic
 }
 
 // LoadImage reads the image version in dir and checks its signature with pub.
@@ -243,17 +343,17 @@ func (im *Image) Verify(ctx context.Context, progress func(int64)) error {
 	m := im.Manifest
 	mi, err := metainfo.LoadFromFile(im.TorrentPath())
 	if err != nil {
-		return fmt.Errorf("store: torrent: %w", err)
+		return fmt.Errorf("%w: torrent %s: %w", ErrDamaged, im.TorrentPath(), err)
 	}
 	if got := mi.HashInfoBytes().HexString(); got != m.InfoHash {
-		return fmt.Errorf("store: torrent infohash %s, manifest says %s", got, m.InfoHash)
+		return fmt.Errorf("%w: torrent %s has infohash %s, the manifest says %s (publish it again)", ErrDamaged, im.TorrentPath(), got, m.InfoHash)
 	}
 	info, err := mi.UnmarshalInfo()
 	if err != nil {
-		return fmt.Errorf("store: torrent: %w", err)
+		return fmt.Errorf("%w: torrent %s: %w", ErrDamaged, im.TorrentPath(), err)
 	}
 	if info.Length != m.PayloadBytes || info.PieceLength != m.PieceLength {
-		return fmt.Errorf("store: torrent covers %d bytes in %d-byte pieces, manifest says %d in %d", info.Length, info.PieceLength, m.PayloadBytes, m.PieceLength)
+		return fmt.Errorf("%w: torrent covers %d bytes in %d-byte pieces, manifest says %d in %d", ErrDamaged, info.Length, info.PieceLength, m.PayloadBytes, m.PieceLength)
 	}
 	f, err := os.Open(im.PayloadPath())
 	if err != nil {
@@ -261,7 +361,11 @@ func (im *Image) Verify(ctx context.Context, progress func(int64)) error {
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err != nil || st.Size() != m.PayloadBytes {
-		return fmt.Errorf("store: payload %s is not %d bytes", im.PayloadPath(), m.PayloadBytes)
+		size := int64(-1)
+		if err == nil {
+			size = st.Size()
+		}
+		return fmt.Errorf("%w: payload %s is %d bytes, the manifest says %d (publish it again)", ErrDamaged, im.PayloadPath(), size, m.PayloadBytes)
 	}
 	var bad []error
 	piece := sha1.New()
@@ -299,7 +403,7 @@ func (im *Image) Verify(ctx context.Context, progress func(int64)) error {
 		bad = append(bad, fmt.Errorf("torrent has %d pieces, payload makes %d", info.NumPieces(), pieceIdx))
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("store: image %s v%d is damaged (publish it again): %w", m.Name, m.Version, errors.Join(bad...))
+		return fmt.Errorf("%w: %s v%d in %s (publish it again): %w", ErrDamaged, m.Name, m.Version, im.Dir, errors.Join(bad...))
 	}
 	return nil
 }
@@ -331,7 +435,7 @@ func versions(idir string) ([]int, error) {
 	return vs, nil
 }
 
-// swapSymlink points link at target atomically.
+// swapSymlink points link at target atomically and durably.
 func swapSymlink(target, link string) error {
 	tmp := link + ".tmp-" + rand.Text()
 	if err := os.Symlink(target, tmp); err != nil {
@@ -340,6 +444,9 @@ func swapSymlink(target, link string) error {
 	if err := os.Rename(tmp, link); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("store: %w", err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(link)); err != nil {
+		return fmt.Errorf("store: sync %s: %w", filepath.Dir(link), err)
 	}
 	return nil
 }

@@ -4,9 +4,11 @@
 package atomicfile
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // Write replaces name with data, with permissions perm.
@@ -43,9 +45,22 @@ func WriteFunc(name string, perm os.FileMode, write func(io.Writer) error) error
 	if err != nil {
 		return err
 	}
-	if d, err := os.Open(filepath.Dir(name)); err == nil {
-		d.Sync()
-		d.Close()
+	if err := SyncDir(filepath.Dir(name)); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err // EINVAL: a file system that cannot sync directories
 	}
 	return nil
+}
+
+// SyncDir fsyncs the directory dir, which makes the creations, renames and
+// removals of names in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
