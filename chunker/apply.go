@@ -439,6 +439,9 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte) ([]byte, error)
 			h := *e.hdr
 			if h.Typeflag == tar.TypeReg {
 				h = *fragmentHeader(h.Name, e.hdr, 0, 0)
+				if h.PAXRecords == nil { // a part of no data: a sparse file that is all hole
+					h.PAXRecords = map[string]string{}
+				}
 				h.PAXRecords[paxOffset], h.PAXRecords[paxSize] = "0", strconv.FormatInt(e.total, 10)
 			}
 			h.Size = 0

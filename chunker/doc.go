@@ -10,7 +10,9 @@
 //   - each chunk is a self-contained tar fragment compressed as its own zstd
 //     frame; a file that spans chunks is split, and each piece carries its offset
 //     in the file (PAX records LABSEED.offset and LABSEED.size), so every chunk can
-//     be extracted alone, in any order;
+//     be extracted alone, in any order; a sparse file (tar --sparse, GNU or
+//     PAX) is carried as its data segments, each part at its offset, so its
+//     holes cost nothing (image format 2, see FormatVersion);
 //   - the chunks, concatenated, are the payload; a BitTorrent v1 metainfo covers
 //     the payload so the seeder can serve it as it is;
 //   - a Manifest lists name, version, sizes and every chunk's SHA-256 and is

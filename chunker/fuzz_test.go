@@ -56,8 +56,10 @@ func FuzzDecodeManifest(f *testing.F) {
 // and manifests that fail validation are not.
 func FuzzPublish(f *testing.F) {
 	f.Add(mkTar(f, tarEntry{name: "a", data: []byte("x")}))
-	if b, err := os.ReadFile("testdata/hostile.tar"); err == nil {
-		f.Add(b)
+	for _, name := range []string{"hostile.tar", "sparse-gnu.tar", "sparse-pax.tar", "sparse-pax00.tar"} {
+		if b, err := os.ReadFile("testdata/" + name); err == nil {
+			f.Add(b)
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, _, err := Publish(t.Context(), bytes.NewReader(b), io.Discard, smallChunks)

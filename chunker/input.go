@@ -61,14 +61,17 @@ func tarChecksumOK(b []byte) bool {
 		}
 		want = want*8 + int64(c-'0')
 	}
-	var sum int64
+	// Unsigned bytes, or signed as some old tars summed them (archive/tar
+	// accepts both).
+	var sum, signed int64
 	for i, c := range b {
 		if i >= 148 && i < 156 {
 			c = ' '
 		}
 		sum += int64(c)
+		signed += int64(int8(c))
 	}
-	return sum == want
+	return sum == want || signed == want
 }
 
 // readahead reads its source in a goroutine, a few blocks ahead of the reader.

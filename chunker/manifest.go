@@ -12,8 +12,18 @@ import (
 	"time"
 )
 
-// FormatVersion is the version of the image format a Manifest describes.
-const FormatVersion = 1
+// Versions of the image format a Manifest describes (docs/FORMAT.md).
+const (
+	// FormatVersion is the newest format, 2: images holding sparse files,
+	// carried as their data segments, are published in it (a file that is
+	// all hole is a part of no data, which labseed before format 2 could
+	// not apply). Images without sparse files are published in format 1.
+	FormatVersion = 2
+	// MinFormatVersion is the oldest format this labseed reads: format 1,
+	// every image without sparse files, and all images labseed published
+	// before format 2.
+	MinFormatVersion = 1
+)
 
 // Limits that a manifest must respect; they bound what a hostile manifest can
 // make an Applier allocate.
@@ -109,8 +119,8 @@ func (m *Manifest) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("chunker: invalid manifest: "+format, a...)
 	}
-	if m.Format != FormatVersion {
-		return bad("format %d, this labseed reads format %d", m.Format, FormatVersion)
+	if m.Format < MinFormatVersion || m.Format > FormatVersion {
+		return bad("format %d, this labseed reads formats %d to %d (update labseed, and the netboot image, on the workstations)", m.Format, MinFormatVersion, FormatVersion)
 	}
 	if !ValidName(m.Name) {
 		return bad("image name %q", m.Name)

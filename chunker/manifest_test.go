@@ -39,6 +39,8 @@ func TestDecodeManifestRejects(t *testing.T) {
 		{"bad hash", `"sha256": "`, `"sha256": "zz`},
 		{"payload mismatch", `"payload_bytes": `, `"payload_bytes": 1`},
 		{"trailing", "}\n", "}{}"},
+		{"format 0", `"format": 1,`, `"format": 0,`},
+		{"format from the future", `"format": 1,`, `"format": 3,`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

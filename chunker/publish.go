@@ -14,6 +14,7 @@ import (
 	"path"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -134,7 +135,7 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 	defer src.Close()
 
 	m := &Manifest{
-		Format:      FormatVersion,
+		Format:      MinFormatVersion, // FormatVersion if a file is sparse
 		Name:        cfg.Name,
 		Version:     cfg.Version,
 		Created:     cfg.Now().UTC().Truncate(time.Second),
@@ -221,6 +222,9 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 	}
 	m.Entries = s.entries
 	m.FileBytes = s.fileBytes
+	if s.sparse > 0 {
+		m.Format = FormatVersion
+	}
 	m.InputBytes = cr.n.Load()
 
 	info := metainfo.Info{
@@ -249,6 +253,7 @@ type scanner struct {
 	parts     []part          // the current chunk's entries and file parts
 	seen      map[string]byte // type of every path so far
 	entries   int
+	sparse    int // sparse files
 	fileBytes int64
 	block     []byte
 	frag      []byte
@@ -312,7 +317,7 @@ func (s *scanner) cut() error {
 }
 
 func (s *scanner) scan(ctx context.Context, r io.Reader) error {
-	tr := tar.NewReader(r)
+	tr := tar.NewReader(newDesparse(r))
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -373,9 +378,14 @@ func (s *scanner) entry(hdr *tar.Header, data io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if hdr.Typeflag == tar.TypeGNUSparse || hasSparseRecords(hdr) {
+		// A sparse entry desparse did not understand: archive/tar would
+		// expand it, zeros for holes, taking as long as the holes are big.
+		return fmt.Errorf("%w: a sparse file in a form labseed does not read (repack the image with GNU tar --sparse)", ErrEntryType)
+	}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-		hdr.Typeflag = tar.TypeReg // archive/tar has expanded sparse files already
+	case tar.TypeReg, tar.TypeRegA:
+		hdr.Typeflag = tar.TypeReg
 	case tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		hdr.Size = 0
 	default:
@@ -410,45 +420,137 @@ func (s *scanner) entry(hdr *tar.Header, data io.Reader) error {
 	if hdr.Typeflag != tar.TypeReg {
 		return s.write(fragmentHeader(name, hdr, 0, 0), nil)
 	}
+	if v, ok := hdr.PAXRecords[paxSparseSize]; ok {
+		segs, err := sparseEntry(hdr, v, data)
+		if err != nil {
+			return err
+		}
+		s.fileBytes += hdr.Size
+		s.sparse++
+		return s.sparseFile(name, hdr, segs, data)
+	}
 	s.fileBytes += hdr.Size
 	return s.file(name, hdr, data)
 }
 
+// hasSparseRecords reports whether hdr has GNU sparse PAX records.
+func hasSparseRecords(hdr *tar.Header) bool {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
 // file cuts a regular file's data into parts at the chunk boundaries.
 func (s *scanner) file(name string, hdr *tar.Header, data io.Reader) error {
-	var off, read int64
+	var off int64
 	s.frag = s.frag[:0]
-	for read < hdr.Size {
-		n := int64(len(s.block))
-		if left := hdr.Size - read; left < n {
-			n = left
-		}
-		b := s.block[:n]
+	if err := s.copyData(name, hdr, &off, data, hdr.Size); err != nil {
+		return err
+	}
+	if len(s.frag) > 0 || hdr.Size == 0 {
+		return s.write(fragmentHeader(name, hdr, off, int64(len(s.frag))), s.frag)
+	}
+	return nil
+}
+
+// copyData feeds n bytes of data into the current part of the file (see feed).
+func (s *scanner) copyData(name string, hdr *tar.Header, start *int64, data io.Reader, n int64) error {
+	for n > 0 {
+		b := s.block[:min(n, int64(len(s.block)))]
 		if _, err := io.ReadFull(data, b); err != nil {
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
 				return fmt.Errorf("the archive is truncated in this entry's data: %w", io.ErrUnexpectedEOF)
 			}
 			return fmt.Errorf("read data: %w", err)
 		}
-		read += n
-		for len(b) > 0 {
-			k, c := s.cdc.scan(b)
-			s.frag = append(s.frag, b[:k]...)
-			b = b[k:]
-			if c {
-				if err := s.write(fragmentHeader(name, hdr, off, int64(len(s.frag))), s.frag); err != nil {
-					return err
-				}
-				off += int64(len(s.frag))
-				s.frag = s.frag[:0]
-				if err := s.cut(); err != nil {
-					return err
-				}
+		n -= int64(len(b))
+		if err := s.feed(name, hdr, start, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// feed adds b to the current part of the file (in s.frag), which starts at
+// *start in the file. A content-defined boundary inside b ends the part and
+// the chunk; the next part starts there.
+func (s *scanner) feed(name string, hdr *tar.Header, start *int64, b []byte) error {
+	for len(b) > 0 {
+		k, c := s.cdc.scan(b)
+		s.frag = append(s.frag, b[:k]...)
+		b = b[k:]
+		if c {
+			if err := s.write(fragmentHeader(name, hdr, *start, int64(len(s.frag))), s.frag); err != nil {
+				return err
+			}
+			*start += int64(len(s.frag))
+			s.frag = s.frag[:0]
+			if err := s.cut(); err != nil {
+				return err
 			}
 		}
 	}
-	if len(s.frag) > 0 || hdr.Size == 0 {
-		return s.write(fragmentHeader(name, hdr, off, int64(len(s.frag))), s.frag)
+	return nil
+}
+
+// sparseMergeGap: data segments of a sparse file closer than this are
+// carried as one part, the gap as zeros (which the Applier leaves as holes
+// again, in whole 4 KiB blocks): a part's header costs more than a few
+// KiB of zeros once compressed.
+const sparseMergeGap = 32 << 10
+
+// sparseEntry reads the map at the start of a sparse entry's data (as
+// desparse wrote it), sets hdr.Size to the file's size and returns the
+// map; the data segments follow in data.
+func sparseEntry(hdr *tar.Header, size string, data io.Reader) ([]segment, error) {
+	realSize, err := strconv.ParseInt(size, 10, 64)
+	if err != nil || realSize < 0 {
+		return nil, fmt.Errorf("chunker: bad %s %q", paxSparseSize, size)
+	}
+	segs, mapBytes, err := readSparseMap(data, maxSparseMapOut)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSegments(segs, realSize, hdr.Size-mapBytes); err != nil {
+		return nil, err
+	}
+	hdr.Size = realSize
+	return segs, nil
+}
+
+// sparseFile cuts the data segments of a sparse file into parts, each
+// carrying its offset; the holes between them are carried by nothing.
+func (s *scanner) sparseFile(name string, hdr *tar.Header, segs []segment, data io.Reader) error {
+	var start int64
+	end := int64(-1) // where the last segment fed ended
+	s.frag = s.frag[:0]
+	for _, sg := range segs {
+		if sg.n == 0 {
+			continue
+		}
+		if end >= 0 && sg.off-end < sparseMergeGap {
+			if err := s.feed(name, hdr, &start, make([]byte, sg.off-end)); err != nil {
+				return err
+			}
+		} else {
+			if len(s.frag) > 0 {
+				if err := s.write(fragmentHeader(name, hdr, start, int64(len(s.frag))), s.frag); err != nil {
+					return err
+				}
+				s.frag = s.frag[:0]
+			}
+			start = sg.off
+		}
+		if err := s.copyData(name, hdr, &start, data, sg.n); err != nil {
+			return err
+		}
+		end = sg.off + sg.n
+	}
+	if len(s.frag) > 0 || end < 0 {
+		return s.write(fragmentHeader(name, hdr, start, int64(len(s.frag))), s.frag)
 	}
 	return nil
 }
