@@ -20,8 +20,9 @@ const (
 	PathMetrics = "/metrics"       // GET: Prometheus metrics of the whole lab
 
 	// The hosts API: the print server answers 404 to these when it has
-	// no hosts table. Every request but GET PathHosts needs the lab's
-	// token (see TokenAuth).
+	// no hosts table. PathHostsCSV and PathNextBoot need the admin key
+	// (AdminAuth); PathWhoAmI and the reports are answered for the
+	// requester's own MAC only.
 	PathWhoAmI   = "/api/v1/whoami"          // POST WhoAmIRequest: Identity (404: unknown machine)
 	PathHosts    = "/api/v1/hosts"           // GET: []BootHost
 	PathHostsCSV = "/api/v1/hosts.csv"       // GET: the table as CSV; PUT CSV: replace the table (400 names the line)

@@ -233,19 +233,3 @@ func TestClient(t *testing.T) {
 		t.Fatalf("Auth error: %v, %d requests sent", err, len(got)-before)
 	}
 }
-
-// TestTokenAuth checks the bearer token of the lab key: what print servers
-// of this version check.
-func TestTokenAuth(t *testing.T) {
-	key := bytes.Repeat([]byte{7}, 32)
-	r := httptest.NewRequest("GET", PathHostsCSV, nil)
-	if err := TokenAuth(key)(r, nil); err != nil {
-		t.Fatal(err)
-	}
-	if got := r.Header.Get("Authorization"); got != "Bearer "+APIToken(key) || len(APIToken(key)) != 64 {
-		t.Fatalf("Authorization %q", got)
-	}
-	if APIToken(key) == APIToken(bytes.Repeat([]byte{8}, 32)) {
-		t.Fatal("two keys, one token")
-	}
-}

@@ -27,7 +27,7 @@ type Config struct {
 	//     the host's image in the hosts table (api.Identity.Image), then
 	//     the print server's only image.
 	//   - PublicKey and LabKey (required unless Insecure, see "labseed
-	//     keys export"): LabKey also signs the requests to the hosts API.
+	//     keys export").
 	//   - Name defaults to the host's name in the hosts table.
 	//   - Target and StateDir are the clone's (the mounted root and the
 	//     agent's default staging in it): leave them empty.

@@ -93,14 +93,7 @@ func (c *cloner) network(ctx context.Context) error {
 	if c.cfg.Server == "" {
 		return ErrNoServer
 	}
-	var labKey []byte // no API token when insecure
-	if !c.cfg.Insecure {
-		labKey = c.cfg.LabKey
-	}
 	c.client = api.NewClient(c.cfg.Server)
-	if labKey != nil {
-		c.client.Auth = api.TokenAuth(labKey)
-	}
 	c.client.HTTP = c.cfg.HTTPClient
 	c.cfg.Server = c.client.Addr // with the default port
 	if c.image = c.cfg.Image; c.image == "" {

@@ -6,8 +6,13 @@
 //   - image.key: the ed25519 signing key, PKCS #8 PEM, 0600; it never
 //     leaves the print server (package store reads and writes it).
 //   - image.pub: its public half, PKIX PEM, 0644: checks image signatures.
-//   - lab.key: the lab key, 32 random bytes as 64 hex digits, 0600: encrypts
-//     the lab's gossip.
+//   - lab.key: the lab key, 32 random bytes as 64 hex digits, 0600: the
+//     workstation credential. It encrypts the lab's gossip and is in every
+//     netboot image, so it is public and gives no right to change anything.
+//   - admin.key: the admin key, 32 random bytes as 64 hex digits, 0600: the
+//     admin credential, which signs the requests that change the lab
+//     (api.AdminAuth). Never in an exported key directory; "labseed keys
+//     admin FILE" copies it for a sysadmin's machine.
 //
 // Usage, on a workstation:
 //

@@ -19,6 +19,7 @@ const (
 	SigningKeyFile = "image.key"
 	PublicKeyFile  = "image.pub"
 	LabKeyFile     = "lab.key"
+	AdminKeyFile   = "admin.key"
 )
 
 // DefaultDir is where a workstation looks for its keys: where the netboot

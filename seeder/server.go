@@ -20,6 +20,7 @@ import (
 	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/internal/textsafe"
 	"github.com/labseed/labseed/metrics"
 	"github.com/labseed/labseed/pxe"
 	"github.com/labseed/labseed/store"
@@ -46,9 +47,15 @@ type Config struct {
 	HTTPPort, GossipPort, TorrentPort int
 	// Name is the server's gossip node name; default "server-" + hostname.
 	Name string
-	// LabKey encrypts the gossip (32 bytes); required unless Insecure.
+	// LabKey encrypts the gossip (32 bytes); required unless Insecure
+	// (the gossip unencrypted). It is the workstation credential, in every
+	// netboot image: it gives no right to change anything.
 	LabKey   []byte
 	Insecure bool
+	// AdminKey (32 bytes, STORE/keys/admin.key) authenticates the requests
+	// that change the lab: importing the hosts table, setting next boots
+	// (api.AdminAuth). Nil: the server refuses them all.
+	AdminKey []byte
 	// UploadRate limits the server's BitTorrent upload in bytes/s (0 = unlimited).
 	UploadRate int64
 	// Local selects fast gossip timers for loopback tests and the demo.
@@ -107,10 +114,12 @@ type Server struct {
 	lab      api.Lab
 	started  time.Time
 	metrics  *metrics.Metrics
-	webSeed  atomic.Int64  // payload bytes served over HTTP to web seeds
-	dealt    atomic.Int64  // payload bytes dealt over HTTP (PathDeal)
-	upLimit  *rate.Limiter // UploadRate, shared by BitTorrent and deals
-	hostsErr string        // last hosts table error logged, by the scan loop
+	webSeed  atomic.Int64       // payload bytes served over HTTP to web seeds
+	dealt    atomic.Int64       // payload bytes dealt over HTTP (PathDeal)
+	upLimit  *rate.Limiter      // UploadRate, shared by BitTorrent and deals
+	hostsErr string             // last hosts table error logged, by the scan loop
+	admin    *api.AdminVerifier // nil without Config.AdminKey
+	logLimit textsafe.Limiter   // log lines about refused requests, per client
 
 	mu     sync.Mutex
 	seeded map[metainfo.Hash]*seededImage
@@ -132,6 +141,9 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.LabKey) != 32 && !cfg.Insecure {
 		return nil, errors.New("seeder: the lab key must be 32 bytes (or run insecure explicitly)")
 	}
+	if cfg.AdminKey != nil && len(cfg.AdminKey) != 32 {
+		return nil, errors.New("seeder: the admin key must be 32 bytes")
+	}
 	if cfg.ScanInterval <= 0 {
 		cfg.ScanInterval = 2 * time.Second
 	}
@@ -149,6 +161,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, storage: swarm.NewStorage(), seeded: map[metainfo.Hash]*seededImage{}, started: time.Now()}
+	if cfg.AdminKey != nil {
+		s.admin, _ = api.NewAdminVerifier(cfg.AdminKey)
+	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(httpPort)))
 	if err != nil {

@@ -72,9 +72,21 @@ func (s *Store) PublicKey() (ed25519.PublicKey, error) {
 	return priv.Public().(ed25519.PublicKey), nil
 }
 
-// LabKey returns the lab's gossip encryption key (32 bytes), creating it on first use.
-func (s *Store) LabKey() ([]byte, error) {
-	name := filepath.Join(s.keysDir(), keys.LabKeyFile)
+// LabKey returns the lab key (32 bytes), creating it on first use: the
+// workstation credential, which encrypts the lab's gossip. It is in every
+// netboot image, so it is no secret and gives no right to change anything.
+func (s *Store) LabKey() ([]byte, error) { return s.hexKey(keys.LabKeyFile) }
+
+// AdminKey returns the admin key (32 bytes), creating it on first use
+// (STORE/keys/admin.key, 0600): the admin credential, which signs the
+// requests that change the lab (api.AdminAuth). ExportKeys never writes it;
+// "labseed keys admin FILE" copies it for a sysadmin's machine.
+func (s *Store) AdminKey() ([]byte, error) { return s.hexKey(keys.AdminKeyFile) }
+
+// hexKey reads the 32-byte key file name of the keys directory, creating
+// it (and the directory, 0700) if missing.
+func (s *Store) hexKey(file string) ([]byte, error) {
+	name := filepath.Join(s.keysDir(), file)
 	k, err := keys.ReadHexKey(name)
 	if !errors.Is(err, keys.ErrNoKeys) {
 		return k, err
@@ -91,8 +103,8 @@ func (s *Store) LabKey() ([]byte, error) {
 }
 
 // ExportKeys writes what a workstation needs into dir: the public key that
-// checks image signatures and the lab's gossip key. Nothing secret about
-// signing leaves the store.
+// checks image signatures and the lab key. Neither the signing key nor the
+// admin key leaves the store this way.
 func (s *Store) ExportKeys(dir string) ([]string, error) {
 	pub, err := s.PublicKey()
 	if err != nil {

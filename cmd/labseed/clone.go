@@ -45,7 +45,7 @@ labseed clone --disk /dev/nvme0n1 --partition --no-reboot`,
 		fs.BoolVar(&cfg.NoReboot, "no-reboot", false, "do not reboot after a successful clone")
 		fs.DurationVar(&cfg.Linger, "linger", peer.DefaultLinger, "keep seeding up to `DURATION` for the rest of the lab once the image is in (0: do not)")
 		fs.StringVar(&macs, "mac", "", "this machine's `MACs`, comma-separated, the boot one first (default: its interfaces')")
-		fs.BoolVar(&cfg.Insecure, "insecure", false, "run without keys: no signature check, unencrypted gossip, no API token")
+		fs.BoolVar(&cfg.Insecure, "insecure", false, "run without keys: no signature check, unencrypted gossip")
 		fs.BoolVar(&cfg.Local, "local", false, "fast gossip timers for a lab on one machine (tests)")
 		fs.BoolVar(&verbose, "v", false, "log debug detail")
 		if err := parse(fs, args, 0, 0); err != nil {

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -15,12 +13,11 @@ import (
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/atomicfile"
-	"github.com/labseed/labseed/keys"
 )
 
 var hostsCmd = &command{
 	name:  "hosts",
-	usage: "list|export [FILE]|import FILE|next-boot clone|local (--all | MAC... | --file FILE) [--server HOST] [--keys DIR | --store DIR]",
+	usage: "list|export [FILE]|import FILE|next-boot clone|local (--all | MAC... | --file FILE) [--server HOST] [--store DIR | --admin-key FILE]",
 	summary: `Manage the lab's hosts table on the running print server.
 The table maps each machine's MAC to its host name and address (and any
 per-host setting: printer_queue, display, image...; see docs/hosts.md). It
@@ -32,8 +29,11 @@ lives in the store as hosts.csv, next to the lab settings in lab.conf.
   next-boot clone|local set what the next network boot of some hosts does:
                         clone re-images them, local boots their disk. A host
                         returns to local by itself once its clone is done.
-Changes need the lab key: run it on the print server (it reads the store's
-keys) or give --keys with lab.key.`,
+export, import and next-boot need the admin key: on the print server they
+read STORE/keys/admin.key; elsewhere give --admin-key FILE (default
+$LABSEED_ADMIN_KEY, then ~/.config/labseed/admin.key), a copy made with
+'labseed keys admin FILE' on the print server. The workstations' lab.key
+gives no right to change anything.`,
 	example: `labseed hosts list
 labseed hosts import lab1.csv
 labseed hosts next-boot clone --all
@@ -45,8 +45,7 @@ labseed hosts next-boot local --file broken-ones.txt`,
 		}
 		sub, args := args[0], args[1:]
 		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port "+strconv.Itoa(api.DefaultPort)+" by default)")
-		keys := fs.String("keys", "", "`DIR` with lab.key (default: the store's)")
-		dir := fs.String("store", defaultStore, "the print server's store `DIR`, for its lab key")
+		adminKey := addAdminKeyFlags(fs)
 		all := fs.Bool("all", false, "next-boot: every host of the table")
 		list := fs.String("file", "", "next-boot: read MACs from `FILE` (one per line, # comments)")
 		var boot string
@@ -88,11 +87,11 @@ labseed hosts next-boot local --file broken-ones.txt`,
 		default:
 			return fmt.Errorf("unknown hosts command %q: %w", sub, errUsage)
 		}
-		key, err := apiKey(*keys, *dir)
+		key, err := adminKey.read()
 		if err != nil {
 			return err
 		}
-		c.Auth = api.TokenAuth(key)
+		c.Auth = api.AdminAuth(key)
 		switch sub {
 		case "export":
 			if len(operands) > 1 {
@@ -165,16 +164,4 @@ func countTable(bh []api.BootHost) int {
 // being edited never leaves half a table.
 func exportTo(ctx context.Context, c *api.Client, name string) error {
 	return atomicfile.WriteFunc(name, 0o644, func(w io.Writer) error { return c.ExportCSV(ctx, w) })
-}
-
-// apiKey reads the lab key from keysDir/lab.key, or else from the store.
-func apiKey(keysDir, storeDir string) ([]byte, error) {
-	if keysDir != "" {
-		return keys.ReadHexKey(filepath.Join(keysDir, keys.LabKeyFile))
-	}
-	name := filepath.Join(storeDir, "keys", keys.LabKeyFile)
-	if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no lab key in the store %s: run this on the print server, or give --keys DIR with lab.key ('labseed keys export')", storeDir)
-	}
-	return keys.ReadHexKey(name)
 }

@@ -4,21 +4,34 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 
+	"github.com/labseed/labseed/keys"
 	"github.com/labseed/labseed/store"
 )
 
 var keysCmd = &command{
 	name:  "keys",
-	usage: "export [--store DIR] OUTDIR",
-	summary: `Write the keys a workstation needs into OUTDIR.
-They are image.pub (checks image signatures) and lab.key (joins the lab's
-encrypted gossip). Put OUTDIR into the
-netboot image and give it to 'labseed peer --keys'. The signing key stays in the
-store. Keys are created if the store has none yet.`,
-	example: "labseed keys export /srv/netboot/labseed-keys",
+	usage: "export [--store DIR] OUTDIR | admin [--store DIR] FILE",
+	summary: `Write the keys a workstation needs, or a copy of the admin key.
+  export OUTDIR  writes what a workstation gets: image.pub (checks image
+                 signatures and the print server's answers) and lab.key (joins
+                 the lab's encrypted gossip). 'labseed netboot build' puts them
+                 into the netboot image, so anyone on the lab network can have
+                 them: they give no right to change anything.
+  admin FILE     writes a copy of the admin key (mode 0600) for a sysadmin's
+                 machine: with it 'labseed hosts import/next-boot' work from
+                 there (--admin-key FILE, $LABSEED_ADMIN_KEY or
+                 ~/.config/labseed/admin.key). Whoever holds it can make every
+                 workstation of the lab run any command: keep it like a root
+                 password.
+The signing key (image.key) and the admin key never leave the store otherwise.
+Keys are created if the store has none yet. See docs/trust.md.`,
+	example: `labseed keys export /srv/netboot/labseed-keys
+labseed keys admin /root/admin.key   (then copy it to ~/.config/labseed/admin.key on the laptop)`,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
-		if len(args) == 0 || args[0] != "export" {
+		if len(args) == 0 || (args[0] != "export" && args[0] != "admin") {
 			return errUsage
 		}
 		dir := fs.String("store", defaultStore, "image store `DIR`")
@@ -28,6 +41,21 @@ store. Keys are created if the store has none yet.`,
 		s, err := store.Open(*dir)
 		if err != nil {
 			return err
+		}
+		if args[0] == "admin" {
+			k, err := s.AdminKey()
+			if err != nil {
+				return err
+			}
+			out := fs.Arg(0)
+			if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+				return err
+			}
+			if err := keys.WriteHexKey(out, k); err != nil {
+				return err
+			}
+			fmt.Println("wrote", out, "(the admin key: keep it secret)")
+			return nil
 		}
 		files, err := s.ExportKeys(fs.Arg(0))
 		if err != nil {

@@ -69,6 +69,9 @@ labseed serve --listen 10.1.0.1 --pxe proxy --image lab1`,
 		if cfg.LabKey, err = st.LabKey(); err != nil {
 			return err
 		}
+		if cfg.AdminKey, err = st.AdminKey(); err != nil {
+			return err
+		}
 		cfg.Store = st
 		if cfg.Hosts, err = hosts.Open(st.Dir()); err != nil {
 			return err
