@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/deal"
+	"github.com/labseed/labseed/internal/textsafe"
 )
 
 // Client talks to a print server's HTTP API: what "labseed hosts",
@@ -126,7 +127,8 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
-		return nil, &APIError{Code: resp.StatusCode, Msg: strings.TrimSpace(string(msg))}
+		// The message is printed on terminals: no escape sequences.
+		return nil, &APIError{Code: resp.StatusCode, Msg: textsafe.Clean(strings.TrimSpace(string(msg)), 4096)}
 	}
 	return resp, nil
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/labseed/labseed/internal/neigh"
 	"github.com/pin/tftp/v3"
 	"golang.org/x/sync/errgroup"
 )
@@ -311,5 +312,5 @@ func (s *Server) macForIP(ip net.IP) net.HardwareAddr {
 		hw, _ := net.ParseMAC(m)
 		return hw
 	}
-	return neighbourMAC(ip)
+	return neigh.MAC(ip)
 }

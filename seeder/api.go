@@ -6,6 +6,7 @@ import (
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/internal/textsafe"
 	"github.com/labseed/labseed/pxe"
 )
 
@@ -13,21 +14,32 @@ import (
 // here, field by field: a change to a gossip, hosts or pxe struct never
 // reaches the JSON unless it is written here too.
 
+// What a workstation gossips, reports or sends in a boot request is shown
+// on terminals (labseed status) and in logs: every string of it is cleaned
+// of control characters (terminal escape sequences) and bounded here.
+const (
+	maxName  = 128  // names, addresses, images, kinds
+	maxError = 1024 // errors and details
+)
+
+func clean(s string) string    { return textsafe.Clean(s, maxName) }
+func cleanErr(s string) string { return textsafe.Clean(s, maxError) }
+
 // hostStatus is a workstation member of the gossip as the lab status shows it.
 func hostStatus(m gossip.Member) api.HostStatus {
 	ws := workstationStatus(m.Status)
-	return api.HostStatus{Name: m.Name, Addr: m.Addr, State: m.State, Phase: ws.Phase, Status: ws}
+	return api.HostStatus{Name: clean(m.Name), Addr: clean(m.Addr), State: clean(m.State), Phase: ws.Phase, Status: ws}
 }
 
 func workstationStatus(st gossip.Status) api.WorkstationStatus {
 	return api.WorkstationStatus{
-		Phase: st.Phase.String(), Image: st.Image, TorrentAddr: st.TorrentAddr,
+		Phase: clean(st.Phase.String()), Image: clean(st.Image), TorrentAddr: clean(st.TorrentAddr),
 		Percent: st.Percent, Chunks: int(st.Chunks), ChunksTotal: int(st.ChunksTotal),
 		DownRate: st.DownRate, UpRate: st.UpRate,
 		FromServer: st.FromServer, FromPeers: st.FromPeers, Uploaded: st.Uploaded,
 		Peers: int(st.Peers), ETA: int64(st.ETA), HashFailures: int64(st.HashFailures),
 		Started: unixTime(st.StartedUnix), Updated: unixTime(st.UpdatedUnix),
-		Error: st.Err,
+		Error: cleanErr(st.Err),
 	}
 }
 
@@ -45,7 +57,7 @@ func apiReports(rs []hosts.Report) []api.Report {
 	}
 	out := make([]api.Report, len(rs))
 	for i, r := range rs {
-		out[i] = api.Report{Step: r.Step, State: r.State, Error: r.Error, Time: r.Time}
+		out[i] = api.Report{Step: clean(r.Step), State: clean(r.State), Error: cleanErr(r.Error), Time: r.Time}
 	}
 	return out
 }
@@ -60,7 +72,7 @@ func apiEvents(es []pxe.Event) []api.BootEvent {
 	}
 	out := make([]api.BootEvent, len(es))
 	for i, e := range es {
-		out[i] = api.BootEvent{Time: e.Time, Kind: string(e.Kind), Detail: e.Detail}
+		out[i] = api.BootEvent{Time: e.Time, Kind: clean(string(e.Kind)), Detail: cleanErr(e.Detail)}
 	}
 	return out
 }

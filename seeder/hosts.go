@@ -3,14 +3,17 @@ package seeder
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/internal/textsafe"
 	"github.com/labseed/labseed/pxe"
 )
 
@@ -135,6 +138,14 @@ func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	if len(macs) > maxWhoAmIMACs {
+		http.Error(w, fmt.Sprintf("who am I: %d MACs, at most %d", len(macs), maxWhoAmIMACs), http.StatusBadRequest)
+		return
+	}
+	if macs, err = s.requesterMACs(r, macs); err != nil {
+		s.refuseRequester(w, r, err)
+		return
+	}
 	id, err := s.cfg.Hosts.WhoAmI(macs)
 	if errors.Is(err, hosts.ErrUnknownHost) {
 		http.Error(w, err.Error(), http.StatusNotFound)
@@ -151,7 +162,11 @@ func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 	mac, err := hosts.ParseMAC(r.PathValue("mac"))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		http.Error(w, textsafe.Clean(err.Error(), 256), http.StatusBadRequest)
+		return
+	}
+	if _, err := s.requesterMACs(r, []net.HardwareAddr{mac}); err != nil {
+		s.refuseRequester(w, r, err)
 		return
 	}
 	var rep api.Report
@@ -159,17 +174,31 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	// What a workstation says is shown on terminals and logged: one line
+	// of printable text, bounded.
+	rep.Step, rep.State, rep.Error = textsafe.Clean(rep.Step, 64), textsafe.Clean(rep.State, 16), textsafe.Clean(rep.Error, 4096)
 	if err := s.cfg.Hosts.Report(mac, hostsReport(rep)); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	lvl := s.log.Info
-	if rep.State == api.StateFailed {
-		lvl = s.log.Warn
+	known := false
+	if ids, err := s.cfg.Hosts.Identities(); err == nil {
+		known = slices.ContainsFunc(ids, func(id hosts.Identity) bool { return id.MAC == mac.String() })
 	}
-	lvl("clone", "mac", mac, "step", rep.Step, "state", rep.State, "err", rep.Error)
+	// A machine not in the table is logged once a minute at most: made-up
+	// MACs must not fill the log.
+	if known || s.logLimit.Allow("report "+mac.String(), time.Now()) {
+		lvl := s.log.Info
+		if rep.State == api.StateFailed {
+			lvl = s.log.Warn
+		}
+		lvl("clone", "mac", mac, "step", rep.Step, "state", rep.State, "err", textsafe.Clean(rep.Error, 512), "in_table", known)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// maxWhoAmIMACs bounds the MACs of one "who am I": a machine's interfaces.
+const maxWhoAmIMACs = 32
 
 // decodeJSON decodes a small JSON request body into v.
 func decodeJSON(r *http.Request, v any) error {

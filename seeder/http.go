@@ -159,7 +159,7 @@ func (s *Server) Status() api.LabStatus {
 	}
 	slices.SortFunc(ls.Hosts, func(a, b api.HostStatus) int { return strings.Compare(a.Name, b.Name) })
 	if bh, err := s.bootHosts(); err != nil {
-		ls.BootError = err.Error()
+		ls.BootError = cleanErr(err.Error())
 	} else {
 		ls.Boot = bh
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/internal/neigh"
 	"github.com/labseed/labseed/internal/textsafe"
 	"github.com/labseed/labseed/metrics"
 	"github.com/labseed/labseed/pxe"
@@ -73,6 +74,11 @@ type Config struct {
 	// server), its boot events are in the lab status, and it follows the
 	// hosts table (static leases, next-boot marks).
 	Boot *pxe.Server
+	// Neighbours says where a request's source address is (this machine,
+	// an on-link neighbour and its MAC, or routed): "who am I" and clone
+	// reports are answered for the requester's own MAC only. Default
+	// neigh.Lookup, the kernel's routes and neighbour table.
+	Neighbours func(netip.Addr) (neigh.Peer, error)
 	// Logger receives the server's logs; nil discards.
 	Logger *slog.Logger
 }
@@ -407,7 +413,9 @@ func outboundIP() string {
 func (s *Server) snapshot() metrics.Snapshot {
 	var snap metrics.Snapshot
 	for _, m := range s.node.Members() {
-		snap.Hosts = append(snap.Hosts, metrics.Host{Name: m.Name, State: m.State, Status: m.Status})
+		st := m.Status
+		st.Image, st.TorrentAddr, st.HTTPAddr, st.Err = clean(st.Image), clean(st.TorrentAddr), clean(st.HTTPAddr), cleanErr(st.Err)
+		snap.Hosts = append(snap.Hosts, metrics.Host{Name: clean(m.Name), State: m.State, Status: st})
 	}
 	s.mu.Lock()
 	for _, si := range s.seeded {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/internal/textsafe"
 )
 
 var statusCmd = &command{
@@ -73,16 +74,16 @@ func printStatus(w io.Writer, ls *api.LabStatus) {
 		if s.ETA > 0 {
 			eta = (time.Duration(s.ETA) * time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%d/%d\t%s\t%s\t%d\t%.0f%%\t%s\t%s\n", h.Name, h.State, h.Phase, s.Percent,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%d/%d\t%s\t%s\t%d\t%.0f%%\t%s\t%s\n", shown(h.Name), shown(h.State), shown(h.Phase), s.Percent,
 			s.Chunks, s.ChunksTotal, fmtRate(float64(s.DownRate)), fmtRate(float64(s.UpRate)), s.Peers,
-			share(int64(s.FromPeers), int64(s.FromServer)), eta, s.Error)
+			share(int64(s.FromPeers), int64(s.FromServer)), eta, shownLong(s.Error))
 	}
 	tw.Flush()
 	sum := ls.Summary
 	fmt.Fprintf(w, "lab: %d/%d done, %d failed, downloading %s in all, %.0f%% of bytes served by workstations, print server uploaded %s\n",
 		sum.Done, sum.Hosts, sum.Failed, fmtRate(float64(sum.DownRate)), 100*sum.PeerShare, mib(int64(sum.ServerUp)))
 	if ls.BootError != "" {
-		fmt.Fprintln(w, "hosts table:", ls.BootError)
+		fmt.Fprintln(w, "hosts table:", shownLong(ls.BootError))
 	}
 	if len(ls.Boot) > 0 {
 		fmt.Fprintln(w)
@@ -99,16 +100,16 @@ func printBootHosts(w io.Writer, bh []api.BootHost, now time.Time) {
 		clone, event := "-", "-"
 		if n := len(h.Clone); n > 0 {
 			r := h.Clone[n-1]
-			clone = r.Step + " " + r.State
+			clone = shown(r.Step) + " " + shown(r.State)
 			if r.Error != "" {
-				clone += ": " + r.Error
+				clone += ": " + shownLong(r.Error)
 			}
 		}
 		if n := len(h.Events); n > 0 {
 			e := h.Events[n-1]
-			event = fmt.Sprintf("%s %s (%s ago)", e.Kind, e.Detail, now.Sub(e.Time).Round(time.Second))
+			event = fmt.Sprintf("%s %s (%s ago)", shown(e.Kind), shownLong(e.Detail), now.Sub(e.Time).Round(time.Second))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.MAC, dash(h.Hostname), dash(h.IP), dash(h.NextBoot), clone, event)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", shown(h.MAC), dash(shown(h.Hostname)), dash(shown(h.IP)), dash(shown(h.NextBoot)), clone, event)
 	}
 	tw.Flush()
 }
@@ -119,3 +120,10 @@ func dash(s string) string {
 	}
 	return s
 }
+
+// shown and shownLong make a string from the print server fit for the
+// terminal: control characters (escape sequences) replaced, one line,
+// bounded. The print server cleans what it takes in; whatever answers in
+// its place is not trusted with the terminal either.
+func shown(s string) string     { return textsafe.Clean(s, 128) }
+func shownLong(s string) string { return textsafe.Clean(s, 512) }

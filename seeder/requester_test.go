@@ -1,0 +1,292 @@
+package seeder
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/internal/neigh"
+	"github.com/labseed/labseed/internal/syncbuf"
+	"github.com/labseed/labseed/store"
+)
+
+// fakeNeighbours makes every request look as if it came from where peer
+// says (the print server's kernel is asked in TestNeighbourRuleNetns of
+// cmd/labseed; here the rule itself is tested).
+type fakeNeighbours struct{ peer atomic.Pointer[neigh.Peer] }
+
+func (f *fakeNeighbours) set(k neigh.Kind, mac string) {
+	p := neigh.Peer{Kind: k}
+	if mac != "" {
+		p.MAC, _ = net.ParseMAC(mac)
+	}
+	f.peer.Store(&p)
+}
+
+func (f *fakeNeighbours) lookup(netip.Addr) (neigh.Peer, error) { return *f.peer.Load(), nil }
+
+// startTableServer runs a print server with the hosts table in dir, its
+// requesters' whereabouts told by fn, and its log in log.
+func startTableServer(t *testing.T, dir string, fn *fakeNeighbours, log *syncbuf.Buffer) *Server {
+	t.Helper()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := st.LabKey()
+	db, err := hosts.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Store: st, ListenIP: "127.0.0.1", LabKey: key, Local: true, Hosts: db, Neighbours: fn.lookup,
+		Logger: slog.New(slog.NewTextHandler(log, nil))}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return srv
+}
+
+// TestWhoAmIOwnMACOnly is finding 2 of issue 19 as an attack: a LAN host
+// (MAC 02:00:00:00:00:66) asks "who am I" with a victim's MAC to get its
+// hooks, templates and bootloader command, and sends "done" and "failed"
+// reports for the victim. Each is refused; its own identity and reports go
+// through, and a routed request gets the identity whose table address is
+// its own.
+func TestWhoAmIOwnMACOnly(t *testing.T) {
+	dir := t.TempDir()
+	const victim, attacker = "52:54:00:00:00:01", "02:00:00:00:00:66"
+	os.WriteFile(filepath.Join(dir, hosts.HostsFile), []byte("mac,hostname,ip,next_boot\n"+victim+",lab1-ws01,127.0.0.1,clone\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, hosts.SettingsFile), []byte("enroll_name = lab1-ws%02d\nenroll_range = 10.1.0.100-10.1.0.199\n"), 0o644)
+	var fn fakeNeighbours
+	var log syncbuf.Buffer
+	srv := startTableServer(t, dir, &fn, &log)
+	c := api.NewClient(srv.Lab().HTTPAddr)
+	ctx := t.Context()
+	code := func(err error) int {
+		var ae *api.APIError
+		if errors.As(err, &ae) {
+			return ae.Code
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 200
+	}
+
+	fn.set(neigh.OnLink, attacker)
+	if _, err := c.WhoAmI(ctx, []string{victim}); code(err) != 403 {
+		t.Errorf("who am I for the victim from the attacker: %v, want 403", err)
+	}
+	id, err := c.WhoAmI(ctx, []string{victim, attacker})
+	if err != nil || id.MAC != attacker || id.Hostname == "lab1-ws01" {
+		t.Errorf("who am I for the victim and the attacker: %+v, %v; want the attacker's own (enrolled)", id, err)
+	}
+	for _, st := range []string{api.StateFailed, api.StateDone} {
+		if err := c.Report(ctx, victim, api.Report{Step: "done", State: st, Error: "owned", Time: time.Now()}); code(err) != 403 {
+			t.Errorf("a %s report for the victim from the attacker: %v, want 403", st, err)
+		}
+	}
+	mac, _ := hosts.ParseMAC(victim)
+	if rs := srv.cfg.Hosts.Reports(mac); len(rs) != 0 {
+		t.Errorf("the victim has reports: %+v", rs)
+	}
+	if ids, _ := srv.cfg.Hosts.Identities(); ids[0].NextBoot != hosts.BootClone {
+		t.Error("the attacker's done report took the victim off its clone")
+	}
+	if err := c.Report(ctx, attacker, api.Report{Step: "disk", State: api.StateRunning, Time: time.Now()}); err != nil {
+		t.Errorf("the attacker's own report: %v", err)
+	}
+	fn.set(neigh.OnLink, "")
+	if _, err := c.WhoAmI(ctx, []string{victim}); code(err) != 503 {
+		t.Errorf("an unresolved neighbour: %v, want 503 (try again)", err)
+	}
+
+	// The victim itself.
+	fn.set(neigh.OnLink, victim)
+	if id, err := c.WhoAmI(ctx, []string{"02:00:00:00:00:99", victim}); err != nil || id.Hostname != "lab1-ws01" {
+		t.Errorf("the victim's own who am I: %+v, %v", id, err)
+	}
+	if err := c.Report(ctx, victim, api.Report{Step: "done", State: api.StateDone, Time: time.Now()}); err != nil {
+		t.Errorf("the victim's own report: %v", err)
+	}
+
+	// Through a router: the table's address decides (the test's requests
+	// come from 127.0.0.1, lab1-ws01's address in the table).
+	fn.set(neigh.Routed, "")
+	if id, err := c.WhoAmI(ctx, []string{victim}); err != nil || id.Hostname != "lab1-ws01" {
+		t.Errorf("routed, from the table's address: %+v, %v", id, err)
+	}
+	if _, err := c.WhoAmI(ctx, []string{attacker}); code(err) != 403 {
+		t.Errorf("routed, from another address: %v, want 403", err)
+	}
+	// The print server itself may ask anything.
+	fn.set(neigh.Local, "")
+	if _, err := c.WhoAmI(ctx, []string{victim}); err != nil {
+		t.Errorf("from the print server itself: %v", err)
+	}
+	if strings.Count(log.String(), "workstation request refused") == 0 {
+		t.Errorf("refusals not logged:\n%s", log.String())
+	}
+}
+
+// TestStrangerReportFlood: 30 000 reports (3000 without LABSEED_LONG) for
+// made-up MACs (from the print server itself, which may report for any),
+// each with a 4000-byte error full of escape sequences. The reports kept stay within the bound, the log
+// gets a bounded line per MAC for at most Limiter.Keys MACs a minute,
+// none with an escape sequence, and the heap does not grow with them
+// (before: +194 MiB RSS and a 123 MB log).
+func TestStrangerReportFlood(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, hosts.HostsFile), []byte("mac,hostname,ip\n52:54:00:00:00:01,lab1-ws01,10.1.0.101\n"), 0o644)
+	var fn fakeNeighbours
+	fn.set(neigh.Local, "")
+	var log syncbuf.Buffer
+	srv := startTableServer(t, dir, &fn, &log)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	n := 3000
+	if os.Getenv("LABSEED_LONG") != "" {
+		n = 30000
+	}
+	evil := strings.Repeat("\x1b]0;owned\x07\x1b[2J", 4000/14)
+	body, _ := json.Marshal(api.Report{Step: "disk", State: api.StateFailed, Error: evil, Time: time.Now()})
+	url := "http://" + srv.Lab().HTTPAddr + api.PathHosts + "/%s/report"
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 8 {
+				mac := fmt.Sprintf("02:%02x:%02x:%02x:00:00", i>>16&0xff, i>>8&0xff, i&0xff)
+				resp, err := http.Post(fmt.Sprintf(url, mac), "application/json", bytes.NewReader(body))
+				if err != nil || resp.StatusCode != http.StatusNoContent {
+					if failed.Add(1) == 1 {
+						msg := ""
+						if resp != nil {
+							b, _ := io.ReadAll(resp.Body)
+							msg = resp.Status + " " + string(b)
+						}
+						t.Errorf("report %d: %v %s", i, err, msg)
+					}
+					if resp != nil {
+						resp.Body.Close()
+					}
+					continue
+				}
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		t.Fatalf("%d reports failed", f)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	grown := int64(after.HeapInuse) - int64(before.HeapInuse)
+	db := srv.cfg.Hosts
+	kept := 0
+	for i := range n {
+		mac, _ := hosts.ParseMAC(fmt.Sprintf("02:%02x:%02x:%02x:00:00", i>>16&0xff, i>>8&0xff, i&0xff))
+		if rs := db.Reports(mac); len(rs) > 0 {
+			kept++
+			if strings.ContainsAny(rs[0].Error, "\x1b\x07") {
+				t.Fatalf("a report kept its escape sequences: %q", rs[0].Error[:40])
+			}
+		}
+	}
+	logged := log.String()
+	lines := strings.Count(logged, "\n")
+	t.Logf("%d reports: %d MACs kept, %d log lines (%d bytes), heap %+d KiB", n, kept, lines, len(logged), grown>>10)
+	if kept > 64 {
+		t.Errorf("reports of %d made-up MACs kept, bound 64", kept)
+	}
+	if lines > 1100 || len(logged) > 2<<20 {
+		t.Errorf("the log got %d lines, %d bytes", lines, len(logged))
+	}
+	if strings.ContainsAny(logged, "\x1b\x07") {
+		t.Error("an escape sequence reached the log")
+	}
+	if grown > 32<<20 {
+		t.Errorf("the heap grew by %d MiB", grown>>20)
+	}
+}
+
+// TestEscapesNeverReachStatus: a lab member whose gossip name and status
+// carry terminal escape sequences (anyone with the public lab key can
+// join), and a boot event detail with some: the lab status the print
+// server answers has none.
+func TestEscapesNeverReachStatus(t *testing.T) {
+	dir := t.TempDir()
+	var fn fakeNeighbours
+	fn.set(neigh.Local, "")
+	var log syncbuf.Buffer
+	srv := startTableServer(t, dir, &fn, &log)
+	key, _ := srv.cfg.Store.LabKey()
+	evil := "\x1b]0;pwned\x07\x1b[2J\x1b[31mws\u009b31m\u202e"
+	n, err := gossip.New(gossip.Config{Name: evil, BindAddr: "127.0.0.1", BindPort: -1, AdvertiseAddr: "127.0.0.1",
+		Key: key, Local: true, Seeds: []string{srv.Lab().GossipAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	n.SetStatus(gossip.Status{Role: gossip.RolePeer, Phase: gossip.PhaseFailed, Image: evil, TorrentAddr: evil, Err: evil + strings.Repeat("x", 2000)})
+	if err := n.Join(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	fn.set(neigh.Local, "")
+	c := api.NewClient(srv.Lab().HTTPAddr)
+	c.Report(t.Context(), "02:00:00:00:00:01", api.Report{Step: evil, State: api.StateFailed, Error: evil, Time: time.Now()})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ls := srv.Status()
+		if len(ls.Hosts) == 1 && ls.Hosts[0].Status.Error != "" {
+			b := fmt.Sprintf("%+v", ls)
+			if strings.ContainsAny(b, "\x1b\x07\u009b\u202e") {
+				t.Fatalf("escape sequences in the status: %q", b)
+			}
+			if len(ls.Hosts[0].Status.Error) > maxError || !strings.Contains(ls.Hosts[0].Name, "ws") {
+				t.Fatalf("status: %+v", ls.Hosts[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the member did not show: %+v", ls.Hosts)
+		}
+	}
+	mac, _ := hosts.ParseMAC("02:00:00:00:00:01")
+	if rs := srv.cfg.Hosts.Reports(mac); len(rs) != 1 || strings.ContainsAny(rs[0].Step+rs[0].Error, "\x1b\x07") {
+		t.Fatalf("report kept: %+v", rs)
+	}
+}
