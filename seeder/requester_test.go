@@ -56,8 +56,9 @@ func startTableServer(t *testing.T, dir string, fn *fakeNeighbours, log *syncbuf
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Store: st, ListenIP: "127.0.0.1", LabKey: key, Local: true, Hosts: db, Neighbours: fn.lookup,
-		Logger: slog.New(slog.NewTextHandler(log, nil))}
+	cfg := LocalConfig()
+	cfg.Store, cfg.LabKey, cfg.Hosts, cfg.Neighbours = st, key, db, fn.lookup
+	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
