@@ -165,31 +165,6 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 	return s, nil
 }
 
-// startTicking ticks once a second until the function it returns is
-// called (which waits for the last tick to end).
-func (s *Session) startTicking() func() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				s.tick()
-			}
-		}
-	}()
-	return func() error {
-		cancel()
-		<-done
-		return nil
-	}
-}
-
 // download fetches and applies every chunk, then finishes the extraction.
 func (s *Session) download(ctx context.Context) error {
 	s.t.DownloadAll()
@@ -307,62 +282,4 @@ func (s *Session) fail(err error) {
 	s.err = err.Error()
 	s.mu.Unlock()
 	s.tick()
-}
-
-// tick refreshes, once a second and at every phase change, what the
-// session shows and what it steers by: the web-seed fallback, the priority
-// window, the torrent's peers, the trace, the gossiped status and the
-// progress report.
-func (s *Session) tick() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	m := s.im.Manifest
-	chunks, _ := s.ap.Progress()
-	verified, remaining := s.chunks.verifiedBytes(), s.chunks.remaining()
-	stalled := s.stall.update(now, verified)
-	if s.t != nil && webSeedDue(&s.a.cfg, s.webSeed, stalled, remaining) {
-		s.a.log.Warn("no progress over BitTorrent, using the print server's web seed", "stalled", stalled.Round(time.Second))
-		s.t.AddWebSeeds([]string{swarm.WebSeedURL("http://" + s.im.lab.HTTPAddr)})
-		s.webSeed = true
-	}
-	if s.meter == nil {
-		s.meter = swarm.NewMeter(s.im.lab.TorrentAddr)
-	}
-	if s.t != nil {
-		s.meter.Update(s.t)
-		fed := s.fed.Load()
-		s.meter.AddFromServer(fed - s.fedCounted)
-		s.fedCounted = fed
-		s.chunks.boost(s.t)
-		s.addPeers(now)
-		s.trace.trace(now, now.Sub(s.started), s.client.WriteStatus)
-		if remaining == 0 && s.downloadedAt.IsZero() {
-			s.downloadedAt = now
-			s.a.log.Info("every piece verified", "seconds", now.Sub(s.started).Seconds(), "chunks_applied", chunks, "chunks", len(m.Chunks))
-		}
-	}
-	snap := snapshot{
-		at: now, started: s.started, phase: s.phase, image: s.im.String(), torrentAddr: s.torrentAddr, err: s.err,
-		chunks: chunks, chunksTotal: len(m.Chunks), verified: verified, payload: m.PayloadBytes,
-		traffic: s.meter.Traffic(), prev: s.prev,
-	}
-	s.prev = snap.sample()
-	s.node.SetStatus(statusOf(snap))
-	if s.a.cfg.Progress != nil {
-		snap.members = s.node.Members()
-		s.a.cfg.Progress(progressOf(snap))
-	}
-}
-
-// addPeers hands the torrent addresses of lab members to the client
-// (discovery). Called with s.mu held.
-func (s *Session) addPeers(now time.Time) {
-	var add []torrent.PeerInfo
-	for _, a := range s.peers.toAdd(s.node.Members(), now) {
-		add = append(add, torrent.PeerInfo{Addr: tcpAddr(a), Source: torrent.PeerSourceDirect})
-	}
-	if len(add) > 0 {
-		s.t.AddPeers(add)
-	}
 }
