@@ -19,6 +19,13 @@ type chunkTracker struct {
 
 	mu       sync.Mutex
 	complete []bool // per piece: verified
+	// checking is per piece: being verified again after its chunk failed
+	// its hash (requeue), until the check says good or bad (pieceDone).
+	// Such a piece is not complete, but not to be asked of the print
+	// server either: most of a damaged chunk's pieces are good, and a
+	// feeder asking for them all in the milliseconds the check takes had
+	// them dealt again.
+	checking []bool
 	missing  []int  // per chunk: pieces not yet verified
 	queued   []bool // per chunk: handed to the appliers (or applied before)
 	boosted  []bool // per chunk: its pieces have high priority (window.go)
@@ -39,6 +46,7 @@ func newChunkTracker(m *chunker.Manifest, numPieces int, verified func(p int) bo
 	d := &chunkTracker{
 		m: m, pieceLen: m.PieceLength, numPieces: numPieces, payloadLen: m.PayloadBytes,
 		complete: make([]bool, numPieces),
+		checking: make([]bool, numPieces),
 		missing:  make([]int, len(m.Chunks)),
 		queued:   make([]bool, len(m.Chunks)),
 		ready:    make(chan int, len(m.Chunks)),
@@ -86,6 +94,7 @@ func (d *chunkTracker) pieceDone(p int, complete bool) {
 	if p < 0 || p >= d.numPieces {
 		return
 	}
+	d.checking[p] = false
 	d.setLocked(p, complete)
 }
 
@@ -139,11 +148,22 @@ func (d *chunkTracker) chunkAt(off int64) int {
 	return lo
 }
 
-// requeue makes chunk c wait for its pieces again (after its bytes failed
-// the chunk hash: the pieces are re-verified and fetched again if bad).
+// requeue makes chunk c wait for its pieces again, after its bytes failed
+// the chunk hash: its pieces are verified again, and the bad ones fetched
+// again.
 func (d *chunkTracker) requeue(c int, t *torrent.Torrent) {
-	first, last := d.pieces(c)
+	first, last := d.recheck(c)
+	for p := first; p <= last; p++ {
+		t.Piece(p).VerifyData()
+	}
+}
+
+// recheck marks chunk c not queued and its pieces not complete, and
+// checking (see there) those that were complete, and returns them.
+func (d *chunkTracker) recheck(c int) (first, last int) {
+	first, last = d.pieces(c)
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.queued[c] = false
 	d.boosted[c] = false
 	d.missing[c] = 0
@@ -153,12 +173,12 @@ func (d *chunkTracker) requeue(c int, t *torrent.Torrent) {
 		}
 	}
 	for p := first; p <= last; p++ {
+		if d.complete[p] {
+			d.checking[p] = true
+		}
 		d.setLocked(p, false)
 	}
-	d.mu.Unlock()
-	for p := first; p <= last; p++ {
-		t.Piece(p).VerifyData()
-	}
+	return first, last
 }
 
 // verifiedBytes returns the payload bytes in verified pieces.
@@ -176,13 +196,14 @@ func (d *chunkTracker) remaining() int64 {
 	return d.payloadLen - d.verified
 }
 
-// missingPieces returns the pieces not verified.
+// missingPieces returns the pieces not verified, except those being
+// checked again.
 func (d *chunkTracker) missingPieces() deal.Bitmap {
 	want := deal.NewBitmap(d.numPieces)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for p, done := range d.complete {
-		if !done {
+		if !done && !d.checking[p] {
 			want.Set(p)
 		}
 	}

@@ -12,7 +12,7 @@ func testDownload(n int) *chunkTracker {
 	const pl, per = 256 << 10, 16
 	m := &chunker.Manifest{PieceLength: pl, PayloadBytes: int64(n) * per * pl}
 	d := &chunkTracker{m: m, pieceLen: pl, numPieces: n * per, payloadLen: m.PayloadBytes,
-		complete: make([]bool, n*per), missing: make([]int, n), queued: make([]bool, n),
+		complete: make([]bool, n*per), checking: make([]bool, n*per), missing: make([]int, n), queued: make([]bool, n),
 		boosted: make([]bool, n)}
 	for c := range n {
 		m.Chunks = append(m.Chunks, chunker.Chunk{Offset: int64(c) * per * pl, Size: per * pl})
