@@ -5,10 +5,12 @@
 #
 #   sudo ./test.sh            # vet, unit and integration tests, short fuzz runs
 #   FUZZTIME=0 ./test.sh      # skip the fuzz runs
+# The Debian package (packaging/deb/build.sh) is built and installed into a
+# chroot of the Debian image below by the Go tests of ./packaging/deb.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-need=(tar gzip zstd cpio libarchive-tools e2fsprogs mount prometheus iproute2 busybox tftp-hpa atftp dnsmasq-base tcpdump udpcast iperf3 iputils-ping curl python3-matplotlib fdisk extlinux syslinux-common qemu-system-x86 ipxe-qemu ipxe ovmf openssh-client util-linux procps)
+need=(tar gzip zstd cpio libarchive-tools e2fsprogs mount prometheus iproute2 busybox tftp-hpa atftp dnsmasq-base tcpdump udpcast iperf3 iputils-ping curl python3-matplotlib fdisk extlinux syslinux-common qemu-system-x86 ipxe-qemu ipxe ovmf openssh-client util-linux procps lintian)
 if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

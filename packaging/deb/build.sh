@@ -71,7 +71,7 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 doc=$root/usr/share/doc/labseed
 install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/usr/lib/systemd/system" \
-  "$root/etc/default" "$root/usr/share/man/man1" "$doc"
+  "$root/etc/default" "$root/usr/share/man/man1" "$root/usr/share/lintian/overrides" "$doc"
 
 # The binary: no C library, so it runs on any Debian release.
 CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go build -trimpath -ldflags='-s -w -buildid=' \
@@ -87,6 +87,7 @@ install -m 0644 "$here/labseed.service" "$root/usr/lib/systemd/system/labseed.se
 install -m 0644 "$here/default" "$root/etc/default/labseed"
 install -m 0755 "$here/postinst" "$here/prerm" "$here/postrm" "$root/DEBIAN/"
 echo /etc/default/labseed >"$root/DEBIAN/conffiles"
+install -m 0644 "$here/lintian-overrides" "$root/usr/share/lintian/overrides/labseed"
 
 # The man page: "labseed help" and "labseed help COMMAND" as they print,
 # in roff (.nf: lines kept as they are).
@@ -155,29 +156,56 @@ for f in docs/*.md; do gzip -9n <"$f" >"$doc/$(basename "$f").gz"; done
 
 # The copyright file: labseed's, then the license of the Go standard
 # library and of every module in the binary (from the module cache), each
-# text once with the modules under it.
+# text once with the modules under it. The texts of the Apache License 2.0
+# and the MPL 2.0 are replaced by their place in /usr/share/common-licenses
+# (Debian policy 12.5); copyright lines, other licenses of the same file
+# and NOTICE files stay.
 modcache=$(go env GOMODCACHE)
 lic=$work/licenses
 mkdir -p "$lic"
-{
-  echo "Go standard library $(go env GOVERSION)"
-  cp "$(go env GOROOT)/LICENSE" "$lic/$(sha256sum <"$(go env GOROOT)/LICENSE" | cut -c1-64)"
-  sha256sum <"$(go env GOROOT)/LICENSE" | cut -c1-64
-} >"$work/mods"
+# license DIR: print the license of the module in DIR.
+license() {
+  local f notice
+  f=$(find "$1" -maxdepth 1 -type f \( -iname 'LICEN[CS]E*' -o -iname 'COPYING*' \) 2>/dev/null | sort | head -1)
+  if [[ -z $f ]]; then
+    echo "build.sh: no license file in $1 (go mod download)" >&2
+    return 1
+  fi
+  sed 's/[[:space:]]*$//' "$f" | awk '
+    /^[[:space:]]*Apache License$/ && !ap { ap = 1; buf = $0 "\n"; next }
+    ap {
+      buf = buf $0 "\n"
+      if ($0 ~ /END OF TERMS AND CONDITIONS/) {
+        if (buf ~ /Version 2\.0, January 2004/) print "Apache License 2.0: on Debian systems, the complete text is in /usr/share/common-licenses/Apache-2.0."
+        else printf "%s", buf
+        ap = 0; buf = ""
+      }
+      next
+    }
+    /^Mozilla Public License,? [Vv]ersion 2\.0/ { print "Mozilla Public License 2.0: on Debian systems, the complete text is in /usr/share/common-licenses/MPL-2.0."; mpl = 1; next }
+    mpl { next }
+    { print }
+    END { printf "%s", buf }'
+  notice=$(find "$1" -maxdepth 1 -type f -iname 'NOTICE*' | sort | head -1)
+  if [[ -n $notice ]]; then
+    echo
+    echo "NOTICE:"
+    sed 's/[[:space:]]*$//' "$notice"
+  fi
+}
+# mods: pairs of lines, the module and the hash of its license text.
+license "$(go env GOROOT)" >"$work/text"
+h=$(sha256sum <"$work/text" | cut -c1-64)
+mv "$work/text" "$lic/$h"
+printf 'Go standard library %s\n%s\n' "$(go env GOVERSION)" "$h" >"$work/mods"
 go version -m "$root/usr/bin/labseed" | awk '$1 == "dep" || $1 == "=>" { print $2, $3 }' |
   while read -r path ver; do
     [[ $ver == "(devel)" || -z $ver ]] && continue
     # The module cache spells capital letters as "!" and the lower case letter.
-    dir=$modcache/$(sed 's/[A-Z]/!\L&/g' <<<"$path")@$ver
-    f=$(find "$dir" -maxdepth 1 -type f \( -iname 'LICEN[CS]E*' -o -iname 'COPYING*' \) 2>/dev/null | sort | head -1)
-    if [[ -z $f ]]; then
-      echo "build.sh: no license file in $dir (go mod download $path@$ver)" >&2
-      exit 1
-    fi
-    h=$(sha256sum <"$f" | cut -c1-64)
-    [[ -e $lic/$h ]] || cp "$f" "$lic/$h"
-    echo "$path $ver"
-    echo "$h"
+    license "$modcache/$(sed 's/[A-Z]/!\L&/g' <<<"$path")@$ver" >"$work/text"
+    h=$(sha256sum <"$work/text" | cut -c1-64)
+    mv "$work/text" "$lic/$h"
+    printf '%s %s\n%s\n' "$path" "$ver" "$h"
   done >>"$work/mods"
 {
   cat <<'EOF'
@@ -198,7 +226,7 @@ EOF
       printf '\n%s\n' "--------------------------------------------------------------------------"
       printf '%s' "$mods"
       echo
-      sed 's/[[:space:]]*$//' "$lic/$h"
+      cat "$lic/$h"
     done
 } >"$doc/copyright"
 
