@@ -414,8 +414,7 @@ func repack(t *testing.T, deb, version, out string) {
 }
 
 // TestInstallDebian installs the package into a chroot of a real Debian
-// (the clone tests' image) as "apt install ./labseed_*.deb" would (dpkg -i:
-// the package depends on nothing), and checks the installed files, the
+// (the clone tests' image) with "apt-get install ./labseed_*.deb", and checks the installed files, the
 // store (0700), the unit's enablement (enabled, not started: the sysadmin
 // configures it first), systemd-analyze verify of the unit, and the binary;
 // then an upgrade (conffile edits kept, the notice to rebuild the clone
@@ -450,8 +449,10 @@ func TestInstallDebian(t *testing.T) {
 	wants := "etc/systemd/system/multi-user.target.wants/labseed.service"
 	unitTargets := []string{"/lib/systemd/system/labseed.service", "/usr/lib/systemd/system/labseed.service"}
 
-	// Install.
-	out := chroot(t, root, "dpkg", "--install", copyDeb(deb, "labseed.deb"))
+	// Install as the README says (apt install ./labseed_*.deb), without
+	// the recommended packages: the chroot has no mirror.
+	apt := []string{"apt-get", "--yes", "--no-install-recommends"}
+	out := chroot(t, root, append(apt, "install", copyDeb(deb, "labseed.deb"))...)
 	if !strings.Contains(out, "set the daemon's options in /etc/default/labseed, then: systemctl enable --now labseed") {
 		t.Errorf("dpkg --install did not tell what to do next:\n%s", out)
 	}
@@ -509,7 +510,7 @@ func TestInstallDebian(t *testing.T) {
 	}
 	v2 := filepath.Join(t.TempDir(), "v2.deb")
 	repack(t, deb, version+"+t2", v2)
-	out = chroot(t, root, "dpkg", "--install", copyDeb(v2, "labseed-v2.deb"))
+	out = chroot(t, root, append(apt, "install", copyDeb(v2, "labseed-v2.deb"))...)
 	if !strings.Contains(out, "run 'labseed netboot build' again") {
 		t.Errorf("upgrade: no notice to rebuild the clone environment:\n%s", out)
 	}
@@ -537,7 +538,7 @@ func TestInstallDebian(t *testing.T) {
 
 	// Remove: the program goes; the conffile, the store and the
 	// enablement state stay (dh_installsystemd's way: the unit is masked).
-	chroot(t, root, "dpkg", "--remove", "labseed")
+	chroot(t, root, append(apt, "remove", "labseed")...)
 	for _, f := range []string{"usr/bin/labseed", "usr/lib/systemd/system/labseed.service", "usr/share/man/man1/labseed.1.gz", "usr/share/doc/labseed"} {
 		if exists(f) {
 			t.Errorf("dpkg --remove left /%s", f)
@@ -553,15 +554,16 @@ func TestInstallDebian(t *testing.T) {
 	}
 
 	// Purge: nothing is left but the store, kept and said so.
-	out = chroot(t, root, "dpkg", "--purge", "labseed")
+	out = chroot(t, root, append(apt, "purge", "labseed")...)
 	if !strings.Contains(out, "kept the store /var/lib/labseed") {
 		t.Errorf("dpkg --purge did not say the store is kept:\n%s", out)
 	}
 	if !exists("var/lib/labseed/keys/image.key") {
 		t.Error("dpkg --purge removed the store's keys")
 	}
-	// tmp: this test's files; run: systemd-analyze's.
-	if diff := leftovers(before, snapshot(t, root), "var/lib/labseed", "tmp", "run"); len(diff) > 0 {
+	// tmp: this test's files; run: systemd-analyze's; apt's caches, logs
+	// and record of what was installed by hand.
+	if diff := leftovers(before, snapshot(t, root), "var/lib/labseed", "tmp", "run", "var/cache/apt", "var/lib/apt", "var/log/apt"); len(diff) > 0 {
 		t.Errorf("after purge the system differs from before the install:\n%s", strings.Join(diff, "\n"))
 	}
 	if out, _ := chrootErr(root, "dpkg-query", "--show", "--showformat=${Status}", "labseed"); strings.Contains(out, "installed") {
@@ -574,7 +576,7 @@ func TestInstallDebian(t *testing.T) {
 	}
 	chroot(t, root, "dpkg", "--install", "/tmp/labseed.deb")
 	chroot(t, root, "dpkg", "--purge", "labseed")
-	if diff := leftovers(before, snapshot(t, root), "tmp", "run"); len(diff) > 0 {
+	if diff := leftovers(before, snapshot(t, root), "tmp", "run", "var/cache/apt", "var/lib/apt", "var/log/apt"); len(diff) > 0 {
 		t.Errorf("after install and purge of an unused package the system differs:\n%s", strings.Join(diff, "\n"))
 	}
 }
