@@ -47,7 +47,6 @@ type DB struct {
 	reports           map[string][]Report // by MAC string, most recent last
 	heard             map[string]uint64   // by MAC string: when its last report came (reportSeq)
 	reportSeq         uint64
-	onChange          []func([]Identity)
 }
 
 // fileStamp tells whether a file changed since it was read.
@@ -88,11 +87,7 @@ func (db *DB) refresh() error {
 		if settings == nil {
 			settings, _ = ParseSettings(strings.NewReader(""))
 		}
-		changed := db.settings != nil
 		db.settings, db.confMod = settings, st
-		if changed {
-			defer db.changed()
-		}
 	}
 	if st := stamp(hp); st != db.hostsMod {
 		hosts, err := readFile(hp, ParseCSV)
@@ -100,7 +95,6 @@ func (db *DB) refresh() error {
 			return err
 		}
 		db.hosts, db.hostsMod = hosts, st
-		db.changed()
 	}
 	return nil
 }
@@ -121,27 +115,6 @@ func readFile[T any](name string, parse func(io.Reader) (T, error)) (T, error) {
 		return zero, fmt.Errorf("%s: %w", name, err)
 	}
 	return v, nil
-}
-
-// OnChange registers f to be called with the identities of every host
-// (see Identities) whenever the table or the settings change (imports,
-// next-boot marks, enrolments, hand edits seen by any call), and once now.
-// f must not call the DB.
-func (db *DB) OnChange(f func([]Identity)) {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	db.onChange = append(db.onChange, f)
-	f(db.identities())
-}
-
-func (db *DB) changed() {
-	if len(db.onChange) == 0 {
-		return
-	}
-	ids := db.identities()
-	for _, f := range db.onChange {
-		f(ids)
-	}
 }
 
 func cloneHosts(hosts []Host) []Host {
@@ -205,7 +178,6 @@ func (db *DB) save(hosts []Host) error {
 		return fmt.Errorf("saving the hosts table: %w", err)
 	}
 	db.hosts, db.hostsMod = hosts, stamp(name)
-	db.changed()
 	return nil
 }
 
@@ -274,6 +246,31 @@ func (db *DB) Identities() ([]Identity, error) {
 		return nil, err
 	}
 	return db.identities(), nil
+}
+
+// Lookup returns the identity of mac's host, without the lab's templates
+// and hooks; ok is false when the table does not hold mac. It is the
+// network boot's view of the table (package pxe asks it on every request):
+// a hand edit that does not parse is no error here, the last good table
+// answers, while the other calls report the error until it is fixed.
+func (db *DB) Lookup(mac net.HardwareAddr) (id Identity, ok bool) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.refresh()
+	i := slices.IndexFunc(db.hosts, func(h Host) bool { return slices.Equal(h.MAC, mac) })
+	if i < 0 {
+		return Identity{}, false
+	}
+	return db.identity(db.hosts[i], false), true
+}
+
+// List returns the identity of every host of the table, as Lookup: from
+// the last good table when a hand edit does not parse.
+func (db *DB) List() []Identity {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.refresh()
+	return db.identities()
 }
 
 func (db *DB) identities() []Identity {

@@ -50,7 +50,8 @@ type Host struct {
 	DNS     []net.IP
 	// Image overrides Config.Image on this host's clone entry.
 	Image string
-	// Clone makes "clone" the host's initial next boot (see SetNextBoot).
+	// Clone is the host's next-boot mark: its menu's default is the
+	// clone entry, with Config.CloneTimeout.
 	Clone bool
 	// Args are appended to Config.KernelArgs on this host's clone entry
 	// (lab.conf's boot_args and on_failure, as the hosts table merges them).
@@ -141,8 +142,10 @@ type Config struct {
 	// CloneTimeout is how long the menu of a host marked for cloning waits
 	// before booting the clone entry; default 1 s.
 	CloneTimeout time.Duration
-	// Hosts is the lab's hosts table (boot marks; static leases in ModeDHCP).
-	Hosts []Host
+	// Hosts is the lab's hosts table: per-host images, arguments and
+	// next-boot marks; static leases in ModeDHCP. nil: no table (every
+	// machine gets the default menu; ModeDHCP has only its pool).
+	Hosts Hosts
 	// DHCP configures ModeDHCP; ignored otherwise.
 	DHCP DHCPConfig
 	// EventsPerHost is the size of each MAC's event ring; default 64.
@@ -244,19 +247,6 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%w: DHCP pool %s-%s is not an IPv4 range", ErrConfig, c.DHCP.PoolStart, c.DHCP.PoolEnd)
 		}
 		c.DHCP.PoolStart, c.DHCP.PoolEnd = s, e
-	}
-	seen := map[string]bool{}
-	for i, h := range c.Hosts {
-		if len(h.MAC) != 6 {
-			return c, fmt.Errorf("%w: hosts entry %d (%q): MAC %q is not a 6-byte Ethernet address", ErrConfig, i, h.Hostname, h.MAC)
-		}
-		if seen[h.MAC.String()] {
-			return c, fmt.Errorf("%w: hosts entry %d: MAC %s listed twice", ErrConfig, i, h.MAC)
-		}
-		seen[h.MAC.String()] = true
-		if h.IP != nil && h.IP.To4() == nil {
-			return c, fmt.Errorf("%w: host %s: IP %s is not IPv4", ErrConfig, h.MAC, h.IP)
-		}
 	}
 	return c, nil
 }

@@ -10,8 +10,10 @@
 // per-MAC boot script (see Server.IPXEScript and Server.HTTPHandler).
 //
 // The boot menu of a host has two entries: boot the local disk (default)
-// and boot the labseed netboot kernel to clone an image. SetNextBoot marks a
-// host so that the clone entry becomes the default with a short timeout.
+// and boot the labseed netboot kernel to clone an image. A host marked for
+// cloning in the hosts table (Config.Hosts, asked on every request, as
+// pixiecore asks its Booter) gets the clone entry as default with a short
+// timeout.
 // Every boot event (DHCP answer, TFTP file, iPXE script, HTTP kernel and
 // initrd) is recorded per MAC (Events) and malformed packets are counted
 // (Stats), never fatal.

@@ -154,3 +154,7 @@ func (l *eventLog) get(mac net.HardwareAddr) []Event {
 	}
 	return append(append([]Event(nil), r.ev[r.next:]...), r.ev[:r.next]...)
 }
+
+// EventMACs returns the MACs that have boot events, sorted: the hosts table
+// and every other machine that asked to boot.
+func (s *Server) EventMACs() []net.HardwareAddr { return s.events.macs() }

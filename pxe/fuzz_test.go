@@ -24,7 +24,7 @@ func FuzzDHCP(f *testing.F) {
 	cfg := testConfig(f)
 	cfg.Mode = ModeDHCP
 	cfg.DHCP.PoolStart, cfg.DHCP.PoolEnd = net.IPv4(10, 78, 0, 100), net.IPv4(10, 78, 0, 200)
-	cfg.Hosts = []Host{{MAC: macA, IP: net.IPv4(10, 78, 0, 21)}}
+	cfg.Hosts = table(f, Host{MAC: macA, IP: net.IPv4(10, 78, 0, 21)})
 	full := newServer(f, cfg)
 	f.Fuzz(func(t *testing.T, b []byte, port4011 bool) {
 		for _, s := range []*Server{proxy, full} {

@@ -29,6 +29,16 @@ func testConfig(t testing.TB) Config {
 	return cfg
 }
 
+// table is a HostTable holding hosts.
+func table(t testing.TB, hosts ...Host) *HostTable {
+	t.Helper()
+	ht, err := NewHostTable(hosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ht
+}
+
 func newServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	s, err := New(cfg)

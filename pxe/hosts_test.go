@@ -6,12 +6,15 @@ import (
 	"testing"
 )
 
+// TestSetHosts: the server follows a change of its hosts table at once.
 func TestSetHosts(t *testing.T) {
-	s := newServer(t, fullConfig(t))
+	cfg := fullConfig(t)
+	hosts := cfg.Hosts.(*HostTable)
+	s := newServer(t, cfg)
 	if s.Leases()[0].IP != "10.78.0.21" || s.NextBoot(macB) {
 		t.Fatalf("before: leases %v", s.Leases())
 	}
-	err := s.SetHosts([]Host{{MAC: macB, IP: net.IPv4(10, 78, 0, 22), Hostname: "ws22", Clone: true}})
+	err := hosts.Set([]Host{{MAC: macB, IP: net.IPv4(10, 78, 0, 22), Hostname: "ws22", Clone: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +28,7 @@ func TestSetHosts(t *testing.T) {
 	if r := s.reserved(); r["10.78.0.21"] || !r["10.78.0.22"] {
 		t.Fatal("reserved addresses not taken from the new table")
 	}
-	err = s.SetHosts([]Host{{MAC: macA}, {MAC: macA}})
+	err = hosts.Set([]Host{{MAC: macA}, {MAC: macA}})
 	if !errors.Is(err, ErrConfig) || !s.NextBoot(macB) {
 		t.Fatalf("duplicate MAC: %v (and the table must not change)", err)
 	}

@@ -119,11 +119,8 @@ func (s *Server) reserved() map[string]bool {
 // address returns the address for mac: static, its current pool lease, or
 // a free pool address (reserved for offerHold when offer is true).
 func (s *Server) address(mac net.HardwareAddr, offer bool) (net.IP, bool) {
-	s.mu.Lock()
-	h, ok := s.hosts[mac.String()]
-	s.mu.Unlock()
-	if ok && h.IP != nil {
-		return h.IP.To4(), true
+	if h, ok := s.host(mac); ok && h.IP != nil {
+		return h.IP, true
 	}
 	if s.cfg.DHCP.PoolStart == nil {
 		return nil, false
@@ -159,9 +156,7 @@ func (s *Server) address(mac net.HardwareAddr, offer bool) (net.IP, bool) {
 
 // commit turns mac's lease into a full lease and persists it.
 func (s *Server) commit(mac net.HardwareAddr, ip net.IP) error {
-	s.mu.Lock()
-	h, ok := s.hosts[mac.String()]
-	s.mu.Unlock()
+	h, ok := s.host(mac)
 	if ok && h.IP != nil {
 		return nil // static: nothing to persist
 	}
@@ -234,9 +229,7 @@ func (s *Server) handleFull(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, string) {
 		s.record(mac, EventNak, "requested "+req.RequestedIPAddress().String())
 		return resp, ""
 	}
-	s.mu.Lock()
-	h := s.hosts[mac.String()]
-	s.mu.Unlock()
+	h, _ := s.host(mac)
 	d := s.cfg.DHCP
 	gw, dns := d.Gateway, d.DNS
 	if h.Gateway != nil {

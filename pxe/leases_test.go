@@ -1,6 +1,7 @@
 package pxe
 
 import (
+	"errors"
 	"net"
 	"path/filepath"
 	"testing"
@@ -17,7 +18,7 @@ func fullConfig(t *testing.T) Config {
 	cfg.DHCP.PoolStart = net.IPv4(10, 78, 0, 100)
 	cfg.DHCP.PoolEnd = net.IPv4(10, 78, 0, 101)
 	cfg.DHCP.LeaseFile = filepath.Join(t.TempDir(), "leases.json")
-	cfg.Hosts = []Host{{MAC: macA, IP: net.IPv4(10, 78, 0, 21), Hostname: "ws21", DNS: []net.IP{net.IPv4(9, 9, 9, 9)}}}
+	cfg.Hosts = table(t, Host{MAC: macA, IP: net.IPv4(10, 78, 0, 21), Hostname: "ws21", DNS: []net.IP{net.IPv4(9, 9, 9, 9)}})
 	now := time.Date(2025, 9, 1, 8, 0, 0, 0, time.UTC)
 	cfg.Now = func() time.Time { return now }
 	return cfg
@@ -107,23 +108,32 @@ func TestFullDHCPUnknownMACNoPool(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		mod  func(*Config)
+		mod  func(*Config) error
 	}{
-		{"no server IP", func(c *Config) { c.ServerIP = nil }},
-		{"bad mode", func(c *Config) { c.Mode = "full" }},
-		{"half pool", func(c *Config) { c.DHCP.PoolStart = net.IPv4(10, 78, 0, 10) }},
-		{"reversed pool", func(c *Config) { c.DHCP.PoolStart, c.DHCP.PoolEnd = net.IPv4(10, 78, 0, 10), net.IPv4(10, 78, 0, 9) }},
-		{"short MAC", func(c *Config) { c.Hosts = []Host{{MAC: net.HardwareAddr{1, 2}}} }},
-		{"duplicate MAC", func(c *Config) { c.Hosts = []Host{{MAC: macA}, {MAC: macA}} }},
-		{"bad blksize", func(c *Config) { c.TFTPBlockSize = 100 }},
-		{"NoBind in full DHCP mode", func(c *Config) { c.Mode, c.NoBind = ModeDHCP, true }},
+		{"no server IP", func(c *Config) error { c.ServerIP = nil; return nil }},
+		{"bad mode", func(c *Config) error { c.Mode = "full"; return nil }},
+		{"half pool", func(c *Config) error { c.DHCP.PoolStart = net.IPv4(10, 78, 0, 10); return nil }},
+		{"reversed pool", func(c *Config) error {
+			c.DHCP.PoolStart, c.DHCP.PoolEnd = net.IPv4(10, 78, 0, 10), net.IPv4(10, 78, 0, 9)
+			return nil
+		}},
+		{"short MAC", func(c *Config) (err error) {
+			c.Hosts, err = NewHostTable(Host{MAC: net.HardwareAddr{1, 2}})
+			return err
+		}},
+		{"duplicate MAC", func(c *Config) (err error) { c.Hosts, err = NewHostTable(Host{MAC: macA}, Host{MAC: macA}); return err }},
+		{"bad blksize", func(c *Config) error { c.TFTPBlockSize = 100; return nil }},
+		{"NoBind in full DHCP mode", func(c *Config) error { c.Mode, c.NoBind = ModeDHCP, true; return nil }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(t)
-			tt.mod(&cfg)
-			if _, err := New(cfg); err == nil {
-				t.Error("New accepted the config")
+			err := tt.mod(&cfg)
+			if err == nil {
+				_, err = New(cfg)
+			}
+			if !errors.Is(err, ErrConfig) {
+				t.Errorf("the config was not refused: %v", err)
 			}
 		})
 	}

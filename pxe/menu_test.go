@@ -8,7 +8,8 @@ import (
 
 func TestMenus(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Hosts = []Host{{MAC: macB, Clone: true, Image: "exam", Args: "labseed.disk=/dev/nvme0n1 labseed.on_failure=shell"}}
+	hosts := table(t, Host{MAC: macB, Clone: true, Image: "exam", Args: "labseed.disk=/dev/nvme0n1 labseed.on_failure=shell"})
+	cfg.Hosts = hosts
 	s := newServer(t, cfg)
 	tests := []struct {
 		name string
@@ -38,11 +39,12 @@ func TestMenus(t *testing.T) {
 			}
 		})
 	}
-	s.SetNextBoot(macA, true)
+	// The marks are the table's: a change holds from the next request on.
+	hosts.SetNextBoot(macA, true)
 	if !strings.Contains(s.IPXEScript(macA, false), "--default clone --timeout 1000") || !s.NextBoot(macA) {
 		t.Error("SetNextBoot(true) did not make clone the default")
 	}
-	s.SetNextBoot(macB, false)
+	hosts.SetNextBoot(macB, false)
 	if !strings.Contains(s.PXELinuxConfig(macB), "DEFAULT local") {
 		t.Error("SetNextBoot(false) did not restore local boot")
 	}

@@ -97,9 +97,15 @@ func TestHelperServer(t *testing.T) {
 	cfg.NoBind = hc.NoBind
 	cfg.MenuTimeout = hc.MenuTimeout
 	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var hosts []Host
 	for _, m := range hc.Clone {
 		hw, _ := net.ParseMAC(m)
-		cfg.Hosts = append(cfg.Hosts, Host{MAC: hw, Clone: true})
+		hosts = append(hosts, Host{MAC: hw, Clone: true})
+	}
+	var err error
+	if cfg.Hosts, err = NewHostTable(hosts...); err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
 	}
 	s, err := New(cfg)
 	if err != nil {

@@ -31,10 +31,8 @@ type Server struct {
 	root                *rootDir
 	bcast               *net.UDPAddr // where broadcast replies go; 255.255.255.255:68
 
-	mu       sync.Mutex
-	hosts    map[string]Host   // by MAC string
-	nextBoot map[string]bool   // by MAC string; true = clone
-	ipMAC    map[string]string // client IP -> MAC, learned from DHCP
+	mu    sync.Mutex
+	ipMAC map[string]string // client IP -> MAC, learned from DHCP
 
 	closeOnce sync.Once
 }
@@ -52,17 +50,11 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      log.With("component", "pxe"),
-		events:   newEventLog(cfg.EventsPerHost),
-		bcast:    &net.UDPAddr{IP: net.IPv4bcast, Port: 68},
-		hosts:    map[string]Host{},
-		nextBoot: map[string]bool{},
-		ipMAC:    map[string]string{},
-	}
-	for _, h := range cfg.Hosts {
-		s.hosts[h.MAC.String()] = h
-		s.nextBoot[h.MAC.String()] = h.Clone
+		cfg:    cfg,
+		log:    log.With("component", "pxe"),
+		events: newEventLog(cfg.EventsPerHost),
+		bcast:  &net.UDPAddr{IP: net.IPv4bcast, Port: 68},
+		ipMAC:  map[string]string{},
 	}
 	if cfg.Mode == ModeDHCP {
 		if s.leases, err = loadLeases(cfg.DHCP.LeaseFile); err != nil {
@@ -232,27 +224,11 @@ func (s *Server) record(mac net.HardwareAddr, kind EventKind, detail string) {
 	s.log.Debug("boot event", "mac", mac.String(), "kind", kind, "detail", detail)
 }
 
-// SetNextBoot marks mac's next network boot: clone true makes the clone
-// entry the default of its menu with Config.CloneTimeout; false restores
-// the local disk as default. The mark stays until changed.
-func (s *Server) SetNextBoot(mac net.HardwareAddr, clone bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.nextBoot[mac.String()] = clone
-}
-
-// NextBoot reports whether mac is marked to boot the clone entry.
-func (s *Server) NextBoot(mac net.HardwareAddr) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.nextBoot[mac.String()]
-}
-
-// Menu returns the boot menu of mac, from the Config and SetNextBoot.
+// Menu returns the boot menu of mac, from the Config and mac's entry in
+// Config.Hosts.
 func (s *Server) Menu(mac net.HardwareAddr) BootMenu {
-	s.mu.Lock()
-	h, clone := s.hosts[mac.String()], s.nextBoot[mac.String()]
-	s.mu.Unlock()
+	h, _ := s.host(mac)
+	clone := h.Clone
 	m := BootMenu{
 		MAC: mac.String(), Server: s.cfg.HTTPAddr,
 		KernelPath: s.cfg.KernelPath, InitrdPath: s.cfg.InitrdPath,

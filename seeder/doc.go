@@ -7,6 +7,11 @@
 // seed), is the gossip seed node of the lab, and aggregates the status every
 // workstation gossips into the lab status that "labseed status" shows.
 // Images published while it runs are picked up within Config.ScanInterval.
+// With Config.Hosts it answers the hosts API (who am I, clone reports,
+// next-boot marks); with Config.PXE it is also the lab's network boot
+// (package pxe), built and started here, after its own listeners, with
+// the server's advertised address and its hosts table: the print server
+// is assembled in this one place.
 //
 // Usage:
 //

@@ -8,13 +8,11 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/textsafe"
-	"github.com/labseed/labseed/pxe"
 )
 
 func (s *Server) hostsRoutes(mux *http.ServeMux) {
@@ -54,8 +52,8 @@ func (s *Server) bootHosts() ([]api.BootHost, error) {
 				Clone: apiReports(s.cfg.Hosts.Reports(mac)), Events: s.events(mac)})
 		}
 	}
-	if s.cfg.Boot != nil {
-		for _, mac := range s.cfg.Boot.EventMACs() {
+	if s.boot != nil {
+		for _, mac := range s.boot.EventMACs() {
 			if !seen[mac.String()] {
 				out = append(out, api.BootHost{MAC: mac.String(), Events: s.events(mac)})
 			}
@@ -65,10 +63,10 @@ func (s *Server) bootHosts() ([]api.BootHost, error) {
 }
 
 func (s *Server) events(mac net.HardwareAddr) []api.BootEvent {
-	if s.cfg.Boot == nil {
+	if s.boot == nil {
 		return nil
 	}
-	return apiEvents(s.cfg.Boot.Events(mac))
+	return apiEvents(s.boot.Events(mac))
 }
 
 func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {
@@ -222,27 +220,4 @@ func parseMACs(ss []string) ([]net.HardwareAddr, error) {
 		}
 	}
 	return out, nil
-}
-
-// pxeHosts turns the hosts' identities into the network boot's table.
-func pxeHosts(ids []hosts.Identity) []pxe.Host {
-	out := make([]pxe.Host, 0, len(ids))
-	for _, id := range ids {
-		mac, err := hosts.ParseMAC(id.MAC)
-		if err != nil {
-			continue
-		}
-		h := pxe.Host{MAC: mac, IP: net.ParseIP(id.IP), Hostname: id.Hostname, Gateway: net.ParseIP(id.Gateway),
-			Image: id.Image, Clone: id.NextBoot == hosts.BootClone, Args: id.BootArgs}
-		if id.OnFailure != "" {
-			h.Args = strings.TrimSpace(h.Args + " labseed.on_failure=" + id.OnFailure)
-		}
-		for _, d := range id.DNS {
-			if ip := net.ParseIP(strings.TrimSpace(d)); ip != nil {
-				h.DNS = append(h.DNS, ip)
-			}
-		}
-		out = append(out, h)
-	}
-	return out
 }

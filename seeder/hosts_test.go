@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,9 +16,9 @@ import (
 	"github.com/labseed/labseed/store"
 )
 
-// startServer runs a print server with a hosts table (and boot, if given)
-// on loopback and returns a client holding the admin key.
-func startServer(t *testing.T, dir string, boot *pxe.Server) (*Server, *api.Client) {
+// startServer runs a print server with a hosts table (and a network boot,
+// if given) on loopback and returns a client holding the admin key.
+func startServer(t *testing.T, dir string, boot *pxe.Config) (*Server, *api.Client) {
 	t.Helper()
 	st, err := store.Open(dir)
 	if err != nil {
@@ -38,7 +37,7 @@ func startServer(t *testing.T, dir string, boot *pxe.Server) (*Server, *api.Clie
 		t.Fatal(err)
 	}
 	cfg := LocalConfig()
-	cfg.Store, cfg.LabKey, cfg.AdminKey, cfg.Hosts, cfg.Boot = st, key, admin, db, boot
+	cfg.Store, cfg.LabKey, cfg.AdminKey, cfg.Hosts, cfg.PXE = st, key, admin, db, boot
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -61,12 +60,9 @@ func TestHostsAPI(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, hosts.SettingsFile), []byte("gateway = 10.1.0.1\nenroll_name = lab1-ws%02d\nenroll_range = 10.1.0.100-10.1.0.199\n"), 0o644)
 	cfg := pxe.DefaultConfig()
-	cfg.Mode, cfg.ServerIP, cfg.ProxyAddr = pxe.ModeOff, net.IPv4(127, 0, 0, 1), "-"
-	boot, err := pxe.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, c := startServer(t, dir, boot)
+	cfg.Mode, cfg.ProxyAddr = pxe.ModeOff, "-"
+	srv, c := startServer(t, dir, &cfg)
+	boot := srv.Boot()
 	ctx := context.Background()
 
 	// Without the admin key: refused.
@@ -77,7 +73,7 @@ func TestHostsAPI(t *testing.T) {
 	}
 
 	// A bad table is refused whole, with its line.
-	err = c.ImportCSV(ctx, strings.NewReader("mac,hostname,ip\n52:54:00:00:00:01,a,10.1.0.10\n52:54:00:00:00:02,a,10.1.0.11\n"))
+	err := c.ImportCSV(ctx, strings.NewReader("mac,hostname,ip\n52:54:00:00:00:01,a,10.1.0.10\n52:54:00:00:00:02,a,10.1.0.11\n"))
 	if !errors.As(err, &ae) || ae.Code != 400 || !strings.Contains(err.Error(), "line 3") {
 		t.Fatalf("bad import: %v", err)
 	}

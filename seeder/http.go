@@ -26,8 +26,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathDeal+"{infohash}", s.handleDeal)
 	mux.Handle("GET "+api.PathMetrics, s.metrics.Handler())
 	s.hostsRoutes(mux)
-	if s.cfg.Boot != nil {
-		mux.Handle("/pxe/", s.cfg.Boot.HTTPHandler())
+	if s.boot != nil {
+		mux.Handle("/pxe/", s.boot.HTTPHandler())
 	}
 	return mux
 }

@@ -38,8 +38,10 @@ type Config struct {
 	Store *store.Store
 	// ListenIP is the address every service binds to; default all addresses.
 	ListenIP string
-	// AdvertiseIP is the address workstations reach the server at; default
-	// ListenIP, or the address of the interface that routes to them.
+	// AdvertiseIP is the address workstations reach the server at, in the
+	// image answers, the gossip and the network boot; default ListenIP when
+	// it is one address, else the address of the interface with the
+	// default route.
 	AdvertiseIP string
 	// HTTPPort (default api.DefaultPort), GossipPort (gossip.DefaultPort,
 	// 7946) and TorrentPort (swarm.DefaultPort, 6881) are the ports of the
@@ -67,18 +69,24 @@ type Config struct {
 	// Version is labseed's version, for the build-info metric.
 	Version string
 	// Hosts, if set, is the lab's hosts table: the hosts API (PathHosts,
-	// PathWhoAmI) and the boot part of the lab status.
+	// PathWhoAmI), the boot part of the lab status, and what the network
+	// boot asks about each machine (next-boot marks, static leases).
 	Hosts *hosts.DB
-	// Boot, if set, is the network-boot server: its HTTP handler is
-	// mounted at /pxe/ (scripts, kernel, initrd served by this fast
-	// server), its boot events are in the lab status, and it follows the
-	// hosts table (static leases, next-boot marks).
-	Boot *pxe.Server
 	// Neighbours says where a request's source address is (this machine,
 	// an on-link neighbour and its MAC, or routed): "who am I" and clone
 	// reports are answered for the requester's own MAC only. Default
 	// neigh.Lookup, the kernel's routes and neighbour table.
 	Neighbours func(netip.Addr) (neigh.Peer, error)
+	// PXE, if set, makes the server the lab's network boot too (package
+	// pxe): New opens its sockets after the server's own listeners, Run
+	// serves it, the server's HTTP listener serves its iPXE scripts,
+	// kernel and initrd under /pxe/, and its boot events are in the lab
+	// status. New fills in what the print server knows, and refuses a PXE
+	// that sets it: ServerIP (the advertised address, see AdvertiseIP),
+	// HTTPAddr (that address and the HTTP port), Hosts (Config.Hosts);
+	// Logger when nil; in ModeDHCP with a hosts table, DHCP from
+	// lab.conf, its leases in the store's leases.json.
+	PXE *pxe.Config
 	// Logger receives the server's logs; nil discards.
 	Logger *slog.Logger
 }
@@ -117,6 +125,7 @@ type Server struct {
 	client   *torrent.Client
 	node     *gossip.Node
 	httpLn   net.Listener
+	boot     *pxe.Server // Config.PXE's network boot; nil without
 	lab      api.Lab
 	started  time.Time
 	metrics  *metrics.Metrics
@@ -176,13 +185,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("seeder: HTTP listener: %w", err)
 	}
 	s.httpLn = ln
-	adv := cfg.AdvertiseIP
-	if adv == "" {
-		adv = cfg.ListenIP
-	}
-	if adv == "" || adv == "0.0.0.0" || adv == "::" {
-		adv = outboundIP()
-	}
+	adv := advertiseIP(cfg)
 	s.node, err = gossip.New(gossip.Config{
 		Name: cfg.Name, BindAddr: bindAddr(cfg.ListenIP), BindPort: cfg.GossipPort, AdvertiseAddr: adv,
 		Key: cfg.LabKey, Insecure: cfg.Insecure, Local: cfg.Local, Logger: log,
@@ -207,6 +210,9 @@ func New(cfg Config) (*Server, error) {
 		HTTPAddr:    net.JoinHostPort(adv, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)),
 	}
 	s.metrics, err = metrics.New(metrics.Config{Source: s.snapshot, Version: cfg.Version})
+	if err == nil {
+		s.boot, err = s.newBoot(adv)
+	}
 	if err != nil {
 		ln.Close()
 		s.client.Close()
@@ -214,13 +220,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.setStatus()
-	if cfg.Hosts != nil && cfg.Boot != nil {
-		cfg.Hosts.OnChange(func(ids []hosts.Identity) {
-			if err := cfg.Boot.SetHosts(pxeHosts(ids)); err != nil {
-				log.Error("network boot: hosts table", "err", err)
-			}
-		})
-	}
 	return s, nil
 }
 
@@ -240,6 +239,22 @@ func (s *Server) labMember(ip netip.Addr) bool {
 	}
 	return false
 }
+
+// advertiseIP is the one rule for the address workstations reach the
+// server at: AdvertiseIP, else ListenIP when it is one address, else the
+// address of the interface with the default route.
+func advertiseIP(cfg Config) string {
+	if cfg.AdvertiseIP != "" {
+		return cfg.AdvertiseIP
+	}
+	if ip := net.ParseIP(cfg.ListenIP); ip != nil && !ip.IsUnspecified() {
+		return cfg.ListenIP
+	}
+	return outboundIP()
+}
+
+// Boot returns the server's network boot, nil without Config.PXE.
+func (s *Server) Boot() *pxe.Server { return s.boot }
 
 // Lab returns the addresses the server's services listen at.
 func (s *Server) Lab() api.Lab { return s.lab }
@@ -261,6 +276,10 @@ func (s *Server) Run(ctx context.Context) error {
 		defer cancel()
 		return hs.Shutdown(sctx)
 	})
+	if s.boot != nil {
+		// After the HTTP listener serves: the boot's answers point to it.
+		g.Go(func() error { return s.boot.Run(ctx) })
+	}
 	g.Go(func() error { return s.scanLoop(ctx) })
 	g.Go(func() error { return s.statusLoop(ctx) })
 	g.Go(func() error { return s.metrics.Run(ctx) })

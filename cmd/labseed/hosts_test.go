@@ -8,9 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/labseed/labseed/hosts"
 )
 
 // TestHostsCommand drives "labseed hosts" against a running print server
@@ -57,31 +54,6 @@ func TestHostsCommand(t *testing.T) {
 	out, _ = labseed(t, true, append([]string{"hosts", "next-boot", "local", "--all"}, srv...)...)
 	if !strings.Contains(out, "2 hosts will boot local next") {
 		t.Fatalf("next-boot --all said %q", out)
-	}
-}
-
-// TestDHCPNetwork checks that --pxe dhcp hands out the network of lab.conf.
-func TestDHCPNetwork(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, hosts.SettingsFile), []byte("netmask = 255.255.254.0\ngateway = 10.1.0.1\ndns = 10.1.0.2 10.1.0.3\ndomain = lab1.example.org\ndhcp_pool = 10.1.1.10-10.1.1.50\n"), 0o644)
-	db, err := hosts.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dhcpNetwork(db, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ones, _ := c.Netmask.Size(); ones != 23 || c.Gateway.String() != "10.1.0.1" || len(c.DNS) != 2 || c.DNS[1].String() != "10.1.0.3" ||
-		c.Domain != "lab1.example.org" || c.PoolStart.String() != "10.1.1.10" || c.PoolEnd.String() != "10.1.1.50" ||
-		c.LeaseFile != filepath.Join(dir, "leases.json") {
-		t.Fatalf("%+v", c)
-	}
-	// Without a pool only the table's machines get an address.
-	os.WriteFile(filepath.Join(dir, hosts.SettingsFile), []byte("gateway = 10.1.0.1\n"), 0o644)
-	os.Chtimes(filepath.Join(dir, hosts.SettingsFile), time.Now(), time.Now().Add(time.Second))
-	if c, err = dhcpNetwork(db, dir); err != nil || c.PoolStart != nil || c.DNS != nil {
-		t.Fatalf("no pool: %+v, %v", c, err)
 	}
 }
 

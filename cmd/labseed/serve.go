@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,7 +13,6 @@ import (
 	"github.com/labseed/labseed/pxe"
 	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/store"
-	"golang.org/x/sync/errgroup"
 )
 
 var serveCmd = &command{
@@ -39,119 +35,89 @@ store; hand edits are picked up within seconds. See "labseed hosts".`,
 labseed serve --store /srv/labseed --listen 10.1.0.1 --http-port 8080
 labseed serve --listen 10.1.0.1 --pxe proxy --image lab1`,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
-		cfg := seeder.DefaultConfig()
-		dir := fs.String("store", defaultStore, "image store `DIR`")
+		o := serveOptions{server: seeder.DefaultConfig()}
+		cfg := &o.server
+		fs.StringVar(&o.store, "store", defaultStore, "image store `DIR`")
 		fs.StringVar(&cfg.ListenIP, "listen", "", "`IP` to listen on (default all); give the lab interface's address")
 		fs.StringVar(&cfg.AdvertiseIP, "advertise", "", "`IP` workstations reach this server at (default the --listen address)")
 		fs.IntVar(&cfg.HTTPPort, "http-port", cfg.HTTPPort, "HTTP API and web seed `port` (-1: any free port)")
 		fs.IntVar(&cfg.GossipPort, "gossip-port", cfg.GossipPort, "gossip `port`, TCP and UDP (-1: any free port)")
 		fs.IntVar(&cfg.TorrentPort, "torrent-port", cfg.TorrentPort, "BitTorrent `port` (-1: any free port)")
-		rate := fs.String("upload-rate", "0", "limit BitTorrent upload to `RATE`, e.g. 100mbit (0: unlimited)")
+		fs.StringVar(&o.uploadRate, "upload-rate", "0", "limit BitTorrent upload to `RATE`, e.g. 100mbit (0: unlimited)")
 		fs.BoolVar(&cfg.Insecure, "insecure", false, "gossip without encryption")
 		fs.BoolVar(&cfg.Local, "local", false, "fast gossip timers for a lab on one machine (tests)")
-		pxeMode := fs.String("pxe", "off", "network boot: `MODE` off, proxy (next to the lab's DHCP server) or dhcp (be the DHCP server)")
-		bootDir := fs.String("boot-dir", "", "`DIR` with the boot files (undionly.kpxe, ipxe.efi, vmlinuz, initrd.img) for --pxe (default STORE/boot, where 'labseed netboot build' writes them)")
-		pxeImage := fs.String("image", "", "image `NAME` the network-booted clone environment installs (--pxe)")
-		iface := fs.String("interface", "", "lab network `INTERFACE` for --pxe (default all)")
-		noBind := fs.Bool("pxe-no-bind", false, "--pxe proxy on a server that runs its own DHCP server: read DHCP with a raw socket instead of binding port 67")
-		verbose := fs.Bool("v", false, "log debug detail")
+		fs.StringVar(&o.pxe, "pxe", "off", "network boot: `MODE` off, proxy (next to the lab's DHCP server) or dhcp (be the DHCP server)")
+		fs.StringVar(&o.bootDir, "boot-dir", "", "`DIR` with the boot files (undionly.kpxe, ipxe.efi, vmlinuz, initrd.img) for --pxe (default STORE/boot, where 'labseed netboot build' writes them)")
+		fs.StringVar(&o.image, "image", "", "image `NAME` the network-booted clone environment installs (--pxe)")
+		fs.StringVar(&o.iface, "interface", "", "lab network `INTERFACE` for --pxe (default all)")
+		fs.BoolVar(&o.noBind, "pxe-no-bind", false, "--pxe proxy on a server that runs its own DHCP server: read DHCP with a raw socket instead of binding port 67")
+		fs.BoolVar(&o.verbose, "v", false, "log debug detail")
 		if err := parse(fs, args, 0, 0); err != nil {
 			return err
 		}
-		var err error
-		if cfg.UploadRate, err = parseRate(*rate); err != nil {
-			return err
-		}
-		st, err := store.Open(*dir)
-		if err != nil {
-			return err
-		}
-		if cfg.LabKey, err = st.LabKey(); err != nil {
-			return err
-		}
-		if cfg.AdminKey, err = st.AdminKey(); err != nil {
-			return err
-		}
-		cfg.Store = st
-		if cfg.Hosts, err = hosts.Open(st.Dir()); err != nil {
-			return err
-		}
-		cfg.Logger = logger(*verbose)
-		limitMemory(256 << 20)
-		mode, err := pxe.ParseMode(*pxeMode)
-		if err != nil {
-			return err
-		}
-		var boot *pxe.Server
-		if mode != pxe.ModeOff {
-			ip := net.ParseIP(cfg.AdvertiseIP)
-			if ip == nil {
-				ip = net.ParseIP(cfg.ListenIP)
-			}
-			if ip == nil || ip.IsUnspecified() {
-				return fmt.Errorf("--pxe needs the server's lab address: give --listen or --advertise")
-			}
-			if *bootDir == "" {
-				*bootDir = filepath.Join(st.Dir(), "boot")
-			}
-			for _, f := range []string{netboot.KernelFile, netboot.InitrdFile, netboot.BIOSFile, netboot.UEFIFile} {
-				if _, err := os.Stat(filepath.Join(*bootDir, f)); err != nil {
-					cfg.Logger.Warn("network boot: a boot file is missing: run 'labseed netboot build'", "file", filepath.Join(*bootDir, f))
-				}
-			}
-			pc := pxe.DefaultConfig()
-			pc.Mode, pc.ServerIP, pc.Interface, pc.BootDir, pc.Image = mode, ip, *iface, *bootDir, *pxeImage
-			pc.NoBind = *noBind
-			if mode == pxe.ModeDHCP {
-				if pc.DHCP, err = dhcpNetwork(cfg.Hosts, st.Dir()); err != nil {
-					return err
-				}
-			}
-			pc.HTTPAddr = net.JoinHostPort(ip.String(), strconv.Itoa(cfg.HTTPPort))
-			pc.Logger = cfg.Logger
-			if boot, err = pxe.New(pc); err != nil {
-				return err
-			}
-			cfg.Boot = boot
-		}
-		srv, err := seeder.New(cfg)
-		if err != nil {
-			if boot != nil {
-				boot.Close()
-			}
-			return err
-		}
-		g, ctx := errgroup.WithContext(ctx)
-		g.Go(func() error { return srv.Run(ctx) })
-		if boot != nil {
-			g.Go(func() error { return boot.Run(ctx) })
-		}
-		return g.Wait()
+		return runServe(ctx, o)
 	},
 }
 
-// dhcpNetwork is the network --pxe dhcp hands out, from lab.conf: netmask,
-// gateway, DNS, domain and dhcp_pool (machines not in the hosts table; none:
-// only the table's machines get an address). Leases of the pool are kept in
-// STORE/leases.json.
-func dhcpNetwork(db *hosts.DB, dir string) (pxe.DHCPConfig, error) {
-	n, err := db.Network()
+// serveOptions are labseed serve's flags: the print server's configuration
+// as far as flags set it, and what the store and the network boot add.
+type serveOptions struct {
+	store      string
+	server     seeder.Config // ports, addresses, gossip
+	uploadRate string
+	pxe        string // off, proxy or dhcp
+	bootDir    string
+	image      string
+	iface      string
+	noBind     bool
+	verbose    bool
+}
+
+// runServe runs the print server until ctx ends. The server is assembled
+// by package seeder, network boot included; this only adds the store's
+// files to its configuration.
+func runServe(ctx context.Context, o serveOptions) error {
+	cfg := o.server
+	var err error
+	if cfg.UploadRate, err = parseRate(o.uploadRate); err != nil {
+		return err
+	}
+	mode, err := pxe.ParseMode(o.pxe)
 	if err != nil {
-		return pxe.DHCPConfig{}, err
+		return err
 	}
-	ip := func(a netip.Addr) net.IP {
-		if !a.IsValid() {
-			return nil
+	st, err := store.Open(o.store)
+	if err != nil {
+		return err
+	}
+	if cfg.LabKey, err = st.LabKey(); err != nil {
+		return err
+	}
+	if cfg.AdminKey, err = st.AdminKey(); err != nil {
+		return err
+	}
+	cfg.Store = st
+	if cfg.Hosts, err = hosts.Open(st.Dir()); err != nil {
+		return err
+	}
+	cfg.Logger = logger(o.verbose)
+	limitMemory(256 << 20)
+	if mode != pxe.ModeOff {
+		pc := pxe.DefaultConfig()
+		pc.Mode, pc.Interface, pc.BootDir, pc.Image, pc.NoBind = mode, o.iface, o.bootDir, o.image, o.noBind
+		if pc.BootDir == "" {
+			pc.BootDir = filepath.Join(st.Dir(), "boot")
 		}
-		return net.IP(a.AsSlice())
+		for _, f := range []string{netboot.KernelFile, netboot.InitrdFile, netboot.BIOSFile, netboot.UEFIFile} {
+			if _, err := os.Stat(filepath.Join(pc.BootDir, f)); err != nil {
+				cfg.Logger.Warn("network boot: a boot file is missing: run 'labseed netboot build'", "file", filepath.Join(pc.BootDir, f))
+			}
+		}
+		cfg.PXE = &pc
 	}
-	c := pxe.DHCPConfig{
-		Netmask: net.CIDRMask(n.Prefix, 32), Gateway: ip(n.Gateway), Domain: n.Domain,
-		PoolStart: ip(n.PoolFirst), PoolEnd: ip(n.PoolLast),
-		LeaseFile: filepath.Join(dir, "leases.json"),
+	srv, err := seeder.New(cfg)
+	if err != nil {
+		return err
 	}
-	for _, d := range n.DNS {
-		c.DNS = append(c.DNS, ip(d))
-	}
-	return c, nil
+	return srv.Run(ctx)
 }
