@@ -89,8 +89,11 @@ type Config struct {
 	// Mode is the DHCP role; default ModeProxy.
 	Mode Mode
 	// Interface is the lab NIC the DHCP sockets are bound to
-	// (SO_BINDTODEVICE); default "" = all interfaces. Set it on a
-	// multi-homed server so broadcast replies leave on the lab NIC.
+	// (SO_BINDTODEVICE); default "" = all interfaces. Set it whenever the
+	// server has one: broadcast replies then leave on the lab's link,
+	// where without it they are routed (and fail with "network is
+	// unreachable" on a lab network without a default route).
+	// LabInterface finds it as labseed serve does.
 	Interface string
 	// ServerIP is this server's IPv4 address on the lab network: the
 	// next-server, the DHCP server identifier and the TFTP server; required.

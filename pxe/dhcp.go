@@ -264,6 +264,9 @@ func (s *Server) handlePacket(pkt []byte, peer *net.UDPAddr, onProxyPort bool) {
 		return
 	}
 	if _, err := out.WriteTo(resp.ToBytes(), dst); err != nil {
+		// The sysadmin sees it in the host's events, not only in the log:
+		// the answer above was decided but never reached the machine.
+		s.record(req.ClientHWAddr, EventIgnored, fmt.Sprintf("reply to %s not sent: %v", dst, err))
 		s.log.Warn("send DHCP reply", "mac", req.ClientHWAddr.String(), "dst", dst, "err", err)
 		return
 	}

@@ -133,6 +133,9 @@ func listenRawDHCPAddr(iface, addr string, src net.IP) (net.PacketConn, error) {
 	return listenRawDHCP(iface, a.Port, src)
 }
 
+// Interface is the interface the DHCP sockets are bound to, "" for all.
+func (s *Server) Interface() string { return s.cfg.Interface }
+
 // DHCPAddr is the local address of the DHCP socket (port 67), nil in ModeOff.
 func (s *Server) DHCPAddr() net.Addr { return addrOf(s.dhcpConn) }
 
@@ -160,7 +163,7 @@ func addrOf(c net.PacketConn) net.Addr {
 // It returns nil after cancellation.
 func (s *Server) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	s.log.Info("serving", "mode", s.cfg.Mode, "dhcp", s.DHCPAddr(), "no_bind", s.cfg.NoBind, "proxy", s.ProxyAddr(), "tftp", s.TFTPAddr(), "server_ip", s.cfg.ServerIP, "http", s.cfg.HTTPAddr)
+	s.log.Info("serving", "mode", s.cfg.Mode, "interface", s.cfg.Interface, "dhcp", s.DHCPAddr(), "no_bind", s.cfg.NoBind, "proxy", s.ProxyAddr(), "tftp", s.TFTPAddr(), "server_ip", s.cfg.ServerIP, "http", s.cfg.HTTPAddr)
 	if s.dhcpConn != nil {
 		g.Go(func() error { return s.serveDHCP(gctx, s.dhcpConn, false) })
 	}

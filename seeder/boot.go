@@ -15,10 +15,11 @@ import (
 
 // newBoot builds the network boot of Config.PXE (nil without it): the
 // server's advertised address adv is its ServerIP, the HTTP listener at
-// that address its HTTPAddr, the hosts table its Hosts; in ModeDHCP the
-// network it hands out is lab.conf's. Its sockets are opened here, after
-// the server's own listeners; it serves from Run.
-func (s *Server) newBoot(adv string) (*pxe.Server, error) {
+// that address its HTTPAddr, the lab interface iface (pxe.LabInterface)
+// its Interface, the hosts table its Hosts; in ModeDHCP the network it
+// hands out is lab.conf's. Its sockets are opened here, after the
+// server's own listeners; it serves from Run.
+func (s *Server) newBoot(adv, iface string) (*pxe.Server, error) {
 	if s.cfg.PXE == nil {
 		return nil, nil
 	}
@@ -29,9 +30,7 @@ func (s *Server) newBoot(adv string) (*pxe.Server, error) {
 	case pc.Hosts != nil:
 		return nil, errors.New("seeder: PXE.Hosts is the print server's hosts table: leave it empty (set Hosts)")
 	}
-	if ip := net.ParseIP(s.cfg.ListenIP); s.cfg.AdvertiseIP == "" && (ip == nil || ip.IsUnspecified()) {
-		return nil, errors.New("seeder: the network boot needs the server's lab address: set ListenIP or AdvertiseIP (labseed serve --listen)")
-	}
+	pc.Interface = iface
 	pc.ServerIP = net.ParseIP(adv).To4()
 	if pc.ServerIP == nil {
 		return nil, fmt.Errorf("seeder: the network boot needs the server's IPv4 address on the lab network, not %q: set ListenIP or AdvertiseIP", adv)

@@ -55,6 +55,9 @@ func TestBootAddresses(t *testing.T) {
 	if !srv.Boot().Menu(mac).Clone {
 		t.Error("the hosts table's clone mark did not reach the boot menu")
 	}
+	if i := srv.Boot().Interface(); i == "" {
+		t.Error("the network boot is bound to no interface: with ListenIP 127.0.0.1 it is the loopback's")
+	}
 	for _, bad := range []func(*pxe.Config){
 		func(c *pxe.Config) { c.ServerIP = net.IPv4(10, 1, 0, 1) },
 		func(c *pxe.Config) { c.HTTPAddr = "10.1.0.1:80" },

@@ -40,7 +40,8 @@ type Config struct {
 	ListenIP string
 	// AdvertiseIP is the address workstations reach the server at, in the
 	// image answers, the gossip and the network boot; default ListenIP when
-	// it is one address, else the address of the interface with the
+	// it is one address, else the address of the network boot's lab
+	// interface (see PXE), else the address of the interface with the
 	// default route.
 	AdvertiseIP string
 	// HTTPPort (default api.DefaultPort), GossipPort (gossip.DefaultPort,
@@ -84,8 +85,11 @@ type Config struct {
 	// status. New fills in what the print server knows, and refuses a PXE
 	// that sets it: ServerIP (the advertised address, see AdvertiseIP),
 	// HTTPAddr (that address and the HTTP port), Hosts (Config.Hosts);
-	// Logger when nil; in ModeDHCP with a hosts table, DHCP from
-	// lab.conf, its leases in the store's leases.json.
+	// Interface when empty, by pxe.LabInterface's rule (the interface that
+	// holds ListenIP; without ListenIP the only candidate, and New refuses
+	// to guess between several); Logger when nil; in ModeDHCP with a
+	// hosts table, DHCP from lab.conf, its leases in the store's
+	// leases.json.
 	PXE *pxe.Config
 	// Logger receives the server's logs; nil discards.
 	Logger *slog.Logger
@@ -185,7 +189,18 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("seeder: HTTP listener: %w", err)
 	}
 	s.httpLn = ln
-	adv := advertiseIP(cfg)
+	var lab pxe.Interface
+	if cfg.PXE != nil {
+		ip := net.ParseIP(cfg.ListenIP)
+		if ip == nil || ip.IsUnspecified() {
+			ip = net.ParseIP(cfg.AdvertiseIP)
+		}
+		if lab, err = pxe.LabInterface(cfg.PXE.Interface, ip); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("seeder: network boot: %w", err)
+		}
+	}
+	adv := advertiseIP(cfg, lab.IP)
 	s.node, err = gossip.New(gossip.Config{
 		Name: cfg.Name, BindAddr: bindAddr(cfg.ListenIP), BindPort: cfg.GossipPort, AdvertiseAddr: adv,
 		Key: cfg.LabKey, Insecure: cfg.Insecure, Local: cfg.Local, Logger: log,
@@ -211,7 +226,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics, err = metrics.New(metrics.Config{Source: s.snapshot, Version: cfg.Version})
 	if err == nil {
-		s.boot, err = s.newBoot(adv)
+		s.boot, err = s.newBoot(adv, lab.Name)
 	}
 	if err != nil {
 		ln.Close()
@@ -242,13 +257,17 @@ func (s *Server) labMember(ip netip.Addr) bool {
 
 // advertiseIP is the one rule for the address workstations reach the
 // server at: AdvertiseIP, else ListenIP when it is one address, else the
-// address of the interface with the default route.
-func advertiseIP(cfg Config) string {
+// address of the network boot's lab interface (labIP, when it runs), else
+// the address of the interface with the default route.
+func advertiseIP(cfg Config, labIP net.IP) string {
 	if cfg.AdvertiseIP != "" {
 		return cfg.AdvertiseIP
 	}
 	if ip := net.ParseIP(cfg.ListenIP); ip != nil && !ip.IsUnspecified() {
 		return cfg.ListenIP
+	}
+	if labIP != nil {
+		return labIP.String()
 	}
 	return outboundIP()
 }

@@ -49,7 +49,7 @@ labseed serve --listen 10.1.0.1 --pxe proxy --image lab1`,
 		fs.StringVar(&o.pxe, "pxe", "off", "network boot: `MODE` off, proxy (next to the lab's DHCP server) or dhcp (be the DHCP server)")
 		fs.StringVar(&o.bootDir, "boot-dir", "", "`DIR` with the boot files (undionly.kpxe, ipxe.efi, vmlinuz, initrd.img) for --pxe (default STORE/boot, where 'labseed netboot build' writes them)")
 		fs.StringVar(&o.image, "image", "", "image `NAME` the network-booted clone environment installs (--pxe)")
-		fs.StringVar(&o.iface, "interface", "", "lab network `INTERFACE` for --pxe (default all)")
+		fs.StringVar(&o.iface, "interface", "", "lab network `INTERFACE` for --pxe (default the one holding the --listen address; without --listen, the only one up with an IPv4 address)")
 		fs.BoolVar(&o.noBind, "pxe-no-bind", false, "--pxe proxy on a server that runs its own DHCP server: read DHCP with a raw socket instead of binding port 67")
 		fs.BoolVar(&o.verbose, "v", false, "log debug detail")
 		if err := parse(fs, args, 0, 0); err != nil {
