@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,20 +51,24 @@ func TestJSONNames(t *testing.T) {
 // a change to it is a change to the wire.
 func TestStatusGolden(t *testing.T) {
 	t0 := time.Date(2025, 3, 1, 9, 30, 0, 0, time.UTC)
+	ws07 := HostStatus{Name: "ws07", Addr: "10.1.0.17:7946", State: MemberAlive, Phase: PhaseDownloading, MAC: "52:54:00:12:34:56",
+		Status: WorkstationStatus{Phase: PhaseDownloading, Image: "lab1-v3", TorrentAddr: "10.1.0.17:6881",
+			Percent: 41.5, Chunks: 626, ChunksTotal: 1510, DownRate: 98_000_000, UpRate: 61_000_000,
+			FromServer: 410_000_000, FromPeers: 918_000_000, Uploaded: 770_000_000, Peers: 9, ETA: 19,
+			HashFailures: 0, Started: t0.Add(-14 * time.Second), Updated: t0.Add(-time.Second)}}
 	ls := LabStatus{
-		Server: "10.1.0.1:7480", Time: t0,
+		Server: "10.1.0.1:" + strconv.Itoa(DefaultPort), Time: t0,
 		Images: []ImageInfo{{Name: "lab1", Version: 3, InfoHash: "5f1d0c9a6e2b3a4c5d6e7f8091a2b3c4d5e6f708",
 			PayloadBytes: 3_200_000_000, InputBytes: 9_800_000_000, Chunks: 1510, Created: t0.Add(-time.Hour)}},
-		Hosts: []HostStatus{{Name: "ws07-10.1.0.17", Addr: "10.1.0.17:7946", State: MemberAlive, Phase: PhaseDownloading,
-			Status: WorkstationStatus{Phase: PhaseDownloading, Image: "lab1-v3", TorrentAddr: "10.1.0.17:6881",
-				Percent: 41.5, Chunks: 626, ChunksTotal: 1510, DownRate: 98_000_000, UpRate: 61_000_000,
-				FromServer: 410_000_000, FromPeers: 918_000_000, Uploaded: 770_000_000, Peers: 9, ETA: 19,
-				HashFailures: 0, Started: t0.Add(-14 * time.Second), Updated: t0.Add(-time.Second)}}},
+		Hosts: []HostStatus{ws07},
 		Summary: Summary{Hosts: 1, DownRate: 98_000_000, FromServer: 410_000_000, FromPeers: 918_000_000,
 			PeerShare: 0.6913, ServerUp: 1_900_000_000},
 		Boot: []BootHost{{MAC: "52:54:00:12:34:56", Hostname: "ws07", IP: "10.1.0.17", NextBoot: BootClone,
+			Stage: StageDownloading, Step: "fetch",
+			Started: t0.Add(-52 * time.Second), Heard: t0.Add(-15 * time.Second), Updated: t0.Add(-time.Second),
 			Clone:  []Report{{Step: "fetch", State: StateRunning, Time: t0.Add(-15 * time.Second)}},
-			Events: []BootEvent{{Time: t0.Add(-40 * time.Second), Kind: "http-file", Detail: "initrd.img 412 MiB"}}}},
+			Events: []BootEvent{{Time: t0.Add(-40 * time.Second), Kind: "http-file", Detail: "initrd.img 412 MiB"}},
+			Agent:  &ws07}},
 	}
 	got, err := json.MarshalIndent(ls, "", " ")
 	if err != nil {

@@ -42,9 +42,11 @@ type LabStatus struct {
 	// Hosts is every workstation of the gossip, by name.
 	Hosts   []HostStatus `json:"hosts"`
 	Summary Summary      `json:"summary"`
-	// Boot is the hosts table and every machine that network-booted, with
-	// their boot events and clone reports; BootError says why it is
-	// missing (a hand edit of hosts.csv or lab.conf that does not parse).
+	// Boot is one record per machine: the hosts table's, then every other
+	// machine heard of (network boot, clone, gossip), each with where it
+	// is in its re-imaging. BootError says why the hosts table cannot be
+	// read (a hand edit of hosts.csv or lab.conf that does not parse):
+	// Boot then shows the last good table.
 	Boot      []BootHost `json:"boot,omitempty"`
 	BootError string     `json:"boot_error,omitempty"`
 }
@@ -79,6 +81,9 @@ type HostStatus struct {
 	// Phase is Status.Phase, repeated for the clients that read it here.
 	Phase  string            `json:"phase"`
 	Status WorkstationStatus `json:"status"`
+	// MAC is the machine this workstation re-images (a clone's agent),
+	// whose BootHost shows it too; left out for an agent of no machine.
+	MAC string `json:"mac,omitempty"`
 }
 
 // WorkstationStatus is what a workstation last gossiped about itself.
@@ -159,17 +164,44 @@ type NextBootResult struct {
 	Marked int `json:"marked"`
 }
 
-// BootHost is one machine as the network boot and the clone see it: a host
-// of the table, or a machine that asked to boot without being in it.
+// Stages of BootHost.Stage, in the order a machine goes through them.
+const (
+	StageBooted      = "booted"      // it network-booted and has not asked who it is yet
+	StageIdentified  = "identified"  // its clone asked who it is and prepares the disk
+	StageDownloading = "downloading" // its clone fetches the image (step fetch)
+	StageConfigured  = "configured"  // the image is in: configuring, bootloader, seeding (steps mount to unmount)
+	StageDone        = "done"        // its clone reported done
+	StageFailed      = "failed"      // a step failed: BootHost.Step and Error
+)
+
+// BootHost is the print server's record of one machine: a host of the
+// table, or a machine heard of without being in it (it network-booted, or
+// its clone reported).
 type BootHost struct {
 	MAC      string `json:"mac"`
 	Hostname string `json:"hostname,omitempty"`
 	IP       string `json:"ip,omitempty"`
 	NextBoot string `json:"next_boot,omitempty"` // BootLocal or BootClone
+	// Stage is where the machine is in its re-imaging (the Stage
+	// constants); left out while nothing was heard of it.
+	Stage string `json:"stage,omitempty"`
+	// Step is its clone's last reported step, Error why it failed
+	// (StageFailed).
+	Step  string `json:"step,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Started is when its current run began (its first boot event,
+	// who-am-I or clone report after the previous run ended), Heard the
+	// last of those, Updated the last change of the record.
+	Started time.Time `json:"started,omitzero"`
+	Heard   time.Time `json:"heard,omitzero"`
+	Updated time.Time `json:"updated,omitzero"`
 	// Clone is the host's clone reports, oldest first.
 	Clone []Report `json:"clone,omitempty"`
 	// Events is the host's network-boot events, oldest first.
 	Events []BootEvent `json:"events,omitempty"`
+	// Agent is its clone's agent as the gossip last saw it; left out
+	// when none.
+	Agent *HostStatus `json:"agent,omitempty"`
 }
 
 // BootEvent is one network-boot event of one machine.

@@ -29,6 +29,7 @@ type Config struct {
 	//   - PublicKey and LabKey (required unless Insecure, see "labseed
 	//     keys export").
 	//   - Name defaults to the host's name in the hosts table.
+	//   - MAC is the machine's, as its reports name it: leave it empty.
 	//   - Target and StateDir are the clone's (the mounted root and the
 	//     agent's default staging in it): leave them empty.
 	//   - Linger: the configuration and the bootloader are done while the

@@ -32,6 +32,7 @@ func (c *cloner) resolveImage(ctx context.Context) error {
 	if pc.Name == "" {
 		pc.Name = c.id.Hostname
 	}
+	pc.MAC = c.reportMAC // the print server joins the agent to this machine's record
 	pc.Progress = func(p peer.Progress) {
 		if c.cfg.Progress != nil {
 			c.cfg.Progress(p)

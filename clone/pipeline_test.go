@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
@@ -294,11 +295,26 @@ func mustContain(t *testing.T, what, s string, wants ...string) {
 	}
 }
 
+// reports returns the clone reports of testMAC, as the print server's
+// record of the machine holds them.
+func (l *testLab) reports(t *testing.T) []api.Report {
+	t.Helper()
+	bh, err := api.NewClient(l.server).Hosts(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bh {
+		if b.MAC == testMAC {
+			return b.Clone
+		}
+	}
+	return nil
+}
+
 // reportSteps returns the clone reports of testMAC as "step:state".
-func (l *testLab) reportSteps() []string {
-	mac, _ := hosts.ParseMAC(testMAC)
+func (l *testLab) reportSteps(t *testing.T) []string {
 	var out []string
-	for _, r := range l.db.Reports(mac) {
+	for _, r := range l.reports(t) {
 		out = append(out, r.Step+":"+r.State)
 	}
 	return out
@@ -386,7 +402,7 @@ func TestClone(t *testing.T) {
 	}
 	mustContain(t, "the partition table", string(dump), "label: dos", "type=83, bootable", "type=82")
 
-	steps := l.reportSteps()
+	steps := l.reportSteps(t)
 	for _, s := range []string{StepIdentify, StepDisk, StepFetch, StepMount, StepConfigure, StepHooks, StepBootloader, StepSeed, StepUnmount} {
 		if !slices.Contains(steps, s+":"+hosts.StateRunning) {
 			t.Errorf("no running report of %s: %v", s, steps)
@@ -422,12 +438,11 @@ func TestCloneFailure(t *testing.T) {
 	}
 	mustContain(t, "the error", err.Error(), "hook 50-break", "exit status 1", "breaking on purpose")
 	mustContain(t, "the console", r.console.String(), "FAILED: clone: hooks: hook 50-break")
-	steps := l.reportSteps()
+	steps := l.reportSteps(t)
 	if !slices.Contains(steps, StepHooks+":"+hosts.StateFailed) || slices.Contains(steps, StepDone+":"+hosts.StateDone) {
 		t.Errorf("reports %v: want hooks failed, not done", steps)
 	}
-	mac, _ := hosts.ParseMAC(testMAC)
-	if rs := l.db.Reports(mac); !strings.Contains(rs[len(rs)-1].Error, "breaking on purpose") {
+	if rs := l.reports(t); len(rs) == 0 || !strings.Contains(rs[len(rs)-1].Error, "breaking on purpose") {
 		t.Errorf("the failed report does not say why: %+v", rs[len(rs)-1])
 	}
 
@@ -442,7 +457,7 @@ func TestCloneFailure(t *testing.T) {
 	if got := readFile(t, root, "etc/fixed"); got != "fixed\n" {
 		t.Errorf("the fixed hook wrote %q", got)
 	}
-	if steps := l.reportSteps(); steps[len(steps)-1] != StepDone+":"+hosts.StateDone {
+	if steps := l.reportSteps(t); steps[len(steps)-1] != StepDone+":"+hosts.StateDone {
 		t.Errorf("the second clone's last report: %v", steps)
 	}
 }

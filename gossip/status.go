@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -110,6 +111,12 @@ type Status struct {
 	StartedUnix, UpdatedUnix int64
 	// Err is a short reason when Phase is PhaseFailed (truncated to fit).
 	Err string
+	// MAC is the machine whose re-imaging this member is (labseed clone's
+	// agent), in net.HardwareAddr's form ("52:54:00:12:34:56"), so that the
+	// print server joins the member to the machine's boot and clone
+	// record; "" for a member that is no machine's clone. Anything but a
+	// 6-byte MAC is dropped.
+	MAC string
 }
 
 // Encode returns the compact binary form of s that is gossiped as the member's
@@ -135,13 +142,25 @@ func (s Status) Encode() []byte {
 	b = appendString(b, truncateUTF8(s.Image, maxImageLen))
 	b = appendString(b, fitAddr(s.TorrentAddr))
 	b = appendString(b, fitAddr(s.HTTPAddr))
-	// Err goes last and gets the room that is left.
+	// Err gets the room that is left but MAC's, which comes last: a
+	// decoder that predates it ignores it (see DecodeStatus).
+	var mac []byte
+	if hw, err := net.ParseMAC(s.MAC); err == nil && len(hw) == 6 {
+		mac = hw
+	}
 	room := MaxStatusSize - len(b)
+	if mac != nil {
+		room -= 1 + len(mac)
+	}
 	n := room - 1
 	for n > 0 && n+uvarintLen(uint64(n)) > room {
 		n--
 	}
-	return appendString(b, truncateUTF8(s.Err, n))
+	b = appendString(b, truncateUTF8(s.Err, n))
+	if mac == nil {
+		return b // as before MAC was added
+	}
+	return append(append(b, byte(len(mac))), mac...)
 }
 
 // DecodeStatus parses an encoding made by Status.Encode. It rejects (with an
@@ -180,6 +199,11 @@ func DecodeStatus(b []byte) (Status, error) {
 	s.TorrentAddr = d.string("torrent address", maxAddrLen)
 	s.HTTPAddr = d.string("http address", maxAddrLen)
 	s.Err = d.string("err", MaxStatusSize)
+	// MAC was appended later: older encodings end before it, and bytes
+	// that are not one are a later version's (ignored, as any after it).
+	if d.err == nil && len(d.b) >= 7 && d.b[0] == 6 {
+		s.MAC = net.HardwareAddr(d.b[1:7]).String()
+	}
 	if d.err != nil {
 		return Status{}, d.err
 	}

@@ -67,6 +67,9 @@ func TestStatusRoundTrip(t *testing.T) {
 		{name: "percent NaN", in: Status{Percent: math.NaN()}, want: &Status{}},
 		{name: "image truncated at rune", in: Status{Image: strings.Repeat("a", 63) + "é"}, want: &Status{Image: strings.Repeat("a", 63)}},
 		{name: "invalid UTF-8 replaced", in: Status{Image: "lab\xff1"}, want: &Status{Image: "lab?1"}},
+		{name: "clone's agent", in: Status{Phase: PhaseDownloading, Percent: 12.5, MAC: "52:54:00:12:34:56"}},
+		{name: "MAC in capitals", in: Status{MAC: "52:54:00:AB:CD:EF"}, want: &Status{MAC: "52:54:00:ab:cd:ef"}},
+		{name: "bad MAC dropped", in: Status{MAC: "52:54:00:12:34"}, want: &Status{}},
 		{name: "overlong address dropped", in: Status{TorrentAddr: strings.Repeat("x", 200) + ":1", HTTPAddr: "10.0.0.1:80"}, want: &Status{HTTPAddr: "10.0.0.1:80"}},
 	}
 	for _, tt := range tests {
@@ -111,11 +114,16 @@ func TestStatusEncodeLargest(t *testing.T) {
 		t.Errorf("addresses = %q, %q: want them unchanged", got.TorrentAddr, got.HTTPAddr)
 	}
 	// Err fills the encoding exactly up to the limit, whatever the size of
-	// its length prefix.
-	for _, n := range []int{100, 126, 127, 128, 129, 200, 300} {
-		s.Err = strings.Repeat("x", n)
-		if l := len(s.Encode()); l > MaxStatusSize {
-			t.Errorf("Err of %d bytes: encoding %d bytes", n, l)
+	// its length prefix, and leaves a MAC its room.
+	for _, mac := range []string{"", "52:54:00:12:34:56"} {
+		s.MAC = mac
+		for _, n := range []int{100, 126, 127, 128, 129, 200, 300, 1000} {
+			s.Err = strings.Repeat("x", n)
+			b := s.Encode()
+			got, err := DecodeStatus(b)
+			if len(b) > MaxStatusSize || err != nil || got.MAC != mac || len(got.Err) < 150 && len(got.Err) < n {
+				t.Errorf("Err of %d bytes, MAC %q: encoding %d bytes, decoded MAC %q, Err of %d bytes, %v", n, mac, len(b), got.MAC, len(got.Err), err)
+			}
 		}
 	}
 }

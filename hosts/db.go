@@ -44,9 +44,6 @@ type DB struct {
 	hostsMod, confMod fileStamp
 	hosts             []Host
 	settings          map[string]string
-	reports           map[string][]Report // by MAC string, most recent last
-	heard             map[string]uint64   // by MAC string: when its last report came (reportSeq)
-	reportSeq         uint64
 }
 
 // fileStamp tells whether a file changed since it was read.
@@ -67,7 +64,7 @@ func stamp(name string) fileStamp {
 // Open opens the lab configuration in dir. Missing files mean an empty
 // table and the default settings.
 func Open(dir string) (*DB, error) {
-	db := &DB{dir: dir, reports: map[string][]Report{}, heard: map[string]uint64{}}
+	db := &DB{dir: dir}
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if err := db.refresh(); err != nil {
@@ -426,20 +423,9 @@ func readSmall(name string) ([]byte, error) {
 	return b, err
 }
 
-// maxReports is how many clone reports are kept per host of the table;
-// maxStrangerReports per machine not in it, of which the reports of at
-// most maxStrangers are kept (those heard from most recently): reports
-// for made-up MACs must not grow the print server's memory.
-const (
-	maxReports         = 32
-	maxStrangerReports = 8
-	maxStrangers       = 64
-)
-
-// Report records a step of mac's clone. A report of StateDone sets the
-// host's next boot back to BootLocal. Reports of machines not in the
-// table are kept too (an unknown machine's failed clone is worth seeing),
-// within a small bound.
+// Report checks a report of mac's clone; one of StateDone ends the clone:
+// the host's next boot returns to BootLocal. The reports themselves are
+// the print server's record of the machine (package lifecycle).
 func (db *DB) Report(mac net.HardwareAddr, r Report) error {
 	if r.State != StateRunning && r.State != StateDone && r.State != StateFailed {
 		return fmt.Errorf("clone report: state %q: must be %s, %s or %s", r.State, StateRunning, StateDone, StateFailed)
@@ -447,27 +433,11 @@ func (db *DB) Report(mac net.HardwareAddr, r Report) error {
 	if len(r.Step) > 64 || len(r.Error) > 4096 {
 		return fmt.Errorf("clone report: step or error too long")
 	}
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	db.refresh() // a table that does not parse: the last good one decides who is known
-	key := mac.String()
-	limit := maxReports
-	if !db.inTable(key) {
-		limit = maxStrangerReports
-		if _, ok := db.reports[key]; !ok {
-			db.forgetStranger()
-		}
-	}
-	rs := append(db.reports[key], r)
-	if len(rs) > limit {
-		rs = slices.Clone(rs[len(rs)-limit:])
-	}
-	db.reports[key] = rs
-	db.reportSeq++
-	db.heard[key] = db.reportSeq
 	if r.State != StateDone {
 		return nil
 	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
 	if err := db.refresh(); err != nil {
 		return err
 	}
@@ -478,37 +448,4 @@ func (db *DB) Report(mac net.HardwareAddr, r Report) error {
 	hosts := cloneHosts(db.hosts)
 	hosts[i].NextBoot = BootLocal
 	return db.save(hosts)
-}
-
-// inTable reports whether the MAC (as a string) is in the table. Called
-// with mu held.
-func (db *DB) inTable(mac string) bool {
-	return slices.ContainsFunc(db.hosts, func(h Host) bool { return h.MAC.String() == mac })
-}
-
-// forgetStranger makes room for the reports of one more machine not in
-// the table: when maxStrangers have some, those of the one heard from
-// least recently are forgotten. Called with mu held.
-func (db *DB) forgetStranger() {
-	n, oldest := 0, ""
-	for k := range db.reports {
-		if db.inTable(k) {
-			continue
-		}
-		n++
-		if oldest == "" || db.heard[k] < db.heard[oldest] {
-			oldest = k
-		}
-	}
-	if n >= maxStrangers {
-		delete(db.reports, oldest)
-		delete(db.heard, oldest)
-	}
-}
-
-// Reports returns the clone reports of mac, oldest first.
-func (db *DB) Reports(mac net.HardwareAddr) []Report {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	return slices.Clone(db.reports[mac.String()])
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -32,6 +33,13 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if !cfg.Insecure && (len(cfg.PublicKey) != ed25519.PublicKeySize || len(cfg.LabKey) != 32) {
 		return nil, ErrNoKeys
+	}
+	if cfg.MAC != "" {
+		mac, err := api.ParseMAC(cfg.MAC)
+		if err != nil {
+			return nil, fmt.Errorf("peer: MAC: %w", err)
+		}
+		cfg.MAC = mac.String()
 	}
 	if cfg.StateDir == "" {
 		cfg.StateDir = filepath.Join(cfg.Target, chunker.StateDirName)

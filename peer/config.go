@@ -54,6 +54,11 @@ type Config struct {
 	// Name is the agent's name in the lab; default the host name and the
 	// agent's address (netbooted workstations often share one host name).
 	Name string
+	// MAC is the MAC address the print server knows the machine by, when
+	// the agent re-images one (labseed clone sets it): it is gossiped, so
+	// that the print server's record of the machine shows the agent's
+	// progress. Default none.
+	MAC string
 	// MaxConns is the most BitTorrent connections the agent keeps; default
 	// 10. Every connection that uploads can hold 4 MiB of piece data
 	// (swarm.MaxAllocPeerRequestData), so this bounds the agent's memory

@@ -31,6 +31,7 @@ type snapshot struct {
 	phase       gossip.Phase
 	image       string // NAME-vVERSION
 	torrentAddr string
+	mac         string // Config.MAC
 	err         string // why the run failed (phase failed)
 	// chunks applied of chunksTotal; verified payload bytes of payload.
 	chunks, chunksTotal int
@@ -91,7 +92,7 @@ func statusOf(s snapshot) gossip.Status {
 		DownRate: uint64(down), UpRate: uint64(up),
 		FromServer: uint64(tr.FromServer + tr.FromWebSeeds), FromPeers: uint64(tr.FromPeers), Uploaded: uint64(tr.Uploaded),
 		Peers: uint16(tr.Peers), ETA: uint32(s.eta().Seconds()), HashFailures: uint32(tr.HashFailures),
-		StartedUnix: s.started.Unix(), UpdatedUnix: s.at.Unix(), Err: s.err,
+		StartedUnix: s.started.Unix(), UpdatedUnix: s.at.Unix(), Err: s.err, MAC: s.mac,
 	}
 }
 

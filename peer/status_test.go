@@ -16,7 +16,7 @@ var t0 = time.Unix(1_700_000_000, 0)
 func downloading() snapshot {
 	return snapshot{
 		at: t0.Add(40 * time.Second), started: t0, phase: gossip.PhaseDownloading, image: "lab1-v3",
-		torrentAddr: "10.1.0.21:6881", chunks: 10, chunksTotal: 50, verified: 25e6, payload: 100e6,
+		torrentAddr: "10.1.0.21:6881", mac: "52:54:00:00:00:21", chunks: 10, chunksTotal: 50, verified: 25e6, payload: 100e6,
 		traffic: swarm.Traffic{FromPeers: 20e6, FromServer: 4e6, FromWebSeeds: 1e6, Uploaded: 7e6, Peers: 5, HashFailures: 2},
 		prev:    sample{at: t0.Add(38 * time.Second), received: 21e6, uploaded: 6e6},
 	}
@@ -33,6 +33,7 @@ func TestStatusOfADownload(t *testing.T) {
 		Peers:        5,
 		ETA:          120, // 75 MB left at 25 MB per 40 s
 		HashFailures: 2, StartedUnix: t0.Unix(), UpdatedUnix: t0.Unix() + 40,
+		MAC: "52:54:00:00:00:21", // the machine it clones, for the print server's record
 	}
 	if st != want {
 		t.Errorf("status\n got %+v\nwant %+v", st, want)

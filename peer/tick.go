@@ -67,7 +67,7 @@ func (s *Session) tick() {
 		}
 	}
 	snap := snapshot{
-		at: now, started: s.started, phase: s.phase, image: s.im.String(), torrentAddr: s.torrentAddr, err: s.err,
+		at: now, started: s.started, phase: s.phase, image: s.im.String(), torrentAddr: s.torrentAddr, mac: s.a.cfg.MAC, err: s.err,
 		chunks: chunks, chunksTotal: len(m.Chunks), verified: verified, payload: m.PayloadBytes,
 		traffic: s.meter.Traffic(), prev: s.prev,
 	}

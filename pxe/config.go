@@ -151,8 +151,15 @@ type Config struct {
 	Hosts Hosts
 	// DHCP configures ModeDHCP; ignored otherwise.
 	DHCP DHCPConfig
-	// EventsPerHost is the size of each MAC's event ring; default 64.
+	// EventsPerHost is the size of each MAC's event ring (Events); default
+	// 64; -1 keeps no events, for a caller that keeps them itself
+	// (OnEvent).
 	EventsPerHost int
+	// OnEvent, if set, is called with every boot event as it is recorded,
+	// from the goroutine that served the request (DHCP, TFTP or HTTP), so
+	// concurrently: it must be safe for concurrent use and return quickly.
+	// The print server keeps its one record per machine with it.
+	OnEvent func(mac net.HardwareAddr, e Event)
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives the logs; nil discards.
@@ -219,8 +226,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CloneTimeout <= 0 {
 		c.CloneTimeout = d.CloneTimeout
 	}
-	if c.EventsPerHost <= 0 {
+	switch {
+	case c.EventsPerHost == 0:
 		c.EventsPerHost = d.EventsPerHost
+	case c.EventsPerHost < -1:
+		return c, fmt.Errorf("%w: EventsPerHost %d (0 for %d, -1 for none)", ErrConfig, c.EventsPerHost, d.EventsPerHost)
 	}
 	if c.Now == nil {
 		c.Now = time.Now

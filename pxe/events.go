@@ -1,9 +1,7 @@
 package pxe
 
 import (
-	"bytes"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,7 +92,7 @@ func newEventLog(size int) *eventLog {
 }
 
 func (l *eventLog) add(mac net.HardwareAddr, e Event) {
-	if len(mac) == 0 {
+	if len(mac) == 0 || l.size <= 0 {
 		return
 	}
 	l.mu.Lock()
@@ -128,20 +126,6 @@ func (l *eventLog) evict() {
 	delete(l.rings, oldest)
 }
 
-// macs returns the MACs that have events, sorted.
-func (l *eventLog) macs() []net.HardwareAddr {
-	l.mu.Lock()
-	out := make([]net.HardwareAddr, 0, len(l.rings))
-	for m := range l.rings {
-		if mac, err := net.ParseMAC(m); err == nil {
-			out = append(out, mac)
-		}
-	}
-	l.mu.Unlock()
-	slices.SortFunc(out, func(a, b net.HardwareAddr) int { return bytes.Compare(a, b) })
-	return out
-}
-
 func (l *eventLog) get(mac net.HardwareAddr) []Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -154,7 +138,3 @@ func (l *eventLog) get(mac net.HardwareAddr) []Event {
 	}
 	return append(append([]Event(nil), r.ev[r.next:]...), r.ev[:r.next]...)
 }
-
-// EventMACs returns the MACs that have boot events, sorted: the hosts table
-// and every other machine that asked to boot.
-func (s *Server) EventMACs() []net.HardwareAddr { return s.events.macs() }

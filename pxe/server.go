@@ -216,14 +216,18 @@ func (s *Server) Close() error {
 func (s *Server) Stats() Stats { return s.stats.snapshot() }
 
 // Events returns the boot events recorded for mac, oldest first (at most
-// Config.EventsPerHost).
+// Config.EventsPerHost; none when it is -1).
 func (s *Server) Events(mac net.HardwareAddr) []Event { return s.events.get(mac) }
 
 func (s *Server) record(mac net.HardwareAddr, kind EventKind, detail string) {
 	if len(mac) == 0 {
 		return // not attributable to a host
 	}
-	s.events.add(mac, Event{Time: s.cfg.Now(), Kind: kind, Detail: detail})
+	e := Event{Time: s.cfg.Now(), Kind: kind, Detail: detail}
+	s.events.add(mac, e)
+	if s.cfg.OnEvent != nil {
+		s.cfg.OnEvent(mac, e)
+	}
 	s.log.Debug("boot event", "mac", mac.String(), "kind", kind, "detail", detail)
 }
 

@@ -7,7 +7,7 @@ import (
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/textsafe"
-	"github.com/labseed/labseed/pxe"
+	"github.com/labseed/labseed/lifecycle"
 )
 
 // The print server's own records become the wire types of package api
@@ -28,7 +28,25 @@ func cleanErr(s string) string { return textsafe.Clean(s, maxError) }
 // hostStatus is a workstation member of the gossip as the lab status shows it.
 func hostStatus(m gossip.Member) api.HostStatus {
 	ws := workstationStatus(m.Status)
-	return api.HostStatus{Name: clean(m.Name), Addr: clean(m.Addr), State: clean(m.State), Phase: ws.Phase, Status: ws}
+	return api.HostStatus{Name: clean(m.Name), Addr: clean(m.Addr), State: clean(m.State), Phase: ws.Phase, Status: ws, MAC: clean(m.Status.MAC)}
+}
+
+// bootHost is a machine's record (the table's id, if any, and its
+// lifecycle record).
+func bootHost(id hosts.Identity, r lifecycle.Record) api.BootHost {
+	b := api.BootHost{MAC: id.MAC, Hostname: id.Hostname, IP: id.IP, NextBoot: id.NextBoot,
+		Stage: string(r.Stage), Step: clean(r.Step), Error: cleanErr(r.Error), Started: r.Started, Heard: r.Heard, Updated: r.Updated}
+	for _, rep := range r.Reports {
+		b.Clone = append(b.Clone, api.Report{Step: clean(rep.Step), State: clean(rep.State), Error: cleanErr(rep.Error), Time: rep.Time})
+	}
+	for _, e := range r.Events {
+		b.Events = append(b.Events, api.BootEvent{Time: e.Time, Kind: clean(e.Kind), Detail: cleanErr(e.Detail)})
+	}
+	if a := r.Agent; a != nil {
+		hs := hostStatus(gossip.Member{Name: a.Name, Addr: a.Addr, State: a.State, Status: a.Status})
+		b.Agent = &hs
+	}
+	return b
 }
 
 func workstationStatus(st gossip.Status) api.WorkstationStatus {
@@ -51,30 +69,8 @@ func unixTime(sec int64) time.Time {
 	return time.Unix(sec, 0).UTC()
 }
 
-func apiReports(rs []hosts.Report) []api.Report {
-	if rs == nil {
-		return nil
-	}
-	out := make([]api.Report, len(rs))
-	for i, r := range rs {
-		out[i] = api.Report{Step: clean(r.Step), State: clean(r.State), Error: cleanErr(r.Error), Time: r.Time}
-	}
-	return out
-}
-
 func hostsReport(r api.Report) hosts.Report {
 	return hosts.Report{Step: r.Step, State: r.State, Error: r.Error, Time: r.Time}
-}
-
-func apiEvents(es []pxe.Event) []api.BootEvent {
-	if es == nil {
-		return nil
-	}
-	out := make([]api.BootEvent, len(es))
-	for i, e := range es {
-		out[i] = api.BootEvent{Time: e.Time, Kind: clean(string(e.Kind)), Detail: cleanErr(e.Detail)}
-	}
-	return out
 }
 
 func apiIdentity(id hosts.Identity) api.Identity {

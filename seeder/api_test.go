@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/lifecycle"
 	"github.com/labseed/labseed/pxe"
 )
 
@@ -18,7 +20,7 @@ func TestWireConversions(t *testing.T) {
 	st := gossip.Status{Role: gossip.RolePeer, Phase: gossip.PhaseFailed, Image: "lab1-v3", TorrentAddr: "10.1.0.17:6881",
 		HTTPAddr: "-", Percent: 41.5, Chunks: 626, ChunksTotal: 1510, DownRate: 1, UpRate: 2, FromServer: 3, FromPeers: 4,
 		Uploaded: 5, Peers: 6, ETA: 7, HashFailures: 8, StartedUnix: t0.Unix() - 14, UpdatedUnix: t0.Unix(), Err: "disk full"}
-	hs := hostStatus(gossip.Member{Name: "ws07", Addr: "10.1.0.17:7946", State: gossip.StateAlive, Status: st})
+	hs := hostStatus(gossip.Member{Name: "ws07", Addr: "10.1.0.17:7946", State: gossip.StateAlive, Status: withMAC(st, "52:54:00:12:34:56")})
 	allSet(t, "HostStatus", reflect.ValueOf(hs))
 	if hs.Phase != "failed" || hs.Status.Phase != "failed" || hs.Status.ETA != 7 || !hs.Status.Updated.Equal(t0) {
 		t.Errorf("host status: %+v", hs)
@@ -31,13 +33,22 @@ func TestWireConversions(t *testing.T) {
 		Hooks: []hosts.Hook{{Name: "10-a", Script: "true"}}}
 	allSet(t, "Identity", reflect.ValueOf(apiIdentity(id)))
 
-	rep := hosts.Report{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0}
-	reps := apiReports([]hosts.Report{rep})
-	allSet(t, "Report", reflect.ValueOf(reps[0]))
-	if hostsReport(reps[0]) != rep {
-		t.Errorf("report round trip: %+v", hostsReport(reps[0]))
+	rep := api.Report{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0}
+	if got := hostsReport(rep); got != (hosts.Report{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0}) {
+		t.Errorf("report: %+v", got)
 	}
-	allSet(t, "BootEvent", reflect.ValueOf(apiEvents([]pxe.Event{{Time: t0, Kind: pxe.EventHTTPFile, Detail: "initrd.img"}})[0]))
+
+	rec := lifecycle.Record{MAC: id.MAC, Stage: lifecycle.StageFailed, Step: "fetch", Error: "boom",
+		Started: t0.Add(-time.Minute), Heard: t0, Updated: t0,
+		Events:  []lifecycle.Event{{Time: t0, Kind: string(pxe.EventHTTPFile), Detail: "initrd.img"}},
+		Reports: []lifecycle.Report{{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0}},
+		Agent:   &lifecycle.Agent{Name: "ws07", Addr: "10.1.0.17:7946", State: gossip.StateAlive, Status: withMAC(st, id.MAC)}}
+	allSet(t, "BootHost", reflect.ValueOf(bootHost(id, rec)))
+}
+
+func withMAC(st gossip.Status, mac string) gossip.Status {
+	st.MAC = mac
+	return st
 }
 
 // allSet fails for every zero field in v, a struct, and the structs it holds.

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/lifecycle"
 	"github.com/labseed/labseed/pxe"
 )
 
@@ -38,6 +39,23 @@ func (s *Server) newBoot(adv, iface string) (*pxe.Server, error) {
 	pc.HTTPAddr = net.JoinHostPort(adv, strconv.Itoa(s.httpLn.Addr().(*net.TCPAddr).Port))
 	if pc.Logger == nil {
 		pc.Logger = s.cfg.Logger
+	}
+	// The boot events go to the machines' lifecycle records, not to a ring
+	// of pxe's own as well.
+	if pc.EventsPerHost == 0 {
+		pc.EventsPerHost = -1
+	}
+	onEvent := pc.OnEvent
+	pc.OnEvent = func(mac net.HardwareAddr, e pxe.Event) {
+		clone := false
+		if s.cfg.Hosts != nil {
+			id, ok := s.cfg.Hosts.Lookup(mac)
+			clone = ok && id.NextBoot == hosts.BootClone
+		}
+		s.tracker.Boot(mac, lifecycle.Event{Time: e.Time, Kind: clean(string(e.Kind)), Detail: cleanErr(e.Detail)}, clone)
+		if onEvent != nil {
+			onEvent(mac, e)
+		}
 	}
 	if s.cfg.Hosts != nil {
 		pc.Hosts = bootTable{s.cfg.Hosts}

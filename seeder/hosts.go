@@ -13,6 +13,7 @@ import (
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/textsafe"
+	"github.com/labseed/labseed/lifecycle"
 )
 
 func (s *Server) hostsRoutes(mux *http.ServeMux) {
@@ -35,38 +36,30 @@ func (s *Server) tableAPI(h http.HandlerFunc) http.HandlerFunc {
 	return h
 }
 
-// bootHosts lists the table's hosts, then the other machines that asked
-// to boot, with their clone reports and boot events.
-func (s *Server) bootHosts() ([]api.BootHost, error) {
-	var out []api.BootHost
+// bootHosts is one record per machine (package lifecycle): the table's
+// hosts, then the other machines heard of, by MAC. err is the hosts
+// table's error (a hand edit that does not parse): the list then holds
+// the last good table.
+func (s *Server) bootHosts() (out []api.BootHost, err error) {
 	seen := map[string]bool{}
 	if s.cfg.Hosts != nil {
-		ids, err := s.cfg.Hosts.Identities()
-		if err != nil {
-			return nil, err
-		}
-		for _, id := range ids {
-			mac, _ := hosts.ParseMAC(id.MAC)
-			seen[id.MAC] = true
-			out = append(out, api.BootHost{MAC: id.MAC, Hostname: id.Hostname, IP: id.IP, NextBoot: id.NextBoot,
-				Clone: apiReports(s.cfg.Hosts.Reports(mac)), Events: s.events(mac)})
-		}
-	}
-	if s.boot != nil {
-		for _, mac := range s.boot.EventMACs() {
-			if !seen[mac.String()] {
-				out = append(out, api.BootHost{MAC: mac.String(), Events: s.events(mac)})
+		_, err = s.cfg.Hosts.Identities()
+		for _, id := range s.cfg.Hosts.List() {
+			mac, perr := hosts.ParseMAC(id.MAC)
+			if perr != nil {
+				continue
 			}
+			seen[mac.String()] = true
+			rec, _ := s.tracker.Get(mac)
+			out = append(out, bootHost(id, rec))
 		}
 	}
-	return out, nil
-}
-
-func (s *Server) events(mac net.HardwareAddr) []api.BootEvent {
-	if s.boot == nil {
-		return nil
+	for _, rec := range s.tracker.List() {
+		if !seen[rec.MAC] {
+			out = append(out, bootHost(hosts.Identity{MAC: rec.MAC}, rec))
+		}
 	}
-	return apiEvents(s.boot.Events(mac))
+	return out, err
 }
 
 func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {
@@ -153,6 +146,9 @@ func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	if mac, err := hosts.ParseMAC(id.MAC); err == nil {
+		s.tracker.Identified(mac)
+	}
 	s.log.Info("who am I", "mac", id.MAC, "hostname", id.Hostname, "ip", id.IP, "enrolled", id.Enrolled)
 	writeJSON(w, apiIdentity(id))
 }
@@ -179,6 +175,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	s.tracker.Report(mac, lifecycle.Report{Step: rep.Step, State: rep.State, Error: rep.Error, Time: rep.Time})
 	known := false
 	if ids, err := s.cfg.Hosts.Identities(); err == nil {
 		known = slices.ContainsFunc(ids, func(id hosts.Identity) bool { return id.MAC == mac.String() })

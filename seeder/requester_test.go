@@ -25,6 +25,7 @@ import (
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/neigh"
 	"github.com/labseed/labseed/internal/syncbuf"
+	"github.com/labseed/labseed/lifecycle"
 	"github.com/labseed/labseed/store"
 )
 
@@ -116,8 +117,8 @@ func TestWhoAmIOwnMACOnly(t *testing.T) {
 		}
 	}
 	mac, _ := hosts.ParseMAC(victim)
-	if rs := srv.cfg.Hosts.Reports(mac); len(rs) != 0 {
-		t.Errorf("the victim has reports: %+v", rs)
+	if r, _ := srv.Machines().Get(mac); len(r.Reports) != 0 {
+		t.Errorf("the victim has reports: %+v", r.Reports)
 	}
 	if ids, _ := srv.cfg.Hosts.Identities(); ids[0].NextBoot != hosts.BootClone {
 		t.Error("the attacker's done report took the victim off its clone")
@@ -217,22 +218,21 @@ func TestStrangerReportFlood(t *testing.T) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	grown := int64(after.HeapInuse) - int64(before.HeapInuse)
-	db := srv.cfg.Hosts
 	kept := 0
 	for i := range n {
 		mac, _ := hosts.ParseMAC(fmt.Sprintf("02:%02x:%02x:%02x:00:00", i>>16&0xff, i>>8&0xff, i&0xff))
-		if rs := db.Reports(mac); len(rs) > 0 {
+		if r, _ := srv.Machines().Get(mac); len(r.Reports) > 0 {
 			kept++
-			if strings.ContainsAny(rs[0].Error, "\x1b\x07") {
-				t.Fatalf("a report kept its escape sequences: %q", rs[0].Error[:40])
+			if rs := r.Reports; len(rs) > lifecycle.DefaultReportsPerUnknown || strings.ContainsAny(rs[0].Error, "\x1b\x07") {
+				t.Fatalf("a record kept %d reports, or a report its escape sequences: %q", len(rs), rs[0].Error[:40])
 			}
 		}
 	}
 	logged := log.String()
 	lines := strings.Count(logged, "\n")
 	t.Logf("%d reports: %d MACs kept, %d log lines (%d bytes), heap %+d KiB", n, kept, lines, len(logged), grown>>10)
-	if kept > 64 {
-		t.Errorf("reports of %d made-up MACs kept, bound 64", kept)
+	if kept > lifecycle.DefaultMaxUnknown {
+		t.Errorf("records of %d made-up MACs kept, bound %d", kept, lifecycle.DefaultMaxUnknown)
 	}
 	if lines > 1100 || len(logged) > 2<<20 {
 		t.Errorf("the log got %d lines, %d bytes", lines, len(logged))
@@ -287,7 +287,7 @@ func TestEscapesNeverReachStatus(t *testing.T) {
 		}
 	}
 	mac, _ := hosts.ParseMAC("02:00:00:00:00:01")
-	if rs := srv.cfg.Hosts.Reports(mac); len(rs) != 1 || strings.ContainsAny(rs[0].Step+rs[0].Error, "\x1b\x07") {
-		t.Fatalf("report kept: %+v", rs)
+	if r, _ := srv.Machines().Get(mac); len(r.Reports) != 1 || strings.ContainsAny(r.Reports[0].Step+r.Reports[0].Error, "\x1b\x07") {
+		t.Fatalf("report kept: %+v", r.Reports)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/neigh"
 	"github.com/labseed/labseed/internal/textsafe"
+	"github.com/labseed/labseed/lifecycle"
 	"github.com/labseed/labseed/metrics"
 	"github.com/labseed/labseed/pxe"
 	"github.com/labseed/labseed/store"
@@ -129,7 +130,8 @@ type Server struct {
 	client   *torrent.Client
 	node     *gossip.Node
 	httpLn   net.Listener
-	boot     *pxe.Server // Config.PXE's network boot; nil without
+	boot     *pxe.Server        // Config.PXE's network boot; nil without
+	tracker  *lifecycle.Tracker // one record per machine
 	lab      api.Lab
 	started  time.Time
 	metrics  *metrics.Metrics
@@ -183,6 +185,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AdminKey != nil {
 		s.admin, _ = api.NewAdminVerifier(cfg.AdminKey)
 	}
+	s.tracker = lifecycle.New(lifecycle.Config{Known: s.inTable})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(httpPort)))
 	if err != nil {
@@ -271,6 +274,12 @@ func advertiseIP(cfg Config, labIP net.IP) string {
 	}
 	return outboundIP()
 }
+
+// Machines returns the server's one record per machine (booted,
+// identified, downloading, configured, done or failed), for whoever acts
+// on them (a deploy's waves and re-wakes): read them with Get, Since and
+// Changed.
+func (s *Server) Machines() *lifecycle.Tracker { return s.tracker }
 
 // Boot returns the server's network boot, nil without Config.PXE.
 func (s *Server) Boot() *pxe.Server { return s.boot }
@@ -407,6 +416,7 @@ func (s *Server) statusLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			s.setStatus()
+			s.trackAgents()
 		}
 	}
 }
@@ -426,6 +436,28 @@ func (s *Server) setStatus() {
 		st.Uploaded = uint64(cs.BytesWrittenData.Int64() + s.webSeed.Load() + s.dealt.Load())
 	}
 	s.node.SetStatus(st)
+}
+
+// trackAgents gives the lifecycle records the gossiped status of the
+// agents that name their machine (labseed clone's).
+func (s *Server) trackAgents() {
+	for _, m := range s.node.Members() {
+		if m.Status.MAC == "" {
+			continue
+		}
+		if mac, err := hosts.ParseMAC(m.Status.MAC); err == nil {
+			s.tracker.Agent(mac, lifecycle.Agent{Name: m.Name, Addr: m.Addr, State: m.State, Status: m.Status})
+		}
+	}
+}
+
+// inTable reports whether mac is in the hosts table (the last good one).
+func (s *Server) inTable(mac net.HardwareAddr) bool {
+	if s.cfg.Hosts == nil {
+		return false
+	}
+	_, ok := s.cfg.Hosts.Lookup(mac)
+	return ok
 }
 
 func bindAddr(ip string) string {

@@ -81,7 +81,7 @@ labseed hosts next-boot local --file broken-ones.txt`,
 				fmt.Println("no hosts: import a table with 'labseed hosts import FILE', or let clones enrol themselves (enroll_range in lab.conf)")
 				return nil
 			}
-			printBootHosts(os.Stdout, bh, time.Now())
+			printMachines(os.Stdout, machineRows(bh, nil), time.Now())
 			return nil
 		case "export", "import", "next-boot":
 		default:
