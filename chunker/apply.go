@@ -3,11 +3,13 @@ package chunker
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -44,6 +46,42 @@ type ApplyConfig struct {
 	SyncBytes int64
 	// Logger receives debug detail; nil discards.
 	Logger *slog.Logger
+	// Sync makes a target that holds a tree already (an earlier image,
+	// or anything at all) exactly the image, instead of extracting into
+	// an empty one. Every entry is compared with what the target holds
+	// at its path and written only where they differ: a regular file
+	// whose content is the image's keeps its data, and its owner, mode,
+	// extended attributes (extra ones removed) and mtime are set to the
+	// image's. Finish then removes everything the image does not hold,
+	// except Keep, the state directory and lost+found at the top.
+	// Nothing in the target is trusted: a directory of the image that is
+	// a symbolic link or a file in the target is made a directory again,
+	// a file with more than one name is written anew, a device or FIFO
+	// in the place of a file is never opened. A sync interrupted and
+	// started again resumes as a sync, whatever Sync says then.
+	Sync bool
+	// Keep lists paths relative to Target ("home", "/home" alike) that a
+	// sync leaves alone if they exist when it starts: nothing is written,
+	// changed or removed at them or under them. A kept path the target
+	// does not hold is extracted from the image like any other.
+	Keep []string
+}
+
+// SyncStats counts what a sync (ApplyConfig.Sync) did to the target's
+// entries.
+type SyncStats struct {
+	// Unchanged is the entries the target held as the image has them:
+	// regular files (or parts of files that span chunks) with the image's
+	// content, symbolic links to the same target, the same devices and
+	// FIFOs. Only their metadata was set.
+	Unchanged int64
+	// Written is the entries written: files (or parts) whose content
+	// differed or that were missing, and every other entry that was not
+	// there as the image has it.
+	Written int64
+	// Removed is the entries removed because the image does not hold them
+	// (everything under a removed directory counts).
+	Removed int64
 }
 
 // DefaultSyncBytes is ApplyConfig.SyncBytes's default. Extracting 300 MiB
@@ -101,13 +139,22 @@ type Applier struct {
 	bufs    sync.Pool    // *[]byte: buffers for decompressed chunks
 
 	commitMu sync.Mutex // one commit at a time
+
+	sync      bool     // ApplyConfig.Sync, or an interrupted sync resumed
+	keep      []string // the kept paths that existed when the sync started
+	unchanged atomic.Int64
+	written   atomic.Int64
+	removed   atomic.Int64
+	fileLocks [64]sync.Mutex // a sync's parts of one file are opened one at a time
+	inodes    sync.Map       // a sync's files with several names: [dev, ino] -> the image's name
 }
 
 // marker is the record of one applied chunk, waiting for the sync that
 // lets it be renamed into place.
 type marker struct {
 	index    int
-	deferred []byte // the chunk's work for Finish (a tar of headers)
+	deferred []byte   // the chunk's work for Finish (a tar of headers)
+	names    []string // a sync's: every path the chunk holds
 }
 
 // rawBuf returns a buffer of at least n bytes for a decompressed chunk,
@@ -123,6 +170,10 @@ func (a *Applier) rawBuf(n int64) []byte {
 
 // stateImageFile names the image the state directory belongs to.
 const stateImageFile = "image"
+
+// stateSyncFile marks the state of a sync (ApplyConfig.Sync); it holds the
+// kept paths that existed when the sync started, each followed by a NUL.
+const stateSyncFile = "sync"
 
 // StateImage returns the ID (Manifest.ID) of the image whose interrupted
 // extraction the state directory stateDir holds; an error if it holds
@@ -175,6 +226,14 @@ func NewApplier(m *Manifest, cfg ApplyConfig) (*Applier, error) {
 	}
 	if cfg.SameOwner != nil {
 		a.sameOwner = *cfg.SameOwner
+	}
+	a.sync = cfg.Sync
+	for _, k := range cfg.Keep {
+		c, err := cleanName(strings.TrimLeft(k, "/"))
+		if err != nil || c == "." {
+			return nil, fmt.Errorf("chunker: kept path %q: give a path below the target's top, without .. (and not %s)", k, StateDirName)
+		}
+		a.keep = append(a.keep, c)
 	}
 	if err := a.openState(); err != nil {
 		return nil, err
@@ -248,7 +307,7 @@ func (a *Applier) openState() error {
 			if err != nil || i < 0 || i >= len(a.done) || a.done[i] {
 				continue
 			}
-			if _, err := a.readMarker(i); err != nil {
+			if _, _, err := a.readMarker(i); err != nil {
 				// Written but never synced: the power went before the
 				// sync that follows the rename. The chunk is applied again.
 				a.log.Warn("damaged record of an applied chunk (power cut?): applying the chunk again", "chunk", i, "err", err)
@@ -261,7 +320,10 @@ func (a *Applier) openState() error {
 			a.ndone++
 			a.applied.Add(a.m.Chunks[i].RawSize)
 		}
-		a.log.Debug("resuming extraction", "target", a.target, "applied", a.ndone, "chunks", len(a.done))
+		if err := a.resumeSync(); err != nil {
+			return err
+		}
+		a.log.Debug("resuming extraction", "target", a.target, "applied", a.ndone, "chunks", len(a.done), "sync", a.sync)
 		return nil
 	case !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("chunker: read state: %w", err)
@@ -269,17 +331,24 @@ func (a *Applier) openState() error {
 	if err := os.MkdirAll(a.target, 0o755); err != nil {
 		return fmt.Errorf("chunker: create target: %w", err)
 	}
-	ents, err := os.ReadDir(a.target)
-	if err != nil {
-		return fmt.Errorf("chunker: read target: %w", err)
-	}
-	for _, e := range ents {
-		if e.Name() != "lost+found" && filepath.Join(a.target, e.Name()) != a.state {
-			return fmt.Errorf("%w: %s contains %q; labseed extracts onto an empty file system or resumes its own extraction", ErrNotEmpty, a.target, e.Name())
+	if !a.sync {
+		ents, err := os.ReadDir(a.target)
+		if err != nil {
+			return fmt.Errorf("chunker: read target: %w", err)
+		}
+		for _, e := range ents {
+			if e.Name() != "lost+found" && filepath.Join(a.target, e.Name()) != a.state {
+				return fmt.Errorf("%w: %s contains %q; labseed extracts onto an empty file system, resumes its own extraction, or syncs a tree when asked to", ErrNotEmpty, a.target, e.Name())
+			}
 		}
 	}
 	if err := os.MkdirAll(a.state, 0o700); err != nil {
 		return fmt.Errorf("chunker: create state: %w", err)
+	}
+	if a.sync {
+		if err := a.startSync(); err != nil {
+			return err
+		}
 	}
 	// Synced, with the state directory: an image file lost to a power cut
 	// would make the resume refuse the target as another image's.
@@ -294,6 +363,146 @@ func (a *Applier) openState() error {
 
 // Manifest returns the manifest being applied.
 func (a *Applier) Manifest() *Manifest { return a.m }
+
+// Syncing reports whether the Applier syncs a tree (ApplyConfig.Sync, or
+// an interrupted sync resumed) rather than extracting into an empty one.
+func (a *Applier) Syncing() bool { return a.sync }
+
+// Stats returns what the sync did so far; zero when not syncing. Removed
+// grows during Finish.
+func (a *Applier) Stats() SyncStats {
+	return SyncStats{Unchanged: a.unchanged.Load(), Written: a.written.Load(), Removed: a.removed.Load()}
+}
+
+// startSync decides which kept paths exist and records, before anything
+// is applied, that this state is a sync's: a resumed run must compare
+// again what it writes (the target holds another tree) and leave the same
+// paths alone.
+func (a *Applier) startSync() error {
+	var keep []string
+	var b bytes.Buffer
+	for _, k := range a.keep {
+		if _, err := os.Lstat(filepath.Join(a.target, filepath.FromSlash(k))); err == nil {
+			keep = append(keep, k)
+			b.WriteString(k + "\x00")
+		}
+	}
+	a.keep = keep
+	if err := atomicfile.Write(filepath.Join(a.state, stateSyncFile), b.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("chunker: write state: %w", err)
+	}
+	return nil
+}
+
+// resumeSync reads, when resuming, whether the state is a sync's and
+// which paths it keeps. A sync asked for on an interrupted extraction
+// (not a sync) starts syncing from there.
+func (a *Applier) resumeSync() error {
+	b, err := os.ReadFile(filepath.Join(a.state, stateSyncFile))
+	switch {
+	case err == nil:
+		a.sync, a.keep = true, nil
+		for _, k := range strings.Split(string(b), "\x00") {
+			if k != "" {
+				a.keep = append(a.keep, k)
+			}
+		}
+		return a.reclaim()
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("chunker: read state: %w", err)
+	case a.sync:
+		// An interrupted extraction (not a sync) synced from here: the
+		// records of its chunks do not name their paths, which Finish
+		// needs to know what to remove. Apply them all again (comparing
+		// is cheap where they were written already).
+		for i, d := range a.done {
+			if d {
+				if err := os.Remove(a.markerPath(i)); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("chunker: reset state: %w", err)
+				}
+				a.done[i] = false
+			}
+		}
+		a.ndone = 0
+		a.applied.Store(0)
+		return a.startSync()
+	}
+	return nil
+}
+
+// fileLock returns the lock that a sync's parts of the file name take to
+// open it: two chunks holding parts of one file may be applied at once,
+// and only one may replace what stands in its place.
+func (a *Applier) fileLock(name string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return &a.fileLocks[h.Sum32()%uint32(len(a.fileLocks))]
+}
+
+// errUnchanged tells count that an entry was found as the image has it.
+var errUnchanged = errors.New("unchanged")
+
+// count counts an entry written (err nil) or found unchanged
+// (errUnchanged), and returns the error left: nil for both.
+func (a *Applier) count(err error) error {
+	switch {
+	case err == nil:
+		a.written.Add(1)
+	case errors.Is(err, errUnchanged):
+		a.unchanged.Add(1)
+		err = nil
+	}
+	return err
+}
+
+// reclaim makes, when a sync resumes, the record of which file of the
+// image uses which inode (claim) that the interrupted run had made: from
+// the paths of the chunks it applied, but for the image's hard links.
+func (a *Applier) reclaim() error {
+	for i, done := range a.done {
+		if !done {
+			continue
+		}
+		deferred, names, err := a.readMarker(i)
+		if err != nil {
+			return fmt.Errorf("chunker: state of chunk %d: %w", i, err)
+		}
+		links := map[string]bool{}
+		readFragment(bytes.NewReader(deferred), func(e *entry, _ io.Reader) error {
+			if e.hdr.Typeflag == tar.TypeLink {
+				links[e.hdr.Name] = true
+			}
+			return nil
+		})
+		for _, n := range names {
+			if !links[n] {
+				a.reclaimPath(n)
+			}
+		}
+	}
+	return nil
+}
+
+// kept reports whether a sync leaves name alone: a kept path or below one.
+func (a *Applier) kept(name string) bool {
+	for _, k := range a.keep {
+		if name == k || strings.HasPrefix(name, k+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// aboveKept reports whether name is a directory above a kept path, which
+// a sync must not remove even when the image does not hold it.
+func (a *Applier) aboveKept(name string) bool {
+	for _, k := range a.keep {
+		if name == "." || strings.HasPrefix(k, name+"/") {
+			return true
+		}
+	}
+	return false
+}
 
 // Applied reports whether chunk i has been applied.
 func (a *Applier) Applied(i int) bool {
@@ -331,14 +540,14 @@ func (a *Applier) Apply(ctx context.Context, i int, data []byte) error {
 		a.busy[i] = false
 		a.mu.Unlock()
 	}()
-	deferred, err := a.apply(ctx, i, data)
+	deferred, names, err := a.apply(ctx, i, data)
 	if err != nil {
 		return &ChunkError{i, noSpace(err)}
 	}
 	a.mu.Lock()
 	a.done[i] = true
 	a.ndone++
-	a.pending = append(a.pending, marker{index: i, deferred: deferred})
+	a.pending = append(a.pending, marker{index: i, deferred: deferred, names: names})
 	a.waiting += a.m.Chunks[i].RawSize
 	due := a.syncBytes > 0 && a.waiting >= a.syncBytes
 	a.mu.Unlock()
@@ -408,28 +617,36 @@ func (a *Applier) commitLocked() error {
 	return nil
 }
 
-// apply writes chunk i's entries and returns its work for Finish.
-func (a *Applier) apply(ctx context.Context, i int, data []byte) ([]byte, error) {
+// apply writes chunk i's entries and returns its work for Finish and,
+// when syncing, the paths it holds (those a sync keeps left out).
+func (a *Applier) apply(ctx context.Context, i int, data []byte) ([]byte, []string, error) {
 	c := a.m.Chunks[i]
 	if sum := sha256.Sum256(data); int64(len(data)) != c.Size || hex.EncodeToString(sum[:]) != c.SHA256 {
-		return nil, ErrChunkHash
+		return nil, nil, ErrChunkHash
 	}
 	buf := a.rawBuf(c.RawSize)
 	raw, err := a.dec.DecodeAll(data, buf[:0])
 	defer a.bufs.Put(&raw)
 	if err != nil {
-		return nil, fmt.Errorf("decompress: %w", err)
+		return nil, nil, fmt.Errorf("decompress: %w", err)
 	}
 	if int64(len(raw)) != c.RawSize {
-		return nil, fmt.Errorf("decompressed to %d bytes, manifest says %d", len(raw), c.RawSize)
+		return nil, nil, fmt.Errorf("decompressed to %d bytes, manifest says %d", len(raw), c.RawSize)
 	}
 	w := a.newWriter()
 	defer w.close()
 	var deferred bytes.Buffer
+	var names []string
 	dw := tar.NewWriter(&deferred)
 	err = readFragment(bytes.NewReader(raw), func(e *entry, r io.Reader) error {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if a.sync {
+			if a.kept(e.hdr.Name) {
+				return nil
+			}
+			names = append(names, e.hdr.Name)
 		}
 		later, err := w.apply(e, r)
 		if err != nil {
@@ -438,11 +655,14 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte) ([]byte, error)
 		if later {
 			h := *e.hdr
 			if h.Typeflag == tar.TypeReg {
+				// The part this chunk held, for a sync's check of
+				// what no part covers (the holes of a sparse file).
 				h = *fragmentHeader(h.Name, e.hdr, 0, 0)
 				if h.PAXRecords == nil { // a part of no data: a sparse file that is all hole
 					h.PAXRecords = map[string]string{}
 				}
-				h.PAXRecords[paxOffset], h.PAXRecords[paxSize] = "0", strconv.FormatInt(e.total, 10)
+				h.PAXRecords[paxOffset], h.PAXRecords[paxSize] = strconv.FormatInt(e.offset, 10), strconv.FormatInt(e.total, 10)
+				h.PAXRecords[paxPartLen] = strconv.FormatInt(e.hdr.Size, 10)
 			}
 			h.Size = 0
 			return dw.WriteHeader(&h)
@@ -450,22 +670,32 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte) ([]byte, error)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := dw.Close(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return deferred.Bytes(), nil
+	return deferred.Bytes(), names, nil
 }
+
+// paxPartLen is the length of the part of a file a chunk held, in the
+// chunk's record of work for Finish (never in an image).
+const paxPartLen = "LABSEED.partlen"
 
 // markerSuffix ends the name of a chunk's record in the state directory.
 const markerSuffix = ".done"
 
 // markerMagic starts a chunk's record: the magic, the chunk's index and
-// SHA-256, the length and SHA-256 of the rest. A record that does not
-// parse, or whose rest does not match, was cut short by a power cut (or
-// written by an older labseed): its chunk is applied again.
-const markerMagic = "labseed-done-1"
+// SHA-256, the length and SHA-256 of the rest, and the length of the tar
+// of work for Finish that starts the rest; a sync's paths follow it, each
+// ended by a NUL. A record that does not parse, or whose rest does not
+// match, was cut short by a power cut (or written by an older labseed):
+// its chunk is applied again. (Records of the first format, without the
+// paths, are still read.)
+const (
+	markerMagic  = "labseed-done-2"
+	markerMagic1 = "labseed-done-1"
+)
 
 func (a *Applier) markerPath(i int) string {
 	return filepath.Join(a.state, strconv.Itoa(i)+markerSuffix)
@@ -474,10 +704,17 @@ func (a *Applier) markerPath(i int) string {
 // writeMarker records chunk p.index as applied: its record is written
 // under a temporary name and renamed into place. The caller syncs.
 func (a *Applier) writeMarker(p marker) error {
-	sum := sha256.Sum256(p.deferred)
-	head := fmt.Sprintf("%s %d %s %d %x\n", markerMagic, p.index, a.m.Chunks[p.index].SHA256, len(p.deferred), sum)
+	rest := p.deferred
+	if len(p.names) > 0 {
+		rest = slices.Clip(rest)
+		for _, n := range p.names {
+			rest = append(append(rest, n...), 0)
+		}
+	}
+	sum := sha256.Sum256(rest)
+	head := fmt.Sprintf("%s %d %s %d %x %d\n", markerMagic, p.index, a.m.Chunks[p.index].SHA256, len(rest), sum, len(p.deferred))
 	name := a.markerPath(p.index)
-	if err := os.WriteFile(name+".tmp", append([]byte(head), p.deferred...), 0o600); err != nil {
+	if err := os.WriteFile(name+".tmp", append([]byte(head), rest...), 0o600); err != nil {
 		return fmt.Errorf("chunker: write state: %w", noSpace(err))
 	}
 	if err := os.Rename(name+".tmp", name); err != nil {
@@ -486,33 +723,51 @@ func (a *Applier) writeMarker(p marker) error {
 	return nil
 }
 
-// readMarker returns the work for Finish that chunk i's record holds, or an
-// error if the record is missing or damaged.
-func (a *Applier) readMarker(i int) ([]byte, error) {
+// readMarker returns the work for Finish that chunk i's record holds and
+// the paths it names (a sync's), or an error if the record is missing or
+// damaged.
+func (a *Applier) readMarker(i int) ([]byte, []string, error) {
 	b, err := os.ReadFile(a.markerPath(i))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	head, rest, ok := bytes.Cut(b, []byte("\n"))
 	if !ok {
-		return nil, fmt.Errorf("record of chunk %d is cut short (%d bytes)", i, len(b))
+		return nil, nil, fmt.Errorf("record of chunk %d is cut short (%d bytes)", i, len(b))
 	}
 	var (
 		magic, chunkSum, restSum string
-		index, n                 int
+		index, n, tarLen         int
 	)
-	if _, err := fmt.Sscanf(string(head), "%s %d %s %d %s", &magic, &index, &chunkSum, &n, &restSum); err != nil || magic != markerMagic {
-		return nil, fmt.Errorf("record of chunk %d does not parse", i)
+	fields := strings.Fields(string(head))
+	switch {
+	case len(fields) == 6 && fields[0] == markerMagic:
+		_, err = fmt.Sscanf(string(head), "%s %d %s %d %s %d", &magic, &index, &chunkSum, &n, &restSum, &tarLen)
+	case len(fields) == 5 && fields[0] == markerMagic1:
+		_, err = fmt.Sscanf(string(head), "%s %d %s %d %s", &magic, &index, &chunkSum, &n, &restSum)
+		tarLen = n
+	default:
+		err = errors.New("unknown format")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("record of chunk %d does not parse", i)
 	}
 	sum := sha256.Sum256(rest)
-	if index != i || chunkSum != a.m.Chunks[i].SHA256 || n != len(rest) || restSum != hex.EncodeToString(sum[:]) {
-		return nil, fmt.Errorf("record of chunk %d does not match its chunk or its checksum", i)
+	if index != i || chunkSum != a.m.Chunks[i].SHA256 || n != len(rest) || restSum != hex.EncodeToString(sum[:]) || tarLen < 0 || tarLen > n {
+		return nil, nil, fmt.Errorf("record of chunk %d does not match its chunk or its checksum", i)
 	}
-	return rest, nil
+	var names []string
+	for _, nm := range bytes.Split(rest[tarLen:], []byte{0}) {
+		if len(nm) > 0 {
+			names = append(names, string(nm))
+		}
+	}
+	return rest[:tarLen], names, nil
 }
 
 // Finish does what needs every chunk: metadata of files that span chunks,
-// hard links, then the metadata of directories, deepest first.
+// hard links, then the metadata of directories, deepest first. A sync
+// first removes what the image does not hold (ApplyConfig.Sync).
 func (a *Applier) Finish(ctx context.Context) error {
 	a.mu.Lock()
 	missing := len(a.done) - a.ndone
@@ -523,21 +778,40 @@ func (a *Applier) Finish(ctx context.Context) error {
 	if err := a.Sync(); err != nil {
 		return err
 	}
-	var files, dirs, links []*entry
+	var dirs, links []*entry
+	var files []*fileWork
 	seen := map[string]bool{}
+	byName := map[string]*fileWork{}
+	var inImage map[string]bool
+	if a.sync {
+		inImage = map[string]bool{}
+	}
 	for i := range a.m.Chunks {
-		b, err := a.readMarker(i)
+		b, names, err := a.readMarker(i)
 		if err != nil {
 			return fmt.Errorf("chunker: state of chunk %d: %w (remove %s and extract again)", i, err, a.state)
 		}
+		for _, n := range names {
+			inImage[n] = true
+		}
 		err = readFragment(bytes.NewReader(b), func(e *entry, _ io.Reader) error {
+			if e.hdr.Typeflag == tar.TypeReg {
+				f := byName[e.hdr.Name]
+				if f == nil {
+					f = &fileWork{e: e}
+					byName[e.hdr.Name] = f
+					files = append(files, f)
+				}
+				if n, err := strconv.ParseInt(e.hdr.PAXRecords[paxPartLen], 10, 64); err == nil && n >= 0 {
+					f.parts = append(f.parts, [2]int64{e.offset, e.offset + n})
+				}
+				return nil
+			}
 			if seen[e.hdr.Name] {
 				return nil
 			}
 			seen[e.hdr.Name] = true
 			switch e.hdr.Typeflag {
-			case tar.TypeReg:
-				files = append(files, e)
 			case tar.TypeDir:
 				dirs = append(dirs, e)
 			case tar.TypeLink:
@@ -549,11 +823,21 @@ func (a *Applier) Finish(ctx context.Context) error {
 			return fmt.Errorf("chunker: state of chunk %d: %w", i, err)
 		}
 	}
+	if a.sync {
+		if err := a.removeExtra(ctx, inImage); err != nil {
+			return err
+		}
+	}
 	w := a.newWriter()
 	defer w.close()
-	for _, e := range files {
-		if err := w.fileMeta(e); err != nil {
-			return &EntryError{Name: e.hdr.Name, Err: err}
+	for _, f := range files {
+		if a.sync {
+			if err := w.clearGaps(f); err != nil {
+				return &EntryError{Name: f.e.hdr.Name, Err: err}
+			}
+		}
+		if err := w.fileMeta(f.e); err != nil {
+			return &EntryError{Name: f.e.hdr.Name, Err: err}
 		}
 	}
 	for _, e := range links {
@@ -587,11 +871,38 @@ func (a *Applier) Finish(ctx context.Context) error {
 	return nil
 }
 
-// Cleanup removes the state directory once the extraction is finished,
+// fileWork is a file that spans chunks, as Finish sees it: its header and
+// the parts of it the chunks held, [start, end) each.
+type fileWork struct {
+	e     *entry
+	parts [][2]int64
+}
+
+// gaps returns the ranges of the file that no part covers, in order: the
+// holes of a sparse file (none for any other).
+func (f *fileWork) gaps() [][2]int64 {
+	parts := slices.Clone(f.parts)
+	slices.SortFunc(parts, func(x, y [2]int64) int { return cmp.Compare(x[0], y[0]) })
+	var out [][2]int64
+	var at int64
+	for _, p := range parts {
+		if p[0] > at {
+			out = append(out, [2]int64{at, p[0]})
+		}
+		at = max(at, p[1])
+	}
+	if at < f.e.total {
+		out = append(out, [2]int64{at, f.e.total})
+	}
+	return out
+}
+
+// Cleanup removes the state directory once the extraction is finished
+// (but for the record of the image installed, InstalledDir, if any),
 // restoring the target root's metadata that its removal changed, and syncs
 // the target: when it returns, the extraction is on disk and done.
 func (a *Applier) Cleanup() error {
-	if err := os.RemoveAll(a.state); err != nil {
+	if err := removeState(a.target, a.state); err != nil {
 		return fmt.Errorf("chunker: remove state: %w", err)
 	}
 	if err := a.rootMeta(); err != nil {

@@ -30,6 +30,8 @@ type writer struct {
 	a    *Applier
 	dirs map[string]*os.File
 	buf  []byte
+	data []byte // a sync's: the data of the entry being compared
+	cmp  []byte // a sync's: what the target holds, to compare with
 }
 
 func (a *Applier) newWriter() *writer {
@@ -57,10 +59,15 @@ func (w *writer) mkdir(d string) error {
 	return nil
 }
 
-// dir returns a descriptor of directory d in the target, creating it if needed.
+// dir returns a descriptor of directory d in the target, creating it if
+// needed (a sync's: see syncDir). The descriptors it returns stay open
+// until the writer's next entry (evict).
 func (w *writer) dir(d string) (int, error) {
 	if f, ok := w.dirs[d]; ok {
 		return int(f.Fd()), nil
+	}
+	if w.a.sync {
+		return w.syncDir(d)
 	}
 	if err := w.mkdir(d); err != nil {
 		return -1, err
@@ -69,21 +76,31 @@ func (w *writer) dir(d string) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	w.dirs[d] = f
+	return int(f.Fd()), nil
+}
+
+// evict closes the cached directory descriptors when there are many:
+// called between entries, never while an entry holds descriptors.
+func (w *writer) evict() {
 	if len(w.dirs) > 64 {
 		for k, f := range w.dirs {
 			f.Close()
 			delete(w.dirs, k)
 		}
 	}
-	w.dirs[d] = f
-	return int(f.Fd()), nil
 }
 
 // apply writes one entry and reports whether it has work for Finish.
 func (w *writer) apply(e *entry, r io.Reader) (later bool, err error) {
+	w.evict()
 	h := e.hdr
 	switch h.Typeflag {
 	case tar.TypeDir:
+		if w.a.sync {
+			_, err := w.dir(h.Name)
+			return true, err
+		}
 		return true, w.mkdir(h.Name)
 	case tar.TypeLink:
 		return true, nil
@@ -105,6 +122,12 @@ func (w *writer) apply(e *entry, r io.Reader) (later bool, err error) {
 }
 
 func (w *writer) file(dirfd int, base string, e *entry, r io.Reader) error {
+	if w.a.sync {
+		if e.split() {
+			return w.syncPart(dirfd, base, e, r)
+		}
+		return w.syncFile(dirfd, base, e, r)
+	}
 	fd, err := unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return pathErr("create", err)
@@ -148,6 +171,7 @@ func (w *writer) file(dirfd int, base string, e *entry, r io.Reader) error {
 
 // fileMeta applies the metadata of a file that spans chunks.
 func (w *writer) fileMeta(e *entry) error {
+	w.evict()
 	parent, base := parentBase(e.hdr.Name)
 	dirfd, err := w.dir(parent)
 	if err != nil {
@@ -174,12 +198,12 @@ func (w *writer) symlink(dirfd int, base string, h *tar.Header) error {
 		buf := make([]byte, len(h.Linkname)+1)
 		n, rerr := unix.Readlinkat(dirfd, base, buf)
 		if rerr == nil && n == len(h.Linkname) && string(buf[:n]) == h.Linkname {
-			err = nil
-		} else if err = unix.Unlinkat(dirfd, base, 0); err == nil {
+			err = errUnchanged
+		} else if err = w.replace(dirfd, base); err == nil {
 			err = unix.Symlinkat(h.Linkname, dirfd, base)
 		}
 	}
-	if err != nil {
+	if err = w.a.count(err); err != nil {
 		return pathErr("symlink", err)
 	}
 	return w.a.setMetaAt(dirfd, base, h, false)
@@ -201,12 +225,12 @@ func (w *writer) node(dirfd int, base string, h *tar.Header) error {
 		var st unix.Stat_t
 		if serr := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); serr == nil &&
 			st.Mode&unix.S_IFMT == mode&unix.S_IFMT && (mode&unix.S_IFMT == unix.S_IFIFO || st.Rdev == uint64(dev)) {
-			err = nil
-		} else if err = unix.Unlinkat(dirfd, base, 0); err == nil {
+			err = errUnchanged
+		} else if err = w.replace(dirfd, base); err == nil {
 			err = unix.Mknodat(dirfd, base, mode, dev)
 		}
 	}
-	if err != nil {
+	if err = w.a.count(err); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return fmt.Errorf("mknod: %w (device nodes need root)", err)
 		}
@@ -216,6 +240,7 @@ func (w *writer) node(dirfd int, base string, h *tar.Header) error {
 }
 
 func (w *writer) link(e *entry) error {
+	w.evict()
 	op, ob := parentBase(e.hdr.Linkname)
 	np, nb := parentBase(e.hdr.Name)
 	ofd, err := w.dir(op)
@@ -233,7 +258,7 @@ func (w *writer) link(e *entry) error {
 			unix.Fstatat(nfd, nb, &b, unix.AT_SYMLINK_NOFOLLOW) == nil && a.Dev == b.Dev && a.Ino == b.Ino {
 			return nil
 		}
-		if err = unix.Unlinkat(nfd, nb, 0); err == nil {
+		if err = w.replace(nfd, nb); err == nil {
 			err = unix.Linkat(ofd, ob, nfd, nb, 0)
 		}
 	}
@@ -244,6 +269,7 @@ func (w *writer) link(e *entry) error {
 }
 
 func (w *writer) dirMeta(e *entry) error {
+	w.evict()
 	parent, base := parentBase(e.hdr.Name)
 	dirfd, err := w.dir(parent)
 	if err != nil {
@@ -293,6 +319,12 @@ func (a *Applier) setMeta(fd, dirfd int, base string, e *entry) error {
 	if err != nil {
 		return err
 	}
+	if a.sync {
+		if err := a.dropXattrs(e, func(b []byte) (int, error) { return unix.Flistxattr(fd, b) },
+			func(n string) error { return unix.Fremovexattr(fd, n) }); err != nil {
+			return err
+		}
+	}
 	if dirfd < 0 {
 		return nil
 	}
@@ -312,11 +344,18 @@ func (a *Applier) setMetaAt(dirfd int, base string, h *tar.Header, chmod bool) e
 		}
 	}
 	proc := fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, base)
-	err := (&entry{hdr: h}).xattrs(func(name, value string) error {
+	e := &entry{hdr: h}
+	err := e.xattrs(func(name, value string) error {
 		return a.xattrErr(unix.Lsetxattr(proc, name, []byte(value), 0))
 	})
 	if err != nil {
 		return err
+	}
+	if a.sync {
+		if err := a.dropXattrs(e, func(b []byte) (int, error) { return unix.Llistxattr(proc, b) },
+			func(n string) error { return unix.Lremovexattr(proc, n) }); err != nil {
+			return err
+		}
 	}
 	return setTimes(dirfd, base, h, unix.AT_SYMLINK_NOFOLLOW)
 }

@@ -3,6 +3,7 @@
 package chunker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -27,10 +28,13 @@ func syncFS(f *os.File) error { return f.Sync() }
 // writer is not implemented off Linux; NewApplier refuses before one is made.
 type writer struct{}
 
-func (a *Applier) newWriter() *writer                   { return &writer{} }
-func (w *writer) close()                                {}
-func (w *writer) apply(*entry, io.Reader) (bool, error) { return false, checkOS() }
-func (w *writer) fileMeta(*entry) error                 { return checkOS() }
-func (w *writer) link(*entry) error                     { return checkOS() }
-func (w *writer) dirMeta(*entry) error                  { return checkOS() }
-func (a *Applier) rootMeta() error                      { return checkOS() }
+func (a *Applier) newWriter() *writer                                 { return &writer{} }
+func (w *writer) close()                                              {}
+func (w *writer) apply(*entry, io.Reader) (bool, error)               { return false, checkOS() }
+func (w *writer) fileMeta(*entry) error                               { return checkOS() }
+func (w *writer) link(*entry) error                                   { return checkOS() }
+func (w *writer) dirMeta(*entry) error                                { return checkOS() }
+func (a *Applier) rootMeta() error                                    { return checkOS() }
+func (w *writer) clearGaps(*fileWork) error                           { return checkOS() }
+func (a *Applier) removeExtra(context.Context, map[string]bool) error { return checkOS() }
+func (a *Applier) reclaimPath(string)                                 {}

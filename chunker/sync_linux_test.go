@@ -1,0 +1,293 @@
+package chunker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/labseed/labseed/internal/fixture"
+	"github.com/labseed/labseed/treecmp"
+	"golang.org/x/sys/unix"
+)
+
+// syncImages builds the root tree, v1 as GNU tar packs it (--sparse, so
+// that the sparse file is published with holes), and v2: v1 with files
+// changed (one in the middle of a file that spans chunks, with hard
+// links), added and removed, a directory become a symbolic link and a
+// symbolic link become a file. It returns both tarballs and GNU tar's
+// extraction of v2.
+func syncImages(t *testing.T, priv bool) (v1, v2 []byte, want string) {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := fixture.BuildRootTree(src, fixture.RootTreeOptions{BigFileSize: 3 << 20, Privileged: priv}); err != nil {
+		t.Fatal(err)
+	}
+	pack := func(name string) []byte {
+		tgz := filepath.Join(dir, name)
+		run(t, "tar", "--xattrs", "--numeric-owner", "--sparse", "-C", src, "-czf", tgz, ".")
+		b, err := os.ReadFile(tgz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	v1 = pack("v1.tar.gz")
+	big := filepath.Join(src, fixture.PathBig)
+	f, err := os.OpenFile(big, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte("v2"), 20000), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	perl := filepath.Join(src, "usr/bin/perl") // hard links in two other places
+	if err := os.WriteFile(perl+".new", bytes.Repeat([]byte("perl v2\n"), 5000), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, _ = os.OpenFile(perl, os.O_WRONLY|os.O_TRUNC, 0)
+	f.Write(bytes.Repeat([]byte("perl v2\n"), 5000))
+	f.Close()
+	os.Remove(perl + ".new")
+	write := func(name, content string) {
+		p := filepath.Join(src, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("etc/labseed.conf", "changed in v2\n")
+	write("usr/share/doc/pkg99/new.txt", "added in v2\n")
+	if err := os.RemoveAll(filepath.Join(src, "usr/share/doc/pkg03")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(src, "var/empty/a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../mail", filepath.Join(src, "var/empty/a")); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(src, "etc/os-release"))
+	write("etc/os-release", "ID=labseed-v2\n")
+	v2 = pack("v2.tar.gz")
+	want = filepath.Join(dir, "want")
+	os.Mkdir(want, 0o755)
+	run(t, "tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-C", want, "-xzf", filepath.Join(dir, "v2.tar.gz"))
+	return v1, v2, want
+}
+
+// studentEdits changes target as students change a lab's disk; kept is
+// the path of the tree that a sync keeps.
+func studentEdits(t *testing.T, target string) {
+	t.Helper()
+	p := func(name string) string { return filepath.Join(target, name) }
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An edit that keeps the size and the mtime.
+	fi, err := os.Stat(p("etc/hostname"))
+	must(err)
+	must(os.WriteFile(p("etc/hostname"), []byte("hacked\n\n"), 0o644))
+	must(os.Chtimes(p("etc/hostname"), fi.ModTime(), fi.ModTime()))
+	fi, err = os.Stat(p("usr/bin/dash"))
+	must(err)
+	f, err := os.OpenFile(p("usr/bin/dash"), os.O_WRONLY, 0)
+	must(err)
+	f.WriteAt([]byte("X"), 1000)
+	f.Close()
+	must(os.Chtimes(p("usr/bin/dash"), fi.ModTime(), fi.ModTime()))
+	must(os.Chmod(p("usr/bin/wall"), 0o777))
+	must(os.MkdirAll(p("usr/local-junk/sub"), 0o755))
+	must(os.WriteFile(p("usr/local-junk/sub/game"), []byte("game"), 0o755))
+	must(os.WriteFile(p("etc/cron.d-evil"), []byte("* * * * * root sh\n"), 0o644))
+	must(os.Remove(p("usr/share/doc/pkg00/file01.txt")))
+	must(os.Remove(p("usr/bin/mawk")))
+	must(os.Symlink("/tmp", p("usr/bin/mawk")))
+	// A directory of the image become a link to elsewhere in the tree:
+	// the image's files must not be written through it.
+	must(os.MkdirAll(p("tmp/pkg05"), 0o755))
+	must(os.RemoveAll(p("usr/share/doc/pkg05")))
+	must(os.Symlink("../../../tmp/pkg05", p("usr/share/doc/pkg05")))
+	must(unix.Setxattr(p("usr/bin/su"), "user.student", []byte("x"), 0))
+	must(os.Link(p("usr/bin/dash"), p("tmp/dash-link")))
+	// Two files of the image, both empty, made one: ln -f.
+	must(os.Remove(p("var/log/empty.log")))
+	must(os.Link(p("etc/empty.conf"), p("var/log/empty.log")))
+	must(os.Remove(p("usr/lib/os-release")))
+	must(unix.Mkfifo(p("usr/lib/os-release"), 0o644))
+	// Data in the sparse file's hole, and the file that spans chunks cut.
+	f, err = os.OpenFile(p(fixture.PathSparse), os.O_WRONLY, 0)
+	must(err)
+	_, err = f.WriteAt([]byte("in the hole"), fixture.SparseSize/2)
+	must(err)
+	f.Close()
+	must(os.Truncate(p(fixture.PathBig), 1<<20))
+	// In the kept path.
+	must(os.WriteFile(p("home/ghost/.profile"), []byte("mine\n"), 0o644))
+	must(os.WriteFile(p("home/ghost/notes"), []byte("notes\n"), 0o600))
+}
+
+// TestSyncAgainstGNUTar extracts v1, changes the tree as students do, and
+// syncs it to v2, interrupting the sync halfway: the tree equals GNU tar's
+// extraction of v2, but for the kept path, which is as the students left it.
+func TestSyncAgainstGNUTar(t *testing.T) {
+	if _, err := exec.LookPath("tar"); err != nil {
+		t.Skip("GNU tar not installed")
+	}
+	priv := os.Geteuid() == 0
+	v1, v2, want := syncImages(t, priv)
+	m1, p1 := publish(t, v1, smallChunks)
+	m2, p2 := publish(t, v2, smallChunks)
+	shared := 0
+	for _, c := range m2.Chunks {
+		if slices.ContainsFunc(m1.Chunks, func(o Chunk) bool { return o.SHA256 == c.SHA256 }) {
+			shared++
+		}
+	}
+	t.Logf("v1 %d chunks, v2 %d chunks, %d shared", len(m1.Chunks), len(m2.Chunks), shared)
+
+	target := filepath.Join(t.TempDir(), "target")
+	applyAll(t, newApplier(t, m1, target), p1, rand.Perm(len(m1.Chunks)))
+	studentEdits(t, target)
+	const kept = "home/ghost"
+	before, err := treecmp.Scan(filepath.Join(target, kept), treecmp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Half the chunks, then the run stops; a run that does not ask for a
+	// sync resumes it as a sync.
+	order := rand.Perm(len(m2.Chunks))
+	a, err := NewApplier(m2, ApplyConfig{Target: target, Sync: true, Keep: []string{"/" + kept, "srv/not-there"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Syncing() {
+		t.Fatal("Syncing() is false")
+	}
+	ctx := context.Background()
+	for _, i := range order[:len(order)/2] {
+		if err := a.Apply(ctx, i, chunk(m2, p2, i)); err != nil {
+			t.Fatalf("Apply(%d): %v", i, err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewApplier(m2, ApplyConfig{Target: filepath.Join(t.TempDir(), "x")}); err != nil {
+		t.Fatal(err)
+	}
+	a = newApplier(t, m2, target)
+	if !a.Syncing() {
+		t.Fatal("the resumed run does not sync")
+	}
+	applyAll(t, a, p2, order)
+	st := a.Stats()
+	t.Logf("sync: %+v", st)
+
+	diffs, err := treecmp.Compare(want, target, treecmp.Options{Ignore: []string{StateDirName, kept}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		t.Errorf("GNU tar's v2 vs the synced tree: %s", d)
+	}
+	after, err := treecmp.Scan(filepath.Join(target, kept), treecmp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range treecmp.Diff(before, after, treecmp.Options{}) {
+		t.Errorf("the kept path changed: %s", d)
+	}
+	if _, err := os.Stat(filepath.Join(target, StateDirName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state left after Cleanup: %v", err)
+	}
+	// tmp/pkg05 and tmp/dash-link, usr/local-junk (3 entries), etc/cron.d-evil.
+	if st.Removed < 6 || st.Unchanged == 0 || st.Written == 0 {
+		t.Errorf("stats %+v: want at least 6 removed and some unchanged and written", st)
+	}
+}
+
+// TestSyncIdentical syncs a tree that is the image already: nothing is
+// written or removed.
+func TestSyncIdentical(t *testing.T) {
+	in := genImage(t, 3, 4<<20)
+	m, payload := publish(t, in, smallChunks)
+	target := filepath.Join(t.TempDir(), "target")
+	applyAll(t, newApplier(t, m, target), payload, rand.Perm(len(m.Chunks)))
+	ref, err := treecmp.Scan(target, cmpOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	a, err := NewApplier(m, ApplyConfig{Target: target, Sync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	applyAll(t, a, payload, rand.Perm(len(m.Chunks)))
+	if st := a.Stats(); st.Written != 0 || st.Removed != 0 || st.Unchanged == 0 {
+		t.Errorf("stats %+v: want nothing written or removed", st)
+	}
+	got, err := treecmp.Scan(target, cmpOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range treecmp.Diff(ref, got, cmpOpts) {
+		t.Errorf("the tree changed: %s", d)
+	}
+}
+
+// TestInstalled writes and reads the record of an installed image, keeps
+// the payload beside it, and RemoveState spares it.
+func TestInstalled(t *testing.T) {
+	in := genImage(t, 4, 1<<20)
+	m, payload := publish(t, in, smallChunks)
+	target := t.TempDir()
+	if _, _, err := ReadInstalled(target); !errors.Is(err, ErrNotInstalled) {
+		t.Fatalf("ReadInstalled of an empty target: %v", err)
+	}
+	state := filepath.Join(target, StateDirName)
+	os.MkdirAll(filepath.Join(state, "torrent"), 0o700)
+	staged := filepath.Join(state, "torrent", "x.chunks")
+	if err := os.WriteFile(staged, payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1700000000, 0)
+	if err := WriteInstalled(target, m, staged, now); err != nil {
+		t.Fatal(err)
+	}
+	rec, got, err := ReadInstalled(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Name != m.Name || rec.Version != m.Version || rec.ID != m.ID() || !rec.Payload || !rec.Time.Equal(now) || got.ID() != m.ID() {
+		t.Errorf("record %+v, manifest %s: want %s v%d %s", rec, got.ID(), m.Name, m.Version, m.ID())
+	}
+	if b, err := os.ReadFile(InstalledPayload(target)); err != nil || !bytes.Equal(b, payload) {
+		t.Errorf("kept payload: %d bytes, %v", len(b), err)
+	}
+	os.WriteFile(filepath.Join(state, "image"), []byte("x"), 0o600)
+	if err := RemoveState(target); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(state)
+	if len(ents) != 1 || ents[0].Name() != InstalledDirName {
+		t.Errorf("after RemoveState: %v", ents)
+	}
+	os.WriteFile(filepath.Join(InstalledDir(target), "record.json"), []byte("{"), 0o600)
+	if _, _, err := ReadInstalled(target); err == nil || errors.Is(err, ErrNotInstalled) {
+		t.Errorf("a damaged record: %v", err)
+	}
+}
