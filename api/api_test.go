@@ -55,7 +55,7 @@ func TestStatusGolden(t *testing.T) {
 		Status: WorkstationStatus{Phase: PhaseDownloading, Image: "lab1-v3", TorrentAddr: "10.1.0.17:6881",
 			Percent: 41.5, Chunks: 626, ChunksTotal: 1510, DownRate: 98_000_000, UpRate: 61_000_000,
 			FromServer: 410_000_000, FromPeers: 918_000_000, Uploaded: 770_000_000, Peers: 9, ETA: 19,
-			HashFailures: 0, Started: t0.Add(-14 * time.Second), Updated: t0.Add(-time.Second)}}
+			HashFailures: 0, Started: t0.Add(-14 * time.Second), Updated: t0.Add(-time.Second), ChunksFetched: 626}}
 	ls := LabStatus{
 		Server: "10.1.0.1:" + strconv.Itoa(DefaultPort), Time: t0,
 		Images: []ImageInfo{{Name: "lab1", Version: 3, InfoHash: "5f1d0c9a6e2b3a4c5d6e7f8091a2b3c4d5e6f708",

@@ -120,6 +120,16 @@ type WorkstationStatus struct {
 	Updated time.Time `json:"updated,omitzero"`
 	// Error is a short reason when Phase is PhaseFailed.
 	Error string `json:"error,omitempty"`
+	// Sync is true when the workstation re-images a disk that holds an
+	// image by syncing it: only what changed is fetched and written.
+	// ChunksLocal is the chunks it found on its own disk (not fetched,
+	// seeded to the lab), ChunksFetched those it applied from the lab
+	// (every chunk of a full clone), FilesRemoved the paths it removed
+	// because the image does not hold them, once every chunk is applied.
+	Sync          bool  `json:"sync,omitempty"`
+	ChunksLocal   int   `json:"chunks_local"`
+	ChunksFetched int   `json:"chunks_fetched"`
+	FilesRemoved  int64 `json:"files_removed"`
 }
 
 // Summary aggregates the workstations.

@@ -369,10 +369,17 @@ func TestClone(t *testing.T) {
 	if got := readFile(t, root, "etc/labseed-hook"); got != "hook ran on ws07 in B204\n" {
 		t.Errorf("the hook wrote %q", got)
 	}
-	for _, p := range []string{stagingDir, configuringMarker, "run/labseed-hooks"} {
+	for _, p := range []string{configuringMarker, "run/labseed-hooks"} {
 		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
 			t.Errorf("%s left in the new system", p)
 		}
+	}
+	// The staging data is gone but for the record of the image installed.
+	if ents, err := os.ReadDir(filepath.Join(root, stagingDir)); err != nil || len(ents) != 1 || ents[0].Name() != chunker.InstalledDirName {
+		t.Errorf("%s holds %v (%v), want the installed record only", stagingDir, ents, err)
+	}
+	if rec, _, err := chunker.ReadInstalled(root); err != nil || rec.Name != "lab1" || rec.Version != 1 || !rec.Payload {
+		t.Errorf("the record of the image installed: %+v, %v", rec, err)
 	}
 
 	// extlinux: installed in /boot/extlinux, configured, and its boot code

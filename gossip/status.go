@@ -117,6 +117,14 @@ type Status struct {
 	// record; "" for a member that is no machine's clone. Anything but a
 	// 6-byte MAC is dropped.
 	MAC string
+	// Sync is true when the member re-images a disk that holds an image
+	// by syncing it (peer.Config.Sync): ChunksLocal is the chunks it
+	// found on its disk, ChunksFetched those it applied from the lab,
+	// FilesRemoved the paths it removed because the image does not hold
+	// them. (A full extraction fetches every chunk.)
+	Sync                       bool
+	ChunksLocal, ChunksFetched uint32
+	FilesRemoved               uint64
 }
 
 // Encode returns the compact binary form of s that is gossiped as the member's
@@ -142,25 +150,35 @@ func (s Status) Encode() []byte {
 	b = appendString(b, truncateUTF8(s.Image, maxImageLen))
 	b = appendString(b, fitAddr(s.TorrentAddr))
 	b = appendString(b, fitAddr(s.HTTPAddr))
-	// Err gets the room that is left but MAC's, which comes last: a
-	// decoder that predates it ignores it (see DecodeStatus).
-	var mac []byte
+	// After Err, each only when it says something (a status without them
+	// encodes as before they were added; a decoder that predates them
+	// ignores them, see DecodeStatus): MAC, as its length (6) and bytes,
+	// then a sync's fields, as uvarints, after MAC or an empty MAC (0).
+	var tail []byte
 	if hw, err := net.ParseMAC(s.MAC); err == nil && len(hw) == 6 {
-		mac = hw
+		tail = append(append(tail, 6), hw...)
 	}
-	room := MaxStatusSize - len(b)
-	if mac != nil {
-		room -= 1 + len(mac)
+	if s.Sync || s.ChunksLocal != 0 || s.ChunksFetched != 0 || s.FilesRemoved != 0 {
+		if tail == nil {
+			tail = []byte{0}
+		}
+		var flags uint64
+		if s.Sync {
+			flags |= 1
+		}
+		tail = binary.AppendUvarint(tail, flags)
+		tail = binary.AppendUvarint(tail, uint64(s.ChunksLocal))
+		tail = binary.AppendUvarint(tail, uint64(s.ChunksFetched))
+		tail = binary.AppendUvarint(tail, s.FilesRemoved)
 	}
+	// Err gets the room that is left.
+	room := MaxStatusSize - len(b) - len(tail)
 	n := room - 1
 	for n > 0 && n+uvarintLen(uint64(n)) > room {
 		n--
 	}
 	b = appendString(b, truncateUTF8(s.Err, n))
-	if mac == nil {
-		return b // as before MAC was added
-	}
-	return append(append(b, byte(len(mac))), mac...)
+	return append(b, tail...)
 }
 
 // DecodeStatus parses an encoding made by Status.Encode. It rejects (with an
@@ -199,10 +217,25 @@ func DecodeStatus(b []byte) (Status, error) {
 	s.TorrentAddr = d.string("torrent address", maxAddrLen)
 	s.HTTPAddr = d.string("http address", maxAddrLen)
 	s.Err = d.string("err", MaxStatusSize)
-	// MAC was appended later: older encodings end before it, and bytes
-	// that are not one are a later version's (ignored, as any after it).
-	if d.err == nil && len(d.b) >= 7 && d.b[0] == 6 {
-		s.MAC = net.HardwareAddr(d.b[1:7]).String()
+	// MAC, then a sync's fields, were appended later: older encodings end
+	// before them, and bytes that are not an encoding of them are a later
+	// version's (ignored, as any after them).
+	if d.err == nil && len(d.b) > 0 {
+		switch {
+		case len(d.b) >= 7 && d.b[0] == 6:
+			s.MAC = net.HardwareAddr(d.b[1:7]).String()
+			d.b, d.off = d.b[7:], d.off+7
+		case d.b[0] == 0:
+			d.b, d.off = d.b[1:], d.off+1
+		default:
+			d.b = nil
+		}
+		if len(d.b) > 0 {
+			s.Sync = d.uvarint("flags", math.MaxUint64)&1 != 0
+			s.ChunksLocal = uint32(d.uvarint("chunks local", math.MaxUint32))
+			s.ChunksFetched = uint32(d.uvarint("chunks fetched", math.MaxUint32))
+			s.FilesRemoved = d.uvarint("files removed", math.MaxUint64)
+		}
 	}
 	if d.err != nil {
 		return Status{}, d.err

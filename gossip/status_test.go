@@ -190,11 +190,37 @@ func TestDecodeStatusRejects(t *testing.T) {
 }
 
 func TestDecodeStatusIgnoresTrailingBytes(t *testing.T) {
-	in := Status{Phase: PhaseSeeding, Image: "lab1-v3"}
+	in := Status{Phase: PhaseSeeding, Image: "lab1-v3", Sync: true, ChunksLocal: 200, ChunksFetched: 9, FilesRemoved: 1234}
 	b := append(in.Encode(), 1, 2, 3) // a later version's extra fields
 	got, err := DecodeStatus(b)
 	if err != nil || got != in {
 		t.Fatalf("DecodeStatus = %+v, %v; want %+v", got, err, in)
+	}
+}
+
+// TestStatusSyncFields: the fields of a sync come after Err, so that
+// labseed before them reads the rest; Err makes room for them.
+func TestStatusSyncFields(t *testing.T) {
+	in := maxStatus()
+	in.Sync, in.ChunksLocal, in.ChunksFetched, in.FilesRemoved = true, 1<<32-1, 7, 1<<64-1
+	b := in.Encode()
+	if len(b) > MaxStatusSize {
+		t.Fatalf("%d bytes", len(b))
+	}
+	got, err := DecodeStatus(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Err) < 150 || !strings.HasPrefix(in.Err, got.Err) {
+		t.Errorf("Err kept %d bytes", len(got.Err))
+	}
+	if !got.Sync || got.ChunksLocal != in.ChunksLocal || got.ChunksFetched != in.ChunksFetched || got.FilesRemoved != in.FilesRemoved {
+		t.Errorf("DecodeStatus = %+v", got)
+	}
+	old := in
+	old.Sync, old.ChunksLocal, old.ChunksFetched, old.FilesRemoved = false, 0, 0, 0
+	if enc := old.Encode(); bytes.Equal(enc, b[:len(enc)]) && len(enc) == len(b) {
+		t.Error("the sync fields changed nothing")
 	}
 }
 

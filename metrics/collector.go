@@ -18,6 +18,8 @@ type collector struct {
 	hostProgress, hostChunksApplied, hostChunks  *prometheus.Desc
 	hostPeers, hostETA                           *prometheus.Desc
 	hostStart, hostUpdated                       *prometheus.Desc
+	hostSync, hostChunksLocal, hostChunksFetched *prometheus.Desc
+	hostFilesRemoved                             *prometheus.Desc
 
 	gossipMembers *prometheus.Desc
 
@@ -47,6 +49,10 @@ func newCollector(m *Metrics) *collector {
 		hostETA:           d("labseed_host_eta_seconds", "A workstation's estimate of the time left until it has the image (0 when unknown or done).", host, nil),
 		hostStart:         d("labseed_host_start_time_seconds", "Start time of a workstation's agent process, in seconds since the Unix epoch.", host, nil),
 		hostUpdated:       d("labseed_host_last_status_timestamp_seconds", "Time a workstation last updated its gossiped status, in seconds since the Unix epoch.", host, nil),
+		hostSync:          d("labseed_host_sync", "1 when a workstation re-images a disk that holds an image by syncing it (only what changed is fetched and written), 0 for a full clone.", host, nil),
+		hostChunksLocal:   d("labseed_host_chunks_local", "Chunks of the image a syncing workstation found on its own disk (not fetched; seeded to the lab).", host, nil),
+		hostChunksFetched: d("labseed_host_chunks_fetched", "Chunks a workstation applied from the lab (the print server or other workstations) in its current run.", host, nil),
+		hostFilesRemoved:  d("labseed_host_files_removed", "Paths a syncing workstation removed from its disk because the image does not hold them (what students added), once every chunk is applied.", host, nil),
 
 		gossipMembers: d("labseed_gossip_members", "Workstations the print server's gossip knows, by member state.", []string{"state"}, nil),
 
@@ -70,7 +76,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.hostReceived, c.hostUploaded, c.hostHashFailures, c.hostPhase, c.hostGossipState,
 		c.hostProgress, c.hostChunksApplied, c.hostChunks, c.hostPeers, c.hostETA,
-		c.hostStart, c.hostUpdated, c.gossipMembers,
+		c.hostStart, c.hostUpdated, c.hostSync, c.hostChunksLocal, c.hostChunksFetched, c.hostFilesRemoved, c.gossipMembers,
 		c.imagePayload, c.imageInput, c.imageVersion, c.imageChunks,
 		c.serverUploaded, c.serverWebSeed, c.serverDealt, c.serverPeers, c.serverHashFailures, c.buildInfo,
 	} {
@@ -105,6 +111,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if st.StartedUnix > 0 {
 			gauge(c.hostStart, float64(st.StartedUnix), h.name)
 		}
+		sync := 0.0
+		if st.Sync {
+			sync = 1
+		}
+		gauge(c.hostSync, sync, h.name)
+		gauge(c.hostChunksLocal, float64(st.ChunksLocal), h.name)
+		gauge(c.hostChunksFetched, float64(st.ChunksFetched), h.name)
+		gauge(c.hostFilesRemoved, float64(st.FilesRemoved), h.name)
 		if st.UpdatedUnix > 0 {
 			gauge(c.hostUpdated, float64(st.UpdatedUnix), h.name)
 		}

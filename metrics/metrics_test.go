@@ -386,7 +386,8 @@ func TestExposition(t *testing.T) {
 	lab.set(Snapshot{
 		Hosts: []Host{{Name: "ws01", State: "alive", Status: gossip.Status{
 			Phase: gossip.PhaseDownloading, Percent: 42.5, Chunks: 17, ChunksTotal: 40, FromServer: 3000, FromPeers: 7000,
-			Uploaded: 5000, Peers: 3, ETA: 12, HashFailures: 1, StartedUnix: 1_700_000_000, UpdatedUnix: 1_700_000_030}}},
+			Uploaded: 5000, Peers: 3, ETA: 12, HashFailures: 1, StartedUnix: 1_700_000_000, UpdatedUnix: 1_700_000_030,
+			Sync: true, ChunksLocal: 30, ChunksFetched: 2, FilesRemoved: 0}}},
 		Images: []Image{{Name: "lab1", Version: 3, PayloadBytes: 104857600, InputBytes: 314572800, Chunks: 40}},
 		Server: Server{Uploaded: 3000, WebSeedBytes: 100, Peers: 1, HashFailures: 0},
 	})

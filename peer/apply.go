@@ -88,6 +88,9 @@ func (s *Session) applyChunk(ctx context.Context, f *os.File, c int) error {
 		return fmt.Errorf("peer: read chunk %d from staging: %w", c, err)
 	}
 	err := s.ap.Apply(ctx, c, b)
+	if err == nil && !s.local[c] {
+		s.fetched.Add(1)
+	}
 	if errors.Is(err, chunker.ErrChunkHash) {
 		// Verified pieces whose bytes changed since: the staging file was
 		// damaged on disk. Verify them again; bad ones are fetched again.

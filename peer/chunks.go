@@ -36,13 +36,11 @@ type chunkTracker struct {
 // newChunkTracker starts tracking the payload of m, in numPieces pieces:
 // verified(p) says whether piece p was verified before (the staging
 // bitmap of an interrupted run), applied(c) whether chunk c needs no
-// pieces at all (applied to the target by an interrupted run). Chunks
-// not applied whose pieces are all verified are ready at once.
-//
-// applied is the seam for a re-image that finds chunks on the local disk:
-// a chunk present there is one whose pieces this workstation need not
-// fetch.
-func newChunkTracker(m *chunker.Manifest, numPieces int, verified func(p int) bool, applied func(c int) bool) *chunkTracker {
+// pieces at all (applied to the target by an interrupted run), local(c)
+// whether chunk c's bytes are in the staging payload, verified, already
+// (found on the disk by a sync: localChunks). Chunks not applied that are
+// local or whose pieces are all verified are ready at once.
+func newChunkTracker(m *chunker.Manifest, numPieces int, verified func(p int) bool, applied, local func(c int) bool) *chunkTracker {
 	d := &chunkTracker{
 		m: m, pieceLen: m.PieceLength, numPieces: numPieces, payloadLen: m.PayloadBytes,
 		complete: make([]bool, numPieces),
@@ -61,6 +59,11 @@ func newChunkTracker(m *chunker.Manifest, numPieces int, verified func(p int) bo
 	for c := range m.Chunks {
 		if applied(c) {
 			d.queued[c] = true
+			continue
+		}
+		if local(c) {
+			d.queued[c] = true
+			d.ready <- c
 			continue
 		}
 		first, last := d.pieces(c)
@@ -135,11 +138,14 @@ func (d *chunkTracker) setLocked(p int, complete bool) {
 }
 
 // chunkAt returns the index of the chunk holding payload byte off.
-func (d *chunkTracker) chunkAt(off int64) int {
-	lo, hi := 0, len(d.m.Chunks)-1
+func (d *chunkTracker) chunkAt(off int64) int { return chunkAt(d.m, off) }
+
+// chunkAt returns the index of the chunk of m holding payload byte off.
+func chunkAt(m *chunker.Manifest, off int64) int {
+	lo, hi := 0, len(m.Chunks)-1
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
-		if d.m.Chunks[mid].Offset <= off {
+		if m.Chunks[mid].Offset <= off {
 			lo = mid
 		} else {
 			hi = mid - 1

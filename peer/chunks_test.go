@@ -17,7 +17,7 @@ func TestRecheckAsksOnlyForBadPieces(t *testing.T) {
 		m.Chunks = append(m.Chunks, chunker.Chunk{Offset: int64(c) * per * pl, Size: per * pl})
 	}
 	// A resume: every piece verified before, no chunk applied.
-	d := newChunkTracker(m, n*per, func(int) bool { return true }, func(int) bool { return false })
+	d := newChunkTracker(m, n*per, func(int) bool { return true }, func(int) bool { return false }, func(int) bool { return false })
 	for range n {
 		<-d.ready
 	}

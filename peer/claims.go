@@ -17,6 +17,14 @@ import (
 // from asking the print server for them for as long as it stays connected.
 const claimTrust = 10 * time.Second
 
+// claimGrace is how long the claims of a connection count before it
+// delivered anything: in a re-image, the workstations hold most pieces
+// from their own disks before anyone sends anything, and one that lacks
+// them (its disk held no payload) would otherwise ask the print server
+// for pieces the whole lab holds until its first deliveries. A liar costs
+// this once per connection.
+const claimGrace = 3 * time.Second
+
 // claims weighs what the workstations this one is connected to claim to
 // have: it remembers, per connection, when piece data last came over it.
 type claims struct {
@@ -24,9 +32,11 @@ type claims struct {
 	deliveries map[*torrent.PeerConn]delivery
 }
 
-// delivery is what claims remembers of a connection: the piece data it
-// had sent (anacrolix's useful bytes read) and when that last grew.
+// delivery is what claims remembers of a connection: when it was first
+// seen, the piece data it had sent (anacrolix's useful bytes read) and
+// when that last grew.
 type delivery struct {
+	seen   time.Time
 	useful int64
 	at     time.Time
 }
@@ -34,8 +44,9 @@ type delivery struct {
 // wantFromServer returns the pieces this workstation may take from the
 // print server: of missing (those it lacks), the ones no other
 // workstation it is connected to has. A workstation's claims count only
-// while it delivers (claimTrust): one that never sent piece data is not
-// believed. That costs little: a workstation with pieces this one lacks is
+// while it delivers (claimTrust), or for claimGrace after this one first
+// saw the connection: one that never sent piece data is not believed for
+// long. That costs little: a workstation with pieces this one lacks is
 // asked for them and sends its first block within a second, and a piece
 // just dealt to it is not dealt to anyone else for a while anyway
 // (deal.DefaultHold); at worst a workstation joining a lab already under
@@ -56,13 +67,17 @@ func (cl *claims) wantFromServer(missing deal.Bitmap, t *torrent.Torrent, server
 		if host, _, err := net.SplitHostPort(pc.RemoteAddr.String()); err == nil && host == serverHost {
 			continue
 		}
-		dv := cl.deliveries[pc]
-		st := pc.Stats()
-		if useful := st.BytesReadUsefulData.Int64(); useful > dv.useful {
-			dv = delivery{useful: useful, at: now}
+		dv, ok := cl.deliveries[pc]
+		if !ok {
+			dv.seen = now
 			cl.deliveries[pc] = dv
 		}
-		if dv.at.IsZero() || now.Sub(dv.at) > claimTrust {
+		st := pc.Stats()
+		if useful := st.BytesReadUsefulData.Int64(); useful > dv.useful {
+			dv.useful, dv.at = useful, now
+			cl.deliveries[pc] = dv
+		}
+		if (dv.at.IsZero() || now.Sub(dv.at) > claimTrust) && now.Sub(dv.seen) > claimGrace {
 			continue
 		}
 		it := pc.PeerPieces().Iterator()

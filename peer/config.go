@@ -18,10 +18,23 @@ type Config struct {
 	Target string
 	// StateDir holds the staging data (the downloaded payload, the piece
 	// bitmap, the applier's state); default Target/.labseed. It is removed
-	// when the agent is done.
+	// when the agent is done, but for the record of the image installed
+	// and its payload, which stay in Target/.labseed/installed
+	// (chunker.WriteInstalled) for the next sync.
 	StateDir string
 	// Image is the image's name; default the print server's only image.
 	Image string
+	// Sync makes the tree in Target exactly the image instead of
+	// extracting into an empty one (chunker.ApplyConfig.Sync): what the
+	// tree holds already is kept where it is the image's, the rest
+	// written, what the image does not hold removed. The chunks that the
+	// payload kept by the last run in Target (chunker.InstalledDir) holds,
+	// checked against the manifest, are not fetched: they are applied at
+	// once and seeded to the lab. An interrupted sync resumes as a sync.
+	Sync bool
+	// Keep lists paths relative to Target that a sync leaves alone when
+	// they exist (chunker.ApplyConfig.Keep).
+	Keep []string
 	// PublicKey checks the manifest's signature; LabKey joins the lab's
 	// encrypted gossip. Both required unless Insecure.
 	PublicKey ed25519.PublicKey

@@ -19,7 +19,8 @@ import (
 
 // TestPhases runs an agent phase by phase: Resolve writes nothing; Fetch
 // returns with the image in the target and the workstation seeding in the
-// lab; Seed shows it done and removes the staging data.
+// lab; Seed shows it done, records the image installed with its payload
+// and removes the rest of the staging data.
 func TestPhases(t *testing.T) {
 	srv, published, pub, key := testServer(t)
 	target := filepath.Join(t.TempDir(), "target")
@@ -60,8 +61,11 @@ func TestPhases(t *testing.T) {
 	if err := s.Seed(ctx); err != nil {
 		t.Fatalf("Seed: %v\n%s", err, logs.String())
 	}
-	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the staging data is still there after Seed: %v", err)
+	if ents, _ := os.ReadDir(state); len(ents) != 1 || ents[0].Name() != chunker.InstalledDirName {
+		t.Errorf("the staging data is still there after Seed: %v", ents)
+	}
+	if rec, _, err := chunker.ReadInstalled(target); err != nil || rec.ID != im.Manifest.ID() || !rec.Payload {
+		t.Errorf("the record of the image installed: %+v, %v", rec, err)
 	}
 	s.Close() // after Seed: nothing more to do
 }

@@ -41,6 +41,8 @@ type Session struct {
 	fed         atomic.Int64  // payload bytes dealt by the print server (feed)
 	claims      claims        // what the other workstations claim (feed)
 	writeErr    chan error    // the first error writing a piece from a peer or web seed
+	local       map[int]bool  // a sync's chunks found on the disk (localChunks); read-only once started
+	fetched     atomic.Int64  // chunks applied that were not local
 
 	mu           sync.Mutex // guards what follows, which tick refreshes
 	phase        gossip.Phase
@@ -92,7 +94,8 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 			s.Close()
 		}
 	}()
-	if s.ap, err = chunker.NewApplier(m, chunker.ApplyConfig{Target: a.cfg.Target, StateDir: a.cfg.StateDir, Logger: a.log}); err != nil {
+	if s.ap, err = chunker.NewApplier(m, chunker.ApplyConfig{Target: a.cfg.Target, StateDir: a.cfg.StateDir, Logger: a.log,
+		Sync: a.cfg.Sync, Keep: a.cfg.Keep}); err != nil {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
 	s.closers = append(s.closers, s.ap.Close)
@@ -105,10 +108,17 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 		return nil, fmt.Errorf("peer: staging: %w", err)
 	}
 	s.payload = filepath.Join(tdir, info.Name)
+	s.local = map[int]bool{}
+	if s.ap.Syncing() {
+		if s.local, err = s.localChunks(bitmap, info.NumPieces()); err != nil {
+			bitmap.Close()
+			return nil, err
+		}
+	}
 	s.chunks = newChunkTracker(m, info.NumPieces(), func(p int) bool {
 		c, known := bitmap.Get(p)
 		return known && c
-	}, s.ap.Applied)
+	}, s.ap.Applied, func(c int) bool { return s.local[c] })
 	if applied, _ := s.ap.Progress(); applied > 0 || s.chunks.verified > 0 {
 		a.log.Info("resuming", "image", m.Name, "verified_bytes", s.chunks.verified, "payload_bytes", m.PayloadBytes,
 			"chunks_applied", applied, "chunks", len(m.Chunks))
@@ -182,6 +192,11 @@ func (s *Session) download(ctx context.Context) error {
 		return fmt.Errorf("peer: finish: %w", err)
 	}
 	s.setPhase(gossip.PhaseSeeding)
+	if s.ap.Syncing() {
+		st := s.ap.Stats()
+		s.a.log.Info("tree synced", "chunks_local", len(s.local), "chunks_fetched", s.fetched.Load(), "chunks", len(s.im.Manifest.Chunks),
+			"entries_unchanged", st.Unchanged, "entries_written", st.Written, "entries_removed", st.Removed)
+	}
 	s.a.log.Info("image applied, seeding", "image", s.im.Manifest.Name, "seconds", time.Since(s.started).Seconds())
 	return nil
 }
@@ -202,10 +217,47 @@ func (s *Session) Seed(ctx context.Context) error {
 	s.node.Leave(lctx)
 	cancel()
 	s.client.Close()
+	s.install()
 	if err := s.ap.Cleanup(); err != nil {
 		return fmt.Errorf("peer: remove staging data: %w", err)
 	}
 	return nil
+}
+
+// SyncResult is what a sync (Config.Sync) did.
+type SyncResult struct {
+	// Local is the chunks found on the disk, Fetched those applied from
+	// the lab; Chunks is the image's.
+	Local, Fetched, Chunks int
+	// Entries counts the entries the target held as the image has them,
+	// those written and those removed (chunker.SyncStats).
+	Entries chunker.SyncStats
+}
+
+// Synced returns what the session's sync did so far (everything once Fetch
+// returned); false when the session extracted into an empty target.
+func (s *Session) Synced() (SyncResult, bool) {
+	if !s.ap.Syncing() {
+		return SyncResult{}, false
+	}
+	return SyncResult{Local: len(s.local), Fetched: int(s.fetched.Load()), Chunks: len(s.im.Manifest.Chunks), Entries: s.ap.Stats()}, true
+}
+
+// install records in the target the image it now holds, keeping the
+// payload beside the record for the next sync (chunker.WriteInstalled).
+// A record that cannot be written is logged: the next re-image is then a
+// full one.
+func (s *Session) install() {
+	err := chunker.WriteInstalled(s.a.cfg.Target, s.im.Manifest, s.payload, time.Now())
+	if err != nil {
+		s.a.log.Warn("cannot keep the payload for the next sync; recording the image without it", "err", err)
+		err = chunker.WriteInstalled(s.a.cfg.Target, s.im.Manifest, "", time.Now())
+	}
+	if err != nil {
+		s.a.log.Warn("cannot record the image installed: the next re-image will be a full one", "err", err)
+		return
+	}
+	s.a.log.Info("image recorded as installed", "image", s.im.String(), "dir", chunker.InstalledDir(s.a.cfg.Target))
 }
 
 // Close stops seeding at once, without leaving the lab (the others see

@@ -21,6 +21,13 @@ type Progress struct {
 	FromServer, FromPeers int64
 	LabDone, LabHosts     int // workstations finished / known
 	HashFailures          int64
+	// Sync is true when the run syncs a tree (Config.Sync): ChunksLocal
+	// chunks were found on the disk, ChunksFetched applied from the lab,
+	// FilesRemoved paths removed that the image does not hold (counted
+	// once every chunk is applied).
+	Sync                       bool
+	ChunksLocal, ChunksFetched int
+	FilesRemoved               int64
 }
 
 // snapshot is a run at one moment: everything its status, its progress
@@ -42,6 +49,11 @@ type snapshot struct {
 	prev sample
 	// members is the lab as the gossip shows it (LabDone, LabHosts).
 	members []gossip.Member
+	// sync: the run syncs a tree; local chunks were found on the disk,
+	// fetched applied from the lab, removed paths removed.
+	sync           bool
+	local, fetched int
+	removed        int64
 }
 
 // sample is the traffic at one moment.
@@ -93,6 +105,7 @@ func statusOf(s snapshot) gossip.Status {
 		FromServer: uint64(tr.FromServer + tr.FromWebSeeds), FromPeers: uint64(tr.FromPeers), Uploaded: uint64(tr.Uploaded),
 		Peers: uint16(tr.Peers), ETA: uint32(s.eta().Seconds()), HashFailures: uint32(tr.HashFailures),
 		StartedUnix: s.started.Unix(), UpdatedUnix: s.at.Unix(), Err: s.err, MAC: s.mac,
+		Sync: s.sync, ChunksLocal: uint32(s.local), ChunksFetched: uint32(s.fetched), FilesRemoved: uint64(max(s.removed, 0)),
 	}
 }
 
@@ -102,7 +115,8 @@ func progressOf(s snapshot) Progress {
 	tr := s.traffic
 	p := Progress{Phase: s.phase, Image: s.image, Chunks: s.chunks, ChunksTotal: s.chunksTotal, Percent: s.percent(),
 		Downloaded: s.verified, Total: s.payload, DownRate: down, UpRate: up, Peers: tr.Peers, ETA: s.eta(),
-		FromServer: tr.FromServer + tr.FromWebSeeds, FromPeers: tr.FromPeers, HashFailures: tr.HashFailures}
+		FromServer: tr.FromServer + tr.FromWebSeeds, FromPeers: tr.FromPeers, HashFailures: tr.HashFailures,
+		Sync: s.sync, ChunksLocal: s.local, ChunksFetched: s.fetched, FilesRemoved: s.removed}
 	for _, m := range s.members {
 		if m.Status.Role == gossip.RolePeer {
 			p.LabHosts++

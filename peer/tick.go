@@ -70,6 +70,7 @@ func (s *Session) tick() {
 		at: now, started: s.started, phase: s.phase, image: s.im.String(), torrentAddr: s.torrentAddr, mac: s.a.cfg.MAC, err: s.err,
 		chunks: chunks, chunksTotal: len(m.Chunks), verified: verified, payload: m.PayloadBytes,
 		traffic: s.meter.Traffic(), prev: s.prev,
+		sync: s.ap.Syncing(), local: len(s.local), fetched: int(s.fetched.Load()), removed: s.ap.Stats().Removed,
 	}
 	s.prev = snap.sample()
 	s.node.SetStatus(statusOf(snap))

@@ -58,6 +58,7 @@ func workstationStatus(st gossip.Status) api.WorkstationStatus {
 		Peers: int(st.Peers), ETA: int64(st.ETA), HashFailures: int64(st.HashFailures),
 		Started: unixTime(st.StartedUnix), Updated: unixTime(st.UpdatedUnix),
 		Error: cleanErr(st.Err),
+		Sync:  st.Sync, ChunksLocal: int(st.ChunksLocal), ChunksFetched: int(st.ChunksFetched), FilesRemoved: int64(st.FilesRemoved),
 	}
 }
 

@@ -19,7 +19,8 @@ func TestWireConversions(t *testing.T) {
 	t0 := time.Date(2025, 3, 1, 9, 30, 0, 0, time.UTC)
 	st := gossip.Status{Role: gossip.RolePeer, Phase: gossip.PhaseFailed, Image: "lab1-v3", TorrentAddr: "10.1.0.17:6881",
 		HTTPAddr: "-", Percent: 41.5, Chunks: 626, ChunksTotal: 1510, DownRate: 1, UpRate: 2, FromServer: 3, FromPeers: 4,
-		Uploaded: 5, Peers: 6, ETA: 7, HashFailures: 8, StartedUnix: t0.Unix() - 14, UpdatedUnix: t0.Unix(), Err: "disk full"}
+		Uploaded: 5, Peers: 6, ETA: 7, HashFailures: 8, StartedUnix: t0.Unix() - 14, UpdatedUnix: t0.Unix(), Err: "disk full",
+		Sync: true, ChunksLocal: 9, ChunksFetched: 10, FilesRemoved: 11}
 	hs := hostStatus(gossip.Member{Name: "ws07", Addr: "10.1.0.17:7946", State: gossip.StateAlive, Status: withMAC(st, "52:54:00:12:34:56")})
 	allSet(t, "HostStatus", reflect.ValueOf(hs))
 	if hs.Phase != "failed" || hs.Status.Phase != "failed" || hs.Status.ETA != 7 || !hs.Status.Updated.Equal(t0) {

@@ -203,7 +203,8 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	for i := range o.peers {
-		diffs, err := treecmp.Compare(ref, filepath.Join(dir, fmt.Sprintf("ws%02d", i+1)), treecmp.Options{})
+		// .labseed: the record of the image installed (chunker.InstalledDir).
+		diffs, err := treecmp.Compare(ref, filepath.Join(dir, fmt.Sprintf("ws%02d", i+1)), treecmp.Options{Ignore: []string{chunker.StateDirName}})
 		if err != nil {
 			return err
 		}

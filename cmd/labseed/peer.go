@@ -18,15 +18,20 @@ import (
 
 var peerCmd = &command{
 	name:  "peer",
-	usage: "--server HOST[:PORT] --target DIR --keys DIR [--image NAME] [--linger DURATION]",
+	usage: "--server HOST[:PORT] --target DIR --keys DIR [--image NAME] [--linger DURATION] [--sync [--keep PATH,...]]",
 	summary: `Fetch an image from the lab's swarm into a directory (the workstation agent).
 It verifies the signed manifest, joins the lab, takes the pieces the print
 server deals it (pieces no other workstation has yet) and everything else from
 the other workstations over BitTorrent, and writes each chunk to TARGET as
 soon as it is verified. When done it keeps seeding until every workstation is done (or
 --linger passes), removes its staging data (TARGET/.labseed) and exits 0 only
-if TARGET holds the verified image. Killed, it resumes where it was when run
-again. The netboot image starts it; the keys come from 'labseed keys export'.`,
+if TARGET holds the verified image; the record of the image and its payload
+stay in TARGET/.labseed/installed. Killed, it resumes where it was when run
+again. With --sync, TARGET may hold a tree (the image installed before):
+it is made exactly the image, only what differs written, what the image
+does not hold removed (but the --keep paths), and the chunks the kept
+payload holds are not fetched. The netboot image starts it through
+'labseed clone'; the keys come from 'labseed keys export'.`,
 	example: `mount /dev/sda1 /mnt/target
 labseed peer --server 10.1.0.1 --target /mnt/target --keys ` + keys.DefaultDir,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
@@ -46,12 +51,19 @@ labseed peer --server 10.1.0.1 --target /mnt/target --keys ` + keys.DefaultDir,
 		fs.BoolVar(&cfg.Insecure, "insecure", false, "run without keys: no signature check, unencrypted gossip")
 		fs.BoolVar(&cfg.NoWebSeed, "no-web-seed", false, "do not use the print server's HTTP web seed")
 		fs.BoolVar(&cfg.Local, "local", false, "fast gossip timers for a lab on one machine (tests)")
+		fs.BoolVar(&cfg.Sync, "sync", false, "TARGET holds a tree: make it exactly the image, fetching only the chunks its kept payload lacks")
+		keep := fs.String("keep", "", "with --sync, comma-separated `PATHS` of TARGET to leave as they are, e.g. /home")
 		fs.BoolVar(&verbose, "v", false, "log debug detail")
 		if err := parse(fs, args, 0, 0); err != nil {
 			return err
 		}
 		if cfg.Server == "" || cfg.Target == "" {
 			return errUsage
+		}
+		for _, k := range strings.Split(*keep, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				cfg.Keep = append(cfg.Keep, k)
+			}
 		}
 		var err error
 		if cfg.Rate, err = parseRate(rate); err != nil {
@@ -96,6 +108,10 @@ labseed peer --server 10.1.0.1 --target /mnt/target --keys ` + keys.DefaultDir,
 			return interrupted(err)
 		}
 		fmt.Printf("done: %s holds the verified image (%.1f s)\n", cfg.Target, time.Since(start).Seconds())
+		if r, ok := s.Synced(); ok {
+			fmt.Printf("synced: %d of %d chunks found on the disk, %d fetched; %d entries unchanged, %d written, %d removed\n",
+				r.Local, r.Chunks, r.Fetched, r.Entries.Unchanged, r.Entries.Written, r.Entries.Removed)
+		}
 		return nil
 	},
 }
@@ -110,6 +126,9 @@ func progressPrinter() func(peer.Progress) {
 		line := fmt.Sprintf("%s %-11s %5.1f%%  chunks %d/%d  down %s  up %s  peers %d  from peers %.0f%%  lab %d/%d done",
 			p.Image, p.Phase, p.Percent, p.Chunks, p.ChunksTotal, fmtRate(p.DownRate), fmtRate(p.UpRate), p.Peers,
 			share(p.FromPeers, p.FromServer), p.LabDone, p.LabHosts)
+		if p.Sync {
+			line += fmt.Sprintf("  local %d", p.ChunksLocal)
+		}
 		if p.ETA > 0 {
 			line += "  ETA " + p.ETA.Round(time.Second).String()
 		}

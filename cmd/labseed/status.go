@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -115,7 +116,14 @@ func machineRows(boot []api.BootHost, gossip []api.HostStatus) []machine {
 // heard of it.
 func printMachines(w io.Writer, rows []machine, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "MAC\tHOST\tIP\tNEXT BOOT\tSTAGE\tPCT\tDOWN\tUP\tPEERS\tETA\tLAST")
+	// A re-image by sync gets three more columns: the chunks its agent
+	// found on the machine's disk, those it fetched, the paths it removed.
+	syncing := slices.ContainsFunc(rows, func(m machine) bool { return m.agent != nil && m.agent.Status.Sync })
+	syncHead := ""
+	if syncing {
+		syncHead = "LOCAL\tFETCHED\tREMOVED\t"
+	}
+	fmt.Fprintln(tw, "MAC\tHOST\tIP\tNEXT BOOT\tSTAGE\tPCT\t"+syncHead+"DOWN\tUP\tPEERS\tETA\tLAST")
 	for _, m := range rows {
 		mac, host, ip, next, stage, last := "-", "-", "-", "-", "-", "-"
 		if b := m.boot; b != nil {
@@ -149,7 +157,17 @@ func printMachines(w io.Writer, rows []machine, now time.Time) {
 				stage += " (agent " + shown(a.State) + ")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mac, host, ip, next, stage, pct, down, up, peers, eta, last)
+		cols := ""
+		switch {
+		case m.agent != nil && m.agent.Status.Sync:
+			s := m.agent.Status
+			cols = fmt.Sprintf("%d\t%d\t%d\t", s.ChunksLocal, s.ChunksFetched, s.FilesRemoved)
+		case syncing && m.agent != nil:
+			cols = fmt.Sprintf("-\t%d\t-\t", m.agent.Status.ChunksFetched)
+		case syncing:
+			cols = "-\t-\t-\t"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s%s\t%s\t%s\t%s\t%s\n", mac, host, ip, next, stage, pct, cols, down, up, peers, eta, last)
 	}
 	tw.Flush()
 }

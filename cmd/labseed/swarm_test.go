@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/treecmp"
 )
 
@@ -128,15 +129,16 @@ func (l *lab) wait(p *ws, within time.Duration) {
 // check compares a workstation's tree with the reference extraction.
 func (l *lab) check(p *ws) {
 	l.t.Helper()
-	diffs, err := treecmp.Compare(l.ref, p.target, treecmp.Options{})
+	diffs, err := treecmp.Compare(l.ref, p.target, treecmp.Options{Ignore: []string{chunker.StateDirName}})
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	if len(diffs) > 0 {
 		l.t.Fatalf("%s differs from the image: %v", p.name, diffs[:min(len(diffs), 5)])
 	}
-	if _, err := os.Stat(filepath.Join(p.target, ".labseed")); !os.IsNotExist(err) {
-		l.t.Fatalf("%s left its staging data: %v", p.name, err)
+	// What stays: the record of the image installed, for the next sync.
+	if ents, err := os.ReadDir(filepath.Join(p.target, chunker.StateDirName)); err != nil || len(ents) != 1 || ents[0].Name() != chunker.InstalledDirName {
+		l.t.Fatalf("%s left its staging data: %v %v", p.name, ents, err)
 	}
 }
 
