@@ -241,6 +241,9 @@ type Report struct {
 	State string    `json:"state"` // StateRunning, StateDone or StateFailed
 	Error string    `json:"error,omitempty"`
 	Time  time.Time `json:"time"`
+	// Detail says more about a step that went well, e.g. the disk step's
+	// choice between a sync and a full clone, and what the sync did.
+	Detail string `json:"detail,omitempty"`
 }
 
 // Identity is what the print server tells a workstation about itself when it
@@ -280,6 +283,9 @@ type Identity struct {
 	NextBoot string `json:"next_boot,omitempty"`
 	// Enrolled is true when this very request added the host to the table.
 	Enrolled bool `json:"enrolled,omitempty"`
+	// Keep lists the paths a re-image by sync leaves as they are (lab.conf
+	// keep, or the host's keep column), absolute, e.g. /home.
+	Keep []string `json:"keep,omitempty"`
 	// Vars holds every other lab setting and per-host column, by name, for
 	// the lab's own templates.
 	Vars map[string]string `json:"vars,omitempty"`

@@ -125,6 +125,14 @@ func WriteInstalled(target string, m *Manifest, payload string, now time.Time) e
 	return atomicfile.SyncDir(filepath.Dir(dir))
 }
 
+// StateSyncing reports whether the state directory stateDir holds an
+// interrupted sync (ApplyConfig.Sync), rather than an extraction into an
+// empty target.
+func StateSyncing(stateDir string) bool {
+	_, err := os.Stat(filepath.Join(stateDir, stateSyncFile))
+	return err == nil
+}
+
 // RemoveState removes the state of an interrupted extraction or sync from
 // target's state directory, keeping the record of the image installed
 // (InstalledDir). A re-image that cannot resume the state (it belongs to

@@ -55,6 +55,7 @@ func (a *Applier) openDir(dirfd int, base string) (int, error) {
 	for try := 0; ; try++ {
 		fd, err := unix.Openat(dirfd, base, flags, 0)
 		if err == nil {
+			clearFlags(fd)
 			return fd, nil
 		}
 		if try == 3 {
@@ -99,6 +100,9 @@ func (w *writer) replace(dirfd int, base string) error {
 // removed. Nothing there is no error.
 func removeTree(dirfd int, base string) (int64, error) {
 	err := unix.Unlinkat(dirfd, base, 0)
+	if errors.Is(err, unix.EPERM) && clearFlagsAt(dirfd, base) {
+		err = unix.Unlinkat(dirfd, base, 0) // it was immutable (extlinux's ldlinux.sys is)
+	}
 	switch {
 	case err == nil:
 		return 1, nil
@@ -120,6 +124,7 @@ func removeTree(dirfd int, base string) (int64, error) {
 	if err := unix.Fstat(dirfd, &pst); err == nil && st.Dev != pst.Dev {
 		return 0, fmt.Errorf("remove %s: another file system is mounted there (unmount it)", base)
 	}
+	clearFlags(fd)
 	var n int64
 	for {
 		names, err := f.Readdirnames(1024)
@@ -189,7 +194,8 @@ func (w *writer) regular(dirfd int, base, name string, flags int) (fd int, st un
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return -1, st, nil
 	}
-	fd, err = unix.Openat(dirfd, base, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	const open = unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK
+	fd, err = unix.Openat(dirfd, base, unix.O_RDONLY|open, 0)
 	if err != nil {
 		return -1, st, pathErr("open", err)
 	}
@@ -197,7 +203,54 @@ func (w *writer) regular(dirfd int, base, name string, flags int) (fd int, st un
 		unix.Close(fd)
 		return -1, st, err
 	}
+	// Read-only first: an immutable file opens for writing only once its
+	// flags are cleared.
+	if clearFlags(fd) || flags != unix.O_RDONLY {
+		rw, err := unix.Openat(dirfd, base, flags|open, 0)
+		unix.Close(fd)
+		if err != nil {
+			return -1, st, pathErr("open", err)
+		}
+		fd = rw
+	}
 	return fd, st, nil
+}
+
+// inodeFlags are the inode flags (chattr) that stop a sync from changing
+// or removing a file: no extraction makes them, a sync removes them.
+const inodeFlags = 0x10 | 0x20 // FS_IMMUTABLE_FL, FS_APPEND_FL of linux/fs.h
+
+// clearFlags removes inodeFlags from the file fd, if it has them. A file
+// system without inode flags has nothing to remove.
+func clearFlags(fd int) bool {
+	f, err := unix.IoctlGetInt(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil || f&inodeFlags == 0 {
+		return false
+	}
+	return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, f&^inodeFlags) == nil
+}
+
+// clearFlagsAt is clearFlags for base in dirfd, a regular file or a
+// directory (nothing else is opened).
+func clearFlagsAt(dirfd int, base string) bool {
+	var st unix.Stat_t
+	if unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return false
+	}
+	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		flags |= unix.O_DIRECTORY
+	case unix.S_IFREG:
+	default:
+		return false
+	}
+	fd, err := unix.Openat(dirfd, base, flags, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return clearFlags(fd)
 }
 
 // reclaimPath claims name's inode if it is a regular file (reclaim).

@@ -133,6 +133,15 @@ func studentEdits(t *testing.T, target string) {
 	must(err)
 	f.Close()
 	must(os.Truncate(p(fixture.PathBig), 1<<20))
+	// Immutable (chattr +i), as extlinux makes its ldlinux.sys: a file
+	// the image does not hold, and one it does.
+	must(os.WriteFile(p("boot/ldlinux.sys"), []byte("boot"), 0o444))
+	for _, name := range []string{"boot/ldlinux.sys", "usr/bin/ping"} {
+		if out, err := exec.Command("chattr", "+i", p(name)).CombinedOutput(); err != nil {
+			t.Logf("chattr +i %s: %v %s (no inode flags here?)", name, err, out)
+		}
+		t.Cleanup(func() { exec.Command("chattr", "-i", p(name)).Run() })
+	}
 	// In the kept path.
 	must(os.WriteFile(p("home/ghost/.profile"), []byte("mine\n"), 0o644))
 	must(os.WriteFile(p("home/ghost/notes"), []byte("notes\n"), 0o600))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/peer"
 )
 
@@ -50,6 +51,13 @@ type Config struct {
 	// when the disk has a partition table; without it an existing table
 	// is kept and its first Linux and swap partitions are reused.
 	Partition bool
+	// Full formats the root file system even when it holds an image
+	// labseed installed, which is otherwise synced: made exactly the new
+	// image, only what differs fetched and written (labseed.full on the
+	// kernel command line does the same). A root file system that does
+	// not check clean, or holds no record of an image labseed installed,
+	// is formatted anyway.
+	Full bool
 	// MACs are this machine's MAC addresses, the one it boots from first;
 	// default those of its network interfaces (BOOTIF= of the kernel
 	// command line first, then the interface that routes to the server).
@@ -68,6 +76,11 @@ type Config struct {
 	// Reboot restarts the machine after a successful clone unless
 	// NoReboot; default sync(2) then reboot(2).
 	Reboot func() error
+
+	// afterFetch, if set, is called with the mount point once the image
+	// is in it, before anything configures it: the tests compare the tree
+	// with the image there.
+	afterFetch func(root string) error
 }
 
 // The steps of a clone, as logged, shown and reported to the print server
@@ -148,7 +161,16 @@ type cloner struct {
 	sys       *system // the new system, once mounted
 
 	agent    *peer.Agent // fetches the image into the mount point
+	agentCfg peer.Config // its configuration
 	resolved *peer.Image // the image installed, verified (identify)
+
+	// How the root file system is prepared (the disk step): sync when it
+	// holds an image labseed installed (installed, its record), otherwise
+	// formatted, for the reason full says ("" when resumed).
+	sync      bool
+	installed *chunker.Installed
+	full      string
+	synced    *peer.SyncResult // what the sync did (fetch)
 
 	agentMu   sync.Mutex
 	agentDone chan error // the seeding session's result; nil when none runs
@@ -212,9 +234,18 @@ func (c *cloner) run(ctx context.Context) error {
 		c.say("the disk can be cloned again: run the same command (nothing is left mounted)")
 		return err
 	}
-	c.report(ctx, StepDone, api.StateDone, "")
-	c.log.Info("clone done", "host", c.id.Hostname, "disk", c.cfg.Disk, "seconds", time.Since(start).Seconds())
-	c.say("done: %s is %s (%s), in %s", c.cfg.Disk, c.id.Hostname, c.id.IP, time.Since(start).Round(time.Second))
+	how := "full clone"
+	switch {
+	case c.synced != nil:
+		r := c.synced
+		how = fmt.Sprintf("synced: %d of %d chunks found on the disk, %d fetched; %d entries unchanged, %d written, %d removed",
+			r.Local, r.Chunks, r.Fetched, r.Entries.Unchanged, r.Entries.Written, r.Entries.Removed)
+	case c.full != "":
+		how = "full clone: " + c.full
+	}
+	c.reportDetail(ctx, StepDone, api.StateDone, "", how)
+	c.log.Info("clone done", "host", c.id.Hostname, "disk", c.cfg.Disk, "seconds", time.Since(start).Seconds(), "how", how)
+	c.say("done: %s is %s (%s), in %s; %s", c.cfg.Disk, c.id.Hostname, c.id.IP, time.Since(start).Round(time.Second), how)
 	if c.cfg.NoReboot {
 		return nil
 	}
@@ -288,6 +319,12 @@ func (c *cloner) say(format string, args ...any) {
 // report sends one step's state to the print server. It never fails the
 // clone: a report that does not get through is logged.
 func (c *cloner) report(ctx context.Context, step, state, msg string) {
+	c.reportDetail(ctx, step, state, msg, "")
+}
+
+// reportDetail is report with a detail: what a step that goes well chose
+// or did.
+func (c *cloner) reportDetail(ctx context.Context, step, state, msg, detail string) {
 	if c.client == nil || c.reportMAC == "" {
 		return
 	}
@@ -297,7 +334,10 @@ func (c *cloner) report(ctx context.Context, step, state, msg string) {
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	err := c.client.Report(rctx, c.reportMAC, api.Report{Step: step, State: state, Error: msg, Time: time.Now()})
+	if len(detail) > 1000 {
+		detail = detail[:1000] + "..."
+	}
+	err := c.client.Report(rctx, c.reportMAC, api.Report{Step: step, State: state, Error: msg, Time: time.Now(), Detail: detail})
 	if err != nil {
 		c.log.Warn("report to the print server", "step", step, "state", state, "err", err)
 	}

@@ -14,7 +14,6 @@ var errNotLinux = errors.New("clone: re-imaging a disk needs Linux")
 
 func (c *cloner) prepareDisk(context.Context) error { return errNotLinux }
 func (c *cloner) mountRoot() error                  { return errNotLinux }
-func (c *cloner) resumable(context.Context) bool    { return false }
 func (c *cloner) mountSystem(context.Context) error { return errNotLinux }
 func (c *cloner) runHooks(context.Context) error    { return errNotLinux }
 func (c *cloner) chroot(context.Context, string, ...string) error {

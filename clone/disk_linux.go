@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"golang.org/x/sys/unix"
 )
@@ -106,7 +107,22 @@ func (c *cloner) prepareDisk(ctx context.Context) error {
 		}
 	}
 
-	if fresh || !c.resumable(ctx) {
+	switch {
+	case c.cfg.Partition:
+		c.full = "--partition writes the lab's partition layout"
+	case fresh:
+		c.full = "the disk had no partition table"
+	default:
+		c.full = c.keepRoot(ctx)
+	}
+	switch {
+	case c.sync:
+		c.reportDetail(ctx, StepDisk, api.StateRunning, "", fmt.Sprintf("sync: the disk holds %s v%d", c.installed.Name, c.installed.Version))
+	case c.full != "":
+		c.say("full clone: %s", c.full)
+		c.reportDetail(ctx, StepDisk, api.StateRunning, "", "full clone: "+c.full)
+	}
+	if c.full != "" {
 		mkfs := mkfsCommands[c.id.Filesystem]
 		c.say("making the %s file system on %s", c.id.Filesystem, d.root.Device)
 		if _, err := run(ctx, mkfs[0], append(mkfs[1:], d.root.Device)...); err != nil {
@@ -142,31 +158,129 @@ func (c *cloner) mountRoot() error {
 	return c.mounts.mount(c.disk.root.Device, c.cfg.Mountpoint, c.id.Filesystem, 0, "")
 }
 
-// resumable mounts the existing root file system and reports whether it
-// holds an interrupted download of the image this clone installs that was
-// not configured yet; if not, it unmounts it again. Anything it cannot
-// tell counts as "no": the file system is then made anew.
-func (c *cloner) resumable(ctx context.Context) bool {
-	typ, _, err := probe(ctx, c.disk.root.Device)
-	if err != nil || typ != c.id.Filesystem {
-		return false
+// fsckCommands check each root file system type without changing it:
+// exit status 0 means clean.
+var fsckCommands = map[string][]string{
+	"ext4": {"e2fsck", "-f", "-n"},
+	"ext3": {"e2fsck", "-f", "-n"},
+	"xfs":  {"xfs_repair", "-n"},
+}
+
+// checkFS checks the unmounted file system of type typ on dev.
+func checkFS(ctx context.Context, dev, typ string) error {
+	cmd, ok := fsckCommands[typ]
+	if !ok {
+		return fmt.Errorf("labseed does not check %s file systems", typ)
 	}
-	want := c.resolved.Manifest.ID()
+	if _, err := exec.LookPath(cmd[0]); err != nil {
+		return fmt.Errorf("%s is not installed (rebuild the clone environment with labseed netboot build)", cmd[0])
+	}
+	_, err := run(ctx, cmd[0], append(cmd[1:], dev)...)
+	return err
+}
+
+// keepRoot decides whether the existing root file system is kept: it
+// mounts it and returns "" when it holds an interrupted run of this clone
+// (resumable) or an image labseed installed (syncable). Otherwise it
+// leaves it unmounted and returns why it is formatted: no file system, not
+// the lab's type, one that does not mount or does not check clean, or no
+// record of an image labseed installed.
+func (c *cloner) keepRoot(ctx context.Context) string {
+	dev := c.disk.root.Device
+	typ, _, err := probe(ctx, dev)
+	switch {
+	case err != nil:
+		return err.Error()
+	case typ == "":
+		return dev + " holds no file system"
+	case typ != c.id.Filesystem:
+		return fmt.Sprintf("%s holds %s, the lab's file system is %s", dev, typ, c.id.Filesystem)
+	}
+	// Mounted once and unmounted before the check: the kernel replays the
+	// journal of a machine that was switched off, which the check cannot.
 	if err := c.mountRoot(); err != nil {
-		c.log.Warn("cannot mount the existing root file system: formatting", "err", err)
-		return false
-	}
-	got, err := chunker.StateImage(filepath.Join(c.cfg.Mountpoint, stagingDir))
-	_, merr := os.Lstat(filepath.Join(c.cfg.Mountpoint, configuringMarker))
-	if err == nil && got == want && errors.Is(merr, os.ErrNotExist) {
-		c.say("resuming the interrupted download on %s", c.disk.root.Device)
-		c.log.Info("resuming", "root", c.disk.root.Device, "image", want)
-		return true
+		return fmt.Sprintf("the file system on %s does not mount (%v)", dev, err)
 	}
 	if err := c.mounts.unmountTop(); err != nil {
-		c.log.Warn("unmount the old root file system", "err", err)
+		return fmt.Sprintf("unmount %s: %v", dev, err)
 	}
-	return false
+	if err := checkFS(ctx, dev, typ); err != nil {
+		c.log.Warn("the file system does not check clean", "dev", dev, "err", err)
+		return fmt.Sprintf("the file system on %s is damaged or cannot be checked (%v)", dev, err)
+	}
+	if err := c.mountRoot(); err != nil {
+		return fmt.Sprintf("the file system on %s does not mount (%v)", dev, err)
+	}
+	if c.resumable() {
+		return ""
+	}
+	why := c.syncable()
+	if why != "" {
+		if err := c.mounts.unmountTop(); err != nil {
+			c.log.Warn("unmount the old root file system", "err", err)
+		}
+	}
+	return why
+}
+
+// fullAsked says why the clone may not sync: Config.Full or labseed.full;
+// "" if neither.
+func (c *cloner) fullAsked() string {
+	if c.cfg.Full {
+		return "--full"
+	}
+	if _, ok := c.params[ParamFull]; ok {
+		return ParamFull + " on the kernel command line"
+	}
+	return ""
+}
+
+// resumable reports whether the mounted root file system holds an
+// interrupted download of the image this clone installs that was not
+// configured yet (a full clone, or a sync unless a full one is asked for).
+func (c *cloner) resumable() bool {
+	state := filepath.Join(c.cfg.Mountpoint, stagingDir)
+	got, err := chunker.StateImage(state)
+	_, merr := os.Lstat(filepath.Join(c.cfg.Mountpoint, configuringMarker))
+	if err != nil || got != c.resolved.Manifest.ID() || !errors.Is(merr, os.ErrNotExist) {
+		return false
+	}
+	what := "download"
+	if chunker.StateSyncing(state) {
+		if c.fullAsked() != "" {
+			return false
+		}
+		what = "sync"
+	}
+	c.say("resuming the interrupted %s on %s", what, c.disk.root.Device)
+	c.log.Info("resuming", "root", c.disk.root.Device, "image", got, "sync", what == "sync")
+	return true
+}
+
+// syncable reports, with "", whether the mounted root file system is to
+// be synced (Config.Full): it holds the record of an image labseed
+// installed. The state of a run that cannot resume is removed. Otherwise
+// it says why not.
+func (c *cloner) syncable() string {
+	if why := c.fullAsked(); why != "" {
+		return why
+	}
+	dev := c.disk.root.Device
+	rec, _, err := chunker.ReadInstalled(c.cfg.Mountpoint)
+	if errors.Is(err, chunker.ErrNotInstalled) {
+		return fmt.Sprintf("%s holds no record of an image installed by labseed (/%s/%s)", dev, chunker.StateDirName, chunker.InstalledDirName)
+	}
+	if err != nil {
+		return fmt.Sprintf("the record of the image installed on %s is unusable (%v)", dev, err)
+	}
+	if err := chunker.RemoveState(c.cfg.Mountpoint); err != nil {
+		return fmt.Sprintf("cannot remove the state of an earlier run from %s (%v)", dev, err)
+	}
+	c.sync, c.installed = true, rec
+	c.say("syncing %s: it holds %s v%d, installed by labseed on %s; only what differs from %s is fetched and written (--full, or %s on the kernel command line, formats it instead)",
+		dev, rec.Name, rec.Version, rec.Time.Format("2006-01-02 15:04"), c.resolved, ParamFull)
+	c.log.Info("syncing", "root", dev, "installed", fmt.Sprintf("%s-v%d", rec.Name, rec.Version), "image", c.resolved.String())
+	return ""
 }
 
 // waitPartition waits until the kernel shows partition num of the disk and

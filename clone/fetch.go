@@ -49,7 +49,7 @@ func (c *cloner) resolveImage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("the image: %w", err)
 	}
-	c.agent, c.resolved = a, im
+	c.agent, c.agentCfg, c.resolved = a, pc, im
 	c.log.Info("image resolved", "image", im.String(), "id", im.Manifest.ID())
 	return nil
 }
@@ -58,11 +58,31 @@ func (c *cloner) resolveImage(ctx context.Context) error {
 // root and returns once it is extracted, leaving a session seeding to the
 // rest of the lab; seed waits for it.
 func (c *cloner) fetch(ctx context.Context) error {
+	if c.sync {
+		pc := c.agentCfg
+		pc.Sync, pc.Keep = true, c.id.Keep
+		a, err := peer.New(pc)
+		if err != nil {
+			return err
+		}
+		c.agent = a
+	}
 	s, err := c.agent.Fetch(ctx, c.resolved)
 	if err != nil {
 		return err
 	}
+	if r, ok := s.Synced(); ok {
+		c.synced = &r
+		c.say("synced: %d of %d chunks found on the disk, %d fetched; %d entries unchanged, %d written, %d removed",
+			r.Local, r.Chunks, r.Fetched, r.Entries.Unchanged, r.Entries.Written, r.Entries.Removed)
+	}
 	c.log.Info("image extracted", "target", c.cfg.Mountpoint)
+	if c.cfg.afterFetch != nil {
+		if err := c.cfg.afterFetch(c.cfg.Mountpoint); err != nil {
+			s.Close()
+			return err
+		}
+	}
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	c.agentMu.Lock()

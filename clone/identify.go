@@ -20,6 +20,7 @@ import (
 const (
 	ParamServer = "labseed.server" // the print server, HOST[:PORT]
 	ParamImage  = "labseed.image"  // the image to install
+	ParamFull   = "labseed.full"   // format the root file system even when it could be synced (Config.Full)
 	paramBootIF = "BOOTIF"         // the MAC booted from (pxelinux IPAPPEND 2, iPXE): 01-52-54-00-12-34-56
 )
 

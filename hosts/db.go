@@ -328,6 +328,9 @@ func (db *DB) identity(h Host, enrolled bool) Identity {
 		SwapMiB: swap, RootMiB: root, Bootloader: s[KeyBootloader], NextBoot: h.NextBoot, Enrolled: enrolled,
 		BootArgs: s[KeyBootArgs], OnFailure: s[KeyOnFailure],
 	}
+	if keep := splitList(s[KeyKeep]); len(keep) > 0 {
+		id.Keep = keep
+	}
 	for k, v := range s {
 		if _, known := settingCheck[k]; !known {
 			if id.Vars == nil {
@@ -430,8 +433,8 @@ func (db *DB) Report(mac net.HardwareAddr, r Report) error {
 	if r.State != StateRunning && r.State != StateDone && r.State != StateFailed {
 		return fmt.Errorf("clone report: state %q: must be %s, %s or %s", r.State, StateRunning, StateDone, StateFailed)
 	}
-	if len(r.Step) > 64 || len(r.Error) > 4096 {
-		return fmt.Errorf("clone report: step or error too long")
+	if len(r.Step) > 64 || len(r.Error) > 4096 || len(r.Detail) > 1024 {
+		return fmt.Errorf("clone report: step, error or detail too long")
 	}
 	if r.State != StateDone {
 		return nil

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +100,28 @@ func TestCSVRoundTrip(t *testing.T) {
 	}
 }
 
+// TestKeepSetting: lab.conf's keep becomes the identity's list, a host's
+// column overrides it.
+func TestKeepSetting(t *testing.T) {
+	s, err := ParseSettings(strings.NewReader("keep = /home, /srv/shared /var/lib/x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := &DB{settings: s}
+	h := Host{MAC: mac(t, "52:54:00:00:00:01"), Hostname: "a", IP: netip.MustParseAddr("10.0.0.1")}
+	if got := db.identity(h, false).Keep; !slices.Equal(got, []string{"/home", "/srv/shared", "/var/lib/x"}) {
+		t.Errorf("keep %q", got)
+	}
+	h.Settings = map[string]string{KeyKeep: "/opt"}
+	if got := db.identity(h, false).Keep; !slices.Equal(got, []string{"/opt"}) {
+		t.Errorf("keep of the host's column: %q", got)
+	}
+	h.Settings = nil
+	if got := (&DB{settings: defaultSettings}).identity(h, false).Keep; got != nil {
+		t.Errorf("default keep %q", got)
+	}
+}
+
 func TestParseSettingsErrors(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
 		{"gateway 10.0.0.1\n", `line 1: "gateway 10.0.0.1" is not "key = value"`},
@@ -108,6 +132,10 @@ func TestParseSettingsErrors(t *testing.T) {
 		{"enroll_name = ws\n", "enroll_name"},
 		{"filesystem = ntfs\n", "must be one of ext4, ext3, xfs"},
 		{"dns = 1.1.1.1\ndns = 2.2.2.2\n", "line 2: dns already set on line 1"},
+		{"keep = home\n", `keep = "home": "home": give absolute paths`},
+		{"keep = /home, /\n", `"/": give absolute paths`},
+		{"keep = /srv/../etc\n", "give absolute paths"},
+		{"keep = /.labseed/installed\n", "not /.labseed"},
 	} {
 		_, err := ParseSettings(strings.NewReader(tt.in))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

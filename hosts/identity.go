@@ -39,6 +39,9 @@ type Identity struct {
 	NextBoot string `json:"next_boot,omitempty"`
 	// Enrolled is true when this very request added the host to the table.
 	Enrolled bool `json:"enrolled,omitempty"`
+	// Keep lists the paths a re-image by sync leaves as they are
+	// (lab.conf keep), absolute, e.g. /home.
+	Keep []string `json:"keep,omitempty"`
 	// BootArgs (boot_args) and OnFailure (on_failure: "retry" or
 	// "shell", "" for the default) go on the kernel command line of the
 	// host's clone environment. The print server's boot menu uses them;
@@ -77,4 +80,6 @@ type Report struct {
 	State string    `json:"state"` // StateRunning, StateDone or StateFailed
 	Error string    `json:"error,omitempty"`
 	Time  time.Time `json:"time"`
+	// Detail says more about a step that went well (a sync or a full clone).
+	Detail string `json:"detail,omitempty"`
 }

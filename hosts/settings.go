@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -33,6 +34,7 @@ const (
 	KeyDHCPPool      = "dhcp_pool"      // serve --pxe dhcp: addresses for machines not in the table, FIRST-LAST
 	KeyBootArgs      = "boot_args"      // more kernel arguments for the clone environment, e.g. labseed.disk=/dev/nvme0n1
 	KeyOnFailure     = "on_failure"     // the clone environment after a failed clone: retry (default, after a pause) or shell
+	KeyKeep          = "keep"           // paths a re-image by sync leaves as they are, comma or space separated, e.g. /home
 )
 
 // defaultSettings are the settings a lab has before lab.conf says otherwise.
@@ -66,6 +68,7 @@ var settingCheck = map[string]func(string) error{
 	KeyDHCPPool:      checkRange,
 	KeyBootArgs:      checkBootArgs,
 	KeyOnFailure:     checkOneOf("retry", "shell"),
+	KeyKeep:          checkKeep,
 }
 
 // checkSetting validates one setting; unknown keys not starting with "x_"
@@ -141,6 +144,18 @@ func ParseSettings(r io.Reader) (map[string]string, error) {
 const maxLine = 64 << 10
 
 func checkAny(string) error { return nil }
+
+// checkKeep accepts absolute paths below the root, without "..", "." or
+// labseed's own /.labseed.
+func checkKeep(s string) error {
+	for _, p := range splitList(s) {
+		c := path.Clean(p)
+		if !strings.HasPrefix(p, "/") || c == "/" || c != p || c == "/.labseed" || strings.HasPrefix(c, "/.labseed/") {
+			return fmt.Errorf("%q: give absolute paths below /, e.g. /home (not /, not /.labseed, nothing to clean up like .. or a trailing /)", p)
+		}
+	}
+	return nil
+}
 
 // checkBootArgs refuses what would break the boot menu's scripts: control
 // characters, and "$" (iPXE would expand it).

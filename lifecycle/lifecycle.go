@@ -73,6 +73,9 @@ type Report struct {
 	State string // "running", "done" or "failed"
 	Error string
 	Time  time.Time // the workstation's clock
+	// Detail says more about a step that went well: a sync or a full
+	// clone, and why; what the sync did.
+	Detail string
 }
 
 // Agent is the machine's agent as the gossip sees it.

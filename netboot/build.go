@@ -77,7 +77,9 @@ var DefaultTools = []Tool{
 	{"mkswap", "util-linux", false},
 	{"mkfs.ext4", "e2fsprogs", false},
 	{"mkfs.ext3", "e2fsprogs", false},
+	{"e2fsck", "e2fsprogs", false},
 	{"mkfs.xfs", "xfsprogs", true},
+	{"xfs_repair", "xfsprogs", true},
 	{"busybox", "busybox", true},
 }
 

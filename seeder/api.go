@@ -37,7 +37,8 @@ func bootHost(id hosts.Identity, r lifecycle.Record) api.BootHost {
 	b := api.BootHost{MAC: id.MAC, Hostname: id.Hostname, IP: id.IP, NextBoot: id.NextBoot,
 		Stage: string(r.Stage), Step: clean(r.Step), Error: cleanErr(r.Error), Started: r.Started, Heard: r.Heard, Updated: r.Updated}
 	for _, rep := range r.Reports {
-		b.Clone = append(b.Clone, api.Report{Step: clean(rep.Step), State: clean(rep.State), Error: cleanErr(rep.Error), Time: rep.Time})
+		b.Clone = append(b.Clone, api.Report{Step: clean(rep.Step), State: clean(rep.State), Error: cleanErr(rep.Error), Time: rep.Time,
+			Detail: textsafe.Clean(rep.Detail, 1024)})
 	}
 	for _, e := range r.Events {
 		b.Events = append(b.Events, api.BootEvent{Time: e.Time, Kind: clean(e.Kind), Detail: cleanErr(e.Detail)})
@@ -71,7 +72,7 @@ func unixTime(sec int64) time.Time {
 }
 
 func hostsReport(r api.Report) hosts.Report {
-	return hosts.Report{Step: r.Step, State: r.State, Error: r.Error, Time: r.Time}
+	return hosts.Report{Step: r.Step, State: r.State, Error: r.Error, Time: r.Time, Detail: r.Detail}
 }
 
 func apiIdentity(id hosts.Identity) api.Identity {
@@ -79,7 +80,7 @@ func apiIdentity(id hosts.Identity) api.Identity {
 		MAC: id.MAC, Hostname: id.Hostname, Domain: id.Domain, IP: id.IP, Prefix: id.Prefix,
 		Gateway: id.Gateway, DNS: id.DNS, PrinterQueue: id.PrinterQueue, PrinterServer: id.PrinterServer,
 		Display: id.Display, Image: id.Image, Filesystem: id.Filesystem, SwapMiB: id.SwapMiB, RootMiB: id.RootMiB,
-		Bootloader: id.Bootloader, NextBoot: id.NextBoot, Enrolled: id.Enrolled,
+		Bootloader: id.Bootloader, NextBoot: id.NextBoot, Enrolled: id.Enrolled, Keep: id.Keep,
 		Vars: id.Vars, Templates: id.Templates,
 	}
 	for _, h := range id.Hooks {

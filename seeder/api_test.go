@@ -30,19 +30,19 @@ func TestWireConversions(t *testing.T) {
 	id := hosts.Identity{MAC: "52:54:00:12:34:56", Hostname: "ws07", Domain: "lab", IP: "10.1.0.17", Prefix: 24,
 		Gateway: "10.1.0.1", DNS: []string{"10.1.0.1"}, PrinterQueue: "q", PrinterServer: "p", Display: "1920x1080",
 		Image: "lab1", Filesystem: "xfs", SwapMiB: 1, RootMiB: 2, Bootloader: "extlinux", NextBoot: hosts.BootClone,
-		Enrolled: true, Vars: map[string]string{"x_a": "b"}, Templates: map[string]string{"etc/motd": "hi"},
+		Enrolled: true, Keep: []string{"/home"}, Vars: map[string]string{"x_a": "b"}, Templates: map[string]string{"etc/motd": "hi"},
 		Hooks: []hosts.Hook{{Name: "10-a", Script: "true"}}}
 	allSet(t, "Identity", reflect.ValueOf(apiIdentity(id)))
 
-	rep := api.Report{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0}
-	if got := hostsReport(rep); got != (hosts.Report{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0}) {
+	rep := api.Report{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0, Detail: "sync"}
+	if got := hostsReport(rep); got != (hosts.Report{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0, Detail: "sync"}) {
 		t.Errorf("report: %+v", got)
 	}
 
 	rec := lifecycle.Record{MAC: id.MAC, Stage: lifecycle.StageFailed, Step: "fetch", Error: "boom",
 		Started: t0.Add(-time.Minute), Heard: t0, Updated: t0,
 		Events:  []lifecycle.Event{{Time: t0, Kind: string(pxe.EventHTTPFile), Detail: "initrd.img"}},
-		Reports: []lifecycle.Report{{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0}},
+		Reports: []lifecycle.Report{{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0, Detail: "full clone"}},
 		Agent:   &lifecycle.Agent{Name: "ws07", Addr: "10.1.0.17:7946", State: gossip.StateAlive, Status: withMAC(st, id.MAC)}}
 	allSet(t, "BootHost", reflect.ValueOf(bootHost(id, rec)))
 }

@@ -171,11 +171,12 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 	// What a workstation says is shown on terminals and logged: one line
 	// of printable text, bounded.
 	rep.Step, rep.State, rep.Error = textsafe.Clean(rep.Step, 64), textsafe.Clean(rep.State, 16), textsafe.Clean(rep.Error, 4096)
+	rep.Detail = textsafe.Clean(rep.Detail, 1024)
 	if err := s.cfg.Hosts.Report(mac, hostsReport(rep)); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	s.tracker.Report(mac, lifecycle.Report{Step: rep.Step, State: rep.State, Error: rep.Error, Time: rep.Time})
+	s.tracker.Report(mac, lifecycle.Report{Step: rep.Step, State: rep.State, Error: rep.Error, Time: rep.Time, Detail: rep.Detail})
 	known := false
 	if ids, err := s.cfg.Hosts.Identities(); err == nil {
 		known = slices.ContainsFunc(ids, func(id hosts.Identity) bool { return id.MAC == mac.String() })

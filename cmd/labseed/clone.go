@@ -17,14 +17,18 @@ import (
 
 var cloneCmd = &command{
 	name:  "clone",
-	usage: "--disk /dev/sdX|auto [--server HOST[:PORT]] [--keys DIR] [--partition] [--no-reboot]",
+	usage: "--disk /dev/sdX|auto [--server HOST[:PORT]] [--keys DIR] [--partition] [--full] [--no-reboot]",
 	summary: `Re-image this workstation's disk as this machine and reboot into it.
 Run from the network-booted clone environment. It finds the print server
 (--server, or labseed.server= on the kernel command line), asks it who this
 machine is by its MACs (the hosts table: host name, address, printer...),
 partitions the disk with the lab's layout (with --partition, or when it has
 no partition table; otherwise its Linux and swap partitions are reused),
-makes the file systems, fetches the image from the lab's swarm into them,
+makes the file systems, fetches the image from the lab's swarm into them
+(a root file system that checks clean and holds an image labseed installed
+is synced instead: made exactly the new image, only the chunks its disk
+lacks fetched, only what differs written; --full, or labseed.full on the
+kernel command line, formats it anyway),
 writes the host's configuration (hostname, hosts, network, printcap, fstab,
 machine-id, SSH host keys, the lab's templates), runs the lab's hooks,
 installs the bootloader, unmounts everything and reports each step to the
@@ -40,6 +44,7 @@ labseed clone --disk /dev/nvme0n1 --partition --no-reboot`,
 		fs.StringVar(&cfg.Server, "server", "", "print server `HOST[:PORT]` (default labseed.server= of the kernel command line; port "+strconv.Itoa(api.DefaultPort)+")")
 		fs.StringVar(&keyDir, "keys", keys.DefaultDir, "`DIR` with image.pub and lab.key from 'labseed keys export'")
 		fs.BoolVar(&cfg.Partition, "partition", false, "write the lab's partition layout even if the disk has a partition table")
+		fs.BoolVar(&cfg.Full, "full", false, "format the root file system even when it holds an image labseed installed (which is otherwise synced)")
 		fs.StringVar(&cfg.Image, "image", "", "image `NAME` (default labseed.image= of the kernel command line, then the host's in the hosts table, then the only one)")
 		fs.StringVar(&cfg.Mountpoint, "mountpoint", clone.DefaultMountpoint, "`DIR` to mount the new system on")
 		fs.BoolVar(&cfg.NoReboot, "no-reboot", false, "do not reboot after a successful clone")

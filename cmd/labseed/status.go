@@ -183,6 +183,17 @@ func lastHeard(b *api.BootHost, now time.Time) string {
 	if n := len(b.Clone); n > 0 {
 		r := b.Clone[n-1]
 		what, at = "clone "+r.Step+" "+r.State, r.Time
+		// How this clone goes: a sync or a full clone and why, and what
+		// the sync did (the clone's reports since its identify step).
+		for i := n - 1; i >= 0; i-- {
+			if d := b.Clone[i].Detail; d != "" {
+				what += ": " + d
+				break
+			}
+			if b.Clone[i].Step == "identify" {
+				break
+			}
+		}
 	}
 	if n := len(b.Events); n > 0 && !b.Events[n-1].Time.Before(at) {
 		e := b.Events[n-1]

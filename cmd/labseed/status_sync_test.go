@@ -20,7 +20,7 @@ func TestStatusSyncColumns(t *testing.T) {
 		Boot: []api.BootHost{{MAC: "52:54:00:00:00:01", Hostname: "ws01", IP: "10.1.0.11", NextBoot: api.BootClone, Stage: api.StageDownloading, Agent: &ws1,
 			Clone: []api.Report{
 				{Step: "identify", State: api.StateRunning, Time: t0.Add(-9 * time.Second)},
-				{Step: "disk", State: api.StateRunning, Time: t0.Add(-8 * time.Second)},
+				{Step: "disk", State: api.StateRunning, Time: t0.Add(-8 * time.Second), Detail: "sync: the disk holds lab1 v1"},
 				{Step: "fetch", State: api.StateRunning, Time: t0.Add(-5 * time.Second)}}}},
 		Hosts: []api.HostStatus{ws1,
 			{Name: "ws02", Addr: "10.1.0.12:7946", State: api.MemberAlive, Phase: api.PhaseDownloading, Status: api.WorkstationStatus{Phase: api.PhaseDownloading,
@@ -33,7 +33,7 @@ func TestStatusSyncColumns(t *testing.T) {
 	if f := strings.Fields(lines[0]); f[7] != "LOCAL" || f[8] != "FETCHED" || f[9] != "REMOVED" {
 		t.Errorf("header %q", lines[0])
 	}
-	if f := strings.Fields(lines[1]); f[6] != "205" || f[7] != "7" || f[8] != "1433" {
+	if f := strings.Fields(lines[1]); f[6] != "205" || f[7] != "7" || f[8] != "1433" || !strings.Contains(lines[1], "clone fetch running: sync: the disk holds lab1 v1") {
 		t.Errorf("the syncing workstation: %q", lines[1])
 	}
 	if f := strings.Fields(lines[2]); f[6] != "-" || f[7] != "50" || f[8] != "-" {
