@@ -11,13 +11,18 @@
 #   udpcast     udp-sender on the print server, `udp-receiver | tar -xz` on each
 #   libtorrent  python3-libtorrent seeder + one peer per workstation, tar -xzf after
 #   labseed     labseed serve + publish on the print server, labseed peer on each
+#   reimage     labseed again: every workstation holds the image from a full
+#               labseed clone (not timed), v2 of the image is published (the
+#               image with --update's Debian packages upgraded), and the
+#               workstations re-image by sync (labseed peer --sync); timed
+#               against the full clone of the same run (reimage.tsv)
 # Everything it makes carries a per-run prefix (lsb<PID>-) and is removed by
 # exact name on exit, Ctrl-C or failure. See docs/lab-bench.md.
 #
 # usage: bench/lab.sh [--n N[,N...]] [--rate 20mbit] [--image FILE.tar.gz|gen:MIB]
-#                     [--methods unicast,udpcast,libtorrent,labseed] [--out DIR]
+#                     [--methods unicast,udpcast,libtorrent,labseed,reimage] [--out DIR]
 #                     [--timeout SECS] [--linger SECS] [--fs ext4|dir]
-#                     [--no-check] [--keep] [--smoke]
+#                     [--update PKG,...] [--no-check] [--keep] [--smoke]
 set -Eeuo pipefail
 umask 022
 export LC_ALL=C
@@ -34,6 +39,7 @@ say() { printf '[lab %s] %s\n' "$(date +%T)" "$*" >&2; }
 # ---- options ----------------------------------------------------------------
 cmdline=$(printf '%q ' "$0" "$@")
 opt_n= opt_rate= opt_image= opt_methods= OUT= TIMEOUT= LINGER=60 FS=ext4 CHECK=1 KEEP=0 SMOKE=0
+UPDATE_PKGS=openssh-server,openssh-client,libssl3,tzdata,bash
 while (($#)); do
   case $1 in
   --n) opt_n=$2; shift 2 ;;
@@ -44,6 +50,7 @@ while (($#)); do
   --timeout) TIMEOUT=$2; shift 2 ;;
   --linger) LINGER=$2; shift 2 ;;
   --fs) FS=$2; shift 2 ;;
+  --update) UPDATE_PKGS=$2; shift 2 ;;
   --no-check) CHECK=0; shift ;;
   --keep) KEEP=1; shift ;;
   --smoke) SMOKE=1; shift ;;
@@ -78,7 +85,7 @@ for n in "${NS_LIST[@]}"; do
 done
 IFS=, read -ra METHOD_LIST <<<"$METHODS"
 for m in "${METHOD_LIST[@]}"; do
-  case $m in unicast | udpcast | libtorrent | labseed) ;; *) die "--methods: unknown method $m" ;; esac
+  case $m in unicast | udpcast | libtorrent | labseed | reimage) ;; *) die "--methods: unknown method $m" ;; esac
 done
 [[ -z $TIMEOUT || $TIMEOUT =~ ^[0-9]+$ ]] || die "--timeout $TIMEOUT: want seconds"
 [[ $LINGER =~ ^[0-9]+$ ]] || die "--linger $LINGER: want seconds"
@@ -104,7 +111,7 @@ for m in "${METHOD_LIST[@]}"; do
   unicast) has curl || need_pkgs+=(curl) ;;
   udpcast) has udp-sender || need_pkgs+=(udpcast) ;;
   libtorrent) $PY -c 'import libtorrent' 2>/dev/null || need_pkgs+=(python3-libtorrent) ;;
-  labseed) if ((${LABSEED_LEVEL:-19} > 4)); then has zstd || need_pkgs+=(zstd); fi ;;
+  labseed | reimage) if ((${LABSEED_LEVEL:-19} > 4)); then has zstd || need_pkgs+=(zstd); fi ;;
   esac
 done
 if ((${#need_pkgs[@]})); then
@@ -212,6 +219,27 @@ if [[ ! -s $REF || ! -s $REFDIR/ref-$refkey.bytes ]]; then
 fi
 TREE_BYTES=$(cat "$REFDIR/ref-$refkey.bytes")
 say "image $S bytes ($(wc -l <"$REF") entries, $TREE_BYTES bytes unpacked); T_lim = $TLIM s at $RATE"
+
+# The re-image method's v2: the image with --update's Debian packages
+# upgraded (go run ./bench/lab -update), and its reference listing; both
+# cached beside the image's.
+if [[ ,$METHODS, == *,reimage,* ]]; then
+  ukey=$(printf '%s %s' "$refkey" "$UPDATE_PKGS" | sha256sum | cut -c1-16)
+  UPDATE_IMAGE=$REFDIR/update-$ukey.tar.gz REF2=$REFDIR/ref-update-$ukey.list
+  if [[ ! -s $UPDATE_IMAGE ]]; then
+    say "making v2 of the image: $UPDATE_PKGS upgraded"
+    (cd "$repo" && go run ./bench/lab -update "$UPDATE_PKGS" -in "$IMAGE" -out "$UPDATE_IMAGE.$P") >&2 ||
+      die "go run ./bench/lab -update $UPDATE_PKGS failed (are they packages of the image?)"
+    mv "$UPDATE_IMAGE.$P" "$UPDATE_IMAGE"
+  fi
+  if [[ ! -s $REF2 ]]; then
+    mkdir "$WORK/ref2"
+    tar -xzf "$UPDATE_IMAGE" -C "$WORK/ref2" || die "tar -xzf $UPDATE_IMAGE failed"
+    tree_list "$WORK/ref2" >"$REF2.$P" && mv "$REF2.$P" "$REF2"
+    rm -rf --one-file-system "$WORK/ref2"
+  fi
+  echo "# reimage: v2 = the image with $UPDATE_PKGS upgraded ($UPDATE_IMAGE, $(stat -c %s "$UPDATE_IMAGE") bytes)" >>"$OUT/command.txt"
+fi
 
 # ---- the lab network ------------------------------------------------------------
 SW=$P-sw PS=$P-ps
@@ -368,7 +396,9 @@ host_busy_usec() { # all CPUs of the machine, every process (other engineers' to
 # Workstation disks: with --fs ext4 each workstation gets a fresh ext4 file
 # system (a sparse file on a loop device, like a disk after mkfs) for every
 # method, so that no method pays for deleting the previous one's tree.
-DISK_BYTES=$(((TREE_BYTES * 13 / 10 + S * 12 / 10 + (256 << 20)) / 1048576 * 1048576))
+# (A re-image holds the tree, the payload kept from the last clone and the
+# new version's staging payload.)
+DISK_BYTES=$(((TREE_BYTES * 13 / 10 + S * 24 / 10 + (256 << 20)) / 1048576 * 1048576))
 make_disks() { # N
   local k d
   for ((k = 1; k <= $1; k++)); do
@@ -531,7 +561,7 @@ labseed_start() {
         printf "%s %s\n" "$EPOCHREALTIME" "$line"
         if [[ -n $re && ! -e $done && $line =~ $re ]]; then echo "$EPOCHREALTIME 0" >"$done"; fi
       done' _ "$MD/ws$k.done" "$LABSEED_DONE_RE" \
-      "$LS" peer --server "$PSIP:7480" --target "$WORK/ws$k/target" --keys "$MD/keys" --linger "${LINGER}s"
+      "$LS" peer --server "$PSIP:7480" --target "$WORK/ws$k/target" --keys "$MD/keys" --linger "${LINGER}s" ${LS_PEER_ARGS:-}
   done
 }
 labseed_finish() {
@@ -539,6 +569,86 @@ labseed_finish() {
   for ((k = 1; k <= $1; k++)); do names+=("ws$k"); done
   wait_ended $((LINGER + 30)) "${names[@]}" # peers linger until all are done
   stop "${names[@]}" serve
+}
+
+# -- 5. reimage: labseed re-imaging a lab that holds the image ---------------------
+# Prep (not timed): the labseed method's prep, then every workstation gets
+# v1 by a full labseed clone (the full clone's time, T_full), then v2 is
+# published (once per run, copied into each N's store as a publish would
+# put it there). Timed: every workstation syncs to v2 (labseed peer
+# --sync). reimage.tsv has the ratios: the sync's last done ÷ T_full, and
+# the bytes the print server sent and the workstations received ÷ the
+# changed chunks' bytes (v2's chunks that v1 does not have).
+reimage_prep() {
+  local n=$1 k t0a last=0 d
+  labseed_prep "$n" || return 1
+  if [[ ! -d $WORK/labseed-store-v2 ]]; then
+    local p0=$SECONDS
+    cp -a "$WORK/labseed-store" "$WORK/labseed-store-v2.new"
+    "$LS" publish --store "$WORK/labseed-store-v2.new" --name img --level "$LABSEED_LEVEL" "$UPDATE_IMAGE" >"$WORK/labseed-publish-v2.log" 2>&1 ||
+      { NA="labseed publish of v2 failed: $(tail -5 "$WORK/labseed-publish-v2.log" | tr '\n' ' ')"; return 1; }
+    mv "$WORK/labseed-store-v2.new" "$WORK/labseed-store-v2"
+    echo "# reimage: labseed publish v2 --level $LABSEED_LEVEL: $((SECONDS - p0)) s, $("$LS" images --store "$WORK/labseed-store-v2" 2>&1 | tail -1)" >>"$OUT/command.txt"
+  fi
+  # The full clone of v1.
+  say "reimage, N=$n: every workstation gets v1 by a full labseed clone first"
+  t0a=$EPOCHREALTIME
+  LS_PEER_ARGS= labseed_start "$n"
+  local names=()
+  for ((k = 1; k <= n; k++)); do names+=("ws$k"); done
+  wait_ended $((DEADLINE_S + LINGER + 30)) "${names[@]}" || { NA="the full clone of v1 did not end in time"; return 1; }
+  for ((k = 1; k <= n; k++)); do
+    [[ $(cat "$MD/ws$k.rc") == 0 && -s $MD/ws$k.done ]] || { NA="the full clone of v1 failed on ws$k: $(tail -3 "$MD/ws$k.log" | tr '\n' ' ')"; return 1; }
+    d=$(fsec "$(cut -d' ' -f1 "$MD/ws$k.done")" "$t0a")
+    last=$(awk -v a="$d" -v b="$last" 'BEGIN { print (a > b) ? a : b }')
+    for f in log done end rc pid; do mv "$MD/ws$k.$f" "$MD/full-ws$k.$f"; done
+  done
+  RE_TFULL=$last
+  say "reimage, N=$n: the full clone took $RE_TFULL s (last workstation done); publishing v2"
+  cp -a "$WORK/labseed-store-v2/images/img/v2" "$MD/store/images/img/.v2.copy"
+  mv "$MD/store/images/img/.v2.copy" "$MD/store/images/img/v2"
+  ln -sfn v2 "$MD/store/images/img/.current.new"
+  mv -T "$MD/store/images/img/.current.new" "$MD/store/images/img/current"
+  local t
+  for ((t = 0; t < 300; t++)); do
+    ip netns exec "$PS" "$LS" status --server "$PSIP:7480" --json 2>/dev/null | grep -q '"version": 2' && break
+    sleep 0.2
+  done
+  ((t < 300)) || { NA="the print server does not serve v2"; return 1; }
+  RE_CHANGED=$($PY - "$MD/store/images/img/v1/manifest.json" "$MD/store/images/img/v2/manifest.json" <<'PYEOF'
+import json, sys
+v1 = {c["sha256"] for c in json.load(open(sys.argv[1]))["chunks"]}
+m2 = json.load(open(sys.argv[2]))
+ch = [c for c in m2["chunks"] if c["sha256"] not in v1]
+print(sum(c["size"] for c in ch), len(ch), len(m2["chunks"]), m2["payload_bytes"])
+PYEOF
+)
+  RE_TX0=$(txbytes "$PS")
+  RE_RX0=()
+  for ((k = 1; k <= n; k++)); do RE_RX0[k]=$(ip netns exec "$(wsns $k)" cat /sys/class/net/eth0/statistics/rx_bytes); done
+}
+reimage_start() { LS_PEER_ARGS=--sync labseed_start "$1"; }
+reimage_finish() {
+  local n=$1 k rx=0 last=0 d
+  labseed_finish "$n"
+  local tx=$(($(txbytes "$PS") - RE_TX0))
+  for ((k = 1; k <= n; k++)); do
+    rx=$((rx + $(ip netns exec "$(wsns $k)" cat /sys/class/net/eth0/statistics/rx_bytes) - RE_RX0[k]))
+    if [[ -s $MD/ws$k.done ]]; then
+      d=$(fsec "$(cut -d' ' -f1 "$MD/ws$k.done")" "$t0")
+      last=$(awk -v a="$d" -v b="$last" 'BEGIN { print (a > b) ? a : b }')
+    fi
+  done
+  local changed nch nall payload synced
+  read -r changed nch nall payload <<<"$RE_CHANGED"
+  synced=$(grep -ho 'synced: .*' "$MD"/ws*.log | head -1)
+  [[ -s $OUT/reimage.tsv ]] ||
+    printf 'n\tt_full_s\tt_sync_s\tsync_over_full\tchanged_chunks\tchunks\tchanged_bytes\tpayload_bytes\tserver_tx_bytes\tserver_tx_over_changed\tlab_rx_bytes\tlab_rx_over_n_changed\tws1\n' >"$OUT/reimage.tsv"
+  printf '%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n' "$n" "$RE_TFULL" "$last" \
+    "$(awk -v a="$last" -v b="$RE_TFULL" 'BEGIN { printf "%.3f", a / b }')" "$nch" "$nall" "$changed" "$payload" "$tx" \
+    "$(awk -v a="$tx" -v b="$changed" 'BEGIN { printf "%.3f", a / b }')" "$rx" \
+    "$(awk -v a="$rx" -v b="$changed" -v n="$n" 'BEGIN { printf "%.3f", a / (n * b) }')" "$synced" >>"$OUT/reimage.tsv"
+  say "reimage N=$n: $(tail -1 "$OUT/reimage.tsv" | awk -F'\t' '{ printf "full clone %s s, sync %s s (%s); %s of %s chunks changed (%s bytes); print server sent %s x, the lab received %s x N x the changed bytes", $2, $3, $4, $5, $6, $7, $10, $12 }')"
 }
 # ######## end of the labseed method ########
 
@@ -557,6 +667,8 @@ wait_ended() { # SECS NAME...: until every NAME ended, at most SECS
 # ---- one method at one N ------------------------------------------------------------
 run_method() { # METHOD N
   local m=$1 n=$2 k t0= t0us dt drc dlt cpu0 busy0 tx0 tx1 prep0 prep_s prep_cpu cpu_s busy_s status note=
+  local ref=$REF
+  [[ $m == reimage ]] && ref=$REF2
   local -a times=() donet exitt okk notes
   MD=$WORK/$m-n$n
   mkdir -p "$MD"
@@ -564,6 +676,7 @@ run_method() { # METHOD N
   expect=$(awk -v t="$TLIM" -v n="$n" -v m="$m" 'BEGIN { printf "%d", (m == "unicast" ? n : 1) * t }')
   DEADLINE_S=${TIMEOUT:-$((4 * expect + 90))}
   WS_S=$((DEADLINE_S + LINGER + 60)) SRV_S=$((2 * DEADLINE_S + LINGER + 300))
+  [[ $m == reimage ]] && SRV_S=$((3 * DEADLINE_S + 3 * LINGER + 600)) # the full clone first
   say "== $m, N=$n: T_lim $TLIM s, timeout $DEADLINE_S s"
   make_disks "$n"
   CG=
@@ -573,11 +686,11 @@ run_method() { # METHOD N
     CG_MADE+=("$CG")
   fi
   NA=
-  tx0=$(txbytes "$PS")
   prep0=$(now_us)
   if ! "${m}_prep" "$n"; then
     NA=${NA:-$m prep failed}
   fi
+  tx0=$(txbytes "$PS") # after the prep: the re-image method's full clone is in it
   prep_s=$(awk -v a="$(now_us)" -v b="$prep0" 'BEGIN { printf "%.1f", (a - b) / 1e6 }')
   prep_cpu=$(cpu_usec)
   status=ok
@@ -652,12 +765,13 @@ run_method() { # METHOD N
       fi
       if ((ok)); then
         tree_list "$WORK/ws$k/target" >"$MD/ws$k.list"
-        if ! cmp -s "$REF" "$MD/ws$k.list"; then
+        if ! cmp -s "$ref" "$MD/ws$k.list"; then
           ok=0
-          wnote+="tree differs ($(diff "$REF" "$MD/ws$k.list" | grep -c '^[<>]' || true) lines); "
-          diff "$REF" "$MD/ws$k.list" | head -40 >"$MD/ws$k.treediff" || true
+          wnote+="tree differs ($(diff "$ref" "$MD/ws$k.list" | grep -c '^[<>]' || true) lines); "
+          diff "$ref" "$MD/ws$k.list" | head -40 >"$MD/ws$k.treediff" || true
         fi
-        [[ -e $WORK/ws$k/target/.labseed ]] && wnote+=".labseed left in target; "
+        # What stays in .labseed: the record of the image installed.
+        [[ -e $WORK/ws$k/target/.labseed && $(ls -A "$WORK/ws$k/target/.labseed") != installed ]] && wnote+=".labseed holds staging data; "
       fi
       ((ok)) || fails=$((fails + 1))
       ((ok)) && times+=("$d")
@@ -688,7 +802,7 @@ run_method() { # METHOD N
   fi
 }
 
-if [[ ,$METHODS, == *,labseed,* && -z ${LABSEED_BIN:-} ]]; then
+if [[ ,$METHODS, == *,labseed,* || ,$METHODS, == *,reimage,* ]] && [[ -z ${LABSEED_BIN:-} ]]; then
   say "building labseed (go build ./cmd/labseed)"
   labseed_bin >/dev/null || say "go build ./cmd/labseed failed: labseed will be reported not available"
 fi
