@@ -23,7 +23,7 @@ const (
 	// no hosts table. PathHostsCSV and PathNextBoot need the admin key
 	// (AdminAuth); PathWhoAmI and the reports are answered for the
 	// requester's own MAC only.
-	PathWhoAmI   = "/api/v1/whoami"          // POST WhoAmIRequest: Identity (404: unknown machine)
+	PathWhoAmI   = "/api/v1/whoami"          // POST WhoAmIRequest: SignedIdentity (404: unknown machine)
 	PathHosts    = "/api/v1/hosts"           // GET: []BootHost
 	PathHostsCSV = "/api/v1/hosts.csv"       // GET: the table as CSV; PUT CSV: replace the table (400 names the line)
 	PathNextBoot = "/api/v1/hosts/next-boot" // POST NextBootRequest: NextBootResult

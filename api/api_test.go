@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -27,8 +28,11 @@ var update = flag.Bool("update", false, "rewrite testdata/*.json")
 var wireTypes = []any{
 	ImageInfo{}, Image{}, Lab{}, LabStatus{}, HostStatus{}, WorkstationStatus{}, Summary{},
 	WhoAmIRequest{}, NextBootRequest{}, NextBootResult{}, BootHost{}, BootEvent{}, Report{},
-	Identity{}, Hook{},
+	Identity{}, Hook{}, SignedIdentity{},
 }
+
+// testKey signs the identities of the fake print servers.
+var testKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, ed25519.SeedSize))
 
 // TestJSONNames checks that every field of every wire type has its own
 // JSON name, in snake_case.
@@ -144,7 +148,8 @@ func TestClient(t *testing.T) {
 		case "GET " + PathImages:
 			w.Write([]byte(`[{"name":"lab1","version":2}]`))
 		case "POST " + PathWhoAmI:
-			w.Write([]byte(`{"mac":"52:54:00:12:34:56","hostname":"ws07","hooks":[{"name":"a","script":"true"}]}`))
+			sid, _ := SignIdentity(testKey, Identity{MAC: "52:54:00:12:34:56", Hostname: "ws07", Hooks: []Hook{{Name: "a", Script: "true"}}, Nonce: "00ff"})
+			json.NewEncoder(w).Encode(sid)
 		case "POST " + PathNextBoot:
 			w.Write([]byte(`{"marked":3}`))
 		case "GET " + PathHostsCSV:
@@ -175,8 +180,12 @@ func TestClient(t *testing.T) {
 	if err != nil || len(imgs) != 1 || imgs[0].Name != "lab1" || imgs[0].Version != 2 {
 		t.Fatalf("Images: %+v, %v", imgs, err)
 	}
-	id, err := c.WhoAmI(ctx, []string{"52:54:00:12:34:56"})
-	if err != nil || id.Hostname != "ws07" || len(id.Hooks) != 1 || id.Hooks[0].Script != "true" {
+	sid, err := c.WhoAmI(ctx, WhoAmIRequest{MACs: []string{"52:54:00:12:34:56"}, Nonce: "00ff"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := VerifyIdentity(testKey.Public().(ed25519.PublicKey), sid)
+	if err != nil || id.Hostname != "ws07" || len(id.Hooks) != 1 || id.Hooks[0].Script != "true" || id.Nonce != "00ff" {
 		t.Fatalf("WhoAmI: %+v, %v", id, err)
 	}
 	if n, err := c.SetNextBoot(ctx, NextBootRequest{All: true, Boot: BootClone}); n != 3 || err != nil {
@@ -212,7 +221,7 @@ func TestClient(t *testing.T) {
 
 	want := []req{
 		{"GET", PathImages, "", "Test GET", []byte{}},
-		{"POST", PathWhoAmI, "application/json", "Test POST", []byte(`{"macs":["52:54:00:12:34:56"]}`)},
+		{"POST", PathWhoAmI, "application/json", "Test POST", []byte(`{"macs":["52:54:00:12:34:56"],"nonce":"00ff"}`)},
 		{"POST", PathNextBoot, "application/json", "Test POST", []byte(`{"all":true,"boot":"clone"}`)},
 		{"GET", PathHostsCSV, "", "Test GET", []byte{}},
 		{"PUT", PathHostsCSV, "text/csv", "Test PUT", []byte("mac,hostname,ip\n")},

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -128,5 +129,37 @@ func TestAdminNonceBound(t *testing.T) {
 	// A fresh request still goes through.
 	if err := v.Verify(signed(t, key, "POST", PathNextBoot, "{}", now, "ffffffffffffffff"), []byte("{}")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIdentitySignature: a signed identity checks out with its public key
+// only, and any change to its bytes (a man in the middle rewriting the
+// bootloader command) or a signature made over the same bytes without the
+// identity context (a manifest's) is refused.
+func TestIdentitySignature(t *testing.T) {
+	pub := testKey.Public().(ed25519.PublicKey)
+	sid, err := SignIdentity(testKey, Identity{MAC: "52:54:00:12:34:56", Hostname: "ws07", Bootloader: "grub", Nonce: "abcd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := VerifyIdentity(pub, sid); err != nil || id.Bootloader != "grub" || id.Nonce != "abcd" {
+		t.Fatalf("%+v, %v", id, err)
+	}
+	tampered := sid
+	tampered.Identity = bytes.Replace(sid.Identity, []byte(`"grub"`), []byte(`"curl x|sh"`), 1)
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{6}, ed25519.SeedSize))
+	for name, s := range map[string]SignedIdentity{
+		"tampered":          tampered,
+		"other key":         func() SignedIdentity { s, _ := SignIdentity(other, Identity{Hostname: "ws07"}); return s }(),
+		"no context":        {Identity: sid.Identity, Signature: ed25519.Sign(testKey, sid.Identity)},
+		"no signature":      {Identity: sid.Identity},
+		"signature of none": {Signature: sid.Signature},
+	} {
+		if _, err := VerifyIdentity(pub, s); !errors.Is(err, ErrBadIdentity) {
+			t.Errorf("%s: %v, want ErrBadIdentity", name, err)
+		}
+	}
+	if _, err := VerifyIdentity(nil, sid); !errors.Is(err, ErrBadIdentity) {
+		t.Errorf("no public key: %v", err)
 	}
 }

@@ -203,10 +203,11 @@ func (c *Client) SetNextBoot(ctx context.Context, req NextBootRequest) (int, err
 	return res.Marked, c.do(ctx, "POST", PathNextBoot, req, &res)
 }
 
-// WhoAmI asks for the identity of the machine with macs.
-func (c *Client) WhoAmI(ctx context.Context, macs []string) (Identity, error) {
-	var id Identity
-	return id, c.do(ctx, "POST", PathWhoAmI, WhoAmIRequest{MACs: macs}, &id)
+// WhoAmI asks for the identity of the machine with req.MACs. The answer
+// is signed; check it with VerifyIdentity (and its Nonce) before use.
+func (c *Client) WhoAmI(ctx context.Context, req WhoAmIRequest) (SignedIdentity, error) {
+	var s SignedIdentity
+	return s, c.do(ctx, "POST", PathWhoAmI, req, &s)
 }
 
 // Report sends one step of mac's clone.

@@ -154,6 +154,13 @@ type Summary struct {
 // boots from first.
 type WhoAmIRequest struct {
 	MACs []string `json:"macs"`
+	// Nonce is a fresh random string (16 to 64 hex digits) the signed
+	// answer repeats, so that an older answer cannot be replayed.
+	Nonce string `json:"nonce,omitempty"`
+	// Image is the image the workstation means to install, if it was told
+	// one (labseed.image=, --image); the answer's Image and MinVersion are
+	// then about it.
+	Image string `json:"image,omitempty"`
 }
 
 // Next boots of NextBootRequest.Boot and BootHost.NextBoot.
@@ -267,8 +274,14 @@ type Identity struct {
 	PrinterServer string `json:"printer_server,omitempty"`
 	// Display is the X display mode, e.g. "1920x1080"; empty: leave X alone.
 	Display string `json:"display,omitempty"`
-	// Image is the image to install; empty: the print server's only image.
+	// Image is the image to install: the one asked for
+	// (WhoAmIRequest.Image), else the host's in the hosts table, else
+	// the print server's only image; empty when none of these is known.
 	Image string `json:"image,omitempty"`
+	// MinVersion is the version of Image the print server serves now: a
+	// workstation installs no older one (a replayed older manifest, signed
+	// as it is, is refused). 0: no image named.
+	MinVersion int `json:"min_version,omitempty"`
 	// Filesystem of the root partition: "ext4" (default), "ext3" or "xfs".
 	Filesystem string `json:"filesystem"`
 	// SwapMiB is the swap partition's size (0: no swap partition); RootMiB
@@ -295,6 +308,10 @@ type Identity struct {
 	// Hooks are the lab's hook scripts, run in the new system's chroot after
 	// the configuration, in this order.
 	Hooks []Hook `json:"hooks,omitempty"`
+	// Time is the print server's clock when it answered; Nonce the
+	// request's nonce.
+	Time  time.Time `json:"time"`
+	Nonce string    `json:"nonce,omitempty"`
 }
 
 // Hook is one lab hook script.

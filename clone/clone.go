@@ -87,7 +87,7 @@ type Config struct {
 // (api.Report.Step). A clone goes through them in this order.
 const (
 	StepNetwork    = "network"    // bring up the network, find the print server
-	StepIdentify   = "identify"   // ask the print server who this machine is
+	StepIdentify   = "identify"   // ask the print server who this machine is (a signed answer) and check the image's signed manifest
 	StepDisk       = "disk"       // partition, make the file systems, mount the root
 	StepFetch      = "fetch"      // download and extract the image (the agent)
 	StepMount      = "mount"      // bind /proc, /sys, /dev, /dev/pts; a tmpfs on /run

@@ -28,7 +28,7 @@ const (
 func (c *cloner) resolveImage(ctx context.Context) error {
 	var lastLine time.Time
 	pc := c.cfg.Config
-	pc.Target, pc.Image = c.cfg.Mountpoint, c.image
+	pc.Target, pc.Image, pc.MinVersion = c.cfg.Mountpoint, c.image, c.id.MinVersion
 	if pc.Name == "" {
 		pc.Name = c.id.Hostname
 	}

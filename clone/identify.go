@@ -3,6 +3,8 @@ package clone
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -284,11 +286,14 @@ func (c *cloner) identify(ctx context.Context) error {
 	// about the first (the steps before had none to report).
 	c.reportMAC = macs[0]
 	c.report(ctx, StepIdentify, api.StateRunning, "")
+	var nb [16]byte
+	rand.Read(nb[:])
+	req := api.WhoAmIRequest{MACs: macs, Nonce: hex.EncodeToString(nb[:]), Image: c.image}
+	var sid api.SignedIdentity
 	deadline := time.Now().Add(identifyTimeout)
 	for attempt := 0; ; attempt++ {
-		id, err := c.client.WhoAmI(ctx, macs)
-		if err == nil {
-			c.id = id
+		var err error
+		if sid, err = c.client.WhoAmI(ctx, req); err == nil {
 			break
 		}
 		var ae *api.APIError
@@ -305,6 +310,26 @@ func (c *cloner) identify(ctx context.Context) error {
 			return err
 		}
 	}
+	// Nothing of the answer is used before its signature, its nonce and
+	// its MAC are checked: it carries commands run as root.
+	var err error
+	if c.cfg.Insecure {
+		c.id, err = api.DecodeIdentity(sid)
+	} else {
+		c.id, err = api.VerifyIdentity(c.cfg.PublicKey, sid)
+	}
+	if err != nil {
+		return fmt.Errorf("who am I from %s: %w", c.cfg.Server, err)
+	}
+	if c.id.Nonce != req.Nonce {
+		return fmt.Errorf("who am I from %s: the answer is not to this request (nonce %q, sent %q): an old answer replayed", c.cfg.Server, c.id.Nonce, req.Nonce)
+	}
+	if mac, err := api.ParseMAC(c.id.MAC); err != nil || !slices.Contains(macs, mac.String()) {
+		return fmt.Errorf("who am I from %s: the answer is for %q, not one of this machine's MACs (%s)", c.cfg.Server, c.id.MAC, strings.Join(macs, ", "))
+	}
+	if req.Image != "" && c.id.Image != req.Image {
+		return fmt.Errorf("who am I from %s: the answer is about image %q, not %q", c.cfg.Server, c.id.Image, req.Image)
+	}
 	if err := checkIdentity(&c.id); err != nil {
 		return fmt.Errorf("the print server's answer for %s: %w", c.id.MAC, err)
 	}
@@ -316,7 +341,8 @@ func (c *cloner) identify(ctx context.Context) error {
 	if c.image == "" {
 		c.image = c.id.Image
 	}
-	c.log.Info("identified", "mac", c.id.MAC, "host", c.id.Hostname, "ip", c.id.IP, "enrolled", c.id.Enrolled, "image", c.image)
+	c.log.Info("identified", "mac", c.id.MAC, "host", c.id.Hostname, "ip", c.id.IP, "enrolled", c.id.Enrolled,
+		"image", c.image, "min_version", c.id.MinVersion, "server_time", c.id.Time)
 	c.say("this machine is %s (%s/%d, MAC %s)", c.id.Hostname, c.id.IP, c.id.Prefix, c.id.MAC)
 	return c.resolveImage(ctx)
 }

@@ -108,6 +108,20 @@ func (d *Dealer) Finish(first, n, sent int, now time.Time) {
 	}
 }
 
+// Unsend takes back pieces first..first+n-1 that a Finish at time at
+// counted as sent: their receiver asks for them again, so they never
+// reached it. Those not dealt since (sent at another time, or being sent)
+// may be dealt again at once.
+func (d *Dealer) Unsend(first, n int, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := max(first, 0); i < first+n && i < len(d.sending); i++ {
+		if !d.sending[i] && d.sentAt[i].Equal(at) {
+			d.sentAt[i] = time.Time{}
+		}
+	}
+}
+
 // Bitmap is a set of piece indexes in BitTorrent's bitfield order: piece
 // p is bit 7-p%8 of byte p/8.
 type Bitmap []byte

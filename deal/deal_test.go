@@ -151,3 +151,29 @@ func FuzzDeal(f *testing.F) {
 		}
 	})
 }
+
+// TestUnsend: pieces a workstation asks for again after their deal
+// finished are dealt again at once; pieces dealt to another since are not
+// touched.
+func TestUnsend(t *testing.T) {
+	d := New(8, Config{MaxRun: 4})
+	all := NewBitmap(8)
+	for p := range 8 {
+		all.Set(p)
+	}
+	t0 := time.Now()
+	first, n, _ := d.Deal(all, t0)
+	d.Finish(first, n, n, t0)
+	if f, _, _ := d.Deal(all, t0); f != 4 {
+		t.Fatalf("second deal starts at %d, want 4", f)
+	}
+	d.Finish(4, 4, 4, t0.Add(time.Second))
+	d.Unsend(first, n, t0)
+	if f, k, ok := d.Deal(all, t0.Add(2*time.Second)); !ok || f != 0 || k != 4 {
+		t.Fatalf("after Unsend: %d+%d %v, want 0+4", f, k, ok)
+	}
+	d.Unsend(4, 4, t0) // not the time pieces 4..7 were sent at
+	if _, _, ok := d.Deal(all, t0.Add(3*time.Second)); ok {
+		t.Fatal("Unsend with another time took back pieces")
+	}
+}

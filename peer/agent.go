@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"time"
 
@@ -63,6 +64,12 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log.With("component", "peer"), api: api.NewClient(cfg.Server)}
 	if cfg.HTTPClient != nil {
 		a.api.HTTP = cfg.HTTPClient
+	} else if ip := net.ParseIP(cfg.ListenIP); ip != nil && !ip.IsUnspecified() {
+		// The print server limits and confirms deals per address: talk to
+		// it from the agent's own (several agents may share a machine).
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 30 * time.Second}).DialContext
+		a.api.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: tr}
 	}
 	return a, nil
 }

@@ -35,6 +35,9 @@ type Config struct {
 	// Keep lists paths relative to Target that a sync leaves alone when
 	// they exist (chunker.ApplyConfig.Keep).
 	Keep []string
+	// MinVersion is the oldest version of the image the agent takes: a
+	// signed manifest of an older one (replayed) is refused. 0: any.
+	MinVersion int
 	// PublicKey checks the manifest's signature; LabKey joins the lab's
 	// encrypted gossip. Both required unless Insecure.
 	PublicKey ed25519.PublicKey
@@ -85,7 +88,9 @@ type Config struct {
 	// Progress, if set, is called about once a second, and at every
 	// phase change, from a goroutine of the agent's, never two at once.
 	Progress func(Progress)
-	// HTTPClient talks to the print server; default a client with timeouts.
+	// HTTPClient talks to the print server; default a client with timeouts,
+	// connecting from ListenIP when one is given (the print server limits
+	// and confirms deals per address).
 	HTTPClient *http.Client
 	// TraceDir, if set, is a directory where the agent appends its
 	// torrent client's own status (every connection's request queue,

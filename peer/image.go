@@ -118,6 +118,9 @@ func (a *Agent) getImage(ctx context.Context, name string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckManifest(m, name, a.cfg.MinVersion); err != nil {
+		return nil, fmt.Errorf("%w: %w", errPermanent, err)
+	}
 	mi, err := metainfo.Load(bytes.NewReader(im.Torrent))
 	if err != nil {
 		return nil, fmt.Errorf("%w: torrent of %q: %v", errPermanent, name, err)
@@ -126,4 +129,21 @@ func (a *Agent) getImage(ctx context.Context, name string) (*Image, error) {
 		return nil, fmt.Errorf("%w: torrent of %q has infohash %s, the signed manifest says %s", errPermanent, name, got, m.InfoHash)
 	}
 	return &Image{Manifest: m, mi: mi, lab: im.Lab}, nil
+}
+
+// ErrOldManifest is returned (wrapped) for a manifest that is not the one
+// asked for: another image's, or a version older than the print server
+// said it serves (an old signed manifest replayed).
+var ErrOldManifest = errors.New("peer: not the manifest asked for")
+
+// CheckManifest checks that a manifest whose signature checked out is of
+// image name and of version minVersion or later.
+func CheckManifest(m *chunker.Manifest, name string, minVersion int) error {
+	if m.Name != name {
+		return fmt.Errorf("%w: image %q was asked for, the print server sent a signed manifest of %q", ErrOldManifest, name, m.Name)
+	}
+	if m.Version < minVersion {
+		return fmt.Errorf("%w: image %s v%d is served, the manifest sent is of v%d (replayed)", ErrOldManifest, name, minVersion, m.Version)
+	}
+	return nil
 }

@@ -276,13 +276,26 @@ func (s *Server) ScriptURL(mac net.HardwareAddr, uefi bool) string {
 	return "http://" + s.cfg.HTTPAddr + "/pxe/ipxe/" + fw + "/" + strings.ReplaceAll(mac.String(), ":", "-")
 }
 
+// maxIPMACs bounds the client addresses learnt from DHCP: requests with
+// made-up addresses (anyone can send them to port 4011) must not grow the
+// server's memory. Past it, an address learnt earlier, any, is forgotten
+// (its TFTP events are then put on a MAC through the neighbour table).
+const maxIPMACs = 4096
+
 func (s *Server) learnIP(ip net.IP, mac net.HardwareAddr) {
 	if ip == nil || ip.IsUnspecified() || len(mac) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ipMAC[ip.String()] = mac.String()
+	k := ip.String()
+	if _, ok := s.ipMAC[k]; !ok && len(s.ipMAC) >= maxIPMACs {
+		for old := range s.ipMAC { // map order: an arbitrary one
+			delete(s.ipMAC, old)
+			break
+		}
+	}
+	s.ipMAC[k] = mac.String()
 }
 
 // macForIP finds the MAC of a TFTP client: learned from DHCP, else the

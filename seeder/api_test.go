@@ -32,7 +32,9 @@ func TestWireConversions(t *testing.T) {
 		Image: "lab1", Filesystem: "xfs", SwapMiB: 1, RootMiB: 2, Bootloader: "extlinux", NextBoot: hosts.BootClone,
 		Enrolled: true, Keep: []string{"/home"}, Vars: map[string]string{"x_a": "b"}, Templates: map[string]string{"etc/motd": "hi"},
 		Hooks: []hosts.Hook{{Name: "10-a", Script: "true"}}}
-	allSet(t, "Identity", reflect.ValueOf(apiIdentity(id)))
+	aid := apiIdentity(id)
+	aid.MinVersion, aid.Time, aid.Nonce = 3, t0, "00ff" // handleWhoAmI sets these
+	allSet(t, "Identity", reflect.ValueOf(aid))
 
 	rep := api.Report{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0, Detail: "sync"}
 	if got := hostsReport(rep); got != (hosts.Report{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0, Detail: "sync"}) {

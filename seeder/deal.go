@@ -2,12 +2,15 @@ package seeder
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -18,23 +21,154 @@ import (
 )
 
 // dealTimeout bounds one deal's transfer: a workstation that stops reading
-// gives its pieces back to the dealer.
+// gives its pieces back to the dealer (StallTimeout cuts it sooner).
 const dealTimeout = 2 * time.Minute
+
+// A deal written whole to the connection is not a deal received: a client
+// that never reads leaves it in the kernel's buffers. So the print server
+// remembers each address's finished deals until its next request says
+// whether they arrived: a request that no longer wants their pieces
+// confirms them; one that still wants them, confirmGrace or more after
+// the deal, gives them back to the dealer (they never arrived) and the
+// address gets no deal for the dealer's hold time. An address with
+// maxUnconfirmed deals in doubt gets nothing more until it says.
+const (
+	confirmGrace   = time.Second
+	maxUnconfirmed = 8
+	// maxDealClients bounds the addresses remembered (lab members only).
+	maxDealClients = 4096
+)
 
 func newDealer(m *chunker.Manifest) *deal.Dealer {
 	return deal.New(int((m.PayloadBytes+m.PieceLength-1)/m.PieceLength), deal.Config{})
 }
 
+// dealClients is the deals of every address: under way, and finished but
+// not confirmed.
+type dealClients struct {
+	mu      sync.Mutex
+	clients map[netip.Addr]*dealClient
+}
+
+type dealClient struct {
+	active  int
+	doubted []sentDeal
+	last    time.Time
+	barred  time.Time // no deals until then: its deals did not arrive
+}
+
+// sentDeal is a finished deal not confirmed yet.
+type sentDeal struct {
+	si       *seededImage
+	first, n int
+	at       time.Time // its Finish time
+}
+
+// begin settles ip's doubted deals of si against want (see above) and
+// takes a slot for a new deal; it says why not when ip may not have one
+// now (code 429: too many under way; 204: too many in doubt, or barred).
+// lost is true when it gave deals back.
+func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, limit int, now time.Time) (code int, lost bool, err error) {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	if dc.clients == nil {
+		dc.clients = map[netip.Addr]*dealClient{}
+	}
+	c := dc.clients[ip]
+	if c == nil {
+		if len(dc.clients) >= maxDealClients {
+			for a, o := range dc.clients {
+				if o.active == 0 && now.Sub(o.last) > deal.DefaultHold {
+					delete(dc.clients, a)
+				}
+			}
+			if len(dc.clients) >= maxDealClients {
+				return http.StatusTooManyRequests, false, errors.New("too many workstations dealing at once")
+			}
+		}
+		c = &dealClient{}
+		dc.clients[ip] = c
+	}
+	c.last = now
+	kept := c.doubted[:0]
+	for _, d := range c.doubted {
+		if now.Sub(d.at) > deal.DefaultHold {
+			continue // the dealer holds them no longer anyway
+		}
+		if d.si != si {
+			kept = append(kept, d)
+			continue
+		}
+		wanted := false
+		for p := d.first; p < d.first+d.n; p++ {
+			wanted = wanted || want.Has(p)
+		}
+		switch {
+		case !wanted: // arrived
+		case now.Sub(d.at) >= confirmGrace:
+			for p := d.first; p < d.first+d.n; p++ {
+				if want.Has(p) {
+					si.dealer.Unsend(p, 1, d.at)
+				}
+			}
+			c.barred, lost = now.Add(deal.DefaultHold), true
+		default: // asked for before the deal arrived, maybe
+			kept = append(kept, d)
+		}
+	}
+	c.doubted = kept
+	if c.active >= limit {
+		return http.StatusTooManyRequests, lost, fmt.Errorf("%d deals under way from %s already", c.active, ip)
+	}
+	if len(c.doubted) >= maxUnconfirmed || now.Before(c.barred) {
+		return http.StatusNoContent, lost, nil
+	}
+	c.active++
+	return 0, lost, nil
+}
+
+// end gives ip's slot back; a deal that sent pieces is in doubt until ip's
+// next request.
+func (dc *dealClients) end(ip netip.Addr, d sentDeal) {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	c := dc.clients[ip]
+	if c == nil {
+		return
+	}
+	c.active--
+	if d.n > 0 {
+		c.doubted = append(c.doubted, d)
+	}
+}
+
 // handleDeal sends a workstation the pieces the image's dealer picks for it
 // among those it asks for (the request body, a deal.Bitmap): see package
-// deal. 204 when there are none to send now.
+// deal. 204 when there are none to send now. Only lab members (gossip) are
+// dealt to, each address with at most HTTPLimits.DealsPerIP deals at once.
 func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
-	ih := metainfo.NewHashFromHex(r.PathValue("infohash"))
+	b, err := hex.DecodeString(r.PathValue("infohash"))
+	if err != nil || len(b) != 20 {
+		http.Error(w, "an infohash is 40 hex digits", http.StatusBadRequest)
+		return
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		http.Error(w, "bad source address", http.StatusBadRequest)
+		return
+	}
+	ip := ap.Addr().Unmap()
+	if !s.labMember(ip) {
+		s.refusedLog(r, "deal refused", errors.New("not a lab member"))
+		http.Error(w, "deals are for the lab's workstations: "+ip.String()+" is not in the lab's gossip", http.StatusForbidden)
+		return
+	}
+	ih := metainfo.Hash(b)
 	s.mu.Lock()
 	si := s.seeded[ih]
 	s.mu.Unlock()
 	if si == nil {
-		http.Error(w, "no such image being seeded: "+r.PathValue("infohash"), http.StatusNotFound)
+		http.Error(w, "no such image being seeded: "+ih.HexString(), http.StatusNotFound)
 		return
 	}
 	d := si.dealer
@@ -47,13 +181,30 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("wanted pieces: a bitmap of %d pieces is %d bytes, got %d", d.Pieces(), (d.Pieces()+7)/8, len(want)), http.StatusBadRequest)
 		return
 	}
+	code, lost, err := s.deals.begin(ip, si, want, s.limits.DealsPerIP, time.Now())
+	if lost {
+		s.refusedLog(r, "deals did not arrive", fmt.Errorf("%s asks again for pieces dealt to it: no deals for %s", ip, deal.DefaultHold))
+	}
+	switch {
+	case code == http.StatusNoContent:
+		w.WriteHeader(code)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), code)
+		return
+	}
 	first, n, ok := d.Deal(deal.Bitmap(want), time.Now())
 	if !ok {
+		s.deals.end(ip, sentDeal{})
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	sent := 0
-	defer func() { d.Finish(first, n, sent, time.Now()) }()
+	defer func() {
+		at := time.Now()
+		d.Finish(first, n, sent, at)
+		s.deals.end(ip, sentDeal{si: si, first: first, n: sent, at: at})
+	}()
 	f, err := os.Open(si.img.PayloadPath())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -67,9 +218,7 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.FormatInt(end-off, 10))
 	w.Header().Set(api.HeaderFirstPiece, strconv.Itoa(first))
 	w.Header().Set(api.HeaderPieces, strconv.Itoa(n))
-	rc := http.NewResponseController(w)
-	rc.SetWriteDeadline(time.Now().Add(dealTimeout))
-	lw := swarm.LimitWriter(r.Context(), w, s.upLimit)
+	lw := swarm.LimitWriter(r.Context(), s.startStream(w, time.Now().Add(dealTimeout)), s.upLimit)
 	for p := first; p < first+n; p++ {
 		po := int64(p) * m.PieceLength
 		k, err := io.Copy(lw, io.NewSectionReader(f, po, min(m.PieceLength, end-po)))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,9 +17,9 @@ import (
 	"github.com/labseed/labseed/store"
 )
 
-// TestDealAPI has two workstations ask a real print server for every
-// piece: each piece comes once, with the payload's bytes, and asking again
-// at once gets nothing.
+// TestDealAPI has a workstation ask a real print server for every piece
+// it lacks: each piece comes once, with the payload's bytes, and asking
+// again at once gets nothing.
 func TestDealAPI(t *testing.T) {
 	dir := t.TempDir()
 	st, err := store.Open(dir)
@@ -80,6 +81,7 @@ func TestDealAPI(t *testing.T) {
 		}
 		for p := first; p < first+n; p++ {
 			got[p]++
+			want.Clear(p) // as a workstation: it has them now
 		}
 	}
 	for p, k := range got {
@@ -94,7 +96,21 @@ func TestDealAPI(t *testing.T) {
 		t.Errorf("server counted %d bytes dealt, want %d", d, im.Manifest.PayloadBytes)
 	}
 
+	all := deal.NewBitmap(pieces)
+	for p := range pieces {
+		all.Set(p)
+	}
+	if _, n, _, err := c.Deal(t.Context(), ih, all); n != 0 || err != nil {
+		t.Errorf("asking for every piece again at once: %d pieces, %v", n, err)
+	}
+
 	var ae *api.APIError
+	// A bad infohash is a bad request (it used to panic the handler).
+	for _, bad := range []string{"zz", "abc", ih + "00", strings.Repeat("g", 40)} {
+		if _, _, _, err := c.Deal(t.Context(), bad, want); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
+			t.Errorf("infohash %q: %v, want 400", bad, err)
+		}
+	}
 	if _, _, _, err := c.Deal(t.Context(), ih, want[:1]); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
 		t.Errorf("a bitmap of the wrong length: %v, want 400", err)
 	}

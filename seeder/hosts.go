@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/textsafe"
 	"github.com/labseed/labseed/lifecycle"
@@ -133,6 +134,14 @@ func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("who am I: %d MACs, at most %d", len(macs), maxWhoAmIMACs), http.StatusBadRequest)
 		return
 	}
+	if len(req.Nonce) > 64 || !isHex(req.Nonce) {
+		http.Error(w, "who am I: the nonce must be at most 64 hex digits", http.StatusBadRequest)
+		return
+	}
+	if req.Image != "" && !chunker.ValidName(req.Image) {
+		http.Error(w, "who am I: not an image name: "+textsafe.Clean(req.Image, 80), http.StatusBadRequest)
+		return
+	}
 	if macs, err = s.requesterMACs(r, macs); err != nil {
 		s.refuseRequester(w, r, err)
 		return
@@ -149,8 +158,46 @@ func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
 	if mac, err := hosts.ParseMAC(id.MAC); err == nil {
 		s.tracker.Identified(mac)
 	}
-	s.log.Info("who am I", "mac", id.MAC, "hostname", id.Hostname, "ip", id.IP, "enrolled", id.Enrolled)
-	writeJSON(w, apiIdentity(id))
+	aid := apiIdentity(id)
+	aid.Image, aid.MinVersion = s.identityImage(req.Image, id.Image)
+	aid.Time, aid.Nonce = time.Now().UTC(), req.Nonce
+	sid, err := api.SignIdentity(s.signer, aid)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.log.Info("who am I", "mac", id.MAC, "hostname", id.Hostname, "ip", id.IP, "enrolled", id.Enrolled, "image", aid.Image, "min_version", aid.MinVersion)
+	writeJSON(w, sid)
+}
+
+// identityImage is the image a "who am I" answer names, with the version
+// the print server serves now (0 when it has none of that name): the one
+// asked for, else the host's, else the print server's only image.
+func (s *Server) identityImage(asked, hosts string) (string, int) {
+	name := asked
+	if name == "" {
+		name = hosts
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if name == "" && len(s.images) == 1 {
+		name = s.images[0].Name
+	}
+	for _, im := range s.images {
+		if im.Name == name {
+			return name, im.Version
+		}
+	}
+	return name, 0
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package seeder
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"os"
 	"path/filepath"
@@ -99,11 +100,11 @@ func TestHostsAPI(t *testing.T) {
 	}
 
 	// Who am I: a known MAC, then an unknown one enrolled.
-	id, err := c.WhoAmI(ctx, []string{"02:00:00:00:00:aa", "52:54:00:00:00:01"})
+	id, err := whoami(srv, c, []string{"02:00:00:00:00:aa", "52:54:00:00:00:01"})
 	if err != nil || id.Hostname != "lab1-ws01" || id.Gateway != "10.1.0.1" || id.NextBoot != hosts.BootClone {
 		t.Fatalf("who am I: %+v, %v", id, err)
 	}
-	id, err = c.WhoAmI(ctx, []string{"02:00:00:00:00:bb"})
+	id, err = whoami(srv, c, []string{"02:00:00:00:00:bb"})
 	if err != nil || !id.Enrolled || id.Hostname != "lab1-ws03" || id.IP != "10.1.0.100" {
 		t.Fatalf("enrolment: %+v, %v", id, err)
 	}
@@ -136,4 +137,18 @@ func TestHostsAPI(t *testing.T) {
 	if len(boot.Leases()) != 3 {
 		t.Fatalf("the boot lost the last good table: %v", boot.Leases())
 	}
+}
+
+// whoami asks srv who the machine with macs is, with a fresh nonce, and
+// checks the signed answer as a clone does.
+func whoami(srv *Server, c *api.Client, macs []string) (api.Identity, error) {
+	sid, err := c.WhoAmI(context.Background(), api.WhoAmIRequest{MACs: macs, Nonce: "0123456789abcdef"})
+	if err != nil {
+		return api.Identity{}, err
+	}
+	id, err := api.VerifyIdentity(srv.signer.Public().(ed25519.PublicKey), sid)
+	if err == nil && id.Nonce != "0123456789abcdef" {
+		err = errors.New("the answer's nonce is not the request's")
+	}
+	return id, err
 }

@@ -16,16 +16,20 @@ import (
 	"github.com/labseed/labseed/store"
 )
 
-// Handler returns the server's HTTP API.
+// Handler returns the server's HTTP API. Every API answer is bounded in time (apiLimits), the streams in stall
+// time (streamLimits); see HTTPLimits.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+api.PathImages, s.handleImages)
-	mux.HandleFunc("GET "+api.PathImages+"/{name}", s.handleImage)
-	mux.HandleFunc("GET "+api.PathStatus, s.handleStatus)
-	mux.HandleFunc("GET "+api.PathSeed+"{file}", s.handleSeed)
-	mux.HandleFunc("POST "+api.PathDeal+"{infohash}", s.handleDeal)
-	mux.Handle("GET "+api.PathMetrics, s.metrics.Handler())
-	s.hostsRoutes(mux)
+	apiMux := http.NewServeMux()
+	apiMux.HandleFunc("GET "+api.PathImages, s.handleImages)
+	apiMux.HandleFunc("GET "+api.PathImages+"/{name}", s.handleImage)
+	apiMux.HandleFunc("GET "+api.PathStatus, s.handleStatus)
+	apiMux.Handle("GET "+api.PathMetrics, s.metrics.Handler())
+	s.hostsRoutes(apiMux)
+	mux.Handle("/api/", s.apiLimits(apiMux))
+	mux.Handle(api.PathMetrics, s.apiLimits(apiMux))
+	mux.Handle("GET "+api.PathSeed+"{file}", s.streamLimits(http.HandlerFunc(s.handleSeed)))
+	mux.Handle("POST "+api.PathDeal+"{infohash}", s.streamLimits(http.HandlerFunc(s.handleDeal)))
 	if s.boot != nil {
 		mux.Handle("/pxe/", s.boot.HTTPHandler())
 	}
@@ -104,7 +108,7 @@ func (s *Server) handleSeed(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	http.ServeContent(&countingWriter{ResponseWriter: w, n: &s.webSeed}, r, name, st.ModTime(), f)
+	http.ServeContent(&countingWriter{ResponseWriter: s.startStream(w, time.Time{}), n: &s.webSeed}, r, name, st.ModTime(), f)
 }
 
 // countingWriter counts the bytes of a response body.
@@ -118,6 +122,9 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 	w.n.Add(int64(n))
 	return n, err
 }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, s.Status())

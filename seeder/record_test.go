@@ -62,7 +62,7 @@ func TestMachineRecord(t *testing.T) {
 	if r, ok := srv.Machines().Get(hw); !ok || !r.BootedSince(woken) {
 		t.Fatalf("Machines: %+v, %v", r, ok)
 	}
-	if _, err := c.WhoAmI(ctx, []string{mac}); err != nil {
+	if _, err := whoami(srv, c, []string{mac}); err != nil {
 		t.Fatal(err)
 	}
 	if b := record(); b.Stage != api.StageIdentified {

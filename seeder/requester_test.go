@@ -104,10 +104,10 @@ func TestWhoAmIOwnMACOnly(t *testing.T) {
 	}
 
 	fn.set(neigh.OnLink, attacker)
-	if _, err := c.WhoAmI(ctx, []string{victim}); code(err) != 403 {
+	if _, err := whoami(srv, c, []string{victim}); code(err) != 403 {
 		t.Errorf("who am I for the victim from the attacker: %v, want 403", err)
 	}
-	id, err := c.WhoAmI(ctx, []string{victim, attacker})
+	id, err := whoami(srv, c, []string{victim, attacker})
 	if err != nil || id.MAC != attacker || id.Hostname == "lab1-ws01" {
 		t.Errorf("who am I for the victim and the attacker: %+v, %v; want the attacker's own (enrolled)", id, err)
 	}
@@ -127,13 +127,13 @@ func TestWhoAmIOwnMACOnly(t *testing.T) {
 		t.Errorf("the attacker's own report: %v", err)
 	}
 	fn.set(neigh.OnLink, "")
-	if _, err := c.WhoAmI(ctx, []string{victim}); code(err) != 503 {
+	if _, err := whoami(srv, c, []string{victim}); code(err) != 503 {
 		t.Errorf("an unresolved neighbour: %v, want 503 (try again)", err)
 	}
 
 	// The victim itself.
 	fn.set(neigh.OnLink, victim)
-	if id, err := c.WhoAmI(ctx, []string{"02:00:00:00:00:99", victim}); err != nil || id.Hostname != "lab1-ws01" {
+	if id, err := whoami(srv, c, []string{"02:00:00:00:00:99", victim}); err != nil || id.Hostname != "lab1-ws01" {
 		t.Errorf("the victim's own who am I: %+v, %v", id, err)
 	}
 	if err := c.Report(ctx, victim, api.Report{Step: "done", State: api.StateDone, Time: time.Now()}); err != nil {
@@ -143,15 +143,15 @@ func TestWhoAmIOwnMACOnly(t *testing.T) {
 	// Through a router: the table's address decides (the test's requests
 	// come from 127.0.0.1, lab1-ws01's address in the table).
 	fn.set(neigh.Routed, "")
-	if id, err := c.WhoAmI(ctx, []string{victim}); err != nil || id.Hostname != "lab1-ws01" {
+	if id, err := whoami(srv, c, []string{victim}); err != nil || id.Hostname != "lab1-ws01" {
 		t.Errorf("routed, from the table's address: %+v, %v", id, err)
 	}
-	if _, err := c.WhoAmI(ctx, []string{attacker}); code(err) != 403 {
+	if _, err := whoami(srv, c, []string{attacker}); code(err) != 403 {
 		t.Errorf("routed, from another address: %v, want 403", err)
 	}
 	// The print server itself may ask anything.
 	fn.set(neigh.Local, "")
-	if _, err := c.WhoAmI(ctx, []string{victim}); err != nil {
+	if _, err := whoami(srv, c, []string{victim}); err != nil {
 		t.Errorf("from the print server itself: %v", err)
 	}
 	if strings.Count(log.String(), "workstation request refused") == 0 {

@@ -2,6 +2,7 @@ package seeder
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,6 +75,9 @@ type Config struct {
 	// PathWhoAmI), the boot part of the lab status, and what the network
 	// boot asks about each machine (next-boot marks, static leases).
 	Hosts *hosts.DB
+	// HTTPLimits bound what one client can hold of the HTTP server:
+	// timeouts, connections and deals per address.
+	HTTPLimits HTTPLimits
 	// Neighbours says where a request's source address is (this machine,
 	// an on-link neighbour and its MAC, or routed): "who am I" and clone
 	// reports are answered for the requester's own MAC only. Default
@@ -140,6 +144,10 @@ type Server struct {
 	upLimit  *rate.Limiter      // UploadRate, shared by BitTorrent and deals
 	hostsErr string             // last hosts table error logged, by the scan loop
 	admin    *api.AdminVerifier // nil without Config.AdminKey
+	signer   ed25519.PrivateKey // the store's signing key: signs the "who am I" answers
+	limits   HTTPLimits         // Config.HTTPLimits with the defaults
+	conns    *perIPListener     // the HTTP listener, ConnsPerIP at most per address
+	deals    dealClients        // deals under way and unconfirmed, per address
 	logLimit textsafe.Limiter   // log lines about refused requests, per client
 
 	mu     sync.Mutex
@@ -186,12 +194,19 @@ func New(cfg Config) (*Server, error) {
 		s.admin, _ = api.NewAdminVerifier(cfg.AdminKey)
 	}
 	s.tracker = lifecycle.New(lifecycle.Config{Known: s.inTable})
+	s.limits = cfg.HTTPLimits.withDefaults()
+	// The store's signing key signs the "who am I" answers too: the
+	// workstations check them with image.pub, as the images.
+	if s.signer, err = cfg.Store.SigningKey(); err != nil {
+		return nil, fmt.Errorf("seeder: %w", err)
+	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(httpPort)))
 	if err != nil {
 		return nil, fmt.Errorf("seeder: HTTP listener: %w", err)
 	}
 	s.httpLn = ln
+	s.conns = limitPerIP(ln, s.limits.ConnsPerIP)
 	var lab pxe.Interface
 	if cfg.PXE != nil {
 		ip := net.ParseIP(cfg.ListenIP)
@@ -291,9 +306,10 @@ func (s *Server) Lab() api.Lab { return s.lab }
 // HTTP first, then a graceful gossip leave, then the torrent client.
 func (s *Server) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: s.limits.HeaderTimeout, IdleTimeout: s.limits.IdleTimeout,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	g.Go(func() error {
-		if err := hs.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+		if err := hs.Serve(s.conns); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("seeder: HTTP: %w", err)
 		}
 		return nil
