@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/internal/netlab"
 )
 
@@ -64,7 +66,13 @@ func TestNeighbourRuleNetns(t *testing.T) {
 		s := strings.TrimSpace(string(out))
 		i := strings.LastIndex(s, "\n")
 		code, _ := strconv.Atoi(s[i+1:])
-		return code, s[:max(i, 0)]
+		answer := s[:max(i, 0)]
+		// A who-am-I answer is signed: show the identity inside.
+		var sid api.SignedIdentity
+		if json.Unmarshal([]byte(answer), &sid) == nil && sid.Identity != nil {
+			answer = string(sid.Identity)
+		}
+		return code, answer
 	}
 	report := `{"step":"done","state":"done","time":"2025-01-01T00:00:00Z"}`
 
