@@ -54,7 +54,7 @@ func (a *Agent) Resolve(ctx context.Context) (*Image, error) {
 				a.log.Info("image resolved", "image", im.String(), "id", im.Manifest.ID(), "verified", !a.cfg.Insecure)
 				return im, nil
 			}
-			if errors.Is(lastErr, chunker.ErrBadSignature) || errors.Is(lastErr, errPermanent) {
+			if errors.Is(lastErr, chunker.ErrBadSignature) || errors.Is(lastErr, ErrOldManifest) || errors.Is(lastErr, errPermanent) {
 				return nil, lastErr
 			}
 		} else if errors.Is(lastErr, errPermanent) {
@@ -119,7 +119,7 @@ func (a *Agent) getImage(ctx context.Context, name string) (*Image, error) {
 		return nil, err
 	}
 	if err := CheckManifest(m, name, a.cfg.MinVersion); err != nil {
-		return nil, fmt.Errorf("%w: %w", errPermanent, err)
+		return nil, err
 	}
 	mi, err := metainfo.Load(bytes.NewReader(im.Torrent))
 	if err != nil {
