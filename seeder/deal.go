@@ -33,7 +33,7 @@ const dealTimeout = 2 * time.Minute
 // address gets no deal for the dealer's hold time. An address with
 // maxUnconfirmed deals in doubt gets nothing more until it says.
 const (
-	confirmGrace   = time.Second
+	confirmGrace   = 5 * time.Second // a slow disk may store a deal late: not a lost one
 	maxUnconfirmed = 8
 	// maxDealClients bounds the addresses remembered (lab members only).
 	maxDealClients = 4096
