@@ -118,6 +118,7 @@ func cloneHosts(hosts []Host) []Host {
 	out := slices.Clone(hosts)
 	for i := range out {
 		out[i].Settings = maps.Clone(out[i].Settings)
+		out[i].Groups = slices.Clone(out[i].Groups)
 	}
 	return out
 }
@@ -182,6 +183,26 @@ func (db *DB) save(hosts []Host) error {
 // the given MACs, or of every host when macs is empty. It returns how many
 // hosts were marked; a MAC not in the table is an error and marks nothing.
 func (db *DB) SetNextBoot(macs []net.HardwareAddr, boot string) (int, error) {
+	return db.mark(macs, len(macs) == 0, boot, "")
+}
+
+// Mark sets the next boot of the hosts with the given MACs (at least one)
+// and, when image is not empty, the image their clone installs: the
+// host's image column, left empty when lab.conf's image is that one. A
+// MAC not in the table is an error and marks nothing.
+func (db *DB) Mark(macs []net.HardwareAddr, boot, image string) (int, error) {
+	if len(macs) == 0 {
+		return 0, errors.New("hosts: mark: no host given")
+	}
+	if image != "" {
+		if err := checkWord(image); err != nil {
+			return 0, fmt.Errorf("image %q: %w", image, err)
+		}
+	}
+	return db.mark(macs, false, boot, image)
+}
+
+func (db *DB) mark(macs []net.HardwareAddr, all bool, boot, image string) (int, error) {
 	if boot != BootLocal && boot != BootClone {
 		return 0, fmt.Errorf("next boot %q: must be %s or %s", boot, BootLocal, BootClone)
 	}
@@ -191,22 +212,105 @@ func (db *DB) SetNextBoot(macs []net.HardwareAddr, boot string) (int, error) {
 		return 0, err
 	}
 	hosts := cloneHosts(db.hosts)
+	set := func(h *Host) {
+		h.NextBoot = boot
+		switch {
+		case image == "":
+		case db.settings[KeyImage] == image:
+			delete(h.Settings, KeyImage)
+		default:
+			if h.Settings == nil {
+				h.Settings = map[string]string{}
+			}
+			h.Settings[KeyImage] = image
+		}
+	}
 	n := 0
 	for _, mac := range macs {
 		i := slices.IndexFunc(hosts, func(h Host) bool { return slices.Equal(h.MAC, mac) })
 		if i < 0 {
 			return 0, fmt.Errorf("%w: %s is not in the hosts table", ErrUnknownHost, mac)
 		}
-		hosts[i].NextBoot = boot
+		set(&hosts[i])
 		n++
 	}
-	if len(macs) == 0 {
+	if all {
 		for i := range hosts {
-			hosts[i].NextBoot = boot
+			set(&hosts[i])
 		}
 		n = len(hosts)
 	}
 	return n, db.save(hosts)
+}
+
+// ErrNoGroup is returned (wrapped) by Select for a group no host is in.
+var ErrNoGroup = errors.New("hosts: no such group")
+
+// Selection names hosts of the table: every one (All), those of a group
+// (Group), or some by MAC (MACs); one of the three.
+type Selection struct {
+	All   bool
+	Group string
+	MACs  []net.HardwareAddr
+}
+
+// Select returns the hosts sel names, in the table's order (MACs: in
+// theirs). A MAC not in the table is an ErrUnknownHost, a group no host is
+// in an ErrNoGroup that names the groups there are, and an empty table or
+// selection an error.
+func (db *DB) Select(sel Selection) ([]Host, error) {
+	n := 0
+	for _, b := range []bool{sel.All, sel.Group != "", len(sel.MACs) > 0} {
+		if b {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, errors.New("hosts: select all hosts, a group, or MACs (one of them)")
+	}
+	hosts, err := db.Hosts()
+	if err != nil {
+		return nil, err
+	}
+	var out []Host
+	switch {
+	case sel.All:
+		if len(hosts) == 0 {
+			return nil, fmt.Errorf("%w: the hosts table is empty", ErrUnknownHost)
+		}
+		return hosts, nil
+	case sel.Group != "":
+		var all []string
+		for _, h := range hosts {
+			if h.InGroup(sel.Group) {
+				out = append(out, h)
+			}
+			for _, g := range h.Groups {
+				if !slices.Contains(all, g) {
+					all = append(all, g)
+				}
+			}
+		}
+		if len(out) == 0 {
+			there := "the table has no group column"
+			if len(all) > 0 {
+				slices.Sort(all)
+				there = "the table's groups: " + strings.Join(all, ", ")
+			}
+			return nil, fmt.Errorf("%w: no host is in group %q (%s)", ErrNoGroup, sel.Group, there)
+		}
+		return out, nil
+	}
+	for _, mac := range sel.MACs {
+		i := slices.IndexFunc(hosts, func(h Host) bool { return slices.Equal(h.MAC, mac) })
+		if i < 0 {
+			return nil, fmt.Errorf("%w: %s is not in the hosts table", ErrUnknownHost, mac)
+		}
+		if !slices.ContainsFunc(out, func(h Host) bool { return slices.Equal(h.MAC, mac) }) {
+			out = append(out, hosts[i])
+		}
+	}
+	return out, nil
 }
 
 // WhoAmI returns the identity of the machine with the given MACs (all of
@@ -326,7 +430,7 @@ func (db *DB) identity(h Host, enrolled bool) Identity {
 		PrinterQueue: s[KeyPrinterQueue], PrinterServer: s[KeyPrinterServer],
 		Display: s[KeyDisplay], Image: s[KeyImage], Filesystem: s[KeyFilesystem],
 		SwapMiB: swap, RootMiB: root, Bootloader: s[KeyBootloader], NextBoot: h.NextBoot, Enrolled: enrolled,
-		BootArgs: s[KeyBootArgs], OnFailure: s[KeyOnFailure],
+		BootArgs: s[KeyBootArgs], OnFailure: s[KeyOnFailure], Groups: slices.Clone(h.Groups),
 	}
 	if keep := splitList(s[KeyKeep]); len(keep) > 0 {
 		id.Keep = keep

@@ -66,6 +66,7 @@ func TestParseCSVErrors(t *testing.T) {
 		{"bad next boot", "mac,hostname,ip,next_boot\n52:54:00:00:00:01,a,10.0.0.1,now\n", `line 2: next_boot "now"`},
 		{"short row", "mac,hostname,ip\n52:54:00:00:00:01,a\n", `line 2: ip "" is not`},
 		{"long row", "mac,hostname,ip\n52:54:00:00:00:01,a,10.0.0.1,x\n", "line 2: 4 cells"},
+		{"bad group", "mac,hostname,ip,group\n52:54:00:00:00:01,a,10.0.0.1,row1 ;rm\n", `line 2: group ";rm"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseCSV(strings.NewReader(tt.in))
@@ -320,4 +321,83 @@ func FuzzParseSettings(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestGroups(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, HostsFile), []byte(`mac,hostname,ip,group,next_boot
+52:54:00:00:00:01,ws01,10.1.0.101,row1 b104,
+52:54:00:00:00:02,ws02,10.1.0.102,"row2,b104",
+52:54:00:00:00:03,ws03,10.1.0.103,,
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, SettingsFile), []byte("image = lab1\n"), 0o644)
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(hs []Host) string {
+		var n []string
+		for _, h := range hs {
+			n = append(n, h.Hostname)
+		}
+		return strings.Join(n, " ")
+	}
+	for _, tc := range []struct {
+		name string
+		sel  Selection
+		want string // host names, or the error
+	}{
+		{"all", Selection{All: true}, "ws01 ws02 ws03"},
+		{"a room", Selection{Group: "b104"}, "ws01 ws02"},
+		{"a row", Selection{Group: "row2"}, "ws02"},
+		{"no such group", Selection{Group: "row3"}, `no host is in group "row3" (the table's groups: b104, row1, row2)`},
+		{"MACs", Selection{MACs: []net.HardwareAddr{mac(t, "52:54:00:00:00:03"), mac(t, "52:54:00:00:00:01"), mac(t, "52:54:00:00:00:03")}}, "ws03 ws01"},
+		{"unknown MAC", Selection{MACs: []net.HardwareAddr{mac(t, "52:54:00:00:00:09")}}, "52:54:00:00:00:09 is not in the hosts table"},
+		{"nothing", Selection{}, "one of them"},
+		{"two", Selection{All: true, Group: "b104"}, "one of them"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs, err := db.Select(tc.sel)
+			got := names(hs)
+			if err != nil {
+				got = err.Error()
+			}
+			if !strings.Contains(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if _, err := db.Select(Selection{Group: "x"}); !errors.Is(err, ErrNoGroup) {
+		t.Fatalf("no such group: %v, want ErrNoGroup", err)
+	}
+
+	// Marked with an image: the host's image column, empty for lab.conf's.
+	if n, err := db.Mark([]net.HardwareAddr{mac(t, "52:54:00:00:00:01"), mac(t, "52:54:00:00:00:02")}, BootClone, "lab2"); n != 2 || err != nil {
+		t.Fatalf("mark: %d, %v", n, err)
+	}
+	if n, err := db.Mark([]net.HardwareAddr{mac(t, "52:54:00:00:00:02")}, BootClone, "lab1"); n != 1 || err != nil {
+		t.Fatalf("mark: %d, %v", n, err)
+	}
+	if _, err := db.Mark(nil, BootClone, "lab1"); err == nil {
+		t.Fatal("Mark with no MAC marked something")
+	}
+	if id, _ := db.Lookup(mac(t, "52:54:00:00:00:01")); id.Image != "lab2" || id.NextBoot != BootClone || strings.Join(id.Groups, " ") != "row1 b104" {
+		t.Fatalf("ws01 after the marks: %+v", id)
+	}
+	var buf bytes.Buffer
+	db.Export(&buf)
+	want := `mac,hostname,ip,next_boot,group,image
+52:54:00:00:00:01,ws01,10.1.0.101,clone,row1 b104,lab2
+52:54:00:00:00:02,ws02,10.1.0.102,clone,row2 b104,
+52:54:00:00:00:03,ws03,10.1.0.103,local,,
+`
+	if buf.String() != want {
+		t.Fatalf("export:\n%s\nwant:\n%s", buf.String(), want)
+	}
+	// A table without groups is written without the column.
+	buf.Reset()
+	WriteCSV(&buf, []Host{{MAC: mac(t, "52:54:00:00:00:01"), Hostname: "a", NextBoot: BootLocal}})
+	if strings.Contains(buf.String(), "group") {
+		t.Fatalf("a group column without groups:\n%s", buf.String())
+	}
 }

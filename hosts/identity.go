@@ -48,6 +48,9 @@ type Identity struct {
 	// they are not sent to the workstation.
 	BootArgs  string `json:"-"`
 	OnFailure string `json:"-"`
+	// Groups are the host's groups (hosts.csv's group column), for the
+	// print server's own use; not sent to the workstation.
+	Groups []string `json:"-"`
 	// Vars holds every other lab setting and per-host column, by name, for
 	// the lab's own templates.
 	Vars map[string]string `json:"vars,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -22,6 +23,10 @@ const (
 	ColHostname = "hostname"
 	ColIP       = "ip"
 	ColNextBoot = "next_boot"
+	// ColGroup is optional: the groups a host is in (a lab row, a room),
+	// names separated by spaces, for "labseed deploy --group" and
+	// "labseed hosts next-boot --group".
+	ColGroup = "group"
 )
 
 // The next network boot of a host.
@@ -37,6 +42,9 @@ type Host struct {
 	IP       netip.Addr       `json:"ip"`
 	// NextBoot is BootLocal or BootClone.
 	NextBoot string `json:"next_boot"`
+	// Groups are the groups the host is in (ColGroup), in the order of
+	// its cell; none: nil.
+	Groups []string `json:"groups,omitempty"`
 	// Settings are the host's own settings, overriding the lab's.
 	Settings map[string]string `json:"settings,omitempty"`
 }
@@ -95,7 +103,7 @@ func ParseCSV(r io.Reader) ([]Host, error) {
 		}
 		col[name] = i
 		switch name {
-		case ColMAC, ColHostname, ColIP, ColNextBoot:
+		case ColMAC, ColHostname, ColIP, ColNextBoot, ColGroup:
 		default:
 			if err := checkSetting(name, ""); err != nil {
 				return nil, fmt.Errorf("hosts table: line 1: column %q: %w", name, err)
@@ -150,6 +158,8 @@ func parseRow(header, rec []string) (Host, error) {
 			if err != nil || !h.IP.Is4() {
 				err = fmt.Errorf("ip %q is not an IPv4 address", v)
 			}
+		case ColGroup:
+			h.Groups, err = parseGroups(v)
 		case ColNextBoot:
 			switch v {
 			case "", BootLocal:
@@ -191,21 +201,32 @@ func checkConflicts(hosts []Host, h Host) error {
 	return nil
 }
 
-// WriteCSV writes hosts as ParseCSV reads them: the required columns, then
-// every setting any host has, sorted by name.
+// WriteCSV writes hosts as ParseCSV reads them: the required columns, the
+// group column when a host is in a group, then every setting any host has,
+// sorted by name.
 func WriteCSV(w io.Writer, hosts []Host) error {
 	extra := map[string]bool{}
+	groups := false
 	for _, h := range hosts {
 		for k := range h.Settings {
 			extra[k] = true
 		}
+		groups = groups || len(h.Groups) > 0
 	}
-	header := append([]string{ColMAC, ColHostname, ColIP, ColNextBoot}, slices.Sorted(maps.Keys(extra))...)
+	header := []string{ColMAC, ColHostname, ColIP, ColNextBoot}
+	if groups {
+		header = append(header, ColGroup)
+	}
+	fixed := len(header)
+	header = append(header, slices.Sorted(maps.Keys(extra))...)
 	cw := csv.NewWriter(w)
 	cw.Write(header)
 	for _, h := range hosts {
 		rec := []string{h.MAC.String(), h.Hostname, h.IP.String(), h.NextBoot}
-		for _, k := range header[4:] {
+		if groups {
+			rec = append(rec, strings.Join(h.Groups, " "))
+		}
+		for _, k := range header[fixed:] {
 			rec = append(rec, h.Settings[k])
 		}
 		cw.Write(rec)
@@ -213,3 +234,24 @@ func WriteCSV(w io.Writer, hosts []Host) error {
 	cw.Flush()
 	return cw.Error()
 }
+
+// groupRE is a group's name: what a shell and a CSV cell take as one word.
+var groupRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// parseGroups reads a group cell: names separated by spaces (or commas),
+// each once.
+func parseGroups(v string) ([]string, error) {
+	var out []string
+	for _, g := range strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == ',' || r == '\t' }) {
+		if !groupRE.MatchString(g) {
+			return nil, fmt.Errorf("group %q: use 1-64 of letters, digits and . _ -, starting with a letter or digit (several groups: separated by spaces)", g)
+		}
+		if !slices.Contains(out, g) {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
+// InGroup reports whether h is in group g.
+func (h Host) InGroup(g string) bool { return slices.Contains(h.Groups, g) }
