@@ -49,6 +49,9 @@ type LabStatus struct {
 	// Boot then shows the last good table.
 	Boot      []BootHost `json:"boot,omitempty"`
 	BootError string     `json:"boot_error,omitempty"`
+	// Deploy is the current deploy task, or the last one, without its
+	// machines; left out when there was none.
+	Deploy *Deploy `json:"deploy,omitempty"`
 }
 
 // Member states of HostStatus.State, as the gossip sees the member.
@@ -169,11 +172,13 @@ const (
 	BootClone = "clone" // boot the clone environment and re-image
 )
 
-// NextBootRequest sets the next boot of some hosts (MACs) or all (All).
+// NextBootRequest sets the next boot of some hosts (MACs), those of a
+// group (Group) or all (All); one of the three.
 type NextBootRequest struct {
-	MACs []string `json:"macs,omitempty"`
-	All  bool     `json:"all,omitempty"`
-	Boot string   `json:"boot"` // BootClone or BootLocal
+	MACs  []string `json:"macs,omitempty"`
+	All   bool     `json:"all,omitempty"`
+	Group string   `json:"group,omitempty"`
+	Boot  string   `json:"boot"` // BootClone or BootLocal
 }
 
 // NextBootResult says how many hosts were marked.
@@ -199,6 +204,9 @@ type BootHost struct {
 	Hostname string `json:"hostname,omitempty"`
 	IP       string `json:"ip,omitempty"`
 	NextBoot string `json:"next_boot,omitempty"` // BootLocal or BootClone
+	// Groups are its groups in the table (the group column); left out
+	// when none.
+	Groups []string `json:"groups,omitempty"`
 	// Stage is where the machine is in its re-imaging (the Stage
 	// constants); left out while nothing was heard of it.
 	Stage string `json:"stage,omitempty"`

@@ -27,8 +27,14 @@ type collector struct {
 
 	serverUploaded, serverWebSeed, serverDealt, serverPeers, serverHashFailures *prometheus.Desc
 
+	deployMachines, deployActive, deployInfo, deployStart *prometheus.Desc
+
 	buildInfo *prometheus.Desc
 }
+
+// deployStates are the values of the state label of
+// labseed_deploy_machines, in the order of a deploy.
+var deployStates = []string{"waiting", "woken", "booted", "cloning", "done", "failed", "never-booted", "cancelled"}
 
 func newCollector(m *Metrics) *collector {
 	host := []string{"host"}
@@ -67,6 +73,11 @@ func newCollector(m *Metrics) *collector {
 		serverPeers:        d("labseed_server_peers", "BitTorrent peers connected to the print server.", nil, nil),
 		serverHashFailures: d("labseed_server_hash_failures_total", "Pieces the print server received that failed their hash check.", nil, nil),
 
+		deployMachines: d("labseed_deploy_machines", "Machines of the print server's deploy task (the current one, or the last; 0 before the first), by state: waiting, woken (not booted yet), booted, cloning, done, failed, never-booted, cancelled.", []string{"state"}, nil),
+		deployActive:   d("labseed_deploy_active", "1 while a deploy task is scheduled or running, 0 once it ended.", nil, nil),
+		deployInfo:     d("labseed_deploy_info", "Always 1; labels give the deploy task's id, image and state (scheduled, running, finished, cancelled, failed).", []string{"id", "image", "state"}, nil),
+		deployStart:    d("labseed_deploy_start_time_seconds", "When the deploy task started, in seconds since the Unix epoch.", nil, nil),
+
 		buildInfo: d("labseed_build_info", "Always 1; labels give labseed's version and the Go version it was built with.", []string{"version", "goversion"}, nil),
 	}
 }
@@ -79,6 +90,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.hostStart, c.hostUpdated, c.hostSync, c.hostChunksLocal, c.hostChunksFetched, c.hostFilesRemoved, c.gossipMembers,
 		c.imagePayload, c.imageInput, c.imageVersion, c.imageChunks,
 		c.serverUploaded, c.serverWebSeed, c.serverDealt, c.serverPeers, c.serverHashFailures, c.buildInfo,
+		c.deployMachines, c.deployActive, c.deployInfo, c.deployStart,
 	} {
 		ch <- d
 	}
@@ -150,6 +162,24 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.serverDealt, srv.dealt)
 	gauge(c.serverPeers, float64(srv.peers))
 	counter(c.serverHashFailures, srv.hashFailures)
+
+	// The deploy's counts are exported (as 0) before the first deploy, so
+	// that the dashboard's panels show zeros rather than no data.
+	dp := snap.Deploy
+	if dp == nil {
+		dp = &Deploy{}
+	}
+	for _, st := range deployStates {
+		gauge(c.deployMachines, float64(dp.Machines[st]), st)
+	}
+	gauge(c.deployActive, b2f(dp.Active))
+	if snap.Deploy != nil {
+		valid := func(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+		gauge(c.deployInfo, 1, valid(dp.ID), valid(dp.Image), valid(dp.State))
+		if !dp.Started.IsZero() {
+			gauge(c.deployStart, float64(dp.Started.Unix()))
+		}
+	}
 
 	gauge(c.buildInfo, 1, c.m.cfg.Version, runtime.Version())
 }

@@ -34,6 +34,25 @@ type Snapshot struct {
 	Images []Image
 	// Server is the print server's own seeding.
 	Server Server
+	// Deploy is the print server's current deploy task, or its last one;
+	// nil when there was none (its counts are then exported as 0).
+	Deploy *Deploy
+}
+
+// Deploy is a deploy task: machines re-imaged by "labseed deploy".
+type Deploy struct {
+	// ID and Image name it.
+	ID, Image string
+	// State is "scheduled", "running", "finished", "cancelled" or
+	// "failed"; Active is true while it is scheduled or running.
+	State  string
+	Active bool
+	// Machines counts its machines by state ("waiting", "woken",
+	// "booted", "cloning", "done", "failed", "never-booted",
+	// "cancelled").
+	Machines map[string]int
+	// Started is when it started; zero before.
+	Started time.Time
 }
 
 // Host is one workstation as the gossip knows it.

@@ -390,6 +390,8 @@ func TestExposition(t *testing.T) {
 			Sync: true, ChunksLocal: 30, ChunksFetched: 2, FilesRemoved: 0}}},
 		Images: []Image{{Name: "lab1", Version: 3, PayloadBytes: 104857600, InputBytes: 314572800, Chunks: 40}},
 		Server: Server{Uploaded: 3000, WebSeedBytes: 100, Peers: 1, HashFailures: 0},
+		Deploy: &Deploy{ID: "20250301-220000", Image: "lab1", State: "running", Active: true, Started: time.Unix(1_700_000_000, 0),
+			Machines: map[string]int{"waiting": 5, "woken": 4, "booted": 1, "cloning": 2, "done": 12, "failed": 1, "never-booted": 1}},
 	})
 	if *update {
 		mfs, err := m.reg.Gather()
@@ -433,6 +435,7 @@ func TestLint(t *testing.T) {
 	lab.set(Snapshot{
 		Hosts:  []Host{{Name: "ws01", State: "alive", Status: gossip.Status{Phase: gossip.PhaseSeeding, StartedUnix: 1, UpdatedUnix: 2}}},
 		Images: []Image{{Name: "lab1", Version: 1}},
+		Deploy: &Deploy{ID: "x", Image: "lab1", State: "finished", Machines: map[string]int{"done": 1}},
 	})
 	for name, lint := range map[string]func() ([]problem, error){
 		"collector": func() ([]problem, error) { return testutil.CollectAndLint(newCollector(m)) },

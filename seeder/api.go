@@ -34,7 +34,7 @@ func hostStatus(m gossip.Member) api.HostStatus {
 // bootHost is a machine's record (the table's id, if any, and its
 // lifecycle record).
 func bootHost(id hosts.Identity, r lifecycle.Record) api.BootHost {
-	b := api.BootHost{MAC: id.MAC, Hostname: id.Hostname, IP: id.IP, NextBoot: id.NextBoot,
+	b := api.BootHost{MAC: id.MAC, Hostname: id.Hostname, IP: id.IP, NextBoot: id.NextBoot, Groups: id.Groups,
 		Stage: string(r.Stage), Step: clean(r.Step), Error: cleanErr(r.Error), Started: r.Started, Heard: r.Heard, Updated: r.Updated}
 	for _, rep := range r.Reports {
 		b.Clone = append(b.Clone, api.Report{Step: clean(rep.Step), State: clean(rep.State), Error: cleanErr(rep.Error), Time: rep.Time,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/deploy"
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/lifecycle"
@@ -31,7 +32,7 @@ func TestWireConversions(t *testing.T) {
 		Gateway: "10.1.0.1", DNS: []string{"10.1.0.1"}, PrinterQueue: "q", PrinterServer: "p", Display: "1920x1080",
 		Image: "lab1", Filesystem: "xfs", SwapMiB: 1, RootMiB: 2, Bootloader: "extlinux", NextBoot: hosts.BootClone,
 		Enrolled: true, Keep: []string{"/home"}, Vars: map[string]string{"x_a": "b"}, Templates: map[string]string{"etc/motd": "hi"},
-		Hooks: []hosts.Hook{{Name: "10-a", Script: "true"}}}
+		Hooks: []hosts.Hook{{Name: "10-a", Script: "true"}}, Groups: []string{"b104"}}
 	aid := apiIdentity(id)
 	aid.MinVersion, aid.Time, aid.Nonce = 3, t0, "00ff" // handleWhoAmI sets these
 	allSet(t, "Identity", reflect.ValueOf(aid))
@@ -47,6 +48,22 @@ func TestWireConversions(t *testing.T) {
 		Reports: []lifecycle.Report{{Step: "fetch", State: hosts.StateFailed, Error: "boom", Time: t0, Detail: "full clone"}},
 		Agent:   &lifecycle.Agent{Name: "ws07", Addr: "10.1.0.17:7946", State: gossip.StateAlive, Status: withMAC(st, id.MAC)}}
 	allSet(t, "BootHost", reflect.ValueOf(bootHost(id, rec)))
+
+	task := &deploy.Task{ID: "d1", Image: "lab1", State: deploy.TaskFailed, Wave: 4, WaveTimeout: time.Minute, WakeTries: 3,
+		StallTimeout: time.Hour, At: t0, Created: t0, Started: t0, Ended: t0, Error: "x", WakeError: "y"}
+	for _, s := range deploy.States {
+		task.Machines = append(task.Machines, deploy.Machine{MAC: id.MAC, Hostname: "ws07", IP: "10.1.0.17", State: s,
+			Woken: 2, FirstWoken: t0, LastWoken: t0, Booted: t0, Ended: t0, Changed: t0, Step: "fetch", Error: "boom"})
+	}
+	d := apiDeploy(task, true)
+	d.Attached = true // set by the handler
+	allSet(t, "Deploy", reflect.ValueOf(d))
+
+	wr := apiWakeResult(pxe.WakeResult{Interface: "eth1", Broadcast: []byte{10, 1, 0, 255}, Port: 9, Raw: true, RawError: "-", Sent: 6}, 1)
+	allSet(t, "WakeResult", reflect.ValueOf(wr))
+	if wr.Broadcast != "10.1.0.255:9" {
+		t.Errorf("wake result: %+v", wr)
+	}
 }
 
 func withMAC(st gossip.Status, mac string) gossip.Status {

@@ -97,16 +97,21 @@ func (s *Server) handleNextBoot(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if len(req.MACs) == 0 && !req.All {
-		http.Error(w, "next boot: give MACs or all", http.StatusBadRequest)
-		return
-	}
 	macs, err := parseMACs(req.MACs)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	n, err := s.cfg.Hosts.SetNextBoot(macs, req.Boot)
+	hs, err := s.cfg.Hosts.Select(hosts.Selection{All: req.All, Group: req.Group, MACs: macs})
+	if err != nil {
+		selectError(w, err)
+		return
+	}
+	macs = macs[:0]
+	for _, h := range hs {
+		macs = append(macs, h.MAC)
+	}
+	n, err := s.cfg.Hosts.Mark(macs, req.Boot, "")
 	if err != nil {
 		code := http.StatusBadRequest
 		if errors.Is(err, hosts.ErrUnknownHost) {

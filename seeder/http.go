@@ -26,6 +26,7 @@ func (s *Server) Handler() http.Handler {
 	apiMux.HandleFunc("GET "+api.PathStatus, s.handleStatus)
 	apiMux.Handle("GET "+api.PathMetrics, s.metrics.Handler())
 	s.hostsRoutes(apiMux)
+	s.deployRoutes(apiMux)
 	mux.Handle("/api/", s.apiLimits(apiMux))
 	mux.Handle(api.PathMetrics, s.apiLimits(apiMux))
 	mux.Handle("GET "+api.PathSeed+"{file}", s.streamLimits(http.HandlerFunc(s.handleSeed)))
@@ -170,5 +171,6 @@ func (s *Server) Status() api.LabStatus {
 	} else {
 		ls.Boot = bh
 	}
+	ls.Deploy = s.deploySummary()
 	return ls
 }

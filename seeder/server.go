@@ -19,6 +19,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/deal"
+	"github.com/labseed/labseed/deploy"
 	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/neigh"
@@ -96,6 +97,15 @@ type Config struct {
 	// hosts table, DHCP from lab.conf, its leases in the store's
 	// leases.json.
 	PXE *pxe.Config
+	// WakeInterface is the lab network's interface the Wake-on-LAN magic
+	// packets leave from (wake requests and deploy tasks); default the
+	// network boot's (PXE), else the one holding the advertised address,
+	// else the only candidate (pxe.LabInterface).
+	WakeInterface string
+	// Wake, if set, sends the magic packets of wake requests and deploy
+	// tasks instead of pxe.Wake on the lab interface (a seam for tests).
+	// It is called from any goroutine.
+	Wake func(ctx context.Context, macs []net.HardwareAddr) (pxe.WakeResult, error)
 	// Logger receives the server's logs; nil discards.
 	Logger *slog.Logger
 }
@@ -150,6 +160,10 @@ type Server struct {
 	deals    dealClients        // deals under way and unconfirmed, per address
 	logLimit textsafe.Limiter   // log lines about refused requests, per client
 
+	deployMu   sync.Mutex
+	deploy     *deploy.Task  // the current or last deploy task; nil: none yet
+	deployPoke chan struct{} // makes the deploy loop step now
+
 	mu     sync.Mutex
 	seeded map[metainfo.Hash]*seededImage
 	images []api.ImageInfo // the store's current images, as of the last scan
@@ -189,7 +203,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, storage: swarm.NewStorage(), seeded: map[metainfo.Hash]*seededImage{}, started: time.Now()}
+	s := &Server{cfg: cfg, log: log, storage: swarm.NewStorage(), seeded: map[metainfo.Hash]*seededImage{}, started: time.Now(),
+		deployPoke: make(chan struct{}, 1)}
 	if cfg.AdminKey != nil {
 		s.admin, _ = api.NewAdminVerifier(cfg.AdminKey)
 	}
@@ -253,6 +268,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.setStatus()
+	s.loadDeploy()
 	return s, nil
 }
 
@@ -327,6 +343,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.scanLoop(ctx) })
 	g.Go(func() error { return s.statusLoop(ctx) })
 	g.Go(func() error { return s.metrics.Run(ctx) })
+	g.Go(func() error { return s.deployLoop(ctx) })
 	s.log.Info("serving", "http", s.lab.HTTPAddr, "gossip", s.lab.GossipAddr, "torrent", s.lab.TorrentAddr, "store", s.cfg.Store.Dir())
 	err := g.Wait()
 	lctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -517,5 +534,14 @@ func (s *Server) snapshot() metrics.Snapshot {
 	snap.Server.Uploaded = cs.BytesWrittenData.Int64()
 	snap.Server.WebSeedBytes = s.webSeed.Load()
 	snap.Server.DealtBytes = s.dealt.Load()
+	s.deployMu.Lock()
+	if t := s.deploy; t != nil {
+		d := &metrics.Deploy{ID: t.ID, Image: t.Image, State: string(t.State), Active: !t.Over(), Started: t.Started, Machines: map[string]int{}}
+		for st, n := range t.Counts() {
+			d.Machines[string(st)] = n
+		}
+		snap.Deploy = d
+	}
+	s.deployMu.Unlock()
 	return snap
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labseed/labseed/api"
@@ -17,7 +16,7 @@ import (
 
 var hostsCmd = &command{
 	name:  "hosts",
-	usage: "list|export [FILE]|import FILE|next-boot clone|local (--all | MAC... | --file FILE) [--server HOST] [--store DIR | --admin-key FILE]",
+	usage: "list|export [FILE]|import FILE|next-boot clone|local (--all | MAC... | --file FILE | --group GROUP) [--server HOST] [--store DIR | --admin-key FILE]",
 	summary: `Manage the lab's hosts table on the running print server.
 The table maps each machine's MAC to its host name and address (and any
 per-host setting: printer_queue, display, image...; see docs/hosts.md). It
@@ -29,6 +28,8 @@ lives in the store as hosts.csv, next to the lab settings in lab.conf.
   next-boot clone|local set what the next network boot of some hosts does:
                         clone re-images them, local boots their disk. A host
                         returns to local by itself once its clone is done.
+                        --group names the hosts of a group (hosts.csv's
+                        group column: a lab row, a room).
 export, import and next-boot need the admin key: on the print server they
 read STORE/keys/admin.key; elsewhere give --admin-key FILE (default
 $LABSEED_ADMIN_KEY, then ~/.config/labseed/admin.key), a copy made with
@@ -38,6 +39,7 @@ gives no right to change anything.`,
 labseed hosts import lab1.csv
 labseed hosts next-boot clone --all
 labseed hosts next-boot clone 52:54:00:12:34:56 52:54:00:12:34:57
+labseed hosts next-boot clone --group b104
 labseed hosts next-boot local --file broken-ones.txt`,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		if len(args) == 0 {
@@ -46,8 +48,7 @@ labseed hosts next-boot local --file broken-ones.txt`,
 		sub, args := args[0], args[1:]
 		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port "+strconv.Itoa(api.DefaultPort)+" by default)")
 		adminKey := addAdminKeyFlags(fs)
-		all := fs.Bool("all", false, "next-boot: every host of the table")
-		list := fs.String("file", "", "next-boot: read MACs from `FILE` (one per line, # comments)")
+		selFlags := addSelectionFlags(fs, "next-boot")
 		var boot string
 		if sub == "next-boot" {
 			if len(args) == 0 || (args[0] != hosts.BootClone && args[0] != hosts.BootLocal) {
@@ -56,16 +57,9 @@ labseed hosts next-boot local --file broken-ones.txt`,
 			boot, args = args[0], args[1:]
 		}
 		// Flags may come before or after the operands.
-		var operands []string
-		for {
-			if err := fs.Parse(args); err != nil {
-				return err
-			}
-			if fs.NArg() == 0 {
-				break
-			}
-			operands = append(operands, fs.Arg(0))
-			args = fs.Args()[1:]
+		operands, err := parseInterleaved(fs, args)
+		if err != nil {
+			return err
 		}
 		c := api.NewClient(*server)
 		switch sub {
@@ -124,22 +118,11 @@ labseed hosts next-boot local --file broken-ones.txt`,
 			fmt.Printf("imported: the table has %d hosts\n", countTable(bh))
 			return nil
 		default: // next-boot
-			macs := operands
-			if *list != "" {
-				b, err := os.ReadFile(*list)
-				if err != nil {
-					return err
-				}
-				for _, line := range strings.Split(string(b), "\n") {
-					if line, _, _ = strings.Cut(line, "#"); strings.TrimSpace(line) != "" {
-						macs = append(macs, strings.TrimSpace(line))
-					}
-				}
+			sel, err := selFlags.parse(operands)
+			if err != nil {
+				return fmt.Errorf("next-boot: %w", err)
 			}
-			if *all == (len(macs) > 0) {
-				return fmt.Errorf("next-boot: give MACs, --file or --all (one of them): %w", errUsage)
-			}
-			n, err := c.SetNextBoot(ctx, api.NextBootRequest{MACs: macs, All: *all, Boot: boot})
+			n, err := c.SetNextBoot(ctx, api.NextBootRequest{MACs: sel.macs, All: sel.all, Group: sel.group, Boot: boot})
 			if err != nil {
 				return err
 			}

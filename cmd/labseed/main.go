@@ -37,6 +37,8 @@ var commands = []*command{
 	extractCmd,
 	keysCmd,
 	hostsCmd,
+	wakeCmd,
+	deployCmd,
 	cloneCmd,
 	serveCmd,
 	peerCmd,
@@ -156,7 +158,7 @@ A lab, on the print server:
   labseed netboot build                             (the clone environment, from the image's kernel)
   labseed serve --listen 10.1.0.1 --pxe proxy --image lab1
   labseed hosts import lab1.csv                     (or let the machines enrol themselves)
-  labseed hosts next-boot clone --all               (then reboot or wake the lab)
+  labseed deploy --image lab1 --all                 (marks, wakes in waves, follows, reports)
 every workstation boots from the network into the clone environment, which runs
   labseed clone --disk auto                         (server from the kernel command line)
 and reboots into its new system; watch it with: labseed status --watch

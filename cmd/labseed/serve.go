@@ -30,7 +30,10 @@ netboot build') over TFTP (the iPXE first stage) and HTTP (kernel, initrd),
 and gives every machine its iPXE menu; see docs/pxe.md.
 The hosts table (STORE/hosts.csv), the lab settings (STORE/lab.conf), the
 clone templates (STORE/templates/) and hooks (STORE/hooks/) are read from the
-store; hand edits are picked up within seconds. See "labseed hosts".`,
+store; hand edits are picked up within seconds. See "labseed hosts".
+It runs the deploy tasks of "labseed deploy" (kept in STORE/deploy.json: a
+restart goes on with the one running) and sends the Wake-on-LAN packets of
+"labseed wake" and deploy from the lab interface (--interface).`,
 	example: `labseed serve --listen 10.1.0.1
 labseed serve --store /srv/labseed --listen 10.1.0.1 --http-port 8080
 labseed serve --listen 10.1.0.1 --pxe proxy --image lab1`,
@@ -49,7 +52,7 @@ labseed serve --listen 10.1.0.1 --pxe proxy --image lab1`,
 		fs.StringVar(&o.pxe, "pxe", "off", "network boot: `MODE` off, proxy (next to the lab's DHCP server) or dhcp (be the DHCP server)")
 		fs.StringVar(&o.bootDir, "boot-dir", "", "`DIR` with the boot files (undionly.kpxe, ipxe.efi, vmlinuz, initrd.img) for --pxe (default STORE/boot, where 'labseed netboot build' writes them)")
 		fs.StringVar(&o.image, "image", "", "image `NAME` the network-booted clone environment installs (--pxe)")
-		fs.StringVar(&o.iface, "interface", "", "lab network `INTERFACE` for --pxe (default the one holding the --listen address; without --listen, the only one up with an IPv4 address)")
+		fs.StringVar(&o.iface, "interface", "", "lab network `INTERFACE` for --pxe and the Wake-on-LAN packets of wake and deploy (default the one holding the --listen address; without --listen, the only one up with an IPv4 address)")
 		fs.BoolVar(&o.noBind, "pxe-no-bind", false, "--pxe proxy on a server that runs its own DHCP server: read DHCP with a raw socket instead of binding port 67")
 		fs.BoolVar(&o.verbose, "v", false, "log debug detail")
 		if err := parse(fs, args, 0, 0); err != nil {
@@ -100,6 +103,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if cfg.Hosts, err = hosts.Open(st.Dir()); err != nil {
 		return err
 	}
+	cfg.WakeInterface = o.iface
 	cfg.Logger = logger(o.verbose)
 	limitMemory(256 << 20)
 	if mode != pxe.ModeOff {

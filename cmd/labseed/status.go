@@ -28,7 +28,8 @@ its agent's percent, download and upload rate, connected peers and ETA; and
 the last thing heard of it (a boot event, a clone step, or why it failed).
 Workstations that are no machine of the table's follow. The summary:
 workstations done, aggregate download rate, the share of bytes served by the
-workstations rather than the print server, and the machines by stage.`,
+workstations rather than the print server, the machines by stage, and the
+deploy task (labseed deploy) running or last run, its machines by state.`,
 	example: "labseed status --server 10.1.0.1 --watch",
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port "+strconv.Itoa(api.DefaultPort)+" by default)")
@@ -79,6 +80,9 @@ func printStatus(w io.Writer, ls *api.LabStatus) {
 		sum.Done, sum.Hosts, sum.Failed, fmtRate(float64(sum.DownRate)), 100*sum.PeerShare, mib(int64(sum.ServerUp)))
 	if line := stageCounts(ls.Boot); line != "" {
 		fmt.Fprintln(w, "machines:", line)
+	}
+	if ls.Deploy != nil {
+		fmt.Fprintln(w, deployLine(ls.Deploy, ls.Time))
 	}
 	if ls.BootError != "" {
 		fmt.Fprintln(w, "hosts table (showing the last good one):", shownLong(ls.BootError))
