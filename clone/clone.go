@@ -332,16 +332,33 @@ func (c *cloner) reportDetail(ctx context.Context, step, state, msg, detail stri
 	if len(msg) > limit {
 		msg = msg[:limit] + "..."
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
 	if len(detail) > 1000 {
 		detail = detail[:1000] + "..."
 	}
-	err := c.client.Report(rctx, c.reportMAC, api.Report{Step: step, State: state, Error: msg, Time: time.Now(), Detail: detail})
-	if err != nil {
-		c.log.Warn("report to the print server", "step", step, "state", state, "err", err)
+	// The done report takes the host off the clone boot: it is tried
+	// again for a minute while the print server does not answer (a print
+	// server restarting goes on with its deploy, and must hear of it).
+	deadline := time.Now().Add(doneReportRetry)
+	for {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := c.client.Report(rctx, c.reportMAC, api.Report{Step: step, State: state, Error: msg, Time: time.Now(), Detail: detail})
+		cancel()
+		if err == nil {
+			return
+		}
+		var ae *api.APIError
+		if state != api.StateDone || errors.As(err, &ae) || time.Now().After(deadline) {
+			c.log.Warn("report to the print server", "step", step, "state", state, "err", err)
+			return
+		}
+		c.log.Info("the print server does not answer: trying the done report again", "err", err)
+		time.Sleep(2 * time.Second)
 	}
 }
+
+// doneReportRetry is how long the done report is tried again while the
+// print server does not answer.
+const doneReportRetry = time.Minute
 
 // lines turns a command's output into a short excerpt for an error: its
 // last few lines.

@@ -17,8 +17,8 @@ import (
 var labseedBin string
 
 func TestMain(m *testing.M) {
-	if os.Getenv("LABSEED_PXE_CLIENT") != "" {
-		os.Exit(m.Run()) // a helper process (TestHelperPXEClient): no binary needed
+	if os.Getenv("LABSEED_PXE_CLIENT") != "" || os.Getenv("LABSEED_DEPLOY_WS") != "" {
+		os.Exit(m.Run()) // a helper process (TestHelperPXEClient, TestHelperDeployWS): no binary needed
 	}
 	dir, err := os.MkdirTemp("", "labseed-bin-")
 	if err != nil {
