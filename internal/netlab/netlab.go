@@ -86,6 +86,25 @@ func Build(t testing.TB, sw string, hosts ...Host) {
 			Run(t, "ip", "-n", h.NS, "link", "set", "br0", "up")
 		}
 	}
+	waitForwarding(t, sw, len(hosts))
+}
+
+// waitForwarding waits (at most 10 s) until the n ports of the switch in
+// ns forward: a port forwards once the kernel has handled its carrier
+// event, up to a second after "up", and a frame sent before is lost.
+func waitForwarding(t testing.TB, ns string, n int) {
+	t.Helper()
+	var out []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var err error
+		if out, err = exec.Command("bridge", "-n", ns, "link", "show").CombinedOutput(); err != nil {
+			t.Fatalf("bridge -n %s link show: %v: %s", ns, err, out)
+		}
+		if bytes.Count(out, []byte("state forwarding")) >= n {
+			return
+		}
+	}
+	t.Fatalf("the switch's ports do not forward after 10 s:\n%s", out)
 }
 
 // StartLogged starts a background command with its output in logFile;
