@@ -22,6 +22,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/internal/fixture"
 	"github.com/labseed/labseed/internal/netlab"
 	"github.com/labseed/labseed/treecmp"
@@ -342,7 +343,7 @@ func checkClonedDisk(t *testing.T, disk, ref, hostname, mnt string) {
 		return
 	}
 	defer unix.Unmount(mnt, 0)
-	diffs, err := treecmp.Compare(ref, mnt, treecmp.Options{Ignore: []string{"etc", "lost+found"}, SkipMtimeDirs: true})
+	diffs, err := treecmp.Compare(ref, mnt, treecmp.Options{Ignore: []string{"etc", "lost+found", chunker.StateDirName}, SkipMtimeDirs: true})
 	if err != nil {
 		t.Errorf("%s: %v", hostname, err)
 	} else if len(diffs) > 0 {
@@ -351,8 +352,10 @@ func checkClonedDisk(t *testing.T, disk, ref, hostname, mnt string) {
 	if b, err := os.ReadFile(filepath.Join(mnt, "etc", "hostname")); err != nil || strings.TrimSpace(string(b)) != hostname {
 		t.Errorf("%s: etc/hostname %q, %v", hostname, b, err)
 	}
-	if _, err := os.Stat(filepath.Join(mnt, ".labseed")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("%s: the clone left its staging data (%v)", hostname, err)
+	// Of its state directory, a clone keeps only the record of the image
+	// installed (for the next re-image's sync).
+	if ents, err := os.ReadDir(filepath.Join(mnt, chunker.StateDirName)); err != nil || len(ents) != 1 || ents[0].Name() != chunker.InstalledDirName {
+		t.Errorf("%s: the clone's state directory holds %v (%v), want only %s", hostname, ents, err, chunker.InstalledDirName)
 	}
 }
 

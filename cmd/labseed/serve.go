@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -110,7 +111,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 		pc := pxe.DefaultConfig()
 		pc.Mode, pc.Interface, pc.BootDir, pc.Image, pc.NoBind = mode, o.iface, o.bootDir, o.image, o.noBind
 		if pc.BootDir == "" {
+			// The store's own boot directory is made here, so that the
+			// print server starts (and says what is missing) before the
+			// first 'labseed netboot build'.
 			pc.BootDir = filepath.Join(st.Dir(), "boot")
+			if err := os.MkdirAll(pc.BootDir, 0o755); err != nil {
+				return fmt.Errorf("network boot: %w", err)
+			}
 		}
 		for _, f := range []string{netboot.KernelFile, netboot.InitrdFile, netboot.BIOSFile, netboot.UEFIFile} {
 			if _, err := os.Stat(filepath.Join(pc.BootDir, f)); err != nil {
