@@ -39,7 +39,12 @@ func (s *Server) requesterMACs(r *http.Request, macs []net.HardwareAddr) ([]net.
 	if err != nil {
 		return nil, fmt.Errorf("%w: source address %q", errUnresolved, r.RemoteAddr)
 	}
-	ip := ap.Addr().Unmap()
+	return s.macsFrom(ap.Addr().Unmap(), macs)
+}
+
+// macsFrom returns those of macs that a sender at ip may speak for (the
+// rule above); an error (errNotYours or errUnresolved, wrapped) when none.
+func (s *Server) macsFrom(ip netip.Addr, macs []net.HardwareAddr) ([]net.HardwareAddr, error) {
 	look := s.cfg.Neighbours
 	if look == nil {
 		look = neigh.Lookup

@@ -291,3 +291,55 @@ func TestEscapesNeverReachStatus(t *testing.T) {
 		t.Fatalf("report kept: %+v", r.Reports)
 	}
 }
+
+// TestGossipOwnMACOnly: lab.key is public, so anyone can join the gossip;
+// a member that names a MAC in its status shows in that machine's row only
+// when the MAC is its own by the rule of "who am I" (here the neighbour
+// table says every member is 52:54:00:00:00:01). A stranger claiming the
+// victim's MAC fills no row, and its refusal is logged once.
+func TestGossipOwnMACOnly(t *testing.T) {
+	dir := t.TempDir()
+	const own, victim = "52:54:00:00:00:01", "52:54:00:00:00:02"
+	os.WriteFile(filepath.Join(dir, hosts.HostsFile), []byte("mac,hostname,ip\n"+own+",ws01,10.1.0.101\n"+victim+",ws02,10.1.0.102\n"), 0o644)
+	var fn fakeNeighbours
+	fn.set(neigh.OnLink, own)
+	var log syncbuf.Buffer
+	srv := startTableServer(t, dir, &fn, &log)
+	st, _ := store.Open(dir)
+	key, _ := st.LabKey()
+	ctx := context.Background()
+	for _, m := range []struct{ name, mac string }{{"ws01", own}, {"liar", victim}} {
+		node, err := gossip.New(gossip.Config{Name: m.name, BindAddr: "127.0.0.1", BindPort: -1, Key: key, Local: true,
+			Seeds: []string{srv.Lab().GossipAddr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer node.Close()
+		node.SetStatus(gossip.Status{Phase: gossip.PhaseDownloading, Percent: 41.5, MAC: m.mac})
+		if err := node.Join(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hwOwn, _ := hosts.ParseMAC(own)
+	hwVictim, _ := hosts.ParseMAC(victim)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if r, ok := srv.Machines().Get(hwOwn); ok && r.Agent != nil && r.Agent.Status.Percent == 41.5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the member's own MAC: its status did not reach its record")
+		}
+	}
+	// Both members have gossiped for a while: the liar's status is in, and refused.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(log.String(), "member=127.0.0.1"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refusal logged for the liar:\n%s", log.String())
+		}
+	}
+	if r, ok := srv.Machines().Get(hwVictim); ok && r.Agent != nil {
+		t.Fatalf("the victim's record shows the liar's status: %+v", r.Agent)
+	}
+	if n := strings.Count(log.String(), "is not its own"); n != 1 {
+		t.Errorf("%d refusal lines, want 1 (once a minute per address)", n)
+	}
+}

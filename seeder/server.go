@@ -472,16 +472,43 @@ func (s *Server) setStatus() {
 }
 
 // trackAgents gives the lifecycle records the gossiped status of the
-// agents that name their machine (labseed clone's).
+// agents that name their machine (labseed clone's). A member speaks for a
+// MAC only under the rule of "who am I" (requester.go) applied to its
+// gossip address: anyone can join the gossip (lab.key is public), but a
+// stranger cannot fill another machine's row with a made-up download.
 func (s *Server) trackAgents() {
 	for _, m := range s.node.Members() {
 		if m.Status.MAC == "" {
 			continue
 		}
-		if mac, err := hosts.ParseMAC(m.Status.MAC); err == nil {
-			s.tracker.Agent(mac, lifecycle.Agent{Name: m.Name, Addr: m.Addr, State: m.State, Status: m.Status})
+		mac, err := hosts.ParseMAC(m.Status.MAC)
+		if err != nil {
+			continue
 		}
+		ap, err := netip.ParseAddrPort(m.Addr)
+		if err != nil {
+			continue
+		}
+		if _, err := s.macsFrom(ap.Addr().Unmap(), []net.HardwareAddr{mac}); err != nil {
+			s.refusedMember(m.Addr, err)
+			continue
+		}
+		s.tracker.Agent(mac, lifecycle.Agent{Name: m.Name, Addr: m.Addr, State: m.State, Status: m.Status})
 	}
+}
+
+// refusedMember logs, at most once a minute per address, a member whose
+// gossiped MAC is not its own (or not yet resolved: then at debug level).
+func (s *Server) refusedMember(addr string, err error) {
+	if !s.logLimit.Allow("gossip member "+addr, time.Now()) {
+		return
+	}
+	lvl := slog.LevelWarn
+	if errors.Is(err, errUnresolved) {
+		lvl = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), lvl, "a gossip member's status is not shown: the MAC it names is not its own",
+		"member", textsafe.Clean(addr, 64), "err", textsafe.Clean(err.Error(), 256))
 }
 
 // inTable reports whether mac is in the hosts table (the last good one).
