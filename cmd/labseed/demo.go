@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -232,16 +233,35 @@ func runDemo(ctx context.Context, o demoOptions) error {
 			100*float64(last.fromPeers)/float64(last.fromPeers+last.fromServer), float64(last.serverUp)/float64(im.Manifest.PayloadBytes))
 	}
 	var cpu time.Duration
-	var rss int64
-	for _, u := range usage {
+	var rss float64
+	for i, u := range usage {
 		if u != nil {
 			cpu += time.Duration(u.Utime.Nano() + u.Stime.Nano())
-			rss = max(rss, u.Maxrss)
 		}
+		// Each workstation's own peak (VmHWM), from its last line: the
+		// rusage of a child counts the memory of this process, which
+		// started it (see peakRSS).
+		rss = max(rss, peerPeakRSS(filepath.Join(dir, fmt.Sprintf("ws%02d.log", i+1))))
 	}
 	received := float64(o.peers) * float64(im.Manifest.PayloadBytes)
-	fmt.Printf("workstation processes: peak RSS %.0f MiB, CPU %.1f s per GB received\n", float64(rss)/1024, cpu.Seconds()/(received/1e9))
+	fmt.Printf("workstation processes: peak RSS %.0f MiB, CPU %.1f s per GB received\n", rss, cpu.Seconds()/(received/1e9))
 	return nil
+}
+
+// peerPeakRSS returns the peak RSS in MiB that labseed peer reported on
+// the last line of its log (selfUsage), 0 if it did not.
+func peerPeakRSS(log string) float64 {
+	b, err := os.ReadFile(log)
+	if err != nil {
+		return 0
+	}
+	var mib float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if i := strings.LastIndex(line, "peak RSS "); i >= 0 {
+			fmt.Sscanf(line[i:], "peak RSS %f MiB", &mib)
+		}
+	}
+	return mib
 }
 
 type statusSnapshot struct{ fromPeers, fromServer, serverUp uint64 }

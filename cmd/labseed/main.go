@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -53,8 +54,11 @@ const defaultStore = "/var/lib/labseed"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// LABSEED_CPUPROFILE=FILE writes a CPU profile (go tool pprof) of this
-	// process: how the figures in docs/BENCHMARKS.md were explained.
-	if f := os.Getenv("LABSEED_CPUPROFILE"); f != "" {
+	// process: how the figures in docs/BENCHMARKS.md were explained. "%p"
+	// in FILE is replaced by the process ID and "%c" by the command, so
+	// that every process of a demo or a lab bench writes its own
+	// (LABSEED_MEMPROFILE too).
+	if f := profilePath("LABSEED_CPUPROFILE"); f != "" {
 		if out, err := os.Create(f); err == nil {
 			pprof.StartCPUProfile(out)
 			defer pprof.StopCPUProfile()
@@ -63,7 +67,7 @@ func main() {
 	err := run(ctx, os.Args[1:])
 	stop()
 	pprof.StopCPUProfile()
-	if f := os.Getenv("LABSEED_MEMPROFILE"); f != "" {
+	if f := profilePath("LABSEED_MEMPROFILE"); f != "" {
 		if out, err := os.Create(f); err == nil {
 			pprof.Lookup("allocs").WriteTo(out, 0)
 			out.Close()
@@ -186,6 +190,17 @@ func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) error {
 		return errUsage
 	}
 	return nil
+}
+
+// profilePath returns the profile file named by environment variable env,
+// with "%p" replaced by the process ID and "%c" by the command.
+func profilePath(env string) string {
+	f := os.Getenv(env)
+	cmd := "none"
+	if len(os.Args) > 1 {
+		cmd = os.Args[1]
+	}
+	return strings.NewReplacer("%p", strconv.Itoa(os.Getpid()), "%c", cmd).Replace(f)
 }
 
 // limitMemory sets a soft memory limit for the Go heap, unless GOMEMLIMIT is

@@ -107,7 +107,7 @@ labseed peer --server 10.1.0.1 --target /mnt/target --keys ` + keys.DefaultDir,
 		if err := s.Seed(ctx); err != nil {
 			return interrupted(err)
 		}
-		fmt.Printf("done: %s holds the verified image (%.1f s)\n", cfg.Target, time.Since(start).Seconds())
+		fmt.Printf("done: %s holds the verified image (%.1f s; %s)\n", cfg.Target, time.Since(start).Seconds(), selfUsage())
 		if r, ok := s.Synced(); ok {
 			fmt.Printf("synced: %d of %d chunks found on the disk, %d fetched; %d entries unchanged, %d written, %d removed\n",
 				r.Local, r.Chunks, r.Fetched, r.Entries.Unchanged, r.Entries.Written, r.Entries.Removed)
