@@ -23,6 +23,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/labseed/labseed/internal/atomicfile"
+	"github.com/labseed/labseed/internal/bufpool"
 )
 
 // ApplyConfig configures an Applier. Zero values mean the defaults.
@@ -136,7 +137,7 @@ type Applier struct {
 	pending []marker     // applied, not yet synced and recorded
 	waiting int64        // raw bytes of the pending chunks
 	rootHdr *tar.Header  // the image's "." entry, set by Finish
-	bufs    sync.Pool    // *[]byte: buffers for decompressed chunks
+	bufs    bufpool.Pool // buffers for decompressed chunks
 
 	commitMu sync.Mutex // one commit at a time
 
@@ -155,17 +156,6 @@ type marker struct {
 	index    int
 	deferred []byte   // the chunk's work for Finish (a tar of headers)
 	names    []string // a sync's: every path the chunk holds
-}
-
-// rawBuf returns a buffer of at least n bytes for a decompressed chunk,
-// reusing one when it can: chunks are megabytes each, and allocating one per
-// chunk made the garbage collector, not the disk, set the pace of a
-// workstation on a loaded machine.
-func (a *Applier) rawBuf(n int64) []byte {
-	if p, ok := a.bufs.Get().(*[]byte); ok && int64(cap(*p)) >= n {
-		return *p
-	}
-	return make([]byte, 0, n)
 }
 
 // stateImageFile names the image the state directory belongs to.
@@ -624,9 +614,11 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte) ([]byte, []stri
 	if sum := sha256.Sum256(data); int64(len(data)) != c.Size || hex.EncodeToString(sum[:]) != c.SHA256 {
 		return nil, nil, ErrChunkHash
 	}
-	buf := a.rawBuf(c.RawSize)
-	raw, err := a.dec.DecodeAll(data, buf[:0])
-	defer a.bufs.Put(&raw)
+	// Chunks are megabytes each: allocating one per chunk made the
+	// garbage collector, not the disk, set the pace of a workstation on a
+	// loaded machine.
+	raw, err := a.dec.DecodeAll(data, a.bufs.Get(int(c.RawSize))[:0])
+	defer a.bufs.Put(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("decompress: %w", err)
 	}
@@ -638,7 +630,7 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte) ([]byte, []stri
 	var deferred bytes.Buffer
 	var names []string
 	dw := tar.NewWriter(&deferred)
-	err = readFragment(bytes.NewReader(raw), func(e *entry, r io.Reader) error {
+	err = readFragmentBytes(raw, func(e *entry, data []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -648,7 +640,7 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte) ([]byte, []stri
 			}
 			names = append(names, e.hdr.Name)
 		}
-		later, err := w.apply(e, r)
+		later, err := w.apply(e, data)
 		if err != nil {
 			return &EntryError{Name: e.hdr.Name, Err: err}
 		}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -29,8 +28,6 @@ func syncFS(f *os.File) error { return unix.Syncfs(int(f.Fd())) }
 type writer struct {
 	a    *Applier
 	dirs map[string]*os.File
-	buf  []byte
-	data []byte // a sync's: the data of the entry being compared
 	cmp  []byte // a sync's: what the target holds, to compare with
 }
 
@@ -92,7 +89,7 @@ func (w *writer) evict() {
 }
 
 // apply writes one entry and reports whether it has work for Finish.
-func (w *writer) apply(e *entry, r io.Reader) (later bool, err error) {
+func (w *writer) apply(e *entry, data []byte) (later bool, err error) {
 	w.evict()
 	h := e.hdr
 	switch h.Typeflag {
@@ -112,7 +109,7 @@ func (w *writer) apply(e *entry, r io.Reader) (later bool, err error) {
 	}
 	switch h.Typeflag {
 	case tar.TypeReg:
-		return e.split(), w.file(dirfd, base, e, r)
+		return e.split(), w.file(dirfd, base, e, data)
 	case tar.TypeSymlink:
 		return false, w.symlink(dirfd, base, h)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
@@ -121,42 +118,21 @@ func (w *writer) apply(e *entry, r io.Reader) (later bool, err error) {
 	return false, fmt.Errorf("%w %q", ErrEntryType, h.Typeflag)
 }
 
-func (w *writer) file(dirfd int, base string, e *entry, r io.Reader) error {
+func (w *writer) file(dirfd int, base string, e *entry, data []byte) error {
 	if w.a.sync {
 		if e.split() {
-			return w.syncPart(dirfd, base, e, r)
+			return w.syncPart(dirfd, base, e, data)
 		}
-		return w.syncFile(dirfd, base, e, r)
+		return w.syncFile(dirfd, base, e, data)
 	}
 	fd, err := unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return pathErr("create", err)
 	}
 	defer unix.Close(fd)
-	if w.buf == nil {
-		w.buf = make([]byte, 1<<20)
-	}
-	off := e.offset
-	holes := false
-	for {
-		n, err := io.ReadFull(r, w.buf)
-		if n > 0 {
-			h, werr := pwriteSparse(fd, w.buf[:n], off)
-			if werr != nil {
-				return fmt.Errorf("write: %w", werr)
-			}
-			holes = holes || h
-			off += int64(n)
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read fragment data: %w", err)
-		}
-	}
-	if off != e.offset+e.hdr.Size {
-		return fmt.Errorf("%w: data ends at %d, header says %d", ErrFragment, off, e.offset+e.hdr.Size)
+	holes, err := pwriteSparse(fd, data, e.offset)
+	if err != nil {
+		return fmt.Errorf("write: %w", err)
 	}
 	if holes || e.split() {
 		if err := unix.Ftruncate(fd, e.total); err != nil {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"syscall"
@@ -30,7 +29,7 @@ type writer struct{}
 
 func (a *Applier) newWriter() *writer                                 { return &writer{} }
 func (w *writer) close()                                              {}
-func (w *writer) apply(*entry, io.Reader) (bool, error)               { return false, checkOS() }
+func (w *writer) apply(*entry, []byte) (bool, error)                  { return false, checkOS() }
 func (w *writer) fileMeta(*entry) error                               { return checkOS() }
 func (w *writer) link(*entry) error                                   { return checkOS() }
 func (w *writer) dirMeta(*entry) error                                { return checkOS() }

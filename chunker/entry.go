@@ -2,6 +2,7 @@ package chunker
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -155,6 +156,23 @@ func readFragment(r io.Reader, fn func(e *entry, data io.Reader) error) error {
 	}
 }
 
+// readFragmentBytes is readFragment for a fragment in memory: fn gets each
+// entry's data as a slice of raw, not a copy (a workstation writes a
+// gigabyte of file data per image straight from the decompressed chunks).
+func readFragmentBytes(raw []byte, fn func(e *entry, data []byte) error) error {
+	br := bytes.NewReader(raw)
+	return readFragment(br, func(e *entry, _ io.Reader) error {
+		// The tar reader reads a header's blocks and no further, and skips
+		// the data of the entry before with a Seek: the reader is at the
+		// first byte of this entry's data.
+		start := int64(len(raw)) - int64(br.Len())
+		if e.hdr.Size > int64(len(raw))-start {
+			return &EntryError{Name: e.hdr.Name, Err: fmt.Errorf("%w: data runs past the end of the fragment", ErrFragment)}
+		}
+		return fn(e, raw[start:start+e.hdr.Size])
+	})
+}
+
 // parseEntry validates one fragment header.
 func parseEntry(hdr *tar.Header) (*entry, error) {
 	n, err := cleanName(hdr.Name)
@@ -169,6 +187,11 @@ func parseEntry(hdr *tar.Header) (*entry, error) {
 	}
 	if hdr.Mode&^0o7777 != 0 {
 		return nil, fmt.Errorf("%w: mode %o", ErrFragment, hdr.Mode)
+	}
+	if hasSparseRecords(hdr) {
+		// archive/tar would expand it: its data would not be the bytes
+		// that follow the header. Publish never writes one.
+		return nil, fmt.Errorf("%w: a tar sparse entry", ErrFragment)
 	}
 	e := &entry{hdr: hdr, total: hdr.Size}
 	switch hdr.Typeflag {

@@ -148,19 +148,6 @@ func removeTree(dirfd int, base string) (int64, error) {
 	return n + 1, nil
 }
 
-// entryData reads the n bytes of the entry's data into the writer's
-// buffer.
-func (w *writer) entryData(r io.Reader, n int64) ([]byte, error) {
-	if int64(cap(w.data)) < n {
-		w.data = make([]byte, n)
-	}
-	b := w.data[:n]
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("read fragment data: %w", err)
-	}
-	return b, nil
-}
-
 // sameData reports whether the file fd holds data at off.
 func (w *writer) sameData(fd int, data []byte, off int64) (bool, error) {
 	if w.cmp == nil {
@@ -277,11 +264,7 @@ func (a *Applier) claim(st unix.Stat_t, name string) bool {
 // syncFile is file for a sync, for a file the entry holds whole: a file
 // of the target with this content keeps it (its metadata is set), any
 // other is replaced by a new file.
-func (w *writer) syncFile(dirfd int, base string, e *entry, r io.Reader) error {
-	data, err := w.entryData(r, e.hdr.Size)
-	if err != nil {
-		return err
-	}
+func (w *writer) syncFile(dirfd int, base string, e *entry, data []byte) error {
 	fd, st, err := w.regular(dirfd, base, e.hdr.Name, unix.O_RDONLY)
 	if err != nil {
 		return err
@@ -325,11 +308,7 @@ func (w *writer) syncFile(dirfd int, base string, e *entry, r io.Reader) error {
 // the part is written where the file differs from it, into the file the
 // other parts share (made anew if the target has something else there);
 // Finish sets the metadata and clears what no part covers (clearGaps).
-func (w *writer) syncPart(dirfd int, base string, e *entry, r io.Reader) error {
-	data, err := w.entryData(r, e.hdr.Size)
-	if err != nil {
-		return err
-	}
+func (w *writer) syncPart(dirfd int, base string, e *entry, data []byte) error {
 	mu := w.a.fileLock(e.hdr.Name)
 	mu.Lock()
 	fd, st, err := w.regular(dirfd, base, e.hdr.Name, unix.O_RDWR)

@@ -66,8 +66,8 @@ func (r *ChunkReader) Walk(i int, data []byte, fn func(e Entry, data io.Reader) 
 	if int64(len(raw)) != c.RawSize {
 		return &ChunkError{Index: i, Err: fmt.Errorf("decompressed to %d bytes, manifest says %d", len(raw), c.RawSize)}
 	}
-	err = readFragment(bytes.NewReader(raw), func(e *entry, d io.Reader) error {
-		return fn(Entry{Header: e.hdr, Offset: e.offset, FileSize: e.total}, d)
+	err = readFragmentBytes(raw, func(e *entry, d []byte) error {
+		return fn(Entry{Header: e.hdr, Offset: e.offset, FileSize: e.total}, bytes.NewReader(d))
 	})
 	if err != nil {
 		return &ChunkError{Index: i, Err: err}

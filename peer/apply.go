@@ -83,7 +83,8 @@ func (s *Session) applyAll(ctx context.Context) error {
 
 func (s *Session) applyChunk(ctx context.Context, f *os.File, c int) error {
 	ch := s.im.Manifest.Chunks[c]
-	b := make([]byte, ch.Size)
+	b := s.chunkBufs.Get(int(ch.Size))
+	defer s.chunkBufs.Put(b)
 	if _, err := f.ReadAt(b, ch.Offset); err != nil {
 		return fmt.Errorf("peer: read chunk %d from staging: %w", c, err)
 	}

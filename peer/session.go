@@ -16,6 +16,7 @@ import (
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/internal/bufpool"
 	"github.com/labseed/labseed/swarm"
 	"golang.org/x/time/rate"
 )
@@ -43,6 +44,7 @@ type Session struct {
 	writeErr    chan error    // the first error writing a piece from a peer or web seed
 	local       map[int]bool  // a sync's chunks found on the disk (localChunks); read-only once started
 	fetched     atomic.Int64  // chunks applied that were not local
+	chunkBufs   bufpool.Pool  // compressed chunks read from staging (apply)
 
 	mu           sync.Mutex // guards what follows, which tick refreshes
 	phase        gossip.Phase
