@@ -175,6 +175,11 @@ func (cfg Config) memberlistConfig(logw *logWriter) *memberlist.Config {
 		mc.SuspicionMult = labSuspicionMult
 	}
 	mc.RetransmitMult = retransmitMult
+	// No LZW compression of the gossip: its packets are small, a LAN
+	// carries them anyway, and compressing every one of them was 3 % of a
+	// lab-bench workstation's CPU (memberlist allocates a compressor per
+	// packet). Compressed packets from other nodes are still read.
+	mc.EnableCompression = false
 	mc.Name = cfg.Name
 	mc.BindAddr = cfg.BindAddr
 	if cfg.BindPort == -1 {
