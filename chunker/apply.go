@@ -211,6 +211,9 @@ func NewApplier(m *Manifest, cfg ApplyConfig) (*Applier, error) {
 		syncBytes: cfg.SyncBytes,
 		syncFS:    syncFS,
 	}
+	// The buffers of two chunks decompressed at once are kept (a
+	// workstation applies two at a time); more at once allocate.
+	a.bufs.Max = 2
 	if a.syncBytes == 0 {
 		a.syncBytes = DefaultSyncBytes
 	}

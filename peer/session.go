@@ -91,6 +91,7 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 		return nil, fmt.Errorf("peer: torrent: %w", err)
 	}
 	s := &Session{a: a, im: im, writeErr: make(chan error, 1)}
+	s.chunkBufs.Max = a.cfg.ApplyWorkers
 	defer func() {
 		if err != nil {
 			s.Close()
