@@ -75,7 +75,7 @@ labseed clone --disk /dev/nvme0n1 --partition --no-reboot`,
 		cfg.Logger = logger(verbose)
 		cfg.Console = os.Stdout
 		cfg.Progress = progressPrinter()
-		limitMemory(160 << 20)
+		limitMemory(workstationMemory)
 		err := clone.Run(ctx, cfg)
 		if errors.Is(err, context.Canceled) {
 			return fmt.Errorf("interrupted (nothing is left mounted); run the same command again: %w", err)

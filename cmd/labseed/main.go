@@ -203,6 +203,14 @@ func profilePath(env string) string {
 	return strings.NewReplacer("%p", strconv.Itoa(os.Getpid()), "%c", cmd).Replace(f)
 }
 
+// workstationMemory is the soft memory limit of the workstation agent
+// (labseed peer, clone, the clone environment's init). Its live heap is
+// about 80 MiB (two chunks of up to 32 MiB being applied, their
+// compressed bytes, the torrent client's buffers); the peak RSS is the
+// limit plus about 25 MiB of the labseed binary's code, under the 192 MiB
+// a workstation may take (docs/BENCHMARKS.md).
+const workstationMemory = 144 << 20
+
 // limitMemory sets a soft memory limit for the Go heap, unless GOMEMLIMIT is
 // set: the garbage collector then works harder instead of letting the
 // process grow, which keeps peak memory flat whatever the image size.

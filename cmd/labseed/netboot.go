@@ -157,7 +157,7 @@ func netbootInit(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
-	limitMemory(160 << 20)
+	limitMemory(workstationMemory)
 	err := netinit.Run(ctx, netinit.Config{})
 	if os.Getpid() == 1 {
 		// PID 1 must not exit (the kernel would panic): say so and stay.

@@ -83,7 +83,7 @@ labseed peer --server 10.1.0.1 --target /mnt/target --keys ` + keys.DefaultDir,
 		cfg.Progress = progressPrinter()
 		// The lab bench's swarm diagnosis (docs/lab-bench.md).
 		cfg.TraceDir = os.Getenv("LABSEED_TORRENT_STATUS")
-		limitMemory(160 << 20)
+		limitMemory(workstationMemory)
 		a, err := peer.New(cfg)
 		if err != nil {
 			return err
