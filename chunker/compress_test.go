@@ -312,11 +312,20 @@ func zstdChildren(t *testing.T) []int {
 	return pids
 }
 
-// TestPublishZstdProgramCancel cancels a level 19 publish while zstd
-// compresses chunks of 12-16 MiB (seconds each), and checks that Publish
-// returns at once and leaves no zstd process behind.
+// TestPublishZstdProgramCancel cancels a level 19 publish while its zstd
+// program compresses a chunk, and checks that Publish kills it: the zstd
+// found in $PATH here is a stand-in that never ends (a script named zstd,
+// which sleeps), so Publish returns only if it kills the program, and no
+// zstd process may be left behind.
 func TestPublishZstdProgramCancel(t *testing.T) {
-	needZstd(t)
+	if _, err := os.Stat("/usr/bin/perl"); err != nil {
+		t.Skipf("perl (Debian perl-base) runs the stand-in zstd: %v", err)
+	}
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, ZstdProgram), []byte("#!/usr/bin/perl\nsleep 3600;\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	in := genImage(t, 22, 40<<20)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -339,24 +348,16 @@ func TestPublishZstdProgramCancel(t *testing.T) {
 		running = zstdChildren(t)
 	}
 	cancel()
-	start := time.Now()
 	var err error
 	select {
 	case err = <-errc:
 	case <-time.After(time.Minute):
-		t.Fatal("Publish still running a minute after the cancellation")
+		t.Fatalf("Publish still running a minute after the cancellation: it waits for its zstd %v (which never ends) instead of killing it", running)
 	}
-	took := time.Since(start)
-	t.Logf("Publish returned %.0f ms after the cancellation (zstd processes %v): %v", took.Seconds()*1000, running, err)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Publish returned %v, want context.Canceled", err)
 	}
 	if left := zstdChildren(t); len(left) > 0 {
 		t.Fatalf("zstd processes %v still running after Publish returned", left)
-	}
-	// Compressing a 12 MiB chunk at level 19 takes seconds; waiting for it
-	// instead of killing it would show here.
-	if took > time.Second {
-		t.Fatalf("Publish took %v to return after the cancellation", took)
 	}
 }
