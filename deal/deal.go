@@ -42,6 +42,9 @@ type Dealer struct {
 	mu      sync.Mutex
 	sending []bool      // per piece: a deal holding it is open
 	sentAt  []time.Time // per piece: when it was last sent whole
+	sent    int         // pieces sent whole at least once
+	open    int         // deals made and not finished
+	first   time.Time   // when the first deal was made
 }
 
 // New returns a Dealer for a torrent of n pieces.
@@ -65,6 +68,17 @@ func (d *Dealer) Pieces() int { return len(d.sending) }
 func (d *Dealer) Deal(want Bitmap, now time.Time) (first, n int, ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.first.IsZero() {
+		d.first = now
+	}
+	// Near the end, shorter runs: a run is sent at the pace of one
+	// workstation's share of the print server's port, and until its last
+	// piece is in, the other workstations cannot have it. Runs of MaxRun
+	// while there are four times as many pieces never sent as the open
+	// deals can hold, then shorter, down to single pieces (lab bench: the
+	// last workstations were done seconds after the print server had sent
+	// its last new piece).
+	maxRun := min(d.cfg.MaxRun, max(1, (len(d.sending)-d.sent)/(4*(d.open+1))))
 	// Pieces never sent first, then those sent longer than Hold ago.
 	for _, fresh := range []bool{true, false} {
 		free := func(p int) bool {
@@ -80,11 +94,12 @@ func (d *Dealer) Deal(want Bitmap, now time.Time) (first, n int, ok bool) {
 			if !free(p) {
 				continue
 			}
-			for n = 1; n < d.cfg.MaxRun && p+n < len(d.sending) && free(p+n); n++ {
+			for n = 1; n < maxRun && p+n < len(d.sending) && free(p+n); n++ {
 			}
 			for i := p; i < p+n; i++ {
 				d.sending[i] = true
 			}
+			d.open++
 			return p, n, true
 		}
 	}
@@ -93,19 +108,35 @@ func (d *Dealer) Deal(want Bitmap, now time.Time) (first, n int, ok bool) {
 
 // Finish closes the deal of pieces first..first+n-1; sent is how many of
 // them, from first on, reached the workstation whole (all n when the
-// transfer succeeded). The others may be dealt again at once.
-func (d *Dealer) Finish(first, n, sent int, now time.Time) {
+// transfer succeeded). The others may be dealt again at once. last is true
+// for the Finish that sent the last piece never sent before: from then
+// on every piece is in the lab.
+func (d *Dealer) Finish(first, n, sent int, now time.Time) (last bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	before := d.sent
+	d.open = max(0, d.open-1)
 	for i := first; i < first+n && i < len(d.sending); i++ {
 		if i < 0 {
 			continue
 		}
 		d.sending[i] = false
 		if i-first < sent {
+			if d.sentAt[i].IsZero() {
+				d.sent++
+			}
 			d.sentAt[i] = now
 		}
 	}
+	return before < len(d.sending) && d.sent == len(d.sending)
+}
+
+// Progress returns how many pieces were sent whole at least once, and
+// when the first deal was made (zero before it).
+func (d *Dealer) Progress() (sent int, first time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.sent, d.first
 }
 
 // Unsend takes back pieces first..first+n-1 that a Finish at time at
@@ -116,8 +147,9 @@ func (d *Dealer) Unsend(first, n int, at time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i := max(first, 0); i < first+n && i < len(d.sending); i++ {
-		if !d.sending[i] && d.sentAt[i].Equal(at) {
+		if !d.sending[i] && !at.IsZero() && d.sentAt[i].Equal(at) {
 			d.sentAt[i] = time.Time{}
+			d.sent--
 		}
 	}
 }

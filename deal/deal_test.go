@@ -14,34 +14,75 @@ func all(n int) Bitmap {
 }
 
 func TestDealSharesOutEachPieceOnce(t *testing.T) {
-	d := New(10, Config{MaxRun: 4, Hold: time.Minute})
+	d := New(40, Config{MaxRun: 4, Hold: time.Minute})
 	now := time.Unix(1000, 0)
 	type deal struct{ first, n int }
 	var got []deal
-	for range 3 {
-		first, n, ok := d.Deal(all(10), now)
+	dealt := make([]bool, 40)
+	for {
+		first, n, ok := d.Deal(all(40), now)
 		if !ok {
-			t.Fatalf("deal %d: nothing dealt", len(got))
+			break
+		}
+		if n > 4 {
+			t.Fatalf("a run of %d pieces, MaxRun is 4", n)
+		}
+		for p := first; p < first+n; p++ {
+			if dealt[p] {
+				t.Fatalf("piece %d dealt twice", p)
+			}
+			dealt[p] = true
 		}
 		got = append(got, deal{first, n})
 	}
-	want := []deal{{0, 4}, {4, 4}, {8, 2}}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("deals %v, want %v", got, want)
+	for p, ok := range dealt {
+		if !ok {
+			t.Fatalf("piece %d never dealt (deals %v)", p, got)
 		}
 	}
-	if _, _, ok := d.Deal(all(10), now); ok {
-		t.Fatal("a fourth deal while every piece is being sent")
+	if got[0] != (deal{0, 4}) {
+		t.Fatalf("first deal %v, want 0+4", got[0])
 	}
-	for _, g := range got {
-		d.Finish(g.first, g.n, g.n, now)
+	for i, g := range got {
+		if last := d.Finish(g.first, g.n, g.n, now); last != (i == len(got)-1) {
+			t.Fatalf("Finish of deal %d says last %v", i, last)
+		}
 	}
-	if first, n, ok := d.Deal(all(10), now.Add(time.Minute-time.Second)); ok {
+	if sent, first := d.Progress(); sent != 40 || !first.Equal(now) {
+		t.Fatalf("Progress %d, %v; want 40 pieces, the first deal at %v", sent, first, now)
+	}
+	if first, n, ok := d.Deal(all(40), now.Add(time.Minute-time.Second)); ok {
 		t.Fatalf("pieces %d+%d dealt again within the hold time", first, n)
 	}
-	if first, n, ok := d.Deal(all(10), now.Add(time.Minute)); !ok || first != 0 || n != 4 {
-		t.Fatalf("after the hold time: %d+%d %v, want 0+4", first, n, ok)
+	if first, _, ok := d.Deal(all(40), now.Add(time.Minute)); !ok || first != 0 {
+		t.Fatalf("after the hold time: %d %v, want 0", first, ok)
+	}
+}
+
+// Runs get shorter when few pieces were never sent: the last ones reach
+// the lab one at a time, not behind three others each.
+func TestDealShorterRunsAtTheEnd(t *testing.T) {
+	const pieces = 1000
+	d := New(pieces, Config{MaxRun: 4})
+	now := time.Now()
+	var open [][2]int
+	for {
+		first, n, ok := d.Deal(all(pieces), now)
+		if !ok {
+			break
+		}
+		sent, _ := d.Progress()
+		switch left := pieces - sent; {
+		case left >= 4*4*(len(open)+1) && n != 4 && first+n < pieces:
+			t.Fatalf("%d pieces never sent, %d deals open: a run of %d, want 4", left, len(open), n)
+		case left < 8 && n != 1:
+			t.Fatalf("%d pieces never sent: a run of %d, want 1", left, n)
+		}
+		open = append(open, [2]int{first, n})
+		if len(open) == 16 { // 16 deals at a time, as 8 workstations keep open
+			d.Finish(open[0][0], open[0][1], open[0][1], now)
+			open = open[1:]
+		}
 	}
 }
 
@@ -74,12 +115,12 @@ func TestDealOnlyWantedPieces(t *testing.T) {
 }
 
 func TestDealCutShort(t *testing.T) {
-	d := New(8, Config{MaxRun: 4, Hold: time.Hour})
+	d := New(64, Config{MaxRun: 4, Hold: time.Hour})
 	now := time.Now()
-	first, n, _ := d.Deal(all(8), now)
+	first, n, _ := d.Deal(all(64), now)
 	// The transfer broke after one piece: the other three are free at once.
 	d.Finish(first, n, 1, now)
-	if f, k, ok := d.Deal(all(8), now); !ok || f != 1 || k != 4 {
+	if f, k, ok := d.Deal(all(64), now); !ok || f != 1 || k != 4 {
 		t.Fatalf("after a broken deal of 0+4 (1 sent): %d+%d %v, want 1+4", f, k, ok)
 	}
 }
@@ -156,8 +197,9 @@ func FuzzDeal(f *testing.F) {
 // finished are dealt again at once; pieces dealt to another since are not
 // touched.
 func TestUnsend(t *testing.T) {
-	d := New(8, Config{MaxRun: 4})
-	all := NewBitmap(8)
+	// 64 pieces, 8 wanted: enough never sent for runs of MaxRun.
+	d := New(64, Config{MaxRun: 4})
+	all := NewBitmap(64)
 	for p := range 8 {
 		all.Set(p)
 	}

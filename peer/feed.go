@@ -110,7 +110,10 @@ func (s *Session) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p in
 	if _, err := io.ReadFull(rd, b); err != nil {
 		return fmt.Errorf("piece %d from the print server: %w", p, err)
 	}
-	s.fed.Add(int64(len(b)))
+	if s.fed.Add(int64(len(b))) == int64(len(b)) {
+		// Where a run's first seconds go (docs/lab-bench.md).
+		s.a.log.Info("first piece from the print server", "seconds", time.Since(s.started).Seconds())
+	}
 	pc := s.t.Piece(p)
 	if _, err := pc.Storage().WriteAt(b, 0); err != nil {
 		return fmt.Errorf("piece %d: %w: %w", p, errStaging, err)

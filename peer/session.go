@@ -174,6 +174,11 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 		return nil, fmt.Errorf("peer: add torrent: %w", err)
 	}
 	s.t.SetOnWriteChunkError(s.onWriteError)
+	// The lab members the join brought in are dialled now, not at the
+	// first tick a second later.
+	s.mu.Lock()
+	s.addPeers(time.Now())
+	s.mu.Unlock()
 	s.closers = append(s.closers, s.startTicking())
 	return s, nil
 }

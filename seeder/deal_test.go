@@ -89,8 +89,9 @@ func TestDealAPI(t *testing.T) {
 			t.Fatalf("piece %d dealt %d times, want once", p, k)
 		}
 	}
-	if wantDeals := (pieces + deal.DefaultMaxRun - 1) / deal.DefaultMaxRun; deals != wantDeals {
-		t.Errorf("%d deals, want %d", deals, wantDeals)
+	// Runs of DefaultMaxRun, shorter for the last few pieces (deal.Dealer).
+	if least := (pieces + deal.DefaultMaxRun - 1) / deal.DefaultMaxRun; deals < least || deals > least+12 {
+		t.Errorf("%d deals, want %d and a few more", deals, least)
 	}
 	if d := srv.dealt.Load(); d != im.Manifest.PayloadBytes {
 		t.Errorf("server counted %d bytes dealt, want %d", d, im.Manifest.PayloadBytes)
