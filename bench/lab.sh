@@ -515,6 +515,7 @@ LABSEED_DONE_RE=${LABSEED_DONE_RE-'msg="image applied'}
 # per run, before the first N, and each N gets a copy of that store: level
 # 19 takes ~5 min for the Debian image on 2 cores, once per image in a lab.
 LABSEED_LEVEL=${LABSEED_LEVEL-19}
+# LABSEED_PUBLISH_ARGS: more publish flags, e.g. "--chunk-size 1".
 labseed_bin() { # built once per run, before the lab (not part of any timing)
   if [[ -n ${LABSEED_BIN:-} ]]; then echo "$LABSEED_BIN"; return; fi
   if [[ ! -x $WORK/labseed && ! -e $WORK/labseed-build.log ]]; then
@@ -533,10 +534,10 @@ labseed_prep() {
     echo "# labseed binary: $bin, sha256 $(sha256sum "$bin" | cut -c1-16), built $(date -r "$bin" -Is)" >>"$OUT/command.txt"
   if [[ ! -d $WORK/labseed-store ]]; then
     local p0=$SECONDS
-    "$LS" publish --store "$WORK/labseed-store.new" --name img --level "$LABSEED_LEVEL" "$IMAGE" >"$WORK/labseed-publish.log" 2>&1 ||
+    "$LS" publish --store "$WORK/labseed-store.new" --name img --level "$LABSEED_LEVEL" ${LABSEED_PUBLISH_ARGS:-} "$IMAGE" >"$WORK/labseed-publish.log" 2>&1 ||
       { NA="labseed publish failed: $(tail -5 "$WORK/labseed-publish.log" | tr '\n' ' ')"; return 1; }
     mv "$WORK/labseed-store.new" "$WORK/labseed-store"
-    echo "# labseed publish --level $LABSEED_LEVEL: $((SECONDS - p0)) s, $("$LS" images --store "$WORK/labseed-store" 2>&1 | tail -1) (once per run, before the first N)" >>"$OUT/command.txt"
+    echo "# labseed publish --level $LABSEED_LEVEL ${LABSEED_PUBLISH_ARGS:-}: $((SECONDS - p0)) s, $("$LS" images --store "$WORK/labseed-store" 2>&1 | tail -1) (once per run, before the first N)" >>"$OUT/command.txt"
   fi
   cp -a "$WORK/labseed-store" "$MD/store"
   spawn keys "$PS" 60 "$LS" keys export --store "$MD/store" "$MD/keys"
@@ -585,7 +586,7 @@ reimage_prep() {
   if [[ ! -d $WORK/labseed-store-v2 ]]; then
     local p0=$SECONDS
     cp -a "$WORK/labseed-store" "$WORK/labseed-store-v2.new"
-    "$LS" publish --store "$WORK/labseed-store-v2.new" --name img --level "$LABSEED_LEVEL" "$UPDATE_IMAGE" >"$WORK/labseed-publish-v2.log" 2>&1 ||
+    "$LS" publish --store "$WORK/labseed-store-v2.new" --name img --level "$LABSEED_LEVEL" ${LABSEED_PUBLISH_ARGS:-} "$UPDATE_IMAGE" >"$WORK/labseed-publish-v2.log" 2>&1 ||
       { NA="labseed publish of v2 failed: $(tail -5 "$WORK/labseed-publish-v2.log" | tr '\n' ' ')"; return 1; }
     mv "$WORK/labseed-store-v2.new" "$WORK/labseed-store-v2"
     echo "# reimage: labseed publish v2 --level $LABSEED_LEVEL: $((SECONDS - p0)) s, $("$LS" images --store "$WORK/labseed-store-v2" 2>&1 | tail -1)" >>"$OUT/command.txt"

@@ -15,7 +15,7 @@ import (
 
 var publishCmd = &command{
 	name:  "publish",
-	usage: "[--store DIR] [--name NAME] [--level N] IMAGE",
+	usage: "[--store DIR] [--name NAME] [--level N] [--chunk-size MIB] IMAGE",
 	summary: `Chunk, compress and sign a root-filesystem tarball into the store.
 IMAGE is a .tar, .tar.gz (pigz's multi-member gzip too) or .tar.zst made from
 the master machine, e.g. with: tar --xattrs --numeric-owner -C /mnt/master -czf IMAGE .
@@ -33,6 +33,9 @@ ssh master 'tar --xattrs --numeric-owner -C / --one-file-system -cf - .' | labse
 			"1-4: built-in encoder (4: ~20 MB/s of tar per core);\n"+
 			"5-19: the zstd program, Debian package zstd (19: smallest, ~2.8 MB/s per core,\n"+
 			"10 % smaller than 4 on a Debian image; see docs/BENCHMARKS.md)")
+		fs.Float64Var(&o.chunkMiB, "chunk-size", 0, "average uncompressed chunk size in `MIB` (chunks of a quarter to 4 times it;\n"+
+			"default the chunker's): smaller chunks cost a little compression and make a\n"+
+			"re-image by sync fetch less, a changed file costing its whole chunk")
 		if err := parse(fs, args, 1, 1); err != nil {
 			return err
 		}
@@ -44,11 +47,15 @@ ssh master 'tar --xattrs --numeric-owner -C / --one-file-system -cf - .' | labse
 type publishOptions struct {
 	store, name, image string
 	level              int
+	chunkMiB           float64 // 0: the chunker's default
 }
 
 func runPublish(ctx context.Context, o publishOptions) error {
 	if err := chunker.CheckLevel(o.level); err != nil {
 		return fmt.Errorf("publish: %w", err)
+	}
+	if o.chunkMiB != 0 && (o.chunkMiB < 0.25 || o.chunkMiB*4 > chunker.MaxChunkRawSize/2/(1<<20)) {
+		return fmt.Errorf("publish: --chunk-size %g: give 0.25 to %d MiB", o.chunkMiB, chunker.MaxChunkRawSize/8/(1<<20))
 	}
 	in, size := os.Stdin, int64(-1)
 	if o.image != "-" {
@@ -75,7 +82,12 @@ func runPublish(ctx context.Context, o publishOptions) error {
 	limitMemory(256 << 20)
 	b := newBar(size, "publish "+o.name)
 	start := time.Now()
-	im, err := s.Publish(ctx, in, chunker.Config{Name: o.name, Level: o.level, Progress: b.set})
+	cfg := chunker.Config{Name: o.name, Level: o.level, Progress: b.set}
+	if o.chunkMiB != 0 {
+		avg := int64(o.chunkMiB * (1 << 20))
+		cfg.ChunkMin, cfg.ChunkAvg, cfg.ChunkMax = avg/4, avg, avg*4
+	}
+	im, err := s.Publish(ctx, in, cfg)
 	b.done()
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", o.image, err)

@@ -72,3 +72,31 @@ func TestPublishLevel(t *testing.T) {
 		t.Fatalf("verify: %q", out)
 	}
 }
+
+// TestPublishChunkSize: --chunk-size makes smaller chunks (more of them);
+// a size out of range is refused.
+func TestPublishChunkSize(t *testing.T) {
+	dir := t.TempDir()
+	img := writeImage(t, filepath.Join(dir, "lab1.tar.gz"), 3, 4<<20)
+	chunks := func(args ...string) int {
+		t.Helper()
+		st := filepath.Join(t.TempDir(), "store")
+		labseed(t, true, append([]string{"publish", "--store", st, "--level", "1"}, append(args, img)...)...)
+		b, err := os.ReadFile(filepath.Join(st, "images", "lab1", "v1", "manifest.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := chunker.DecodeManifest(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(m.Chunks)
+	}
+	def, small := chunks(), chunks("--chunk-size", "0.25")
+	if small <= 2*def {
+		t.Errorf("--chunk-size 0.25 made %d chunks, the default %d", small, def)
+	}
+	if _, stderr := labseed(t, false, "publish", "--store", filepath.Join(dir, "st"), "--chunk-size", "64", img); !strings.Contains(stderr, "--chunk-size 64: give 0.25 to 32 MiB") {
+		t.Errorf("--chunk-size 64: %q", stderr)
+	}
+}
