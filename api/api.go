@@ -41,6 +41,19 @@ const (
 	HeaderPieces     = "Labseed-Pieces"
 )
 
+// HeaderDealLocal, on a PathDeal request, is the deal.Bitmap of the
+// image's chunks the workstation holds already (a sync found them on its
+// disk), in base64 (standard alphabet, no padding). A print server that
+// reads it leaves the bytes of those chunks out of the pieces it deals
+// (the pieces at the edges of a chunk the workstation lacks hold bytes of
+// its neighbours), back to back in payload order, and says so with
+// HeaderDealSkipped "1" on its answer; one that does not sends whole
+// pieces.
+const (
+	HeaderDealLocal   = "Labseed-Deal-Local"
+	HeaderDealSkipped = "Labseed-Deal-Skipped"
+)
+
 // WithDefaultPort returns server ("host" or "host:port") with DefaultPort
 // added when it has no port.
 func WithDefaultPort(server string) string {

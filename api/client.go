@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/base64"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -86,6 +87,11 @@ type octets []byte
 // io.Reader, which is CSV) through hc and returns a 2xx answer; other
 // answers become an *APIError.
 func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, body any) (*http.Response, error) {
+	return c.sendHeader(ctx, hc, method, path, body, nil)
+}
+
+// sendHeader is send with more request headers.
+func (c *Client) sendHeader(ctx context.Context, hc *http.Client, method, path string, body any, hdr http.Header) (*http.Response, error) {
 	var b []byte
 	ctype := "application/json"
 	switch v := body.(type) {
@@ -115,6 +121,9 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	if body != nil {
 		req.Header.Set("Content-Type", ctype)
 	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
 	if c.Auth != nil {
 		if err := c.Auth(req, b); err != nil {
 			return nil, fmt.Errorf("print server %s: %s %s: %w", c.Addr, method, path, err)
@@ -139,25 +148,37 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 // caller must close; n is 0 (and body nil) when the server has none to
 // send now. Only ctx bounds the transfer.
 func (c *Client) Deal(ctx context.Context, infohash string, want deal.Bitmap) (first, n int, body io.ReadCloser, err error) {
+	first, n, _, body, err = c.DealSkipping(ctx, infohash, want, nil)
+	return first, n, body, err
+}
+
+// DealSkipping is Deal for a workstation that holds the chunks of the
+// image set in local (HeaderDealLocal; nil: none): skipped reports
+// whether the print server left their bytes out of the pieces.
+func (c *Client) DealSkipping(ctx context.Context, infohash string, want, local deal.Bitmap) (first, n int, skipped bool, body io.ReadCloser, err error) {
 	hc := http.DefaultClient
 	if c.HTTP != nil {
 		hc = &http.Client{Transport: c.HTTP.Transport}
 	}
-	resp, err := c.send(ctx, hc, "POST", PathDeal+infohash, octets(want))
+	var hdr http.Header
+	if local != nil {
+		hdr = http.Header{HeaderDealLocal: {base64.RawStdEncoding.EncodeToString(local)}}
+	}
+	resp, err := c.sendHeader(ctx, hc, "POST", PathDeal+infohash, octets(want), hdr)
 	if err != nil {
-		return 0, 0, nil, err
+		return 0, 0, false, nil, err
 	}
 	if resp.StatusCode == http.StatusNoContent {
 		resp.Body.Close()
-		return 0, 0, nil, nil
+		return 0, 0, false, nil, nil
 	}
 	first, err1 := strconv.Atoi(resp.Header.Get(HeaderFirstPiece))
 	n, err2 := strconv.Atoi(resp.Header.Get(HeaderPieces))
 	if err1 != nil || err2 != nil || first < 0 || n <= 0 {
 		resp.Body.Close()
-		return 0, 0, nil, fmt.Errorf("print server %s: deal answer without valid %s/%s headers", c.Addr, HeaderFirstPiece, HeaderPieces)
+		return 0, 0, false, nil, fmt.Errorf("print server %s: deal answer without valid %s/%s headers", c.Addr, HeaderFirstPiece, HeaderPieces)
 	}
-	return first, n, resp.Body, nil
+	return first, n, resp.Header.Get(HeaderDealSkipped) == "1", resp.Body, nil
 }
 
 // Images lists the print server's images.

@@ -183,3 +183,36 @@ func VerifyManifest(pub ed25519.PublicKey, b, sig []byte) (*Manifest, error) {
 	}
 	return DecodeManifest(b)
 }
+
+// Uncovered returns the ranges of payload bytes [off, end), in order, that
+// no chunk c with have(c) holds: what a workstation that has those chunks
+// still needs of the payload there (a deal skips the rest).
+func (m *Manifest) Uncovered(have func(c int) bool, off, end int64) [][2]int64 {
+	var out [][2]int64
+	if off >= end {
+		return nil
+	}
+	// The first chunk that ends after off.
+	lo, hi := 0, len(m.Chunks)-1
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if m.Chunks[mid].Offset <= off {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	for c := lo; c < len(m.Chunks) && m.Chunks[c].Offset < end; c++ {
+		ch := m.Chunks[c]
+		s, e := max(ch.Offset, off), min(ch.Offset+ch.Size, end)
+		if s >= e || have(c) {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1][1] == s {
+			out[n-1][1] = e
+		} else {
+			out = append(out, [2]int64{s, e})
+		}
+	}
+	return out
+}

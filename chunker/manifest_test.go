@@ -3,6 +3,7 @@ package chunker
 import (
 	"crypto/ed25519"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -52,5 +53,28 @@ func TestDecodeManifestRejects(t *testing.T) {
 				t.Fatal("DecodeManifest accepted it")
 			}
 		})
+	}
+}
+
+func TestUncovered(t *testing.T) {
+	m := &Manifest{Chunks: []Chunk{{Offset: 0, Size: 10}, {Offset: 10, Size: 10}, {Offset: 20, Size: 10}, {Offset: 30, Size: 5}}}
+	have := func(cs ...int) func(int) bool {
+		return func(c int) bool { return slices.Contains(cs, c) }
+	}
+	for _, tt := range []struct {
+		have     func(int) bool
+		off, end int64
+		want     [][2]int64
+	}{
+		{have(), 0, 35, [][2]int64{{0, 35}}},
+		{have(1), 5, 25, [][2]int64{{5, 10}, {20, 25}}},
+		{have(0, 2), 0, 35, [][2]int64{{10, 20}, {30, 35}}},
+		{have(0, 1, 2, 3), 0, 35, nil},
+		{have(2), 12, 18, [][2]int64{{12, 18}}},
+		{have(1), 12, 18, nil},
+	} {
+		if got := m.Uncovered(tt.have, tt.off, tt.end); !slices.Equal(got, tt.want) {
+			t.Errorf("Uncovered(%d, %d) = %v, want %v", tt.off, tt.end, got, tt.want)
+		}
 	}
 }

@@ -96,6 +96,15 @@ func (s *Session) applyChunk(ctx context.Context, f *os.File, c int) error {
 		// Verified pieces whose bytes changed since: the staging file was
 		// damaged on disk. Verify them again; bad ones are fetched again.
 		s.a.log.Warn("chunk damaged in staging, fetching again", "chunk", c)
+		if s.local[c] {
+			// Its bytes come whole from the lab now, not from staging.
+			s.localMu.Lock()
+			if s.localBad == nil {
+				s.localBad = map[int]bool{}
+			}
+			s.localBad[c] = true
+			s.localMu.Unlock()
+		}
 		s.chunks.requeue(c, s.t)
 		return nil
 	}

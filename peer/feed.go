@@ -11,6 +11,7 @@ import (
 
 	"github.com/anacrolix/torrent"
 	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/swarm"
 )
 
@@ -83,7 +84,8 @@ func (s *Session) feedOnce(ctx context.Context, buf []byte) error {
 	if want.Empty() {
 		return errNothingDealt
 	}
-	first, n, body, err := s.a.api.Deal(ctx, s.im.Manifest.InfoHash, want)
+	local := s.dealLocal()
+	first, n, skipped, body, err := s.a.api.DealSkipping(ctx, s.im.Manifest.InfoHash, want, local)
 	if err != nil {
 		return err
 	}
@@ -91,30 +93,64 @@ func (s *Session) feedOnce(ctx context.Context, buf []byte) error {
 		return errNothingDealt
 	}
 	defer body.Close()
+	if !skipped {
+		local = nil // a print server that sends whole pieces
+	}
 	rd := swarm.LimitReader(ctx, body, s.downLimit)
 	for p := first; p < first+n; p++ {
-		if err := s.storeDealt(ctx, rd, buf, p); err != nil {
+		if err := s.storeDealt(ctx, rd, buf, p, local); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// dealLocal returns the chunks to tell the print server this workstation
+// holds (a sync's local chunks that still check out), nil if none.
+func (s *Session) dealLocal() deal.Bitmap {
+	s.localMu.Lock()
+	defer s.localMu.Unlock()
+	if len(s.local) == 0 {
+		return nil
+	}
+	b := deal.NewBitmap(len(s.im.Manifest.Chunks))
+	for c := range s.local {
+		if !s.localBad[c] {
+			b.Set(c)
+		}
+	}
+	return b
+}
+
 // storeDealt reads piece p from rd, writes it to the payload and has the
-// client verify it (which announces it to the other workstations).
-func (s *Session) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p int) error {
+// client verify it (which announces it to the other workstations). With
+// local (the chunks the print server was told this workstation holds, and
+// left out), the piece's bytes in those chunks come from the staging
+// payload, where the sync copied them, the rest from rd.
+func (s *Session) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p int, local deal.Bitmap) error {
 	if p >= s.chunks.numPieces {
 		return fmt.Errorf("print server dealt piece %d of %d", p, s.chunks.numPieces)
 	}
 	b := buf[:s.chunks.pieceSize(p)]
-	if _, err := io.ReadFull(rd, b); err != nil {
-		return fmt.Errorf("piece %d from the print server: %w", p, err)
-	}
-	if s.fed.Add(int64(len(b))) == int64(len(b)) {
-		// Where a run's first seconds go (docs/lab-bench.md).
-		s.a.log.Info("first piece from the print server", "seconds", time.Since(s.started).Seconds())
-	}
 	pc := s.t.Piece(p)
+	po := int64(p) * s.chunks.pieceLen
+	ranges := [][2]int64{{po, po + int64(len(b))}}
+	if local != nil {
+		ranges = s.im.Manifest.Uncovered(local.Has, po, po+int64(len(b)))
+		if n, err := pc.Storage().ReadAt(b, 0); err != nil && n < len(b) {
+			return fmt.Errorf("piece %d: %w: %w", p, errStaging, err)
+		}
+	}
+	for _, r := range ranges {
+		part := b[r[0]-po : r[1]-po]
+		if _, err := io.ReadFull(rd, part); err != nil {
+			return fmt.Errorf("piece %d from the print server: %w", p, err)
+		}
+		if s.fed.Add(int64(len(part))) == int64(len(part)) {
+			// Where a run's first seconds go (docs/lab-bench.md).
+			s.a.log.Info("first piece from the print server", "seconds", time.Since(s.started).Seconds())
+		}
+	}
 	if _, err := pc.Storage().WriteAt(b, 0); err != nil {
 		return fmt.Errorf("piece %d: %w: %w", p, errStaging, err)
 	}

@@ -43,8 +43,10 @@ type Session struct {
 	claims      claims        // what the other workstations claim (feed)
 	writeErr    chan error    // the first error writing a piece from a peer or web seed
 	local       map[int]bool  // a sync's chunks found on the disk (localChunks); read-only once started
-	fetched     atomic.Int64  // chunks applied that were not local
-	chunkBufs   bufpool.Pool  // compressed chunks read from staging (apply)
+	localMu     sync.Mutex
+	localBad    map[int]bool // local chunks whose staged bytes failed their hash since
+	fetched     atomic.Int64 // chunks applied that were not local
+	chunkBufs   bufpool.Pool // compressed chunks read from staging (apply)
 
 	mu           sync.Mutex // guards what follows, which tick refreshes
 	phase        gossip.Phase

@@ -2,6 +2,7 @@ package seeder
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -181,6 +182,17 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("wanted pieces: a bitmap of %d pieces is %d bytes, got %d", d.Pieces(), (d.Pieces()+7)/8, len(want)), http.StatusBadRequest)
 		return
 	}
+	m := si.img.Manifest
+	// A sync's workstation holds some chunks: their bytes are left out.
+	var local deal.Bitmap
+	if h := r.Header.Get(api.HeaderDealLocal); h != "" {
+		b, err := base64.RawStdEncoding.DecodeString(h)
+		if err != nil || len(b) != (len(m.Chunks)+7)/8 {
+			http.Error(w, fmt.Sprintf("%s: want the base64 of a bitmap of %d chunks", api.HeaderDealLocal, len(m.Chunks)), http.StatusBadRequest)
+			return
+		}
+		local = b
+	}
 	code, lost, err := s.deals.begin(ip, si, want, s.limits.DealsPerIP, time.Now())
 	if lost {
 		s.refusedLog(r, "deals did not arrive", fmt.Errorf("%s asks again for pieces dealt to it: no deals for %s", ip, deal.DefaultHold))
@@ -217,23 +229,42 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	m := si.img.Manifest
 	off := int64(first) * m.PieceLength
 	end := min(off+int64(n)*m.PieceLength, m.PayloadBytes)
+	// Each piece's ranges to send: all of it, or what the local chunks
+	// do not hold.
+	ranges := make([][][2]int64, n)
+	var length int64
+	for i := range n {
+		po := off + int64(i)*m.PieceLength
+		pe := min(po+m.PieceLength, end)
+		if local != nil {
+			ranges[i] = m.Uncovered(local.Has, po, pe)
+		} else {
+			ranges[i] = [][2]int64{{po, pe}}
+		}
+		for _, r := range ranges[i] {
+			length += r[1] - r[0]
+		}
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.FormatInt(end-off, 10))
+	w.Header().Set("Content-Length", strconv.FormatInt(length, 10))
 	w.Header().Set(api.HeaderFirstPiece, strconv.Itoa(first))
 	w.Header().Set(api.HeaderPieces, strconv.Itoa(n))
+	if local != nil {
+		w.Header().Set(api.HeaderDealSkipped, "1")
+	}
 	lw := swarm.LimitWriter(r.Context(), s.startStream(w, time.Now().Add(dealTimeout)), s.upLimit)
-	for p := first; p < first+n; p++ {
-		po := int64(p) * m.PieceLength
-		k, err := io.Copy(lw, io.NewSectionReader(f, po, min(m.PieceLength, end-po)))
-		s.dealt.Add(k)
-		if err != nil {
-			if !errors.Is(err, context.Canceled) {
-				s.log.Debug("deal cut short", "piece", p, "remote", r.RemoteAddr, "err", err)
+	for i, p := 0, first; p < first+n; i, p = i+1, p+1 {
+		for _, rg := range ranges[i] {
+			k, err := io.Copy(lw, io.NewSectionReader(f, rg[0], rg[1]-rg[0]))
+			s.dealt.Add(k)
+			if err != nil {
+				if !errors.Is(err, context.Canceled) {
+					s.log.Debug("deal cut short", "piece", p, "remote", r.RemoteAddr, "err", err)
+				}
+				return
 			}
-			return
 		}
 		sent++
 	}

@@ -28,7 +28,8 @@ func TestDealAPI(t *testing.T) {
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(fixture.GenerateImage(pw, fixture.ImageOptions{TotalBytes: 4 << 20})) }()
-	im, err := st.Publish(t.Context(), pr, chunker.Config{Name: "lab1", Level: 1, PieceLength: 32 << 10})
+	im, err := st.Publish(t.Context(), pr, chunker.Config{Name: "lab1", Level: 1, PieceLength: 32 << 10,
+		ChunkMin: 64 << 10, ChunkAvg: 256 << 10, ChunkMax: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,50 @@ func TestDealAPI(t *testing.T) {
 		t.Errorf("asking for every piece again at once: %d pieces, %v", n, err)
 	}
 
+	// A sync's workstation that holds every other chunk gets the bytes of
+	// the others only, once the pieces may be dealt again.
+	srv.mu.Lock()
+	for _, si := range srv.seeded {
+		si.dealer = newDealer(im.Manifest)
+	}
+	srv.mu.Unlock()
+	m := im.Manifest
+	local := deal.NewBitmap(len(m.Chunks))
+	var rest []byte
+	for i, ch := range m.Chunks {
+		if i%2 == 0 {
+			local.Set(i)
+		} else {
+			rest = append(rest, payload[ch.Offset:ch.Offset+ch.Size]...)
+		}
+	}
+	var gotRest []byte
+	for {
+		first, n, skipped, body, err := c.DealSkipping(t.Context(), ih, all, local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if !skipped {
+			t.Fatal("the deal does not say it skipped the local chunks")
+		}
+		b, _ := io.ReadAll(body)
+		body.Close()
+		gotRest = append(gotRest, b...)
+		for p := first; p < first+n; p++ {
+			all.Clear(p)
+		}
+	}
+	if !bytes.Equal(gotRest, rest) {
+		t.Errorf("deals to a workstation holding every other chunk: %d bytes, want the other chunks' %d", len(gotRest), len(rest))
+	}
+
 	var ae *api.APIError
+	if _, _, _, _, err := c.DealSkipping(t.Context(), ih, want, local[:1]); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
+		t.Errorf("a chunk bitmap of the wrong length: %v, want 400", err)
+	}
 	// A bad infohash is a bad request (it used to panic the handler).
 	for _, bad := range []string{"zz", "abc", ih + "00", strings.Repeat("g", 40)} {
 		if _, _, _, err := c.Deal(t.Context(), bad, want); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
