@@ -39,19 +39,7 @@ func startServer(t *testing.T, dir string, boot *pxe.Config) (*Server, *api.Clie
 	}
 	cfg := LocalConfig()
 	cfg.Store, cfg.LabKey, cfg.AdminKey, cfg.Hosts, cfg.PXE = st, key, admin, db, boot
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
+	srv := runServer(t, cfg)
 	c := api.NewClient(srv.Lab().HTTPAddr)
 	c.Auth = api.AdminAuth(admin)
 	return srv, c
@@ -151,4 +139,34 @@ func whoami(srv *Server, c *api.Client, macs []string) (api.Identity, error) {
 		err = errors.New("the answer's nonce is not the request's")
 	}
 	return id, err
+}
+
+// runServer creates a print server from cfg and runs it until the test
+// ends; the test fails if it cannot start or Run returns an error.
+func runServer(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return srv
+}
+
+// waitSeeding waits until srv seeds its store's image (10 s at most).
+func waitSeeding(t testing.TB, srv *Server) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); len(srv.Status().Images) == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the print server does not seed the image")
+		}
+	}
 }

@@ -60,19 +60,7 @@ func startTableServer(t *testing.T, dir string, fn *fakeNeighbours, log *syncbuf
 	cfg := LocalConfig()
 	cfg.Store, cfg.LabKey, cfg.Hosts, cfg.Neighbours = st, key, db, fn.lookup
 	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
+	srv := runServer(t, cfg)
 	return srv
 }
 

@@ -1,7 +1,6 @@
 package seeder
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -43,24 +42,8 @@ func TestSlowClientsCut(t *testing.T) {
 	cfg.Store, cfg.LabKey = st, key
 	cfg.HTTPLimits = HTTPLimits{HeaderTimeout: time.Second, IdleTimeout: time.Second, RequestTimeout: time.Second,
 		StallTimeout: time.Second, ConnsPerIP: 8}
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); len(srv.Status().Images) == 0; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the print server does not seed the image")
-		}
-	}
+	srv := runServer(t, cfg)
+	waitSeeding(t, srv)
 	m := im.Manifest
 	if m.PayloadBytes < 4*m.PieceLength {
 		t.Fatalf("payload of %d bytes: fewer than four pieces of %d", m.PayloadBytes, m.PieceLength)

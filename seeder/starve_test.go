@@ -84,24 +84,8 @@ func TestDealStarvation(t *testing.T) {
 	pub, _ := st.PublicKey()
 	cfg := LocalConfig()
 	cfg.Store, cfg.LabKey = st, key
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); len(srv.Status().Images) == 0; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the print server does not seed the image")
-		}
-	}
+	srv := runServer(t, cfg)
+	waitSeeding(t, srv)
 	m := im.Manifest
 	pieces := int((m.PayloadBytes + m.PieceLength - 1) / m.PieceLength)
 	want := make([]byte, (pieces+7)/8)

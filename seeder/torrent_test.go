@@ -50,19 +50,7 @@ func TestTorrentMembersOnly(t *testing.T) {
 	}
 	cfg := LocalConfig()
 	cfg.Store, cfg.LabKey = st, key
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
+	srv := runServer(t, cfg)
 	ih := metainfo.NewHashFromHex(im.Manifest.InfoHash)
 	addr := srv.Lab().TorrentAddr
 	for deadline := time.Now().Add(10 * time.Second); len(srv.Status().Images) == 0; {
