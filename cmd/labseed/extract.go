@@ -67,7 +67,8 @@ func runExtract(ctx context.Context, o extractOptions) error {
 		}
 	}
 	m := im.Manifest
-	// Each job holds a chunk of up to 32 MiB and its compressed bytes.
+	// Each job holds a chunk (up to 16 MiB by default, 32 with publish
+	// --chunk-size 8) and its compressed bytes.
 	limitMemory(int64(32+40*max(o.jobs, 1)) << 20)
 	a, err := chunker.NewApplier(m, chunker.ApplyConfig{Target: o.target})
 	if err != nil {

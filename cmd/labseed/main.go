@@ -205,7 +205,8 @@ func profilePath(env string) string {
 
 // workstationMemory is the soft memory limit of the workstation agent
 // (labseed peer, clone, the clone environment's init). Its live heap is
-// about 80 MiB (two chunks of up to 32 MiB being applied, their
+// at most about 80 MiB (two chunks being applied, up to 16 MiB each with
+// the default chunk size and 32 MiB with publish --chunk-size 8, their
 // compressed bytes, the torrent client's buffers); the peak RSS is the
 // limit plus about 25 MiB of the labseed binary's code, under the 192 MiB
 // a workstation may take (docs/BENCHMARKS.md).
