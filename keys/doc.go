@@ -13,6 +13,10 @@
 //     admin credential, which signs the requests that change the lab
 //     (api.AdminAuth). Never in an exported key directory; "labseed keys
 //     admin FILE" copies it for a sysadmin's machine.
+//   - identity.key, identity.pub: on a print server that follows another
+//     one (labseed serve --upstream) and so has no image.key (its image.pub
+//     is the upstream's, pinned), the ed25519 key that signs its "who am I"
+//     answers, and its public half, which its workstations check them with.
 //
 // Usage, on a workstation:
 //

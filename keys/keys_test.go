@@ -65,3 +65,29 @@ func TestReadErrors(t *testing.T) {
 		t.Error("a 1-byte key was written")
 	}
 }
+
+func TestWorkstationIdentityKey(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	id, _, _ := ed25519.GenerateKey(rand.Reader)
+	lab := bytes.Repeat([]byte{1}, 32)
+	dir := t.TempDir()
+	files, err := WriteWorkstation(dir, Workstation{PublicKey: pub, LabKey: lab, IdentityKey: id})
+	if err != nil || len(files) != 3 {
+		t.Fatalf("write: %v, %v", files, err)
+	}
+	w, err := ReadWorkstation(dir)
+	if err != nil || !id.Equal(w.IdentityKey) || !pub.Equal(w.PublicKey) {
+		t.Fatalf("read back: %+v, %v", w, err)
+	}
+	// Written again without one (the store publishes again): no stale
+	// identity.pub is left to check answers with.
+	if _, err := WriteWorkstation(dir, Workstation{PublicKey: pub, LabKey: lab}); err != nil {
+		t.Fatal(err)
+	}
+	if w, err = ReadWorkstation(dir); err != nil || w.IdentityKey != nil {
+		t.Fatalf("after rewrite without identity key: %+v, %v", w, err)
+	}
+	if fp := Fingerprint(pub); len(fp) != len("SHA256:")+43 || fp == Fingerprint(id) {
+		t.Errorf("fingerprint %q", fp)
+	}
+}

@@ -7,10 +7,13 @@
 //	DIR/keys/image.key      ed25519 signing key (PKCS#8 PEM, mode 0600)
 //	DIR/keys/image.pub      its public key (PKIX PEM), carried by the netboot image
 //	DIR/keys/lab.key        the lab's 32-byte gossip key (hex, mode 0600)
+//	DIR/keys/identity.key   on a follower (image.pub pinned, no image.key):
+//	                        signs its "who am I" answers; identity.pub beside it
 //	DIR/images/NAME/current symlink to the newest version, swapped atomically
 //	DIR/images/NAME/vN/     manifest.json, manifest.sig, image.torrent, the
 //	                        payload, named chunker.TorrentName(NAME, N), and
-//	                        complete, written last
+//	                        complete, written last; origin on a follower
+//	DIR/images/NAME/.receive-vN/ a version being replicated (Receive)
 //
 // Publish syncs every file of a version before its manifest, the manifest
 // before the complete marker, the marker before the rename that makes the
