@@ -19,6 +19,10 @@ const (
 	PathDeal    = "/api/v1/deal/"  // POST PathDeal+INFOHASH, body: deal.Bitmap of the pieces wanted; 200: pieces (HeaderFirstPiece), 204: none now
 	PathMetrics = "/metrics"       // GET: Prometheus metrics of the whole lab
 
+	// Print servers following this one (labseed serve --upstream).
+	PathImageKey  = "/api/v1/image-key" // GET: the image key images are signed with (image.pub, PEM)
+	PathFollowers = "/api/v1/followers" // POST FollowerReport (204)
+
 	// The hosts API: the print server answers 404 to these when it has
 	// no hosts table. PathHostsCSV and PathNextBoot need the admin key
 	// (AdminAuth); PathWhoAmI and the reports are answered for the

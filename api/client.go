@@ -235,3 +235,19 @@ func (c *Client) WhoAmI(ctx context.Context, req WhoAmIRequest) (SignedIdentity,
 func (c *Client) Report(ctx context.Context, mac string, r Report) error {
 	return c.do(ctx, "POST", ReportPath(mac), r, nil)
 }
+
+// ImageKey returns the print server's image key, PEM-encoded as in
+// image.pub: the key its images are signed with. Not authenticated: a
+// follower pins it on first contact and shows its fingerprint.
+func (c *Client) ImageKey(ctx context.Context) ([]byte, error) {
+	var b bytes.Buffer
+	if err := c.do(ctx, "GET", PathImageKey, nil, &b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// ReportFollower sends a follower's replication to its upstream.
+func (c *Client) ReportFollower(ctx context.Context, r FollowerReport) error {
+	return c.do(ctx, "POST", PathFollowers, r, nil)
+}

@@ -52,6 +52,12 @@ type LabStatus struct {
 	// Deploy is the current deploy task, or the last one, without its
 	// machines; left out when there was none.
 	Deploy *Deploy `json:"deploy,omitempty"`
+	// Upstream is this print server's replication when it follows
+	// another one (labseed serve --upstream); nil otherwise.
+	Upstream *UpstreamStatus `json:"upstream,omitempty"`
+	// Followers is every print server that follows this one and reported
+	// within the last hour (at most 64), by name; left out when none.
+	Followers []FollowerStatus `json:"followers,omitempty"`
 }
 
 // Member states of HostStatus.State, as the gossip sees the member.
@@ -326,4 +332,80 @@ type Identity struct {
 type Hook struct {
 	Name   string `json:"name"`
 	Script string `json:"script"`
+}
+
+// Replication states (ImageReplication.State).
+const (
+	ReplicationWaiting     = "waiting"     // known upstream, not started (another image first)
+	ReplicationReplicating = "replicating" // chunks being fetched
+	ReplicationComplete    = "complete"    // verified, served to the lab
+	ReplicationRefused     = "refused"     // its manifest is not signed with the pinned key
+	ReplicationFailed      = "failed"      // the last attempt failed (Error); tried again
+)
+
+// UpstreamStatus is a follower's replication (labseed serve --upstream):
+// in its own LabStatus.Upstream, and in the reports it sends its upstream
+// (FollowerReport).
+type UpstreamStatus struct {
+	// Upstream is the print server followed, host:port.
+	Upstream string `json:"upstream"`
+	// Key is the fingerprint of the image key it trusts (keys.Fingerprint:
+	// the upstream's image.pub, pinned or given).
+	Key string `json:"key"`
+	// Contact is when the upstream last answered; Error the last error
+	// talking to it (left out once it answers again).
+	Contact time.Time `json:"contact,omitzero"`
+	Error   string    `json:"error,omitempty"`
+	// Images is every image the upstream serves, by name.
+	Images []ImageReplication `json:"images"`
+	// BytesFetched is the payload bytes fetched from the upstream,
+	// ChunksFetched the chunks, ChunksReused the chunks found in this
+	// store instead (shared with an earlier version), since the follower
+	// started.
+	BytesFetched  int64 `json:"bytes_fetched"`
+	ChunksFetched int64 `json:"chunks_fetched"`
+	ChunksReused  int64 `json:"chunks_reused"`
+	// Rate is the cap on the bytes fetched per second (--upstream-rate),
+	// 0 for none.
+	Rate int64 `json:"rate,omitempty"`
+}
+
+// ImageReplication is one image of the upstream as a follower has it.
+type ImageReplication struct {
+	Name string `json:"name"`
+	// Version is the upstream's current version; Local the newest version
+	// complete here (0: none).
+	Version int `json:"version"`
+	Local   int `json:"local"`
+	// State is one of the Replication* constants.
+	State string `json:"state"`
+	// Chunks of ChunksTotal of Version are here (fetched or reused);
+	// ChunksReused of them were found in this store; BytesFetched is what
+	// was fetched for Version.
+	Chunks       int   `json:"chunks"`
+	ChunksTotal  int   `json:"chunks_total"`
+	ChunksReused int   `json:"chunks_reused"`
+	BytesFetched int64 `json:"bytes_fetched"`
+	// Error says why State is refused or failed.
+	Error string `json:"error,omitempty"`
+	// Updated is when this record last changed.
+	Updated time.Time `json:"updated,omitzero"`
+}
+
+// FollowerReport is what a follower sends its upstream (POST
+// PathFollowers) every few seconds.
+type FollowerReport struct {
+	// Name is the follower's name (its gossip node name); HTTPAddr where
+	// its lab reaches its API.
+	Name     string         `json:"name"`
+	HTTPAddr string         `json:"http_addr"`
+	Status   UpstreamStatus `json:"status"`
+}
+
+// FollowerStatus is a follower as its upstream last heard of it.
+type FollowerStatus struct {
+	FollowerReport
+	// Addr is the address its report came from; Heard when.
+	Addr  string    `json:"addr"`
+	Heard time.Time `json:"heard"`
 }

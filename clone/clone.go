@@ -42,6 +42,11 @@ type Config struct {
 	//     commands run.
 	//   - HTTPClient defaults to a client with a 30 s timeout.
 	peer.Config
+	// IdentityKey checks the print server's "who am I" answer when it is
+	// not signed with the image key (keys.Workstation.IdentityKey: the
+	// identity.pub of a print server that follows another one); nil:
+	// PublicKey checks it.
+	IdentityKey ed25519.PublicKey
 	// Disk is the whole disk to re-image, e.g. /dev/sda; required. A
 	// partition or a disk in use is refused. DiskAuto picks the machine's
 	// only fixed disk (not removable, USB or virtual) and refuses to

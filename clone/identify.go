@@ -316,7 +316,11 @@ func (c *cloner) identify(ctx context.Context) error {
 	if c.cfg.Insecure {
 		c.id, err = api.DecodeIdentity(sid)
 	} else {
-		c.id, err = api.VerifyIdentity(c.cfg.PublicKey, sid)
+		key := c.cfg.IdentityKey
+		if key == nil {
+			key = c.cfg.PublicKey
+		}
+		c.id, err = api.VerifyIdentity(key, sid)
 	}
 	if err != nil {
 		return fmt.Errorf("who am I from %s: %w", c.cfg.Server, err)

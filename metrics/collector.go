@@ -28,6 +28,7 @@ type collector struct {
 	serverUploaded, serverWebSeed, serverDealt, serverPeers, serverHashFailures *prometheus.Desc
 
 	deployMachines, deployActive, deployInfo, deployStart *prometheus.Desc
+	replBytes, replChunks, replRefused                    *prometheus.Desc
 
 	buildInfo *prometheus.Desc
 }
@@ -77,6 +78,9 @@ func newCollector(m *Metrics) *collector {
 		deployActive:   d("labseed_deploy_active", "1 while a deploy task is scheduled or running, 0 once it ended.", nil, nil),
 		deployInfo:     d("labseed_deploy_info", "Always 1; labels give the deploy task's id, image and state (scheduled, running, finished, cancelled, failed).", []string{"id", "image", "state"}, nil),
 		deployStart:    d("labseed_deploy_start_time_seconds", "When the deploy task started, in seconds since the Unix epoch.", nil, nil),
+		replBytes:      d("labseed_replication_bytes_total", "Payload bytes this print server fetched from the one it follows (labseed serve --upstream).", nil, nil),
+		replChunks:     d("labseed_replication_chunks_total", "Chunks of new versions this print server got for replication, by source: fetched from the upstream, or reused (found in its store, shared with an earlier version).", []string{"source"}, nil),
+		replRefused:    d("labseed_replication_refused_images", "Images of the upstream refused because their manifest is not signed with the pinned key.", nil, nil),
 
 		buildInfo: d("labseed_build_info", "Always 1; labels give labseed's version and the Go version it was built with.", []string{"version", "goversion"}, nil),
 	}
@@ -91,6 +95,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.imagePayload, c.imageInput, c.imageVersion, c.imageChunks,
 		c.serverUploaded, c.serverWebSeed, c.serverDealt, c.serverPeers, c.serverHashFailures, c.buildInfo,
 		c.deployMachines, c.deployActive, c.deployInfo, c.deployStart,
+		c.replBytes, c.replChunks, c.replRefused,
 	} {
 		ch <- d
 	}
@@ -157,6 +162,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.imageChunks, float64(im.Chunks), name)
 	}
 
+	if r := snap.Replication; r.Following {
+		counter(c.replBytes, nonNeg(r.BytesFetched))
+		counter(c.replChunks, nonNeg(r.ChunksFetched), "upstream")
+		counter(c.replChunks, nonNeg(r.ChunksReused), "reused")
+		gauge(c.replRefused, float64(r.Refused))
+	}
 	counter(c.serverUploaded, srv.uploaded)
 	counter(c.serverWebSeed, srv.webSeed)
 	counter(c.serverDealt, srv.dealt)

@@ -37,6 +37,9 @@ type Snapshot struct {
 	// Deploy is the print server's current deploy task, or its last one;
 	// nil when there was none (its counts are then exported as 0).
 	Deploy *Deploy
+	// Replication is the print server's replication from the one it
+	// follows (labseed serve --upstream); zero on one that follows none.
+	Replication Replication
 }
 
 // Deploy is a deploy task: machines re-imaged by "labseed deploy".
@@ -53,6 +56,23 @@ type Deploy struct {
 	Machines map[string]int
 	// Started is when it started; zero before.
 	Started time.Time
+}
+
+// Replication is what a follower fetched from its upstream, counted since
+// its process started.
+type Replication struct {
+	// Following is true on a print server that follows another one: the
+	// replication metrics are exported only then.
+	Following bool
+	// BytesFetched is the payload bytes fetched from the upstream.
+	BytesFetched int64
+	// ChunksFetched is the chunks fetched from the upstream, ChunksReused
+	// the chunks of new versions found in the store instead (shared with
+	// an earlier version), not fetched.
+	ChunksFetched, ChunksReused int64
+	// Refused counts the images refused because their manifest is not
+	// signed with the pinned key, now.
+	Refused int
 }
 
 // Host is one workstation as the gossip knows it.

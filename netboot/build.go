@@ -360,8 +360,11 @@ func addBase(a *archive, cfg Config, res *Result) error {
 			return err
 		}
 	}
-	for _, k := range []string{keys.PublicKeyFile, keys.LabKeyFile} {
+	for _, k := range []string{keys.PublicKeyFile, keys.LabKeyFile, keys.IdentityPubFile} {
 		b, err := os.ReadFile(filepath.Join(cfg.KeysDir, k))
+		if k == keys.IdentityPubFile && errors.Is(err, os.ErrNotExist) {
+			continue // a follower's only: see keys.Workstation.IdentityKey
+		}
 		if err != nil {
 			return fmt.Errorf("netboot: keys: %w (labseed keys export writes them)", err)
 		}

@@ -243,7 +243,7 @@ func cloneConfig(cfg Config, o Options) (c clone.Config, closeLog func(), err er
 	if err != nil {
 		return c, closeLog, err
 	}
-	c.PublicKey, c.LabKey = ks.PublicKey, ks.LabKey
+	c.PublicKey, c.LabKey, c.IdentityKey = ks.PublicKey, ks.LabKey, ks.IdentityKey
 	level := slog.LevelWarn
 	if o.Verbose {
 		level = slog.LevelInfo

@@ -24,6 +24,8 @@ func (s *Server) Handler() http.Handler {
 	apiMux.HandleFunc("GET "+api.PathImages, s.handleImages)
 	apiMux.HandleFunc("GET "+api.PathImages+"/{name}", s.handleImage)
 	apiMux.HandleFunc("GET "+api.PathStatus, s.handleStatus)
+	apiMux.HandleFunc("GET "+api.PathImageKey, s.handleImageKey)
+	apiMux.HandleFunc("POST "+api.PathFollowers, s.handleFollower)
 	apiMux.Handle("GET "+api.PathMetrics, s.metrics.Handler())
 	s.hostsRoutes(apiMux)
 	s.deployRoutes(apiMux)
@@ -172,5 +174,9 @@ func (s *Server) Status() api.LabStatus {
 		ls.Boot = bh
 	}
 	ls.Deploy = s.deploySummary()
+	if s.cfg.Upstream != nil {
+		ls.Upstream = s.cfg.Upstream()
+	}
+	ls.Followers = s.followerList()
 	return ls
 }

@@ -106,6 +106,13 @@ type Config struct {
 	// tasks instead of pxe.Wake on the lab interface (a seam for tests).
 	// It is called from any goroutine.
 	Wake func(ctx context.Context, macs []net.HardwareAddr) (pxe.WakeResult, error)
+	// Upstream, if set, returns this print server's replication from the
+	// one it follows (package follow), for the lab status; it is called
+	// from any goroutine.
+	Upstream func() *api.UpstreamStatus
+	// Replication, if set, returns the replication counters for the
+	// metrics (bytes and chunks fetched, chunks reused, images refused).
+	Replication func() metrics.Replication
 	// Logger receives the server's logs; nil discards.
 	Logger *slog.Logger
 }
@@ -154,7 +161,7 @@ type Server struct {
 	upLimit  *rate.Limiter      // UploadRate, shared by BitTorrent and deals
 	hostsErr string             // last hosts table error logged, by the scan loop
 	admin    *api.AdminVerifier // nil without Config.AdminKey
-	signer   ed25519.PrivateKey // the store's signing key: signs the "who am I" answers
+	signer   ed25519.PrivateKey // signs the "who am I" answers: image.key, a follower's identity.key
 	limits   HTTPLimits         // Config.HTTPLimits with the defaults
 	conns    *perIPListener     // the HTTP listener, ConnsPerIP at most per address
 	deals    dealClients        // deals under way and unconfirmed, per address
@@ -163,6 +170,8 @@ type Server struct {
 	deployMu   sync.Mutex
 	deploy     *deploy.Task  // the current or last deploy task; nil: none yet
 	deployPoke chan struct{} // makes the deploy loop step now
+	fmu        sync.Mutex
+	followers  map[string]api.FollowerStatus // by name@address; bounded, see followers.go
 
 	mu     sync.Mutex
 	seeded map[metainfo.Hash]*seededImage
@@ -211,8 +220,10 @@ func New(cfg Config) (*Server, error) {
 	s.tracker = lifecycle.New(lifecycle.Config{Known: s.inTable})
 	s.limits = cfg.HTTPLimits.withDefaults()
 	// The store's signing key signs the "who am I" answers too: the
-	// workstations check them with image.pub, as the images.
-	if s.signer, err = cfg.Store.SigningKey(); err != nil {
+	// workstations check them with image.pub, as the images. A follower
+	// has no image.key (its images are signed upstream): its own
+	// identity.key signs them, checked with identity.pub.
+	if s.signer, err = cfg.Store.IdentityKey(); err != nil {
 		return nil, fmt.Errorf("seeder: %w", err)
 	}
 
@@ -570,5 +581,8 @@ func (s *Server) snapshot() metrics.Snapshot {
 		snap.Deploy = d
 	}
 	s.deployMu.Unlock()
+	if s.cfg.Replication != nil {
+		snap.Replication = s.cfg.Replication()
+	}
 	return snap
 }

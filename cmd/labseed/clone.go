@@ -67,7 +67,7 @@ labseed clone --disk /dev/nvme0n1 --partition --no-reboot`,
 			if err != nil {
 				return err
 			}
-			cfg.PublicKey, cfg.LabKey = w.PublicKey, w.LabKey
+			cfg.PublicKey, cfg.LabKey, cfg.IdentityKey = w.PublicKey, w.LabKey, w.IdentityKey
 		}
 		if cfg.Linger == 0 {
 			cfg.Linger = -1 // --linger 0: not at all

@@ -17,7 +17,11 @@ var keysCmd = &command{
 	summary: `Write the keys a workstation needs, or a copy of the admin key.
   export OUTDIR  writes what a workstation gets: image.pub (checks image
                  signatures and the print server's answers) and lab.key (joins
-                 the lab's encrypted gossip). 'labseed netboot build' puts them
+                 the lab's encrypted gossip); on a print server that follows
+                 another (serve --upstream), image.pub is the upstream's, and
+                 identity.pub checks this print server's answers. The public
+                 keys' fingerprints are shown: a follower that pinned the
+                 upstream's key on first contact shows the same one. 'labseed netboot build' puts them
                  into the netboot image, so anyone on the lab network can have
                  them: they give no right to change anything.
   admin FILE     writes a copy of the admin key (mode 0600) for a sysadmin's
@@ -62,6 +66,10 @@ labseed keys admin /root/admin.key   (then copy it to ~/.config/labseed/admin.ke
 			return err
 		}
 		for _, f := range files {
+			if pub, err := keys.ReadPublicKey(f); err == nil {
+				fmt.Println("wrote", f, "("+keys.Fingerprint(pub)+")")
+				continue
+			}
 			fmt.Println("wrote", f)
 		}
 		return nil

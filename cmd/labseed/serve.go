@@ -4,9 +4,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
+
+	"github.com/labseed/labseed/follow"
+	"github.com/labseed/labseed/keys"
+	"github.com/labseed/labseed/metrics"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/hosts"
@@ -18,7 +25,7 @@ import (
 
 var serveCmd = &command{
 	name:  "serve",
-	usage: "[--store DIR] [--listen IP] [--http-port " + strconv.Itoa(api.DefaultPort) + "] [--gossip-port 7946] [--torrent-port 6881] [--pxe off|proxy|dhcp]",
+	usage: "[--store DIR] [--listen IP] [--http-port " + strconv.Itoa(api.DefaultPort) + "] [--gossip-port 7946] [--torrent-port 6881] [--pxe off|proxy|dhcp] [--upstream HOST[:PORT] [--upstream-key FILE] [--upstream-rate RATE]]",
 	summary: `Run the print-server daemon: seed every image of the store.
 It seeds over BitTorrent and HTTP (web seed), serves the API the workstations
 start from and the lab status, and is the lab's gossip seed. Images published
@@ -34,10 +41,18 @@ clone templates (STORE/templates/) and hooks (STORE/hooks/) are read from the
 store; hand edits are picked up within seconds. See "labseed hosts".
 It runs the deploy tasks of "labseed deploy" (kept in STORE/deploy.json: a
 restart goes on with the one running) and sends the Wake-on-LAN packets of
-"labseed wake" and deploy from the lab interface (--interface).`,
+"labseed wake" and deploy from the lab interface (--interface).
+With --upstream it follows another print server (of another lab, or a
+central one): every image version published there is replicated here (the
+signed manifest first, checked with the upstream's image key; then only the
+chunks this store lacks, each checked; served here once whole), so publish
+once for the whole site. --upstream-key names the upstream's image.pub (from
+its 'labseed keys export'); without it the key is pinned on first contact,
+shown, and kept in STORE/keys/image.pub. See "labseed images".`,
 	example: `labseed serve --listen 10.1.0.1
 labseed serve --store /srv/labseed --listen 10.1.0.1 --http-port 8080
-labseed serve --listen 10.1.0.1 --pxe proxy --image lab1`,
+labseed serve --listen 10.1.0.1 --pxe proxy --image lab1
+labseed serve --listen 10.2.0.1 --pxe proxy --upstream 10.1.0.1 --upstream-rate 200mbit`,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		o := serveOptions{server: seeder.DefaultConfig()}
 		cfg := &o.server
@@ -55,6 +70,10 @@ labseed serve --listen 10.1.0.1 --pxe proxy --image lab1`,
 		fs.StringVar(&o.image, "image", "", "image `NAME` the network-booted clone environment installs (--pxe)")
 		fs.StringVar(&o.iface, "interface", "", "lab network `INTERFACE` for --pxe and the Wake-on-LAN packets of wake and deploy (default the one holding the --listen address; without --listen, the only one up with an IPv4 address)")
 		fs.BoolVar(&o.noBind, "pxe-no-bind", false, "--pxe proxy on a server that runs its own DHCP server: read DHCP with a raw socket instead of binding port 67")
+		fs.StringVar(&o.upstream, "upstream", "", "follow the print server at `HOST[:PORT]`: replicate every image published there")
+		fs.StringVar(&o.upstreamKey, "upstream-key", "", "the upstream's image.pub `FILE` (default: pinned on first contact)")
+		fs.StringVar(&o.upstreamRate, "upstream-rate", "0", "cap what is fetched from the upstream at `RATE`, e.g. 200mbit (0: no cap)")
+		fs.DurationVar(&o.upstreamEvery, "upstream-interval", follow.DefaultInterval, "how often to ask the upstream for new versions")
 		fs.BoolVar(&o.verbose, "v", false, "log debug detail")
 		if err := parse(fs, args, 0, 0); err != nil {
 			return err
@@ -75,6 +94,11 @@ type serveOptions struct {
 	iface      string
 	noBind     bool
 	verbose    bool
+
+	upstream      string // follow this print server
+	upstreamKey   string // its image.pub
+	upstreamRate  string
+	upstreamEvery time.Duration
 }
 
 // runServe runs the print server until ctx ends. The server is assembled
@@ -106,6 +130,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	cfg.WakeInterface = o.iface
 	cfg.Logger = logger(o.verbose)
+	var fcfg *follow.Config
+	if o.upstream != "" {
+		// The upstream's key is pinned before the print server starts:
+		// a new store would otherwise get a signing key of its own.
+		if fcfg, err = followConfig(ctx, o, st, cfg.Logger); err != nil {
+			return err
+		}
+	}
 	limitMemory(256 << 20)
 	if mode != pxe.ModeOff {
 		pc := pxe.DefaultConfig()
@@ -126,9 +158,72 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 		cfg.PXE = &pc
 	}
+	var f *follow.Follower
+	if fcfg != nil {
+		cfg.Upstream = func() *api.UpstreamStatus { return f.Status() }
+		cfg.Replication = func() metrics.Replication {
+			st := f.Status()
+			r := metrics.Replication{Following: true, BytesFetched: st.BytesFetched, ChunksFetched: st.ChunksFetched, ChunksReused: st.ChunksReused}
+			for _, im := range st.Images {
+				if im.State == api.ReplicationRefused {
+					r.Refused++
+				}
+			}
+			return r
+		}
+	}
 	srv, err := seeder.New(cfg)
 	if err != nil {
 		return err
 	}
-	return srv.Run(ctx)
+	if fcfg == nil {
+		return srv.Run(ctx)
+	}
+	fcfg.HTTPAddr = srv.Lab().HTTPAddr
+	if f, err = follow.New(*fcfg); err != nil {
+		return err
+	}
+	if _, _, err := f.Pin(ctx); err != nil { // pinned above: sets the status's key
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return f.Run(gctx) })
+	return g.Wait()
+}
+
+// followConfig is the follower's configuration from the flags; it pins
+// the upstream's image key in the store (waiting for the upstream to
+// answer when the store has none and --upstream-key is not given) and
+// says which key this print server trusts.
+func followConfig(ctx context.Context, o serveOptions, st *store.Store, log *slog.Logger) (*follow.Config, error) {
+	fc := follow.Config{Store: st, Upstream: o.upstream, Interval: o.upstreamEvery, Logger: log}
+	var err error
+	if fc.Rate, err = parseRate(o.upstreamRate); err != nil {
+		return nil, fmt.Errorf("--upstream-rate: %w", err)
+	}
+	if o.upstreamKey != "" {
+		if fc.Key, err = keys.ReadPublicKey(o.upstreamKey); err != nil {
+			return nil, fmt.Errorf("--upstream-key: %w", err)
+		}
+	}
+	fc.Name, _ = os.Hostname()
+	f, err := follow.New(fc)
+	if err != nil {
+		return nil, err
+	}
+	fp, pinned, err := f.Pin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case pinned && o.upstreamKey == "":
+		log.Warn("pinned the upstream's image key on first contact: check that it is the one 'labseed keys export' shows on the upstream", "upstream", o.upstream, "key", fp,
+			"file", filepath.Join(st.Dir(), "keys", keys.PublicKeyFile))
+	case pinned:
+		log.Info("trusting the upstream's image key", "upstream", o.upstream, "key", fp, "from", o.upstreamKey)
+	default:
+		log.Info("following", "upstream", o.upstream, "key", fp)
+	}
+	return &fc, nil
 }

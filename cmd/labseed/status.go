@@ -29,7 +29,10 @@ the last thing heard of it (a boot event, a clone step, or why it failed).
 Workstations that are no machine of the table's follow. The summary:
 workstations done, aggregate download rate, the share of bytes served by the
 workstations rather than the print server, the machines by stage, and the
-deploy task (labseed deploy) running or last run, its machines by state.`,
+deploy task (labseed deploy) running or last run, its machines by state.
+On a print server that follows another (serve --upstream): whom it follows,
+with which image key, and each image's replication (refusals included). On
+one that is followed: its followers and their replication.`,
 	example: "labseed status --server 10.1.0.1 --watch",
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port "+strconv.Itoa(api.DefaultPort)+" by default)")
@@ -86,6 +89,12 @@ func printStatus(w io.Writer, ls *api.LabStatus) {
 	}
 	if ls.BootError != "" {
 		fmt.Fprintln(w, "hosts table (showing the last good one):", shownLong(ls.BootError))
+	}
+	if ls.Upstream != nil {
+		printUpstream(w, ls.Upstream, ls.Time)
+	}
+	if len(ls.Followers) > 0 {
+		printFollowers(w, ls.Followers, ls.Time)
 	}
 }
 

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/labseed/labseed/api"
+)
+
+// follower is a labseed serve --upstream process on loopback.
+type follower struct {
+	t      *testing.T
+	dir    string
+	store  string
+	server string
+	ports  []int
+	cmd    *exec.Cmd
+}
+
+func (f *follower) start(upstream string, extra ...string) {
+	f.t.Helper()
+	args := append([]string{"serve", "--store", f.store, "--listen", "127.0.0.1", "--local",
+		"--http-port", strconv.Itoa(f.ports[0]), "--gossip-port", strconv.Itoa(f.ports[1]), "--torrent-port", strconv.Itoa(f.ports[2]),
+		"--upstream", upstream, "--upstream-interval", "200ms"}, extra...)
+	f.cmd = exec.Command(labseedBin, args...)
+	log, _ := os.OpenFile(filepath.Join(f.dir, "follower.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	f.cmd.Stderr = log
+	if err := f.cmd.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { f.stop(syscall.SIGTERM) })
+}
+
+func (f *follower) stop(sig syscall.Signal) {
+	if f.cmd != nil && f.cmd.Process != nil {
+		f.cmd.Process.Signal(sig)
+		f.cmd.Wait()
+		f.cmd = nil
+	}
+}
+
+// upstream polls the follower's replication until ok holds.
+func (f *follower) upstream(ok func(*api.UpstreamStatus) bool) *api.UpstreamStatus {
+	f.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + f.server + api.PathStatus)
+		if err == nil {
+			var ls api.LabStatus
+			err = json.NewDecoder(resp.Body).Decode(&ls)
+			resp.Body.Close()
+			if err == nil && ls.Upstream != nil && ok(ls.Upstream) {
+				return ls.Upstream
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(f.dir, "follower.log"))
+	f.t.Fatalf("the follower's replication never reached the expected state\n%s", b)
+	return nil
+}
+
+// TestFollowerProcess: a print server and a follower, as processes. The
+// follower, capped at 16 Mbit/s, pins the upstream's key, is killed (-9)
+// halfway through the image; its store then offers nothing (labseed
+// images shows the replication half done, labseed verify finds no image);
+// restarted without a cap, it fetches only the rest; a workstation of its
+// lab, with its keys export, gets the image exactly; labseed status on the
+// upstream lists it.
+func TestFollowerProcess(t *testing.T) {
+	needLong(t)
+	l := newLab(t, 24<<20)
+	f := &follower{t: t, dir: t.TempDir()}
+	f.store = filepath.Join(f.dir, "store")
+	var err error
+	if f.ports, err = freePorts(3); err != nil {
+		t.Fatal(err)
+	}
+	f.server = "127.0.0.1:" + strconv.Itoa(f.ports[0])
+	f.start(l.server, "--upstream-rate", "16mbit")
+	st := f.upstream(func(u *api.UpstreamStatus) bool {
+		return len(u.Images) == 1 && u.Images[0].Chunks > 0 && u.Images[0].Chunks < u.Images[0].ChunksTotal/2
+	})
+	f.stop(syscall.SIGKILL)
+	first := st.BytesFetched
+	payload := l.payloadBytes()
+	t.Logf("killed at %d of %d chunks, %d KiB fetched (key %s)", st.Images[0].Chunks, st.Images[0].ChunksTotal, first>>10, st.Key)
+
+	out, _ := labseed(t, true, "images", "--store", f.store)
+	if strings.Contains(out, "PUBLISHED AT") || !strings.Contains(out, "replicating") || !strings.Contains(out, "following "+l.server) {
+		t.Fatalf("labseed images on a half-replicated follower:\n%s", out)
+	}
+	labseed(t, false, "verify", "--store", f.store, "lab1")
+	keysOut, _ := labseed(t, true, "keys", "export", "--store", l.store, filepath.Join(l.dir, "keys-again"))
+	if !strings.Contains(keysOut, st.Key) {
+		t.Errorf("the upstream's keys export does not show the pinned key %s:\n%s", st.Key, keysOut)
+	}
+
+	f.start(l.server)
+	st = f.upstream(func(u *api.UpstreamStatus) bool {
+		return len(u.Images) == 1 && u.Images[0].State == api.ReplicationComplete
+	})
+	t.Logf("resumed: %d KiB more; %d KiB in all for a %d KiB payload", st.BytesFetched>>10, (first+st.BytesFetched)>>10, payload>>10)
+	if first+st.BytesFetched > payload+16<<20 || st.BytesFetched >= payload {
+		t.Errorf("fetched %d then %d bytes for a payload of %d", first, st.BytesFetched, payload)
+	}
+	labseed(t, true, "verify", "--store", f.store, "lab1")
+	out, _ = labseed(t, true, "images", "--store", f.store)
+	if !strings.Contains(out, l.server) || !strings.Contains(out, "complete") {
+		t.Errorf("labseed images on the follower:\n%s", out)
+	}
+	t.Logf("labseed images on the follower:\n%s", out)
+
+	// A workstation of the follower's lab.
+	fl := &lab{t: t, dir: f.dir, keys: filepath.Join(f.dir, "keys"), server: f.server, ref: l.ref}
+	labseed(t, true, "keys", "export", "--store", f.store, fl.keys)
+	if _, err := os.Stat(filepath.Join(fl.keys, "identity.pub")); err != nil {
+		t.Errorf("the follower's keys export: %v", err)
+	}
+	fl.waitStatus(func(ls *api.LabStatus) bool { return len(ls.Images) == 1 })
+	p := fl.startPeer("ws1")
+	fl.wait(p, 60*time.Second)
+	fl.check(p)
+
+	out, _ = labseed(t, true, "status", "--server", l.server)
+	if !strings.Contains(out, "followers: 1") || !strings.Contains(out, f.server) {
+		t.Errorf("labseed status on the upstream:\n%s", out)
+	}
+	t.Logf("labseed status on the upstream:\n%s", out)
+}
+
+// payloadBytes is the published image's payload size.
+func (l *lab) payloadBytes() int64 {
+	ls, err := l.status()
+	if err != nil || len(ls.Images) != 1 {
+		l.t.Fatalf("upstream status: %v", err)
+	}
+	return ls.Images[0].PayloadBytes
+}

@@ -1,0 +1,440 @@
+package follow
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/internal/fixture"
+	"github.com/labseed/labseed/internal/seedertest"
+	"github.com/labseed/labseed/internal/syncbuf"
+	"github.com/labseed/labseed/keys"
+	"github.com/labseed/labseed/peer"
+	"github.com/labseed/labseed/seeder"
+	"github.com/labseed/labseed/store"
+	"github.com/labseed/labseed/treecmp"
+)
+
+// small chunks, so that a small image has many.
+var smallChunks = chunker.Config{ChunkMin: 32 << 10, ChunkAvg: 128 << 10, ChunkMax: 512 << 10, PieceLength: 32 << 10}
+
+func genImage(t testing.TB, seed uint64, size int64) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := fixture.GenerateImage(&b, fixture.ImageOptions{TotalBytes: size, Seed: seed, Gzip: true, NoDevices: os.Geteuid() != 0}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func publish(t testing.TB, s *store.Store, name string, in []byte) *store.Image {
+	t.Helper()
+	cfg := smallChunks
+	cfg.Name = name
+	im, err := s.Publish(context.Background(), bytes.NewReader(in), cfg)
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	return im
+}
+
+// lab is a print server on loopback: its store and its server.
+type lab struct {
+	st  *store.Store
+	srv *seeder.Server
+}
+
+// startLab runs a print server on st; upstream, if set, gives it the
+// follower's status for the lab status.
+func startLab(t *testing.T, st *store.Store, upstream func() *api.UpstreamStatus) *lab {
+	t.Helper()
+	dir := st.Dir()
+	key, err := st.LabKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := seeder.LocalConfig()
+	cfg.Store, cfg.LabKey, cfg.ScanInterval, cfg.Upstream = st, key, 100*time.Millisecond, upstream
+	cfg.Name = "server-" + filepath.Base(dir)
+	if db, err := hosts.Open(dir); err == nil {
+		cfg.Hosts = db
+	}
+	return &lab{st: st, srv: seedertest.Start(t, cfg)}
+}
+
+// countingTransport counts the response body bytes it carries.
+type countingTransport struct {
+	rt http.RoundTripper
+	n  atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.rt.RoundTrip(r)
+	if err == nil {
+		resp.Body = &countingBody{ReadCloser: resp.Body, n: &c.n}
+	}
+	return resp, err
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// pinned makes a Follower of cfg and pins its key, as labseed serve
+// --upstream does before its print server starts (which would otherwise
+// give a new store a signing key of its own).
+func pinned(t *testing.T, cfg Config) *Follower {
+	t.Helper()
+	if cfg.Interval == 0 {
+		cfg.Interval = 100 * time.Millisecond
+	}
+	logs := &syncbuf.Buffer{}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	f, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Pin(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("follower of %s:\n%s", cfg.Upstream, logs.String())
+		}
+	})
+	return f
+}
+
+// openStore opens a store in a new directory.
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// run runs f until the test ends or stop is called.
+func run(t *testing.T, f *Follower) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("follower: %v", err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitVersion waits until st's current version of name is v.
+func waitVersion(t *testing.T, st *store.Store, name string, v int, within time.Duration) *store.Image {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		im, err := st.Image(name)
+		if err == nil && im.Manifest.Version == v {
+			return im
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s v%d did not arrive within %v (current: %v, %v)", st.Dir(), name, v, within, im, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestFollow: an upstream, a follower of it and a follower of the
+// follower, on loopback. v1 published upstream reaches both, whole and
+// identical; a workstation of the second follower gets it exactly, with
+// the keys its own print server exports (the upstream's image key, its
+// own identity key). v2, which changes two files, costs only its new
+// chunks (counted on the wire). The upstream lists its follower.
+func TestFollow(t *testing.T) {
+	up := startLab(t, openStore(t), nil)
+	v1img := genImage(t, 11, 6<<20)
+	v1 := publish(t, up.st, "lab", v1img)
+
+	count := &countingTransport{rt: http.DefaultTransport.(*http.Transport).Clone()}
+	f1 := pinned(t, Config{Store: openStore(t), Upstream: up.srv.Lab().HTTPAddr, Name: "lab1", Transport: count})
+	l1 := startLab(t, f1.cfg.Store, f1.Status)
+	f2 := pinned(t, Config{Store: openStore(t), Upstream: l1.srv.Lab().HTTPAddr, Name: "lab2"})
+	os.WriteFile(filepath.Join(f2.cfg.Store.Dir(), hosts.HostsFile), []byte("mac,hostname,ip\n52:54:00:00:00:01,lab2-ws01,10.2.0.101\n"), 0o644)
+	l2 := startLab(t, f2.cfg.Store, f2.Status)
+	run(t, f1)
+	run(t, f2)
+
+	start := time.Now()
+	got1 := waitVersion(t, l1.st, "lab", 1, 30*time.Second)
+	got2 := waitVersion(t, l2.st, "lab", 1, 30*time.Second)
+	t.Logf("v1 (%d KiB, %d chunks) on both followers after %.2f s", v1.Manifest.PayloadBytes>>10, len(v1.Manifest.Chunks), time.Since(start).Seconds())
+	for _, g := range []*store.Image{got1, got2} {
+		if g.Manifest.InfoHash != v1.Manifest.InfoHash || !bytes.Equal(g.ManifestBytes, v1.ManifestBytes) {
+			t.Fatalf("%s holds another manifest", g.Dir)
+		}
+		if err := g.Verify(t.Context(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got1.Origin() != up.srv.Lab().HTTPAddr || got2.Origin() != l1.srv.Lab().HTTPAddr {
+		t.Errorf("origins %q, %q", got1.Origin(), got2.Origin())
+	}
+	if _, err := l1.st.SigningKey(); !errors.Is(err, store.ErrFollower) {
+		t.Errorf("a follower can sign images: %v", err)
+	}
+
+	// A workstation of the second follower's lab, with what its print
+	// server exports.
+	kdir := t.TempDir()
+	if _, err := l2.st.ExportKeys(kdir); err != nil {
+		t.Fatal(err)
+	}
+	ws, err := keys.ReadWorkstation(kdir)
+	if err != nil || ws.IdentityKey == nil {
+		t.Fatalf("exported keys: %+v, %v", ws, err)
+	}
+	upPub, _ := up.st.PublicKey()
+	if !ws.PublicKey.Equal(upPub) {
+		t.Fatal("the follower's exported image.pub is not the upstream's")
+	}
+	sid, err := api.NewClient(l2.srv.Lab().HTTPAddr).WhoAmI(t.Context(), api.WhoAmIRequest{MACs: []string{"52:54:00:00:00:01"}, Nonce: "01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.VerifyIdentity(ws.IdentityKey, sid); err != nil {
+		t.Errorf("the follower's identity with its identity.pub: %v", err)
+	}
+	if _, err := api.VerifyIdentity(ws.PublicKey, sid); err == nil {
+		t.Error("the follower's identity checks with the upstream's image key")
+	}
+	target := filepath.Join(t.TempDir(), "ws")
+	a, err := peer.New(peer.Config{Server: l2.srv.Lab().HTTPAddr, Target: target, Image: "lab", PublicKey: ws.PublicKey, LabKey: ws.LabKey,
+		ListenIP: "127.0.0.1", Local: true, Linger: -1, Name: "ws1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer acancel()
+	if err := a.Run(actx); err != nil {
+		t.Fatalf("workstation of the second follower: %v", err)
+	}
+	want := filepath.Join(t.TempDir(), "want")
+	ap, err := chunker.NewApplier(v1.Manifest, chunker.ApplyConfig{Target: want})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v1.Extract(t.Context(), ap, nil, 2); err != nil {
+		t.Fatal(err)
+	}
+	ap.Cleanup()
+	ap.Close()
+	if diff, err := treecmp.Compare(want, target, treecmp.Options{Ignore: []string{".labseed"}}); err != nil || len(diff) > 0 {
+		t.Fatalf("the workstation's tree differs from the image (%v):\n%s", err, strings.Join(diff, "\n"))
+	}
+
+	// v2: only its new chunks travel.
+	v2img, err := fixture.ChangeFiles(v1img, 60, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := count.n.Load()
+	fetchedBefore := f1.Status().BytesFetched
+	v2 := publish(t, up.st, "lab", v2img)
+	waitVersion(t, l1.st, "lab", 2, 30*time.Second)
+	waitVersion(t, l2.st, "lab", 2, 30*time.Second)
+	old := map[string]bool{}
+	for _, c := range v1.Manifest.Chunks {
+		old[c.SHA256] = true
+	}
+	var changed int64
+	nchanged := 0
+	for _, c := range v2.Manifest.Chunks {
+		if !old[c.SHA256] {
+			changed += c.Size
+			nchanged++
+		}
+	}
+	wire := count.n.Load() - before
+	fetched := f1.Status().BytesFetched - fetchedBefore
+	t.Logf("v2: %d of %d chunks new (%d KiB); the follower fetched %d KiB of payload, %d KiB on the wire in all (API answers included); the image is %d KiB",
+		nchanged, len(v2.Manifest.Chunks), changed>>10, fetched>>10, wire>>10, v2.Manifest.PayloadBytes>>10)
+	if fetched != changed {
+		t.Errorf("v2: fetched %d payload bytes, the new chunks are %d", fetched, changed)
+	}
+	overhead := int64(len(v2.ManifestBytes))*3 + 64<<10 // the manifest's JSON (base64) and torrent, image lists, reports
+	if wire > changed+overhead {
+		t.Errorf("v2: %d bytes on the wire, more than the new chunks (%d) and the manifest", wire, changed)
+	}
+	st := f1.Status()
+	if len(st.Images) != 1 || st.Images[0].State != api.ReplicationComplete || st.Images[0].ChunksReused != len(v2.Manifest.Chunks)-nchanged {
+		t.Errorf("follower status: %+v", st.Images)
+	}
+
+	// The upstream lists its follower, the follower shows its upstream.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ls := up.srv.Status()
+		if len(ls.Followers) == 1 && ls.Followers[0].Name == "lab1" && len(ls.Followers[0].Status.Images) == 1 &&
+			ls.Followers[0].Status.Images[0].Local == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the upstream's followers: %+v", ls.Followers)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if u := l2.srv.Status().Upstream; u == nil || u.Upstream != l1.srv.Lab().HTTPAddr || u.Key != keys.Fingerprint(upPub) {
+		t.Errorf("the second follower's status: %+v", u)
+	}
+	if s, err := ReadState(l1.st.Dir()); err != nil || s == nil || len(s.Images) != 1 || s.Images[0].Local != 2 {
+		t.Errorf("state file: %+v, %v", s, err)
+	}
+}
+
+// TestFollowRefusesOtherKey: a follower that trusts one key follows a
+// print server whose images are signed with another: nothing is stored,
+// and the refusal is in its status.
+func TestFollowRefusesOtherKey(t *testing.T) {
+	site := openStore(t)
+	rogue := startLab(t, openStore(t), nil)
+	publish(t, rogue.st, "lab", genImage(t, 3, 1<<20))
+	sitePub, _ := site.PublicKey()
+
+	f := pinned(t, Config{Store: openStore(t), Upstream: rogue.srv.Lab().HTTPAddr, Key: sitePub})
+	l := startLab(t, f.cfg.Store, f.Status)
+	run(t, f)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := l.srv.Status().Upstream
+		if st != nil && len(st.Images) == 1 && st.Images[0].State == api.ReplicationRefused {
+			t.Logf("refused: %s", st.Images[0].Error)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no refusal: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(l.st.Dir(), "images", "lab")); err == nil {
+		t.Error("the refused image left a directory in the store")
+	}
+	if s, _ := ReadState(l.st.Dir()); s == nil || s.Images[0].State != api.ReplicationRefused {
+		t.Errorf("state file: %+v", s)
+	}
+	// The store pinned the site's key: following the rogue one without
+	// --upstream-key pins nothing new, and a follower given the rogue's
+	// key is refused at once.
+	roguePub, _ := rogue.st.PublicKey()
+	f2, err := New(Config{Store: l.st, Upstream: rogue.srv.Lab().HTTPAddr, Key: roguePub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f2.Pin(t.Context()); !errors.Is(err, store.ErrKeyMismatch) {
+		t.Fatalf("pinning the rogue key over the site's: %v", err)
+	}
+}
+
+// TestFollowResume: a follower capped at a rate is stopped halfway through
+// a version: the version is not served; a new follower on the same store
+// fetches only the rest. The rate is respected (loosely: a real clock).
+func TestFollowResume(t *testing.T) {
+	up := startLab(t, openStore(t), nil)
+	im := publish(t, up.st, "lab", genImage(t, 5, 4<<20))
+	payload := im.Manifest.PayloadBytes
+	const bps = 2 << 20
+	f := pinned(t, Config{Store: openStore(t), Upstream: up.srv.Lab().HTTPAddr, Rate: bps})
+	l := startLab(t, f.cfg.Store, f.Status)
+	stop := run(t, f)
+	start := time.Now()
+	for f.Status().BytesFetched < payload/2 {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("fetched %d of %d bytes in 30 s", f.Status().BytesFetched, payload)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(start)
+	first := f.Status().BytesFetched
+	stop()
+	// No faster than the cap allows, after the bucket's burst.
+	if min := time.Duration(float64(first-int64(NewLimiter(bps).Burst())) / bps * float64(time.Second)); took < min*9/10 {
+		t.Errorf("%d bytes in %v at %d B/s: faster than the cap (%v at least)", first, took, bps, min)
+	}
+	t.Logf("stopped after %d of %d KiB in %.2f s (cap %d KiB/s)", first>>10, payload>>10, took.Seconds(), bps>>10)
+	if _, err := l.st.Image("lab"); !errors.Is(err, store.ErrNoImage) {
+		t.Fatalf("a half-replicated image is in the store: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond) // two scans of the print server
+	if imgs := l.srv.Status().Images; len(imgs) != 0 {
+		t.Fatalf("the lab is offered a half-replicated image: %+v", imgs)
+	}
+
+	f = pinned(t, Config{Store: l.st, Upstream: up.srv.Lab().HTTPAddr})
+	run(t, f)
+	waitVersion(t, l.st, "lab", 1, 30*time.Second)
+	second := f.Status().BytesFetched
+	t.Logf("resumed: %d KiB more; %d KiB in all for a %d KiB payload", second>>10, (first+second)>>10, payload>>10)
+	if first+second > payload+runBytes {
+		t.Errorf("fetched %d + %d bytes for a payload of %d: the restart fetched again what it had", first, second, payload)
+	}
+	if second > payload-first+runBytes || second >= payload {
+		t.Errorf("the resumed follower fetched %d bytes of %d", second, payload)
+	}
+}
+
+// TestLimiter checks the token bucket against a made-up clock: reading
+// n bytes at r bytes/s, in reads of at most the burst, takes (n-burst)/r.
+func TestLimiter(t *testing.T) {
+	for _, bps := range []int64{1 << 10, 100 << 10, 2 << 20, 125e6} {
+		l := NewLimiter(bps)
+		now := time.Unix(0, 0)
+		const total = 50 << 20
+		var waited time.Duration
+		for left := int64(total); left > 0; {
+			n := min(left, int64(l.Burst()))
+			r := l.ReserveN(now.Add(waited), int(n))
+			if !r.OK() {
+				t.Fatalf("%d B/s: a read of %d refused", bps, n)
+			}
+			waited += r.DelayFrom(now.Add(waited))
+			left -= n
+		}
+		want := time.Duration(float64(total-int64(l.Burst())) / float64(bps) * float64(time.Second))
+		if d := waited - want; d < -time.Millisecond || d > time.Millisecond+want/1000 {
+			t.Errorf("%d B/s: %d bytes took %v, want %v", bps, total, waited, want)
+		}
+	}
+	if NewLimiter(0) != nil {
+		t.Error("rate 0 is limited")
+	}
+	// Reads larger than the burst are cut to it.
+	l := NewLimiter(1 << 20)
+	r := limitReader(context.Background(), bytes.NewReader(make([]byte, 1<<20)), l)
+	if n, _ := r.Read(make([]byte, 1<<20)); n > l.Burst() {
+		t.Errorf("a read of %d bytes, burst %d", n, l.Burst())
+	}
+}

@@ -1,0 +1,118 @@
+package seeder
+
+import (
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/internal/textsafe"
+	"github.com/labseed/labseed/keys"
+)
+
+// Bounds of what followers' reports can make the print server hold: they
+// come from anyone who can reach the API, and are shown, never obeyed.
+const (
+	maxFollowers      = 64        // followers kept; the least recently heard is forgotten
+	maxFollowerImages = 64        // images per report
+	followerTTL       = time.Hour // a follower not heard of for this long is dropped
+)
+
+// handleImageKey serves the key the store's images are signed with
+// (image.pub; on a follower, the upstream's it pinned): what a follower
+// pins on first contact.
+func (s *Server) handleImageKey(w http.ResponseWriter, r *http.Request) {
+	pub, err := s.cfg.Store.PublicKey()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	b, err := keys.EncodePublicKey(pub)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Write(b)
+}
+
+// handleFollower takes a follower's report (api.FollowerReport).
+func (s *Server) handleFollower(w http.ResponseWriter, r *http.Request) {
+	var rep api.FollowerReport
+	if err := decodeJSON(r, &rep); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+	f := cleanFollower(rep)
+	f.Addr, f.Heard = ip, time.Now().UTC()
+	key := f.Name + "@" + ip
+	s.fmu.Lock()
+	if s.followers == nil {
+		s.followers = map[string]api.FollowerStatus{}
+	}
+	s.followers[key] = f
+	s.pruneFollowers(time.Now())
+	s.fmu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// pruneFollowers drops followers not heard of for followerTTL and the
+// least recently heard beyond maxFollowers; s.fmu is held.
+func (s *Server) pruneFollowers(now time.Time) {
+	for k, f := range s.followers {
+		if now.Sub(f.Heard) > followerTTL {
+			delete(s.followers, k)
+		}
+	}
+	for len(s.followers) > maxFollowers {
+		oldest := ""
+		for k, f := range s.followers {
+			if oldest == "" || f.Heard.Before(s.followers[oldest].Heard) {
+				oldest = k
+			}
+		}
+		delete(s.followers, oldest)
+	}
+}
+
+// followerList is the followers heard of within followerTTL, by name.
+func (s *Server) followerList() []api.FollowerStatus {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	s.pruneFollowers(time.Now())
+	var out []api.FollowerStatus
+	for _, f := range s.followers {
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b api.FollowerStatus) int {
+		return strings.Compare(a.Name+"@"+a.Addr, b.Name+"@"+b.Addr)
+	})
+	return out
+}
+
+// cleanFollower bounds and cleans every string of a report: it is shown
+// on terminals (labseed status).
+func cleanFollower(rep api.FollowerReport) api.FollowerStatus {
+	st := CleanUpstream(rep.Status)
+	return api.FollowerStatus{FollowerReport: api.FollowerReport{Name: clean(rep.Name), HTTPAddr: clean(rep.HTTPAddr), Status: st}}
+}
+
+// CleanUpstream returns st with every string cleaned of control characters
+// and bounded, and at most 64 images: a replication status that came from
+// the network, before it is shown.
+func CleanUpstream(st api.UpstreamStatus) api.UpstreamStatus {
+	st.Upstream, st.Key, st.Error = clean(st.Upstream), clean(st.Key), cleanErr(st.Error)
+	if len(st.Images) > maxFollowerImages {
+		st.Images = st.Images[:maxFollowerImages]
+	}
+	imgs := make([]api.ImageReplication, len(st.Images))
+	for i, im := range st.Images {
+		im.Name, im.State, im.Error = clean(im.Name), clean(im.State), textsafe.Clean(im.Error, maxError)
+		imgs[i] = im
+	}
+	st.Images = imgs
+	return st
+}
