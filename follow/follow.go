@@ -64,6 +64,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// errNotSeeded is returned by fetch when the upstream does not serve the
+// payload yet.
+var errNotSeeded = errors.New("follow: the upstream does not serve this version yet")
+
 // runBytes bounds one range request: consecutive missing chunks are
 // fetched together up to this many bytes, then synced.
 const runBytes = 16 << 20
@@ -308,7 +312,11 @@ func (f *Follower) replicate(ctx context.Context, name string) error {
 		return err
 	}
 	f.log.Info("replicating", "image", name, "version", m.Version, "chunks", total, "here", have, "reused", reused)
-	if err := f.fetch(ctx, rcv); err != nil {
+	if err := f.fetch(ctx, rcv); errors.Is(err, errNotSeeded) {
+		f.log.Debug("not seeded upstream yet", "image", name, "version", m.Version)
+		f.update(name, func(r *api.ImageReplication) { r.State = api.ReplicationWaiting })
+		return nil
+	} else if err != nil {
 		f.fail(name, m.Version, err)
 		return err
 	}
@@ -374,6 +382,11 @@ func (f *Follower) fetchRun(ctx context.Context, rcv *store.Receive, run []int) 
 		return fmt.Errorf("upstream %s: %w", f.cfg.Upstream, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		// The upstream lists a version it publishes before it seeds it
+		// (its store is scanned every 2 s): ask again next round.
+		return fmt.Errorf("%w: %s v%d", errNotSeeded, m.Name, m.Version)
+	}
 	if resp.StatusCode != http.StatusPartialContent {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return fmt.Errorf("upstream %s: chunks %d-%d of %s v%d: %s %s", f.cfg.Upstream, run[0], run[len(run)-1], m.Name, m.Version, resp.Status, strings.TrimSpace(string(msg)))

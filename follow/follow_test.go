@@ -437,3 +437,35 @@ func TestLimiter(t *testing.T) {
 		t.Errorf("a read of %d bytes, burst %d", n, l.Burst())
 	}
 }
+
+// TestFollowWaitsForSeeding: an upstream lists a version as soon as it is
+// published but seeds it at its next scan of the store; the follower
+// waits for it (state waiting, no failure) instead of failing.
+func TestFollowWaitsForSeeding(t *testing.T) {
+	st := openStore(t)
+	key, _ := st.LabKey()
+	cfg := seeder.LocalConfig()
+	cfg.Store, cfg.LabKey, cfg.ScanInterval = st, key, time.Hour // one scan, at start
+	up := seedertest.Start(t, cfg)
+	publish(t, st, "lab", genImage(t, 9, 1<<20))
+	f := pinned(t, Config{Store: openStore(t), Upstream: up.Lab().HTTPAddr})
+	run(t, f)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := f.Status()
+		if len(s.Images) == 1 && s.Images[0].State == api.ReplicationWaiting && s.Images[0].Version == 1 && !s.Contact.IsZero() {
+			break
+		}
+		if len(s.Images) == 1 && s.Images[0].State == api.ReplicationFailed {
+			t.Fatalf("failed: %s", s.Images[0].Error)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status: %+v", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // three more rounds
+	if s := f.Status(); s.Images[0].State != api.ReplicationWaiting || s.BytesFetched != 0 {
+		t.Fatalf("status: %+v", s.Images)
+	}
+}
