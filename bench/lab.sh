@@ -579,7 +579,8 @@ labseed_finish() {
 # put it there). Timed: every workstation syncs to v2 (labseed peer
 # --sync). reimage.tsv has the ratios: the sync's last done ÷ T_full, and
 # the bytes the print server sent and the workstations received ÷ the
-# changed chunks' bytes (v2's chunks that v1 does not have).
+# changed chunks' bytes (v2's chunks that v1 does not have); phases-nN.tsv
+# where each workstation's seconds went (bench/lab/phases.py).
 reimage_prep() {
   local n=$1 k t0a last=0 d
   labseed_prep "$n" || return 1
@@ -649,6 +650,7 @@ reimage_finish() {
     "$(awk -v a="$last" -v b="$RE_TFULL" 'BEGIN { printf "%.3f", a / b }')" "$nch" "$nall" "$changed" "$payload" "$tx" \
     "$(awk -v a="$tx" -v b="$changed" 'BEGIN { printf "%.3f", a / b }')" "$rx" \
     "$(awk -v a="$rx" -v b="$changed" -v n="$n" 'BEGIN { printf "%.3f", a / (n * b) }')" "$synced" >>"$OUT/reimage.tsv"
+  $PY "$lab/phases.py" "$MD" >"$OUT/phases-n$n.tsv" || say "WARNING: phases.py failed"
   say "reimage N=$n: $(tail -1 "$OUT/reimage.tsv" | awk -F'\t' '{ printf "full clone %s s, sync %s s (%s); %s of %s chunks changed (%s bytes); print server sent %s x, the lab received %s x N x the changed bytes", $2, $3, $4, $5, $6, $7, $10, $12 }')"
 }
 # ######## end of the labseed method ########
