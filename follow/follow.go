@@ -60,6 +60,10 @@ type Config struct {
 	// Transport is the HTTP transport to the upstream; nil: a clone of
 	// http.DefaultTransport.
 	Transport http.RoundTripper
+	// Committed, if set, is called after a version is committed to the
+	// store (the print server's Rescan, to seed it at once), from the
+	// follower's goroutine.
+	Committed func(name string, version int)
 	// Logger receives the follower's logs; nil discards.
 	Logger *slog.Logger
 }
@@ -69,8 +73,9 @@ type Config struct {
 var errNotSeeded = errors.New("follow: the upstream does not serve this version yet")
 
 // runBytes bounds one range request: consecutive missing chunks are
-// fetched together up to this many bytes, then synced.
-const runBytes = 16 << 20
+// fetched together up to this many bytes, then synced (what a follower
+// killed in the middle fetches again at most).
+const runBytes = 8 << 20
 
 // Follower replicates every image of an upstream print server into a
 // store. Create it with New; Pin, then Run. Status may be called from any
@@ -323,6 +328,9 @@ func (f *Follower) replicate(ctx context.Context, name string) error {
 	if _, err := rcv.Commit(ctx, f.cfg.Upstream); err != nil {
 		f.fail(name, m.Version, err)
 		return err
+	}
+	if f.cfg.Committed != nil {
+		f.cfg.Committed(name, m.Version)
 	}
 	var fetched int64
 	f.update(name, func(r *api.ImageReplication) {

@@ -183,6 +183,7 @@ func TestFollow(t *testing.T) {
 	count := &countingTransport{rt: http.DefaultTransport.(*http.Transport).Clone()}
 	f1 := pinned(t, Config{Store: openStore(t), Upstream: up.srv.Lab().HTTPAddr, Name: "lab1", Transport: count})
 	l1 := startLab(t, f1.cfg.Store, f1.Status)
+	f1.cfg.Committed = func(string, int) { l1.srv.Rescan() }
 	f2 := pinned(t, Config{Store: openStore(t), Upstream: l1.srv.Lab().HTTPAddr, Name: "lab2"})
 	os.WriteFile(filepath.Join(f2.cfg.Store.Dir(), hosts.HostsFile), []byte("mac,hostname,ip\n52:54:00:00:00:01,lab2-ws01,10.2.0.101\n"), 0o644)
 	l2 := startLab(t, f2.cfg.Store, f2.Status)
@@ -440,7 +441,8 @@ func TestLimiter(t *testing.T) {
 
 // TestFollowWaitsForSeeding: an upstream lists a version as soon as it is
 // published but seeds it at its next scan of the store; the follower
-// waits for it (state waiting, no failure) instead of failing.
+// waits for it (state waiting, no failure) instead of failing, and gets
+// it once the upstream scans (Rescan).
 func TestFollowWaitsForSeeding(t *testing.T) {
 	st := openStore(t)
 	key, _ := st.LabKey()
@@ -471,4 +473,8 @@ func TestFollowWaitsForSeeding(t *testing.T) {
 			t.Fatalf("status: %+v", s.Images)
 		}
 	}
+	// Once the upstream scans its store (Rescan: what a follower's
+	// print server does after each version it commits), it comes.
+	up.Rescan()
+	waitVersion(t, f.cfg.Store, "lab", 1, 10*time.Second)
 }

@@ -170,6 +170,7 @@ type Server struct {
 	deployMu   sync.Mutex
 	deploy     *deploy.Task  // the current or last deploy task; nil: none yet
 	deployPoke chan struct{} // makes the deploy loop step now
+	scanPoke   chan struct{} // makes the scan loop scan now (Rescan)
 	fmu        sync.Mutex
 	followers  map[string]api.FollowerStatus // by name@address; bounded, see followers.go
 
@@ -213,7 +214,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, storage: swarm.NewStorage(), seeded: map[metainfo.Hash]*seededImage{}, started: time.Now(),
-		deployPoke: make(chan struct{}, 1)}
+		deployPoke: make(chan struct{}, 1), scanPoke: make(chan struct{}, 1)}
 	if cfg.AdminKey != nil {
 		s.admin, _ = api.NewAdminVerifier(cfg.AdminKey)
 	}
@@ -384,7 +385,19 @@ func (s *Server) scanLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-s.scanPoke:
 		}
+	}
+}
+
+// Rescan makes the server scan its store now rather than at its next
+// ScanInterval: a version put there by another process or component (a
+// follower's replication, package follow) is seeded at once. It does not
+// wait for the scan.
+func (s *Server) Rescan() {
+	select {
+	case s.scanPoke <- struct{}{}:
+	default:
 	}
 }
 

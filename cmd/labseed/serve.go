@@ -180,6 +180,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return srv.Run(ctx)
 	}
 	fcfg.HTTPAddr = srv.Lab().HTTPAddr
+	fcfg.Committed = func(string, int) { srv.Rescan() } // seeded at once, not at the next scan
 	if f, err = follow.New(*fcfg); err != nil {
 		return err
 	}
