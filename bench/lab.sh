@@ -111,7 +111,7 @@ for m in "${METHOD_LIST[@]}"; do
   unicast) has curl || need_pkgs+=(curl) ;;
   udpcast) has udp-sender || need_pkgs+=(udpcast) ;;
   libtorrent) $PY -c 'import libtorrent' 2>/dev/null || need_pkgs+=(python3-libtorrent) ;;
-  labseed | reimage) if ((${LABSEED_LEVEL:-19} > 4)); then has zstd || need_pkgs+=(zstd); fi ;;
+  labseed | reimage) if ((${LABSEED_LEVEL:-0} > 4)); then has zstd || need_pkgs+=(zstd); fi ;;
   esac
 done
 if ((${#need_pkgs[@]})); then
@@ -153,7 +153,7 @@ cleanup() {
   for m in "${MOUNTS[@]}"; do mountpoint -q "$m" && { umount "$m" 2>/dev/null || umount -l "$m"; }; done
   for ((i = ${#NS_MADE[@]} - 1; i >= 0; i--)); do ip netns del "${NS_MADE[i]}" 2>/dev/null; done
   for cg in "${CG_MADE[@]}"; do
-    for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$cg" 2>/dev/null && break; sleep 0.2; done
+    for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$cg"/*/ 2>/dev/null; rmdir "$cg" 2>/dev/null && break; sleep 0.2; done
   done
   if ((KEEP)); then say "kept $WORK"; else [[ -d $WORK ]] && rm -rf --one-file-system "$WORK"; fi
   exit "$rc"
@@ -283,6 +283,19 @@ for ((k = 1; k <= NMAX; k++)); do add_host "ws$k" "$(wsns $k)" "$(wsip $k)"; don
 ip netns exec "$PS" ping -c 1 -W 2 -q "$(wsip "$NMAX")" >/dev/null || die "no connectivity across the switch"
 
 txbytes() { ip netns exec "$1" cat /sys/class/net/eth0/statistics/tx_bytes; }
+# sample_ports N FILE: until FILE.stop exists, every 0.5 s one line: the time
+# and, from the switch's side, the bytes the print server sent (ps_up) and
+# each workstation received (wsK_down): where a run's seconds went.
+sample_ports() {
+  local n=$1 f=$2 k hdr="t ps_up"
+  for ((k = 1; k <= n; k++)); do hdr+=" ws${k}_down"; done
+  echo "$hdr" >"$f"
+  while [[ ! -e $f.stop ]]; do
+    ip netns exec "$SW" bash -c 'cd /sys/class/net; l="$EPOCHREALTIME $(<ps/statistics/rx_bytes)"
+      for ((k = 1; k <= $0; k++)); do l+=" $(<ws$k/statistics/tx_bytes)"; done; echo "$l"' "$n" >>"$f" 2>/dev/null
+    sleep 0.5
+  done
+}
 
 # ---- shaping check with iperf3 ---------------------------------------------------
 # 1) print server <-> ws1, one flow each way at once (--bidir): each ~ RATE;
@@ -356,7 +369,12 @@ spawn() { # NAME NS SECS CMD...
   local name=$1 ns=$2 secs=$3
   shift 3
   (
-    [[ -n $CG ]] && echo "$BASHPID" >"$CG/cgroup.procs"
+    if [[ -n $CG && $name =~ ^ws[0-9]+$ ]]; then
+      # each workstation in its own child cgroup: its CPU seconds
+      mkdir -p "$CG/$name" && echo "$BASHPID" >"$CG/$name/cgroup.procs"
+    elif [[ -n $CG ]]; then
+      echo "$BASHPID" >"$CG/cgroup.procs"
+    fi
     rc=0
     # Each host also gets its own UTS namespace and host name (ps, ws1, ...),
     # as real machines have.
@@ -428,7 +446,7 @@ drop_disks() { # N
 }
 
 printf 'method\tn\trate_bps\ts_bytes\tt_lim_s\tfirst_s\tmedian_s\tlast_s\tlast_over_tlim\tserver_tx_bytes\tserver_tx_over_s\tcpu_s\tprep_s\tprep_cpu_s\thost_busy_s\tfailures\tstatus\tnote\n' >"$OUT/results.tsv"
-printf 'method\tn\tws\tdone_s\texit_s\tok\tnote\n' >"$OUT/workstations.tsv"
+printf 'method\tn\tws\tdone_s\texit_s\tok\tnote\tcpu_s\treceived_bytes\tcpu_s_per_gb\tpeak_rss_mib\n' >"$OUT/workstations.tsv"
 FAILED=0
 
 # ==== METHODS ======================================================================
@@ -510,12 +528,20 @@ libtorrent_finish() {
 # 'msg="image applied, seeding"' then. Empty: the peer's exit marks it done
 # (then first and median include the lingering).
 LABSEED_DONE_RE=${LABSEED_DONE_RE-'msg="image applied'}
-# LABSEED_LEVEL: the publish --level (default 19, the zstd program, which
-# lab.sh installs; 4 is the built-in encoder). The image is published once
-# per run, before the first N, and each N gets a copy of that store: level
-# 19 takes ~5 min for the Debian image on 2 cores, once per image in a lab.
-LABSEED_LEVEL=${LABSEED_LEVEL-19}
-# LABSEED_PUBLISH_ARGS: more publish flags, e.g. "--chunk-size 1".
+# LABSEED_LEVEL: the publish --level (default: none, labseed's default, as a
+# new user publishes; 19 runs the zstd program, which lab.sh then installs).
+# LABSEED_PUBLISH_ARGS: more publish options (word-split). The image is
+# published once per run, before the first N, and each N gets a copy of
+# that store.
+LABSEED_LEVEL=${LABSEED_LEVEL-}
+LABSEED_PUBLISH_ARGS=${LABSEED_PUBLISH_ARGS-}
+publish_opts() { # the publish options, in the array POPTS
+  POPTS=()
+  [[ -n $LABSEED_LEVEL ]] && POPTS+=(--level "$LABSEED_LEVEL")
+  local extra
+  read -ra extra <<<"$LABSEED_PUBLISH_ARGS"
+  POPTS+=("${extra[@]}")
+}
 labseed_bin() { # built once per run, before the lab (not part of any timing)
   if [[ -n ${LABSEED_BIN:-} ]]; then echo "$LABSEED_BIN"; return; fi
   if [[ ! -x $WORK/labseed && ! -e $WORK/labseed-build.log ]]; then
@@ -534,11 +560,14 @@ labseed_prep() {
     echo "# labseed binary: $bin, sha256 $(sha256sum "$bin" | cut -c1-16), built $(date -r "$bin" -Is)" >>"$OUT/command.txt"
   if [[ ! -d $WORK/labseed-store ]]; then
     local p0=$SECONDS
-    "$LS" publish --store "$WORK/labseed-store.new" --name img --level "$LABSEED_LEVEL" ${LABSEED_PUBLISH_ARGS:-} "$IMAGE" >"$WORK/labseed-publish.log" 2>&1 ||
+    publish_opts
+    "$LS" publish --store "$WORK/labseed-store.new" --name img "${POPTS[@]}" "$IMAGE" >"$WORK/labseed-publish.log" 2>&1 ||
       { NA="labseed publish failed: $(tail -5 "$WORK/labseed-publish.log" | tr '\n' ' ')"; return 1; }
     mv "$WORK/labseed-store.new" "$WORK/labseed-store"
-    echo "# labseed publish --level $LABSEED_LEVEL ${LABSEED_PUBLISH_ARGS:-}: $((SECONDS - p0)) s, $("$LS" images --store "$WORK/labseed-store" 2>&1 | tail -1) (once per run, before the first N)" >>"$OUT/command.txt"
+    echo "# labseed publish ${POPTS[*]}: $((SECONDS - p0)) s, $("$LS" images --store "$WORK/labseed-store" 2>&1 | tail -1) (once per run, before the first N)" >>"$OUT/command.txt"
   fi
+  # What every workstation receives: the published payload.
+  RECEIVED=$(stat -c %s "$WORK"/labseed-store/images/img/v*/img-v*.chunks)
   cp -a "$WORK/labseed-store" "$MD/store"
   spawn keys "$PS" 60 "$LS" keys export --store "$MD/store" "$MD/keys"
   wait_ended 60 keys
@@ -586,11 +615,12 @@ reimage_prep() {
   labseed_prep "$n" || return 1
   if [[ ! -d $WORK/labseed-store-v2 ]]; then
     local p0=$SECONDS
+    publish_opts
     cp -a "$WORK/labseed-store" "$WORK/labseed-store-v2.new"
-    "$LS" publish --store "$WORK/labseed-store-v2.new" --name img --level "$LABSEED_LEVEL" ${LABSEED_PUBLISH_ARGS:-} "$UPDATE_IMAGE" >"$WORK/labseed-publish-v2.log" 2>&1 ||
+    "$LS" publish --store "$WORK/labseed-store-v2.new" --name img "${POPTS[@]}" "$UPDATE_IMAGE" >"$WORK/labseed-publish-v2.log" 2>&1 ||
       { NA="labseed publish of v2 failed: $(tail -5 "$WORK/labseed-publish-v2.log" | tr '\n' ' ')"; return 1; }
     mv "$WORK/labseed-store-v2.new" "$WORK/labseed-store-v2"
-    echo "# reimage: labseed publish v2 --level $LABSEED_LEVEL: $((SECONDS - p0)) s, $("$LS" images --store "$WORK/labseed-store-v2" 2>&1 | tail -1)" >>"$OUT/command.txt"
+    echo "# reimage: labseed publish v2 ${POPTS[*]}: $((SECONDS - p0)) s, $("$LS" images --store "$WORK/labseed-store-v2" 2>&1 | tail -1)" >>"$OUT/command.txt"
   fi
   # The full clone of v1.
   say "reimage, N=$n: every workstation gets v1 by a full labseed clone first"
@@ -689,6 +719,7 @@ run_method() { # METHOD N
     CG_MADE+=("$CG")
   fi
   NA=
+  RECEIVED=$S # what each workstation receives (labseed_prep: the payload)
   prep0=$(now_us)
   if ! "${m}_prep" "$n"; then
     NA=${NA:-$m prep failed}
@@ -705,6 +736,8 @@ run_method() { # METHOD N
     cpu0=$(cpu_usec) busy0=$(host_busy_usec)
     t0us=$(now_us)
     t0=$EPOCHREALTIME
+    sample_ports "$n" "$MD/ports.tsv" &
+    local sampler=$!
     "${m}_start" "$n"
     local dl=$((t0us + DEADLINE_S * 1000000)) left
     while :; do
@@ -719,6 +752,8 @@ run_method() { # METHOD N
       sleep 0.2
     done
     say "$m: $((n - left)) of $n done after $(fsec "$EPOCHREALTIME" "$t0") s; stopping"
+    touch "$MD/ports.tsv.stop"
+    wait "$sampler" 2>/dev/null || true
     "${m}_finish" "$n" || true
     cpu_s=$(awk -v a="$(cpu_usec)" -v b="$cpu0" 'BEGIN { printf "%.1f", (a - b) / 1e6 }')
     busy_s=$(awk -v a="$(host_busy_usec)" -v b="$busy0" 'BEGIN { printf "%.1f", (a - b) / 1e6 }')
@@ -733,7 +768,7 @@ run_method() { # METHOD N
   BG=()
   tx1=$(txbytes "$PS")
   mkdir -p "$OUT/logs/$m-n$n"
-  find "$MD" -maxdepth 1 -type f \( -name '*.log' -o -name '*.rc' -o -name '*.done' -o -name '*.end' \) \
+  find "$MD" -maxdepth 1 -type f \( -name '*.log' -o -name '*.rc' -o -name '*.done' -o -name '*.end' -o -name '*.tsv' \) \
     -exec cp -t "$OUT/logs/$m-n$n/" {} +
   [[ -n $t0 ]] && echo "$t0" >"$OUT/logs/$m-n$n/t0"
 
@@ -778,7 +813,16 @@ run_method() { # METHOD N
       fi
       ((ok)) || fails=$((fails + 1))
       ((ok)) && times+=("$d")
-      printf '%s\t%d\t%d\t%s\t%s\t%d\t%s\n' "$m" "$n" "$k" "$d" "$e" "$ok" "${wnote%; }" >>"$OUT/workstations.tsv"
+      # CPU seconds of the workstation's processes (its cgroup), per GB it
+      # received; peak RSS as labseed peer reports it on its last line
+      local wcpu= wgb= wrss=
+      if [[ -n $CG && -e $CG/ws$k/cpu.stat ]]; then
+        wcpu=$(awk '$1 == "usage_usec" { printf "%.1f", $2 / 1e6 }' "$CG/ws$k/cpu.stat")
+        wgb=$(awk -v c="$wcpu" -v r="$RECEIVED" 'BEGIN { printf "%.1f", c / (r / 1e9) }')
+      fi
+      wrss=$(grep -ao 'peak RSS [0-9.]* MiB' "$MD/ws$k.log" 2>/dev/null | tail -1 | awk '{ print $3 }') || true
+      printf '%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n' "$m" "$n" "$k" "$d" "$e" "$ok" "${wnote%; }" \
+        "$wcpu" "$RECEIVED" "$wgb" "$wrss" >>"$OUT/workstations.tsv"
       ((ok)) || say "$m: ws$k failed: ${wnote%; } (see $OUT/logs/$m-n$n/ws$k.*)"
     done
     set -e
@@ -796,11 +840,17 @@ run_method() { # METHOD N
       $((tx1 - tx0)) "$(awk -v a=$((tx1 - tx0)) -v s="$S" 'BEGIN { print a / s }')" "$cpu_s" "$prep_s" \
       "$(awk -v a="$prep_cpu" 'BEGIN { print a / 1e6 }')" "$busy_s" "$fails" "$status" "$note" >>"$OUT/results.tsv"
     say "$m N=$n: $(tail -1 "$OUT/results.tsv" | awk -F'\t' '{ printf "first %s median %s last %s s, last/T_lim %s, server TX/S %s, CPU %s s, failures %s", $6, $7, $8, $9, $11, $12, $16 }')"
+    say "$m N=$n: per workstation $(awk -F'\t' -v m="$m" -v n="$n" '$1 == m && $2 == n && $10 != "" {
+        v = $10 + 0; t += v; if (!k++ || v < lo) lo = v; if (v > hi) hi = v; if ($11 + 0 > r) r = $11 + 0 } END {
+        if (!k) { print "CPU unknown"; exit }
+        printf "CPU %.1f-%.1f s per GB received (mean %.1f)", lo, hi, t / k
+        if (r) printf ", peak RSS up to %.0f MiB", r }' "$OUT/workstations.tsv")"
   fi
   find "$MD" -maxdepth 1 -type f -name '*.treediff' -exec cp -t "$OUT/logs/$m-n$n/" {} +
   drop_disks "$n"
   rm -rf --one-file-system "$MD"
   if [[ -n $CG ]]; then
+    rmdir "$CG"/*/ 2>/dev/null
     rmdir "$CG" 2>/dev/null && unset 'CG_MADE[-1]'
   fi
 }
