@@ -22,7 +22,7 @@
 # usage: bench/lab.sh [--n N[,N...]] [--rate 20mbit] [--image FILE.tar.gz|gen:MIB]
 #                     [--methods unicast,udpcast,libtorrent,labseed,reimage] [--out DIR]
 #                     [--timeout SECS] [--linger SECS] [--fs ext4|dir]
-#                     [--update PKG,...] [--no-check] [--keep] [--smoke]
+#                     [--update PKG,...] [--cc cubic] [--no-check] [--keep] [--smoke]
 set -Eeuo pipefail
 umask 022
 export LC_ALL=C
@@ -38,7 +38,7 @@ say() { printf '[lab %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # ---- options ----------------------------------------------------------------
 cmdline=$(printf '%q ' "$0" "$@")
-opt_n= opt_rate= opt_image= opt_methods= OUT= TIMEOUT= LINGER=60 FS=ext4 CHECK=1 KEEP=0 SMOKE=0
+opt_n= opt_rate= opt_image= opt_methods= OUT= TIMEOUT= LINGER=60 FS=ext4 CHECK=1 KEEP=0 SMOKE=0 CC=cubic
 UPDATE_PKGS=openssh-server,openssh-client,libssl3,tzdata,bash
 while (($#)); do
   case $1 in
@@ -51,6 +51,7 @@ while (($#)); do
   --linger) LINGER=$2; shift 2 ;;
   --fs) FS=$2; shift 2 ;;
   --update) UPDATE_PKGS=$2; shift 2 ;;
+  --cc) CC=$2; shift 2 ;;
   --no-check) CHECK=0; shift ;;
   --keep) KEEP=1; shift ;;
   --smoke) SMOKE=1; shift ;;
@@ -90,6 +91,8 @@ done
 [[ -z $TIMEOUT || $TIMEOUT =~ ^[0-9]+$ ]] || die "--timeout $TIMEOUT: want seconds"
 [[ $LINGER =~ ^[0-9]+$ ]] || die "--linger $LINGER: want seconds"
 [[ $FS == ext4 || $FS == dir ]] || die "--fs $FS: want ext4 or dir"
+[[ " $(cat /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null) " == *" $CC "* ]] ||
+  die "--cc $CC: this kernel offers $(cat /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null)"
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, tc, mounts)"
 
 # ---- tools --------------------------------------------------------------------
@@ -136,7 +139,7 @@ for d in /sys/fs/cgroup/unified /sys/fs/cgroup; do
     CGROOT=$d; break
   fi
 done
-NS_MADE=() CG_MADE=() MOUNTS=() BG=()
+NS_MADE=() CG_MADE=() MOUNTS=() BG=() CC_ALLOWED=
 
 cleanup() {
   local rc=$? ns cg m i pids
@@ -152,6 +155,7 @@ cleanup() {
   { for i in "${BG[@]}"; do wait "$i"; done; } 2>/dev/null
   for m in "${MOUNTS[@]}"; do mountpoint -q "$m" && { umount "$m" 2>/dev/null || umount -l "$m"; }; done
   for ((i = ${#NS_MADE[@]} - 1; i >= 0; i--)); do ip netns del "${NS_MADE[i]}" 2>/dev/null; done
+  [[ -n $CC_ALLOWED ]] && echo "$CC_ALLOWED" >/proc/sys/net/ipv4/tcp_allowed_congestion_control
   for cg in "${CG_MADE[@]}"; do
     for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$cg"/*/ 2>/dev/null; rmdir "$cg" 2>/dev/null && break; sleep 0.2; done
   done
@@ -165,6 +169,13 @@ trap 'say "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 mkdir -p "$WORK" "$OUT"
 OUT=$(cd "$OUT" && pwd)
+# A namespace may only make an algorithm of the machine's allowed list its
+# default: CC is added to the list for the run (restored on exit).
+allowed=$(cat /proc/sys/net/ipv4/tcp_allowed_congestion_control)
+if [[ " $allowed " != *" $CC "* ]]; then
+  CC_ALLOWED=$allowed
+  echo "$allowed $CC" >/proc/sys/net/ipv4/tcp_allowed_congestion_control
+fi
 printf '%s\n' "$cmdline" >"$OUT/command.txt"
 {
   echo "# date: $(date -Is)"
@@ -191,7 +202,7 @@ else
 fi
 S=$(stat -c %s "$IMAGE")
 TLIM=$(awk -v s="$S" -v b="$BPS" 'BEGIN { printf "%.3f", s * 8 / b }')
-echo "# image: $IMAGE_LABEL, $S bytes; rate $RATE = $BPS bit/s; T_lim $TLIM s" >>"$OUT/command.txt"
+echo "# image: $IMAGE_LABEL, $S bytes; rate $RATE = $BPS bit/s; T_lim $TLIM s; TCP congestion control $CC" >>"$OUT/command.txt"
 
 # tree_list DIR: one line per entry below DIR, sorted: the "complete,
 # verified" check. Size is left out for directories (it depends on the file
@@ -259,7 +270,10 @@ shape() {
 add_host() { # NAME NS IP
   ip netns add "$2"
   NS_MADE+=("$2")
-  ip netns exec "$2" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  # Every host's TCP congestion control is CC (default cubic, what a Debian
+  # machine runs): a new namespace would take this machine's default.
+  ip netns exec "$2" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
+    net.ipv4.tcp_congestion_control="$CC"
   ip -n "$SW" link add "$1" type veth peer name eth0 netns "$2"
   ip -n "$SW" link set "$1" master br0
   ip -n "$SW" link set "$1" up
@@ -283,6 +297,27 @@ for ((k = 1; k <= NMAX; k++)); do add_host "ws$k" "$(wsns $k)" "$(wsip $k)"; don
 ip netns exec "$PS" ping -c 1 -W 2 -q "$(wsip "$NMAX")" >/dev/null || die "no connectivity across the switch"
 
 txbytes() { ip netns exec "$1" cat /sys/class/net/eth0/statistics/tx_bytes; }
+# net_stats N: per host (ps, ws1..N) the counters so far: TCP segments
+# sent and retransmitted, and packets the host's upload (its NIC's tbf) and
+# download (the switch port's tbf) dropped.
+net_stats() {
+  local n=$1 k h ns port
+  for ((k = 0; k <= n; k++)); do
+    if ((k == 0)); then h=ps ns=$PS port=ps; else h=ws$k ns=$(wsns $k) port=ws$k; fi
+    printf '%s\t%s\t%s\t%s\t%s\n' "$h" \
+      "$(ip netns exec "$ns" nstat -asz TcpOutSegs 2>/dev/null | awk '$1 == "TcpOutSegs" { print $2 }')" \
+      "$(ip netns exec "$ns" nstat -asz TcpRetransSegs 2>/dev/null | awk '$1 == "TcpRetransSegs" { print $2 }')" \
+      "$(ip netns exec "$ns" tc -s qdisc show dev eth0 | awk '/dropped/ { sub(",", "", $7); print $7; exit }')" \
+      "$(ip netns exec "$SW" tc -s qdisc show dev "$port" | awk '/dropped/ { sub(",", "", $7); print $7; exit }')"
+  done
+}
+# tcp.tsv of a method: net_stats at its end minus at its start.
+net_diff() { # BEFORE AFTER
+  printf 'host\ttcp_out_segs\ttcp_retrans_segs\tretrans_pct\tup_dropped\tdown_dropped\n'
+  awk -F'\t' -v OFS='\t' 'NR == FNR { for (i = 2; i <= 5; i++) b[$1, i] = $i; next }
+    { o = $2 - b[$1, 2]; r = $3 - b[$1, 3]
+      print $1, o, r, (o ? sprintf("%.2f", 100 * r / o) : ""), $4 - b[$1, 4], $5 - b[$1, 5] }' "$1" "$2"
+}
 # sample_ports N FILE: until FILE.stop exists, every 0.5 s one line: the time
 # and, from the switch's side, the bytes the print server sent (ps_up) and
 # each workstation received (wsK_down): where a run's seconds went.
@@ -587,6 +622,7 @@ labseed_start() {
     spawn "ws$k" "$(wsns $k)" "$WS_S" bash -c '
       set -o pipefail
       done=$1 re=$2; shift 2
+      printf "%s lab.sh: starting labseed peer\n" "$EPOCHREALTIME" # start-up until here: the bench, not labseed
       "$@" 2>&1 | while IFS= read -r line; do
         printf "%s %s\n" "$EPOCHREALTIME" "$line"
         if [[ -n $re && ! -e $done && $line =~ $re ]]; then echo "$EPOCHREALTIME 0" >"$done"; fi
@@ -736,6 +772,7 @@ run_method() { # METHOD N
     cpu0=$(cpu_usec) busy0=$(host_busy_usec)
     t0us=$(now_us)
     t0=$EPOCHREALTIME
+    net_stats "$n" >"$MD/net0"
     sample_ports "$n" "$MD/ports.tsv" &
     local sampler=$!
     "${m}_start" "$n"
@@ -754,6 +791,8 @@ run_method() { # METHOD N
     say "$m: $((n - left)) of $n done after $(fsec "$EPOCHREALTIME" "$t0") s; stopping"
     touch "$MD/ports.tsv.stop"
     wait "$sampler" 2>/dev/null || true
+    net_stats "$n" >"$MD/net1"
+    net_diff "$MD/net0" "$MD/net1" >"$MD/tcp.tsv"
     "${m}_finish" "$n" || true
     cpu_s=$(awk -v a="$(cpu_usec)" -v b="$cpu0" 'BEGIN { printf "%.1f", (a - b) / 1e6 }')
     busy_s=$(awk -v a="$(host_busy_usec)" -v b="$busy0" 'BEGIN { printf "%.1f", (a - b) / 1e6 }')

@@ -39,7 +39,7 @@ def main():
     base = rows[0]
     n = len(hdr) - 2
     # events
-    first_deal = []
+    first_deal, started, resolved = [], [], []
     done = {}
     for k in range(1, n + 1):
         p = os.path.join(d, "ws%d.log" % k)
@@ -52,6 +52,10 @@ def main():
             t = float(m.group(1)) - t0
             if "first piece from the print server" in line:
                 first_deal.append(t)
+            if "lab.sh: starting labseed peer" in line:
+                started.append(t)
+            if 'msg="image resolved"' in line:
+                resolved.append(t)
             if 'msg="image applied' in line and k not in done:
                 done[k] = t
     dealt = None
@@ -91,6 +95,10 @@ def main():
         start_loss = mx - my / slope
         print("steady state: slowest workstation receives %.2f Mbit/s (wire)" % (slope * 8 / 1e6))
     print("events:")
+    if started:
+        print("  labseed peer started (the bench's start-up): %.2f-%.2f s" % (min(started), max(started)))
+    if resolved:
+        print("  image resolved: %.2f-%.2f s" % (min(resolved), max(resolved)))
     if first_deal:
         print("  first dealt piece: %.2f-%.2f s" % (min(first_deal), max(first_deal)))
     if start_loss is not None:
