@@ -12,6 +12,14 @@
 // hold time only if a workstation still cannot find it at a peer (its
 // holder left, say), and a new imaging round of the same image, hours
 // later, deals every piece afresh.
+// A slow workstation (a bad port, a slow disk) or one that does not pass
+// pieces on must not hold the lab back: the pieces it would sit on reach
+// the others only at its rate. So the caller says, at each deal, whether
+// the workstation asking is slow (DealTo): a slow one is dealt only pieces
+// whose hold time is over (it gets the rest from the others, as fast as
+// its port allows), and whatever a slow holder was dealt is dealt again,
+// at once, to the first workstation that is not slow and cannot find it
+// at a peer.
 package deal
 
 import (
@@ -40,12 +48,26 @@ type Config struct {
 type Dealer struct {
 	cfg     Config
 	mu      sync.Mutex
-	sending []bool      // per piece: a deal holding it is open
+	sending []uint8     // per piece: the deals holding it that are open
 	sentAt  []time.Time // per piece: when it was last sent whole
 	sent    int         // pieces sent whole at least once
 	open    int         // deals made and not finished
 	first   time.Time   // when the first deal was made
+	holder  []uint32    // per piece: who it was last dealt to (Holder.ID)
+	slow    map[uint32]bool
 }
+
+// Holder is the workstation a deal is for. ID is a number the caller
+// gives each workstation (0: anonymous); Slow says the workstation
+// drains its deals much slower than the others, or does not pass pieces
+// on.
+type Holder struct {
+	ID   uint32
+	Slow bool
+}
+
+// maxSlow bounds the slow holders remembered.
+const maxSlow = 4096
 
 // New returns a Dealer for a torrent of n pieces.
 func New(n int, cfg Config) *Dealer {
@@ -55,7 +77,7 @@ func New(n int, cfg Config) *Dealer {
 	if cfg.Hold <= 0 {
 		cfg.Hold = DefaultHold
 	}
-	return &Dealer{cfg: cfg, sending: make([]bool, n), sentAt: make([]time.Time, n)}
+	return &Dealer{cfg: cfg, sending: make([]uint8, n), sentAt: make([]time.Time, n), holder: make([]uint32, n), slow: map[uint32]bool{}}
 }
 
 // Pieces returns the number of pieces of the torrent.
@@ -66,6 +88,14 @@ func (d *Dealer) Pieces() int { return len(d.sending) }
 // false when there is nothing to deal now: the workstation should get its
 // pieces from the others and ask again later.
 func (d *Dealer) Deal(want Bitmap, now time.Time) (first, n int, ok bool) {
+	return d.DealTo(want, now, Holder{})
+}
+
+// DealTo is Deal for workstation to. To one that is not slow it deals,
+// in this order, pieces never sent, pieces a slow holder was dealt, and
+// pieces sent longer than the hold time ago; to a slow one only the last,
+// one at a time.
+func (d *Dealer) DealTo(want Bitmap, now time.Time, to Holder) (first, n int, ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.first.IsZero() {
@@ -79,16 +109,39 @@ func (d *Dealer) Deal(want Bitmap, now time.Time) (first, n int, ok bool) {
 	// last workstations were done seconds after the print server had sent
 	// its last new piece).
 	maxRun := min(d.cfg.MaxRun, max(1, (len(d.sending)-d.sent)/(4*(d.open+1))))
-	// Pieces never sent first, then those sent longer than Hold ago.
-	for _, fresh := range []bool{true, false} {
+	if to.ID != 0 {
+		if to.Slow {
+			if len(d.slow) >= maxSlow {
+				clear(d.slow)
+			}
+			d.slow[to.ID] = true
+		} else {
+			delete(d.slow, to.ID)
+		}
+	}
+	const (
+		fresh = iota // never sent
+		weak         // dealt to a slow holder
+		held         // sent longer than Hold ago
+	)
+	passes := []int{fresh, weak, held}
+	if to.Slow {
+		passes, maxRun = []int{held}, 1
+	}
+	for _, pass := range passes {
 		free := func(p int) bool {
-			if !want.Has(p) || d.sending[p] {
+			if !want.Has(p) {
 				return false
 			}
-			if fresh {
-				return d.sentAt[p].IsZero()
+			switch pass {
+			case fresh:
+				return d.sending[p] == 0 && d.sentAt[p].IsZero()
+			case weak:
+				h := d.holder[p]
+				return h != 0 && h != to.ID && d.slow[h] && (d.sending[p] > 0 || !d.sentAt[p].IsZero())
+			default:
+				return d.sending[p] == 0 && !d.sentAt[p].IsZero() && now.Sub(d.sentAt[p]) >= d.cfg.Hold
 			}
-			return now.Sub(d.sentAt[p]) >= d.cfg.Hold
 		}
 		for p := range d.sending {
 			if !free(p) {
@@ -97,7 +150,8 @@ func (d *Dealer) Deal(want Bitmap, now time.Time) (first, n int, ok bool) {
 			for n = 1; n < maxRun && p+n < len(d.sending) && free(p+n); n++ {
 			}
 			for i := p; i < p+n; i++ {
-				d.sending[i] = true
+				d.sending[i]++
+				d.holder[i] = to.ID
 			}
 			d.open++
 			return p, n, true
@@ -120,7 +174,9 @@ func (d *Dealer) Finish(first, n, sent int, now time.Time) (last bool) {
 		if i < 0 {
 			continue
 		}
-		d.sending[i] = false
+		if d.sending[i] > 0 {
+			d.sending[i]--
+		}
 		if i-first < sent {
 			if d.sentAt[i].IsZero() {
 				d.sent++
@@ -147,7 +203,7 @@ func (d *Dealer) Unsend(first, n int, at time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i := max(first, 0); i < first+n && i < len(d.sending); i++ {
-		if !d.sending[i] && !at.IsZero() && d.sentAt[i].Equal(at) {
+		if d.sending[i] == 0 && !at.IsZero() && d.sentAt[i].Equal(at) {
 			d.sentAt[i] = time.Time{}
 			d.sent--
 		}

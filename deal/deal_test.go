@@ -219,3 +219,49 @@ func TestUnsend(t *testing.T) {
 		t.Fatal("Unsend with another time took back pieces")
 	}
 }
+
+// TestDealSlowHolder: a slow workstation gets no piece never sent; what a
+// workstation was dealt before it was found slow is dealt again at once to
+// one that is not slow, and the slow one's late Finish does not free a
+// piece still being sent to the other.
+func TestDealSlowHolder(t *testing.T) {
+	// 64 pieces, of which the workstations want the first 8: runs of 4
+	// (there are many pieces never sent).
+	d := New(64, Config{MaxRun: 4, Hold: time.Minute})
+	want := NewBitmap(64)
+	for p := range 8 {
+		want.Set(p)
+	}
+	now := time.Unix(1000, 0)
+	slow, fast := Holder{ID: 1}, Holder{ID: 2}
+	if first, n, ok := d.DealTo(want, now, slow); !ok || first != 0 || n != 4 {
+		t.Fatalf("first deal, before anyone is known slow: %d+%d %v", first, n, ok)
+	}
+	slow.Slow = true
+	if first, n, ok := d.DealTo(want, now, slow); ok {
+		t.Fatalf("a slow workstation was dealt pieces never sent: %d+%d", first, n)
+	}
+	// The fast one first gets the pieces never sent, then those the slow
+	// one sits on.
+	if first, n, ok := d.DealTo(want, now, fast); !ok || first != 4 || n != 4 {
+		t.Fatalf("fast: %d+%d %v, want 4+4", first, n, ok)
+	}
+	if first, n, ok := d.DealTo(want, now, fast); !ok || first != 0 || n != 4 {
+		t.Fatalf("fast, again: %d+%d %v, want the slow holder's 0+4", first, n, ok)
+	}
+	d.Finish(0, 4, 4, now) // the slow one's deal ends
+	if first, n, ok := d.DealTo(want, now, Holder{ID: 3}); ok {
+		t.Fatalf("pieces %d+%d dealt a third time while the fast one receives them", first, n)
+	}
+	d.Finish(0, 4, 4, now)
+	d.Finish(4, 4, 4, now)
+	// After the hold time, a slow one gets held pieces, one at a time.
+	if first, n, ok := d.DealTo(want, now.Add(time.Minute), slow); !ok || n != 1 {
+		t.Fatalf("slow, after the hold time: %d+%d %v, want one piece", first, n, ok)
+	}
+	// An anonymous Deal never counts as slow.
+	d2 := New(64, Config{MaxRun: 4})
+	if _, n, ok := d2.Deal(all(64), now); !ok || n != 4 {
+		t.Fatalf("anonymous deal: %d %v", n, ok)
+	}
+}

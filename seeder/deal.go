@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -49,13 +50,102 @@ func newDealer(m *chunker.Manifest) *deal.Dealer {
 type dealClients struct {
 	mu      sync.Mutex
 	clients map[netip.Addr]*dealClient
+	nextID  uint32
 }
 
 type dealClient struct {
+	id      uint32 // deal.Holder.ID
 	active  int
 	doubted []sentDeal
 	last    time.Time
 	barred  time.Time // no deals until then: its deals did not arrive
+	// cycles is each connection's last deal sent whole; rates are the
+	// last drain rates measured (see drainRate).
+	cycles map[string]dealCycle
+	rates  [4]rateSample
+	nrates int
+}
+
+// A workstation's drain rate is measured on each of its connections: a
+// feeder asks for its next deal on a connection only once it has read
+// and stored the last one, so a deal's bytes over the time from its start
+// to the next request on the same connection is the rate the workstation
+// drains deals at, whatever the kernel's buffers held. (A connection
+// idle between the two gives a lower figure: the rate is the highest of
+// the last few.) A workstation whose rate is under 1/slowFactor of the
+// median of the workstations dealt to within the dealer's hold time, or
+// that does not pass pieces on (no BitTorrent address in its gossip), is
+// slow for the dealer (deal.Holder).
+const (
+	slowFactor = 2
+	rateWindow = 30 * time.Second // samples older than this are forgotten
+	maxCycles  = 8                // connections remembered per address
+)
+
+type dealCycle struct {
+	start time.Time
+	bytes int64
+}
+
+type rateSample struct {
+	at  time.Time
+	bps float64
+}
+
+// drainRate is c's drain rate in bytes/s at now, 0 when unknown.
+func (c *dealClient) drainRate(now time.Time) float64 {
+	r := 0.0
+	for _, s := range c.rates[:c.nrates] {
+		if now.Sub(s.at) <= rateWindow {
+			r = max(r, s.bps)
+		}
+	}
+	return r
+}
+
+// sample records what the request on connection conn at now says of the
+// deal last sent on it.
+func (c *dealClient) sample(conn string, now time.Time) {
+	cy, ok := c.cycles[conn]
+	if !ok {
+		return
+	}
+	delete(c.cycles, conn)
+	if d := now.Sub(cy.start); d > 0 {
+		copy(c.rates[1:], c.rates[:len(c.rates)-1])
+		c.rates[0] = rateSample{at: now, bps: float64(cy.bytes) / d.Seconds()}
+		c.nrates = min(c.nrates+1, len(c.rates))
+	}
+}
+
+// holder is who a deal for ip is: its number for the dealer and whether
+// it is slow (see drainRate); passesOn says whether ip has a BitTorrent
+// address in the lab's gossip.
+func (dc *dealClients) holder(ip netip.Addr, passesOn bool, now time.Time) deal.Holder {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	c := dc.clients[ip]
+	if c == nil {
+		return deal.Holder{Slow: !passesOn}
+	}
+	h := deal.Holder{ID: c.id, Slow: !passesOn}
+	r := c.drainRate(now)
+	if h.Slow || r == 0 {
+		return h
+	}
+	var rates []float64
+	for _, o := range dc.clients {
+		if now.Sub(o.last) <= deal.DefaultHold {
+			if x := o.drainRate(now); x > 0 {
+				rates = append(rates, x)
+			}
+		}
+	}
+	if len(rates) >= 2 {
+		slices.Sort(rates)
+		h.Slow = r*slowFactor < rates[len(rates)/2]
+	}
+	return h
 }
 
 // sentDeal is a finished deal not confirmed yet.
@@ -65,11 +155,12 @@ type sentDeal struct {
 	at       time.Time // its Finish time
 }
 
-// begin settles ip's doubted deals of si against want (see above) and
-// takes a slot for a new deal; it says why not when ip may not have one
-// now (code 429: too many under way; 204: too many in doubt, or barred).
-// lost is true when it gave deals back.
-func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, limit int, now time.Time) (code int, lost bool, err error) {
+// begin settles ip's doubted deals of si against want (see above), takes
+// the drain rate sample of connection conn and a slot for a new deal; it
+// says why not when ip may not have one now (code 429: too many under
+// way; 204: too many in doubt, or barred). lost is true when it gave deals
+// back.
+func (dc *dealClients) begin(ip netip.Addr, conn string, si *seededImage, want deal.Bitmap, limit int, now time.Time) (code int, lost bool, err error) {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
 	if dc.clients == nil {
@@ -87,10 +178,12 @@ func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, l
 				return http.StatusTooManyRequests, false, errors.New("too many workstations dealing at once")
 			}
 		}
-		c = &dealClient{}
+		dc.nextID++
+		c = &dealClient{id: dc.nextID, cycles: map[string]dealCycle{}}
 		dc.clients[ip] = c
 	}
 	c.last = now
+	c.sample(conn, now)
 	kept := c.doubted[:0]
 	for _, d := range c.doubted {
 		if now.Sub(d.at) > deal.DefaultHold {
@@ -129,8 +222,9 @@ func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, l
 }
 
 // end gives ip's slot back; a deal that sent pieces is in doubt until ip's
-// next request.
-func (dc *dealClients) end(ip netip.Addr, d sentDeal) {
+// next request. A deal sent whole on connection conn, started at start,
+// of bytes, is the start of a drain rate sample.
+func (dc *dealClients) end(ip netip.Addr, d sentDeal, conn string, start time.Time, bytes int64) {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
 	c := dc.clients[ip]
@@ -138,6 +232,12 @@ func (dc *dealClients) end(ip netip.Addr, d sentDeal) {
 		return
 	}
 	c.active--
+	if bytes > 0 {
+		if len(c.cycles) >= maxCycles {
+			clear(c.cycles)
+		}
+		c.cycles[conn] = dealCycle{start: start, bytes: bytes}
+	}
 	if d.n > 0 {
 		c.doubted = append(c.doubted, d)
 	}
@@ -178,8 +278,12 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reading the wanted pieces: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if len(want) != (d.Pieces()+7)/8 {
-		http.Error(w, fmt.Sprintf("wanted pieces: a bitmap of %d pieces is %d bytes, got %d", d.Pieces(), (d.Pieces()+7)/8, len(want)), http.StatusBadRequest)
+	if size := (d.Pieces() + 7) / 8; len(want) != size {
+		got := strconv.Itoa(len(want))
+		if len(want) > size {
+			got = "more"
+		}
+		http.Error(w, fmt.Sprintf("wanted pieces: a bitmap of %d pieces is %d bytes, got %s", d.Pieces(), size, got), http.StatusBadRequest)
 		return
 	}
 	m := si.img.Manifest
@@ -193,7 +297,8 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		}
 		local = b
 	}
-	code, lost, err := s.deals.begin(ip, si, want, s.limits.DealsPerIP, time.Now())
+	start := time.Now()
+	code, lost, err := s.deals.begin(ip, r.RemoteAddr, si, want, s.limits.DealsPerIP, start)
 	if lost {
 		s.refusedLog(r, "deals did not arrive", fmt.Errorf("%s asks again for pieces dealt to it: no deals for %s", ip, deal.DefaultHold))
 	}
@@ -205,13 +310,13 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
-	first, n, ok := d.Deal(deal.Bitmap(want), time.Now())
+	first, n, ok := d.DealTo(deal.Bitmap(want), start, s.deals.holder(ip, s.passesOn(ip), start))
 	if !ok {
-		s.deals.end(ip, sentDeal{})
+		s.deals.end(ip, sentDeal{}, "", start, 0)
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	sent := 0
+	sent, written := 0, int64(0)
 	defer func() {
 		at := time.Now()
 		if d.Finish(first, n, sent, at) {
@@ -221,7 +326,10 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 			s.log.Info("every piece dealt", "image", si.img.Manifest.Name, "version", si.img.Manifest.Version,
 				"seconds", at.Sub(start).Seconds(), "dealt_bytes", s.dealt.Load())
 		}
-		s.deals.end(ip, sentDeal{si: si, first: first, n: sent, at: at})
+		if sent < n {
+			written = 0 // cut short: no rate sample
+		}
+		s.deals.end(ip, sentDeal{si: si, first: first, n: sent, at: at}, r.RemoteAddr, start, written)
 	}()
 	f, err := os.Open(si.img.PayloadPath())
 	if err != nil {
@@ -259,6 +367,7 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		for _, rg := range ranges[i] {
 			k, err := io.Copy(lw, io.NewSectionReader(f, rg[0], rg[1]-rg[0]))
 			s.dealt.Add(k)
+			written += k
 			if err != nil {
 				if !errors.Is(err, context.Canceled) {
 					s.log.Debug("deal cut short", "piece", p, "remote", r.RemoteAddr, "err", err)

@@ -301,6 +301,22 @@ func (s *Server) labMember(ip netip.Addr) bool {
 	return false
 }
 
+// passesOn reports whether the lab member at ip gossips a BitTorrent
+// address: whether it can pass the pieces dealt to it on.
+func (s *Server) passesOn(ip netip.Addr) bool {
+	for _, m := range s.node.Members() {
+		if m.State != gossip.StateAlive && m.State != gossip.StateSuspect || m.Status.TorrentAddr == "" {
+			continue
+		}
+		for _, a := range []string{m.Addr, m.Status.TorrentAddr} {
+			if ap, err := netip.ParseAddrPort(a); err == nil && ap.Addr().Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // advertiseIP is the one rule for the address workstations reach the
 // server at: AdvertiseIP, else ListenIP when it is one address, else the
 // address of the network boot's lab interface (labIP, when it runs), else
