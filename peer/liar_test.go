@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"encoding/binary"
 	"log/slog"
 	"net"
 	"sync"
@@ -29,11 +30,19 @@ type haveAllLiar struct {
 	requests atomic.Int32 // requests received (never answered)
 	mu       sync.Mutex
 	open     []net.Conn
+	// answer, when set, is called with each request (before the liar
+	// starts): it may send the block; false stops reading the connection.
+	answer func(c net.Conn, index, begin, length uint32) bool
 }
 
 // startLiar joins the lab of the print server whose gossip address is
 // seed, on ip, as a workstation that seeds the torrent of mi.
 func startLiar(t *testing.T, ip, seed string, key []byte, mi *metainfo.MetaInfo) *haveAllLiar {
+	return startMember(t, ip, seed, key, mi, nil)
+}
+
+// startMember is startLiar with the liar's answer to requests.
+func startMember(t *testing.T, ip, seed string, key []byte, mi *metainfo.MetaInfo, answer func(c net.Conn, index, begin, length uint32) bool) *haveAllLiar {
 	t.Helper()
 	info, err := mi.UnmarshalInfo()
 	if err != nil {
@@ -43,7 +52,7 @@ func startLiar(t *testing.T, ip, seed string, key []byte, mi *metainfo.MetaInfo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &haveAllLiar{t: t, ip: ip, ln: ln, infoHash: mi.HashInfoBytes(), pieces: info.NumPieces()}
+	l := &haveAllLiar{t: t, ip: ip, ln: ln, infoHash: mi.HashInfoBytes(), pieces: info.NumPieces(), answer: answer}
 	t.Cleanup(func() {
 		ln.Close()
 		l.mu.Lock()
@@ -116,6 +125,9 @@ func (l *haveAllLiar) serve(c net.Conn) {
 		return
 	}
 	go func() {
+		if l.answer != nil {
+			return // the answers keep it alive
+		}
 		// Keep the connection alive.
 		for {
 			time.Sleep(time.Second)
@@ -125,12 +137,16 @@ func (l *haveAllLiar) serve(c net.Conn) {
 		}
 	}()
 	for {
-		id, _, err := btwire.ReadMessage(c, 1<<20)
+		id, b, err := btwire.ReadMessage(c, 1<<20)
 		if err != nil {
 			return
 		}
 		if id == btwire.Request {
 			l.requests.Add(1)
+			if l.answer != nil && len(b) == 12 && !l.answer(c, binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:]), binary.BigEndian.Uint32(b[8:])) {
+				<-l.t.Context().Done()
+				return
+			}
 		}
 	}
 }
