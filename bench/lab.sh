@@ -23,6 +23,10 @@
 #                     [--methods unicast,udpcast,libtorrent,labseed,reimage] [--out DIR]
 #                     [--timeout SECS] [--linger SECS] [--fs ext4|dir]
 #                     [--update PKG,...] [--cc cubic] [--no-check] [--keep] [--smoke]
+#                     [--loss PCT] [--port-loss PCT] [--slow-port DIV]
+# Faults (applied after the shaping check): --loss drops PCT % of the packets
+# at random on every port, each direction; --port-loss drops PCT % on ws1's
+# port only; --slow-port shapes ws1's port to RATE/DIV (a bad cable).
 set -Eeuo pipefail
 umask 022
 export LC_ALL=C
@@ -38,7 +42,7 @@ say() { printf '[lab %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # ---- options ----------------------------------------------------------------
 cmdline=$(printf '%q ' "$0" "$@")
-opt_n= opt_rate= opt_image= opt_methods= OUT= TIMEOUT= LINGER=60 FS=ext4 CHECK=1 KEEP=0 SMOKE=0 CC=cubic
+opt_n= opt_rate= opt_image= opt_methods= OUT= TIMEOUT= LINGER=60 FS=ext4 CHECK=1 KEEP=0 SMOKE=0 CC=cubic LOSS= PORT_LOSS= SLOW_DIV=
 UPDATE_PKGS=openssh-server,openssh-client,libssl3,tzdata,bash
 while (($#)); do
   case $1 in
@@ -55,6 +59,9 @@ while (($#)); do
   --no-check) CHECK=0; shift ;;
   --keep) KEEP=1; shift ;;
   --smoke) SMOKE=1; shift ;;
+  --loss) LOSS=$2; shift 2 ;;
+  --port-loss) PORT_LOSS=$2; shift 2 ;;
+  --slow-port) SLOW_DIV=$2; shift 2 ;;
   -h | --help) usage; exit 0 ;;
   *) usage >&2; die "unknown argument $1" ;;
   esac
@@ -93,6 +100,10 @@ done
 [[ $FS == ext4 || $FS == dir ]] || die "--fs $FS: want ext4 or dir"
 [[ " $(cat /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null) " == *" $CC "* ]] ||
   die "--cc $CC: this kernel offers $(cat /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null)"
+for pct in "$LOSS" "$PORT_LOSS"; do
+  [[ -z $pct || $pct =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--loss/--port-loss $pct: want a percentage, e.g. 1"
+done
+[[ -z $SLOW_DIV || $SLOW_DIV =~ ^[0-9]+$ && $SLOW_DIV -ge 2 ]] || die "--slow-port $SLOW_DIV: want a divisor of the rate, 2 or more"
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, tc, mounts)"
 
 # ---- tools --------------------------------------------------------------------
@@ -258,13 +269,18 @@ wsns() { echo "$P-ws$1"; }
 wsip() { echo "10.77.0.$((10 + $1))"; }
 PSIP=10.77.0.1
 
-# shape DEV NS: tbf on the egress of DEV, RATE with a burst of 4 ms (at least
-# 16 KiB) and a queue of 50 ms, about what a switch port buffers.
+# shape DEV NS [BPS [LOSS%]]: tbf on the egress of DEV, RATE (or BPS) with a
+# burst of 4 ms (at least 16 KiB) and a queue of 50 ms, about what a switch
+# port buffers; with LOSS, a netem below it drops that share at random.
 shape() {
-  local burst=$((BPS / 8 / 250)) limit=$((BPS / 8 / 20))
+  local bps=${3:-$BPS}
+  local burst=$((bps / 8 / 250)) limit=$((bps / 8 / 20))
   ((burst < 16384)) && burst=16384
   ((limit < 65536)) && limit=65536
-  ip netns exec "$2" tc qdisc replace dev "$1" root tbf rate "${BPS}bit" burst "$burst" limit "$limit"
+  ip netns exec "$2" tc qdisc replace dev "$1" root handle 1: tbf rate "${bps}bit" burst "$burst" limit "$limit"
+  if [[ -n ${4:-} ]]; then
+    ip netns exec "$2" tc qdisc replace dev "$1" parent 1:1 handle 10: netem loss "$4%"
+  fi
 }
 
 add_host() { # NAME NS IP
@@ -392,6 +408,28 @@ check_shaping() {
 SHAPING=unchecked
 if ((CHECK)); then
   if check_shaping; then SHAPING=ok; else SHAPING=off; fi
+fi
+
+# ---- faults (after the check) ------------------------------------------------------
+FAULTS=
+if [[ -n $LOSS || -n $PORT_LOSS || -n $SLOW_DIV ]]; then
+  for ((k = 1; k <= NMAX + 1; k++)); do
+    if ((k > NMAX)); then dev=ps ns=$PS; else dev=ws$k ns=$(wsns $k); fi
+    bps=$BPS loss=$LOSS
+    if [[ $dev == ws1 ]]; then
+      [[ -n $SLOW_DIV ]] && bps=$((BPS / SLOW_DIV))
+      [[ -n $PORT_LOSS ]] && loss=$PORT_LOSS
+    fi
+    [[ $bps == "$BPS" && -z $loss ]] && continue
+    shape "$dev" "$SW" "$bps" "$loss"
+    shape eth0 "$ns" "$bps" "$loss"
+  done
+  [[ -n $LOSS ]] && FAULTS+="${LOSS} % loss on every port; "
+  [[ -n $PORT_LOSS ]] && FAULTS+="${PORT_LOSS} % loss on ws1's port; "
+  [[ -n $SLOW_DIV ]] && FAULTS+="ws1's port at RATE/$SLOW_DIV; "
+  FAULTS=${FAULTS%; }
+  say "faults: $FAULTS"
+  echo "# faults: $FAULTS" >>"$OUT/command.txt"
 fi
 
 # ---- running things in the lab ----------------------------------------------------
@@ -896,6 +934,18 @@ run_method() { # METHOD N
         if (!k) { print "CPU unknown"; exit }
         printf "CPU %.1f-%.1f s per GB received (mean %.1f)", lo, hi, t / k
         if (r) printf ", peak RSS up to %.0f MiB", r }' "$OUT/workstations.tsv")"
+    if [[ -n $SLOW_DIV ]]; then
+      # The slow one against its own port's limit, the others' median
+      # against T_lim (faults.tsv).
+      local slow others
+      slow=$(awk -F'\t' -v m="$m" -v n="$n" '$1 == m && $2 == n && $3 == 1 && $6 == 1 { print $4 }' "$OUT/workstations.tsv")
+      others=$(awk -F'\t' -v m="$m" -v n="$n" '$1 == m && $2 == n && $3 != 1 && $6 == 1 { print $4 }' "$OUT/workstations.tsv" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+      [[ -s $OUT/faults.tsv ]] || printf 'method\tn\tslow_div\tothers_median_s\tothers_median_over_tlim\tslow_s\tslow_over_its_tlim\n' >"$OUT/faults.tsv"
+      [[ -n $slow && -n $others ]] && awk -v m="$m" -v n="$n" -v tl="$TLIM" -v div="$SLOW_DIV" -v med="$others" -v slow="$slow" \
+        'BEGIN { printf "%s\t%d\t%s\t%.1f\t%.2f\t%.1f\t%.2f\n", m, n, div, med, med / tl, slow, slow / (tl * div) }' >>"$OUT/faults.tsv"
+      [[ -s $OUT/faults.tsv ]] && say "$m N=$n, ws1 at RATE/$SLOW_DIV: $(tail -1 "$OUT/faults.tsv" | awk -F'\t' '{ printf "others median %s s = %s T_lim; ws1 %s s = %s of its own port limit", $4, $5, $6, $7 }')"
+    fi
   fi
   find "$MD" -maxdepth 1 -type f -name '*.treediff' -exec cp -t "$OUT/logs/$m-n$n/" {} +
   drop_disks "$n"
