@@ -59,6 +59,7 @@ type Node struct {
 	stop      chan struct{} // stops the OnChange goroutine
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	watchOnce sync.Once // watchSeeds started
 	closeErr  error
 }
 
@@ -139,6 +140,11 @@ func (n *Node) Addr() string {
 // 10 s) after ctx ends. With no seeds (the seed node itself) it returns nil at
 // once. Calling it again on a joined node is harmless.
 //
+// Once joined, the node keeps watching its seeds: while none of them is a
+// live member (a print server that restarted knows nobody), it contacts
+// them again every rejoin interval (Local 1 s, else 5 s), so that a lab
+// finds its print server again without anyone restarting.
+//
 // If every attempt fails, the error names the seeds and the last failure; a
 // seed that is up but uses another lab key fails exactly like one that is not
 // reachable (memberlist cannot tell them apart), so the error says to check
@@ -163,6 +169,13 @@ func (n *Node) Join(ctx context.Context) error {
 		k, err := n.ml.Join(seeds)
 		if err == nil && k > 0 {
 			n.log.Info("joined lab", "seeds", seeds, "attempts", attempts, "members", n.ml.NumMembers())
+			n.watchOnce.Do(func() {
+				n.mu.Lock()
+				defer n.mu.Unlock()
+				if !n.closed && !n.left {
+					n.wg.Go(n.watchSeeds)
+				}
+			})
 			return nil
 		}
 		if err == nil {
@@ -179,6 +192,41 @@ func (n *Node) Join(ctx context.Context) error {
 		case <-t.C:
 		}
 		backoff = min(2*backoff, n.backoffMax)
+	}
+}
+
+// watchSeeds contacts the seeds again while none of them is a live member,
+// until the node closes.
+func (n *Node) watchSeeds() {
+	every := 5 * time.Second
+	if n.cfg.Local {
+		every = time.Second
+	}
+	seeds := map[string]bool{}
+	for _, s := range n.cfg.Seeds {
+		seeds[s] = true
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		live := false
+		for _, m := range n.Members() {
+			live = live || (m.Name != n.cfg.Name && seeds[m.Addr] && (m.State == StateAlive || m.State == StateSuspect))
+		}
+		n.mu.Lock()
+		gone := n.closed || n.left
+		n.mu.Unlock()
+		if live || gone {
+			continue
+		}
+		if k, err := n.ml.Join(n.cfg.Seeds); err == nil && k > 0 {
+			n.log.Info("the lab's seed is back: joined it again", "seeds", n.cfg.Seeds)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -479,4 +480,51 @@ func TestFlatten(t *testing.T) {
 	if got := flatten(nil); got != "none" {
 		t.Errorf("flatten(nil) = %q", got)
 	}
+}
+
+// TestSeedRestart: the seed (a print server) is closed and started again
+// on the same address, knowing nobody; the workstations contact it again
+// on their own, and it sees them all.
+func TestSeedRestart(t *testing.T) {
+	key := testKey(9)
+	seed := startNode(t, Config{Name: "print-server", Key: key})
+	addr := seed.Addr()
+	var ws []*Node
+	for _, name := range []string{"ws1", "ws2", "ws3"} {
+		n := startNode(t, Config{Name: name, Key: key, Seeds: []string{addr}})
+		join(t, n)
+		ws = append(ws, n)
+	}
+	seed.Close()
+	// Long enough for the others to declare it dead and stop gossiping
+	// to it (memberlist's GossipToTheDeadTime): only the seed watch brings
+	// it back then.
+	waitFor(t, 30*time.Second, "the workstations find the seed dead", func() (bool, string) {
+		for _, n := range ws {
+			for _, m := range n.Members() {
+				if m.Name == "print-server" && m.State == StateAlive {
+					return false, n.cfg.Name + " sees it alive"
+				}
+			}
+		}
+		return true, ""
+	})
+	time.Sleep(memberlist.DefaultLocalConfig().GossipToTheDeadTime + time.Second)
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	again, err := New(Config{Name: "print-server", Key: key, BindAddr: "127.0.0.1", BindPort: p, Local: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { again.Close() })
+	took := waitFor(t, 15*time.Second, "the restarted seed sees every workstation", func() (bool, string) {
+		alive := 0
+		for _, m := range again.Members() {
+			if m.State == StateAlive {
+				alive++
+			}
+		}
+		return alive == 1+len(ws), fmt.Sprintf("%d alive members", alive)
+	})
+	t.Logf("the restarted seed saw the lab again after %v", took)
 }
