@@ -360,9 +360,16 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		<-ctx.Done()
+		// Requests under way get 5 s to end; then every connection is cut
+		// (streams to workstations, and connections a client opened but
+		// never sent a request on, which Shutdown waits 5 s for too).
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return hs.Shutdown(sctx)
+		if err := hs.Shutdown(sctx); err != nil {
+			s.log.Info("HTTP connections cut at shutdown", "after", "5s")
+			return hs.Close()
+		}
+		return nil
 	})
 	if s.boot != nil {
 		// After the HTTP listener serves: the boot's answers point to it.

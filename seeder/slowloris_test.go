@@ -1,6 +1,7 @@
 package seeder
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -150,4 +151,40 @@ func TestSlowClientsCut(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// TestShutdownSilentConnection: a client that opened a connection and sent
+// nothing on it (an HTTP client's spare connection does that) does not
+// make the print server's shutdown fail: Run cuts it after the grace
+// period and returns no error (it returned "context deadline exceeded").
+func TestShutdownSilentConnection(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := st.LabKey()
+	cfg := LocalConfig()
+	cfg.Store, cfg.LabKey = st, key
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	c, err := net.Dial("tcp", srv.Lab().HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(200 * time.Millisecond) // the server has accepted it
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run with a silent connection open: %v, want nil", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return a minute after its cancellation")
+	}
 }
