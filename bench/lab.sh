@@ -112,6 +112,7 @@ need_pkgs=()
 has ip || need_pkgs+=(iproute2)
 has ping || need_pkgs+=(iputils-ping)
 has iperf3 || need_pkgs+=(iperf3)
+[[ -n $LOSS || -n $PORT_LOSS ]] && ! has nft && need_pkgs+=(nftables)
 has timeout || need_pkgs+=(coreutils)
 has sysctl || need_pkgs+=(procps)
 has unshare || need_pkgs+=(util-linux)
@@ -269,18 +270,28 @@ wsns() { echo "$P-ws$1"; }
 wsip() { echo "10.77.0.$((10 + $1))"; }
 PSIP=10.77.0.1
 
-# shape DEV NS [BPS [LOSS%]]: tbf on the egress of DEV, RATE (or BPS) with a
-# burst of 4 ms (at least 16 KiB) and a queue of 50 ms, about what a switch
-# port buffers; with LOSS, a netem below it drops that share at random.
+# shape DEV NS [BPS]: tbf on the egress of DEV, RATE (or BPS) with a burst
+# of 4 ms (at least 16 KiB) and a queue of 50 ms, about what a switch port
+# buffers.
 shape() {
   local bps=${3:-$BPS}
   local burst=$((bps / 8 / 250)) limit=$((bps / 8 / 20))
   ((burst < 16384)) && burst=16384
   ((limit < 65536)) && limit=65536
   ip netns exec "$2" tc qdisc replace dev "$1" root handle 1: tbf rate "${bps}bit" burst "$burst" limit "$limit"
-  if [[ -n ${4:-} ]]; then
-    ip netns exec "$2" tc qdisc replace dev "$1" parent 1:1 handle 10: netem loss "$4%"
-  fi
+}
+
+# lossy NS PCT: the host in NS drops PCT % of the packets it sends and of
+# those it receives, at random (nftables numgen: netem is not in every
+# kernel): PCT % loss on its port, each direction.
+lossy() {
+  local per10k
+  per10k=$(awk -v p="$2" 'BEGIN { printf "%d", p * 100 + 0.5 }')
+  ip netns exec "$1" nft add table inet lsbloss
+  ip netns exec "$1" nft add chain inet lsbloss in '{ type filter hook input priority 0; }'
+  ip netns exec "$1" nft add chain inet lsbloss out '{ type filter hook output priority 0; }'
+  ip netns exec "$1" nft add rule inet lsbloss in iifname eth0 numgen random mod 10000 '<' "$per10k" drop
+  ip netns exec "$1" nft add rule inet lsbloss out oifname eth0 numgen random mod 10000 '<' "$per10k" drop
 }
 
 add_host() { # NAME NS IP
@@ -420,9 +431,11 @@ if [[ -n $LOSS || -n $PORT_LOSS || -n $SLOW_DIV ]]; then
       [[ -n $SLOW_DIV ]] && bps=$((BPS / SLOW_DIV))
       [[ -n $PORT_LOSS ]] && loss=$PORT_LOSS
     fi
-    [[ $bps == "$BPS" && -z $loss ]] && continue
-    shape "$dev" "$SW" "$bps" "$loss"
-    shape eth0 "$ns" "$bps" "$loss"
+    if [[ $bps != "$BPS" ]]; then
+      shape "$dev" "$SW" "$bps"
+      shape eth0 "$ns" "$bps"
+    fi
+    [[ -n $loss ]] && lossy "$ns" "$loss"
   done
   [[ -n $LOSS ]] && FAULTS+="${LOSS} % loss on every port; "
   [[ -n $PORT_LOSS ]] && FAULTS+="${PORT_LOSS} % loss on ws1's port; "
