@@ -73,8 +73,7 @@ type Config struct {
 var errNotSeeded = errors.New("follow: the upstream does not serve this version yet")
 
 // runBytes bounds one range request: consecutive missing chunks are
-// fetched together up to this many bytes, then synced (what a follower
-// killed in the middle fetches again at most).
+// fetched together up to this many bytes (each chunk synced as it comes).
 const runBytes = 8 << 20
 
 // Follower replicates every image of an upstream print server into a
@@ -427,6 +426,13 @@ func (f *Follower) fetchRun(ctx context.Context, rcv *store.Receive, run []int) 
 		f.mu.Lock()
 		f.st.ChunksFetched++
 		f.mu.Unlock()
+		// Synced chunk by chunk: a follower killed in the middle of a
+		// run fetches again only the chunk it was reading.
+		if err := rcv.Sync(); err != nil {
+			return err
+		}
+		have, _ := rcv.Count()
+		f.update(m.Name, func(r *api.ImageReplication) { r.Chunks = have })
 	}
 	return nil
 }
