@@ -67,6 +67,9 @@ func (s *Server) macsFrom(ip netip.Addr, macs []net.HardwareAddr) ([]net.Hardwar
 	}
 	// Routed: the table's address of the MAC must be the sender's.
 	var out []net.HardwareAddr
+	if s.cfg.Hosts == nil {
+		return nil, fmt.Errorf("%w: it comes from %s, through a router, and there is no hosts table", errNotYours, ip)
+	}
 	if ids, err := s.cfg.Hosts.Identities(); err == nil {
 		for _, m := range macs {
 			for _, id := range ids {

@@ -331,3 +331,15 @@ func TestGossipOwnMACOnly(t *testing.T) {
 		t.Errorf("%d refusal lines, want 1 (once a minute per address)", n)
 	}
 }
+
+// TestRoutedWithoutHostsTable: a print server with no hosts table refuses a
+// routed sender's claim to a MAC (it has no table address to compare), and
+// does not crash on it (trackAgents asks for every gossip member).
+func TestRoutedWithoutHostsTable(t *testing.T) {
+	var fn fakeNeighbours
+	fn.set(neigh.Routed, "")
+	s := &Server{cfg: Config{Neighbours: fn.lookup}}
+	if _, err := s.macsFrom(netip.MustParseAddr("10.2.0.5"), []net.HardwareAddr{{0x52, 0x54, 0, 0, 0, 1}}); !errors.Is(err, errNotYours) {
+		t.Fatalf("routed claim without a hosts table: %v, want errNotYours", err)
+	}
+}
