@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-need=(tar gzip zstd cpio libarchive-tools e2fsprogs mount prometheus iproute2 busybox tftp-hpa atftp dnsmasq-base tcpdump udpcast iperf3 iputils-ping curl python3-matplotlib fdisk extlinux syslinux-common qemu-system-x86 ipxe-qemu ipxe ovmf openssh-client util-linux procps lintian)
+need=(tar gzip zstd cpio libarchive-tools e2fsprogs mount prometheus iproute2 busybox tftp-hpa atftp dnsmasq-base tcpdump udpcast iperf3 iputils-ping curl python3-matplotlib fdisk extlinux syslinux-common qemu-system-x86 ipxe-qemu ipxe ovmf openssh-client util-linux procps lintian man-db)
 if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
