@@ -23,6 +23,7 @@ import (
 	"github.com/labseed/labseed/internal/atomicfile"
 	"github.com/labseed/labseed/keys"
 	"github.com/labseed/labseed/store"
+	"github.com/labseed/labseed/swarm"
 	"golang.org/x/time/rate"
 )
 
@@ -401,7 +402,7 @@ func (f *Follower) fetchRun(ctx context.Context, rcv *store.Receive, run []int) 
 	var stalled atomic.Bool
 	stall := time.AfterFunc(f.cfg.Stall, func() { stalled.Store(true); cancel() })
 	defer stall.Stop()
-	body := &progressReader{r: limitReader(ctx, resp.Body, f.lim), onRead: func(n int) {
+	body := &progressReader{r: swarm.LimitReader(ctx, resp.Body, f.lim), onRead: func(n int) {
 		stall.Reset(f.cfg.Stall)
 		f.mu.Lock()
 		f.st.BytesFetched += int64(n)
@@ -447,34 +448,6 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	if n > 0 {
 		p.onRead(n)
-	}
-	return n, err
-}
-
-// limitReader takes every byte read from r out of l's budget (nil: no
-// limit), waiting under ctx.
-func limitReader(ctx context.Context, r io.Reader, l *rate.Limiter) io.Reader {
-	if l == nil {
-		return r
-	}
-	return &limitedReader{ctx: ctx, r: r, l: l}
-}
-
-type limitedReader struct {
-	ctx context.Context
-	r   io.Reader
-	l   *rate.Limiter
-}
-
-func (lr *limitedReader) Read(p []byte) (int, error) {
-	if len(p) > lr.l.Burst() {
-		p = p[:lr.l.Burst()]
-	}
-	n, err := lr.r.Read(p)
-	if n > 0 {
-		if werr := lr.l.WaitN(lr.ctx, n); werr != nil && err == nil {
-			err = werr
-		}
 	}
 	return n, err
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/labseed/labseed/peer"
 	"github.com/labseed/labseed/seeder"
 	"github.com/labseed/labseed/store"
+	"github.com/labseed/labseed/swarm"
 	"github.com/labseed/labseed/treecmp"
 )
 
@@ -433,7 +434,7 @@ func TestLimiter(t *testing.T) {
 	}
 	// Reads larger than the burst are cut to it.
 	l := NewLimiter(1 << 20)
-	r := limitReader(context.Background(), bytes.NewReader(make([]byte, 1<<20)), l)
+	r := swarm.LimitReader(context.Background(), bytes.NewReader(make([]byte, 1<<20)), l)
 	if n, _ := r.Read(make([]byte, 1<<20)); n > l.Burst() {
 		t.Errorf("a read of %d bytes, burst %d", n, l.Burst())
 	}
