@@ -38,12 +38,7 @@ func TestGarbageClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(fixture.GenerateImage(pw, fixture.ImageOptions{TotalBytes: 6 << 20})) }()
-	im, err := st.Publish(t.Context(), pr, chunker.Config{Name: "lab1", Level: 1, PieceLength: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
+	im := publishGenerated(t, st, fixture.ImageOptions{TotalBytes: 6 << 20}, chunker.Config{Name: "lab1", Level: 1, PieceLength: 64 << 10})
 	key, _ := st.LabKey()
 	pub, _ := st.PublicKey()
 	srv, _ := startServer(t, dir, nil)

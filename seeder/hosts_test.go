@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/api"
+	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/hosts"
+	"github.com/labseed/labseed/internal/fixture"
 	"github.com/labseed/labseed/pxe"
 	"github.com/labseed/labseed/store"
 )
@@ -169,4 +172,17 @@ func waitSeeding(t testing.TB, srv *Server) {
 			t.Fatal("the print server does not seed the image")
 		}
 	}
+}
+
+// publishGenerated publishes a generated image (fixture.GenerateImage with
+// opts) into st with cfg.
+func publishGenerated(t testing.TB, st *store.Store, opts fixture.ImageOptions, cfg chunker.Config) *store.Image {
+	t.Helper()
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(fixture.GenerateImage(pw, opts)) }()
+	im, err := st.Publish(t.Context(), pr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return im
 }

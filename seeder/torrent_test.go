@@ -2,7 +2,6 @@ package seeder
 
 import (
 	"context"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -38,12 +37,7 @@ func TestTorrentMembersOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(fixture.GenerateImage(pw, fixture.ImageOptions{TotalBytes: 1 << 20})) }()
-	im, err := st.Publish(t.Context(), pr, chunker.Config{Name: "lab1", Level: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	im := publishGenerated(t, st, fixture.ImageOptions{TotalBytes: 1 << 20}, chunker.Config{Name: "lab1", Level: 1})
 	key, err := st.LabKey()
 	if err != nil {
 		t.Fatal(err)
