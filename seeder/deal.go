@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -59,100 +58,27 @@ type dealClient struct {
 	doubted []sentDeal
 	last    time.Time
 	barred  time.Time // no deals until then: its deals did not arrive
-	// cycles is each connection's last deal sent whole; rates are the
-	// last drain rates measured (see drainRate).
-	cycles map[string]dealCycle
-	rates  [4]rateSample
-	nrates int
 }
 
-// A workstation's drain rate is measured on each of its connections: a
-// feeder asks for its next deal on a connection only once it has read
-// and stored the last one, so a deal's bytes over the time from its start
-// to the next request on the same connection is the rate the workstation
-// drains deals at, whatever the kernel's buffers held. (A connection
-// idle between the two gives a lower figure: the rate is the highest of
-// the last few.) A workstation whose rate is under 1/slowFactor of the
-// median of the workstations dealt to within the dealer's hold time, or
-// that does not pass pieces on (no BitTorrent address in its gossip), is
-// slow for the dealer (deal.Holder).
-//
-// slowByRate is off: at N = 48 on 4 Mbit/s ports (the print server's port
-// shared by 96 deal streams, the drain rates noisy) it made the print
-// server deal 2.56 x the payload instead of 1.94 x and the last
-// workstation finish 14 % later (docs/lab-bench.md); at N = 8 with one
-// slow port it changed nothing measurable. Only members that cannot pass
-// pieces on are slow until the rate rule is made robust.
-const slowByRate = false
+// A member that does not pass pieces on (no BitTorrent address in its
+// gossip) is slow for the dealer (deal.Holder): it gets no new pieces,
+// and what it was dealt is dealt again. (A rule by measured drain rate,
+// slow under half the median, was tried and taken out: at N = 48 on
+// 4 Mbit/s ports, with the print server's port shared by 96 deal streams
+// and the rates noisy, it made the print server deal 2.56 x the payload
+// instead of 1.94 x and the last workstation finish 14 % later, and at
+// N = 8 with one slow port it changed nothing measurable;
+// docs/lab-bench.md.)
 
-const (
-	slowFactor = 2
-	rateWindow = 30 * time.Second // samples older than this are forgotten
-	maxCycles  = 8                // connections remembered per address
-)
-
-type dealCycle struct {
-	start time.Time
-	bytes int64
-}
-
-type rateSample struct {
-	at  time.Time
-	bps float64
-}
-
-// drainRate is c's drain rate in bytes/s at now, 0 when unknown.
-func (c *dealClient) drainRate(now time.Time) float64 {
-	r := 0.0
-	for _, s := range c.rates[:c.nrates] {
-		if now.Sub(s.at) <= rateWindow {
-			r = max(r, s.bps)
-		}
-	}
-	return r
-}
-
-// sample records what the request on connection conn at now says of the
-// deal last sent on it.
-func (c *dealClient) sample(conn string, now time.Time) {
-	cy, ok := c.cycles[conn]
-	if !ok {
-		return
-	}
-	delete(c.cycles, conn)
-	if d := now.Sub(cy.start); d > 0 {
-		copy(c.rates[1:], c.rates[:len(c.rates)-1])
-		c.rates[0] = rateSample{at: now, bps: float64(cy.bytes) / d.Seconds()}
-		c.nrates = min(c.nrates+1, len(c.rates))
-	}
-}
-
-// holder is who a deal for ip is: its number for the dealer and whether
-// it is slow (see drainRate); passesOn says whether ip has a BitTorrent
-// address in the lab's gossip.
-func (dc *dealClients) holder(ip netip.Addr, passesOn bool, now time.Time) deal.Holder {
+// holder is who a deal for ip is: its number for the dealer, and slow
+// when it does not pass pieces on (passesOn: ip has a BitTorrent address
+// in the lab's gossip).
+func (dc *dealClients) holder(ip netip.Addr, passesOn bool) deal.Holder {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
-	c := dc.clients[ip]
-	if c == nil {
-		return deal.Holder{Slow: !passesOn}
-	}
-	h := deal.Holder{ID: c.id, Slow: !passesOn}
-	r := c.drainRate(now)
-	if h.Slow || r == 0 || !slowByRate {
-		return h
-	}
-	var rates []float64
-	for _, o := range dc.clients {
-		if now.Sub(o.last) <= deal.DefaultHold {
-			if x := o.drainRate(now); x > 0 {
-				rates = append(rates, x)
-			}
-		}
-	}
-	if len(rates) >= 2 {
-		slices.Sort(rates)
-		h.Slow = r*slowFactor < rates[len(rates)/2]
+	h := deal.Holder{Slow: !passesOn}
+	if c := dc.clients[ip]; c != nil {
+		h.ID = c.id
 	}
 	return h
 }
@@ -164,12 +90,12 @@ type sentDeal struct {
 	at       time.Time // its Finish time
 }
 
-// begin settles ip's doubted deals of si against want (see above), takes
-// the drain rate sample of connection conn and a slot for a new deal; it
+// begin settles ip's doubted deals of si against want (see above) and
+// takes a slot for a new deal; it
 // says why not when ip may not have one now (code 429: too many under
 // way; 204: too many in doubt, or barred). lost is true when it gave deals
 // back.
-func (dc *dealClients) begin(ip netip.Addr, conn string, si *seededImage, want deal.Bitmap, limit int, now time.Time) (code int, lost bool, err error) {
+func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, limit int, now time.Time) (code int, lost bool, err error) {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
 	if dc.clients == nil {
@@ -188,11 +114,10 @@ func (dc *dealClients) begin(ip netip.Addr, conn string, si *seededImage, want d
 			}
 		}
 		dc.nextID++
-		c = &dealClient{id: dc.nextID, cycles: map[string]dealCycle{}}
+		c = &dealClient{id: dc.nextID}
 		dc.clients[ip] = c
 	}
 	c.last = now
-	c.sample(conn, now)
 	kept := c.doubted[:0]
 	for _, d := range c.doubted {
 		if now.Sub(d.at) > deal.DefaultHold {
@@ -231,9 +156,8 @@ func (dc *dealClients) begin(ip netip.Addr, conn string, si *seededImage, want d
 }
 
 // end gives ip's slot back; a deal that sent pieces is in doubt until ip's
-// next request. A deal sent whole on connection conn, started at start,
-// of bytes, is the start of a drain rate sample.
-func (dc *dealClients) end(ip netip.Addr, d sentDeal, conn string, start time.Time, bytes int64) {
+// next request.
+func (dc *dealClients) end(ip netip.Addr, d sentDeal) {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
 	c := dc.clients[ip]
@@ -241,12 +165,6 @@ func (dc *dealClients) end(ip netip.Addr, d sentDeal, conn string, start time.Ti
 		return
 	}
 	c.active--
-	if bytes > 0 {
-		if len(c.cycles) >= maxCycles {
-			clear(c.cycles)
-		}
-		c.cycles[conn] = dealCycle{start: start, bytes: bytes}
-	}
 	if d.n > 0 {
 		c.doubted = append(c.doubted, d)
 	}
@@ -307,7 +225,7 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		local = b
 	}
 	start := time.Now()
-	code, lost, err := s.deals.begin(ip, r.RemoteAddr, si, want, s.limits.DealsPerIP, start)
+	code, lost, err := s.deals.begin(ip, si, want, s.limits.DealsPerIP, start)
 	if lost {
 		s.refusedLog(r, "deals did not arrive", fmt.Errorf("%s asks again for pieces dealt to it: no deals for %s", ip, deal.DefaultHold))
 	}
@@ -319,13 +237,13 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
-	first, n, ok := d.DealTo(deal.Bitmap(want), start, s.deals.holder(ip, s.passesOn(ip), start))
+	first, n, ok := d.DealTo(deal.Bitmap(want), start, s.deals.holder(ip, s.passesOn(ip)))
 	if !ok {
-		s.deals.end(ip, sentDeal{}, "", start, 0)
+		s.deals.end(ip, sentDeal{})
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	sent, written := 0, int64(0)
+	sent := 0
 	defer func() {
 		at := time.Now()
 		if d.Finish(first, n, sent, at) {
@@ -335,10 +253,7 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 			s.log.Info("every piece dealt", "image", si.img.Manifest.Name, "version", si.img.Manifest.Version,
 				"seconds", at.Sub(start).Seconds(), "dealt_bytes", s.dealt.Load())
 		}
-		if sent < n {
-			written = 0 // cut short: no rate sample
-		}
-		s.deals.end(ip, sentDeal{si: si, first: first, n: sent, at: at}, r.RemoteAddr, start, written)
+		s.deals.end(ip, sentDeal{si: si, first: first, n: sent, at: at})
 	}()
 	f, err := os.Open(si.img.PayloadPath())
 	if err != nil {
@@ -376,7 +291,6 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		for _, rg := range ranges[i] {
 			k, err := io.Copy(lw, io.NewSectionReader(f, rg[0], rg[1]-rg[0]))
 			s.dealt.Add(k)
-			written += k
 			if err != nil {
 				if !errors.Is(err, context.Canceled) {
 					s.log.Debug("deal cut short", "piece", p, "remote", r.RemoteAddr, "err", err)
