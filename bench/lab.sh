@@ -832,10 +832,12 @@ run_method() { # METHOD N
     status=n/a
     note=$NA
   else
+    # net_stats runs ip netns exec four times per host: 5-7 s at N = 8 on
+    # a loaded machine, so before the clock starts, not after.
+    net_stats "$n" >"$MD/net0"
     cpu0=$(cpu_usec) busy0=$(host_busy_usec)
     t0us=$(now_us)
     t0=$EPOCHREALTIME
-    net_stats "$n" >"$MD/net0"
     sample_ports "$n" "$MD/ports.tsv" &
     local sampler=$!
     "${m}_start" "$n"
