@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -21,7 +22,12 @@ const (
 
 	// Print servers following this one (labseed serve --upstream).
 	PathImageKey  = "/api/v1/image-key" // GET: the image key images are signed with (image.pub, PEM)
-	PathFollowers = "/api/v1/followers" // POST FollowerReport (204)
+	PathFollowers = "/api/v1/followers" // POST FollowerReport: Siblings
+	// PathChunks + NAME/VERSION/INDEX (ChunkPath), GET: chunk INDEX of
+	// version VERSION of image NAME, its compressed bytes as in the
+	// payload, from a follower that holds it (404: not here, 503: busy).
+	// Followers of one upstream fetch from each other so.
+	PathChunks = "/api/v1/chunks/"
 
 	// The hosts API: the print server answers 404 to these when it has
 	// no hosts table. PathHostsCSV and PathNextBoot need the admin key
@@ -33,6 +39,12 @@ const (
 	PathNextBoot = "/api/v1/hosts/next-boot" // POST NextBootRequest: NextBootResult
 	// PathHosts + "/MAC/report" (ReportPath), POST Report: one step of a clone (204).
 )
+
+// ChunkPath is the path of chunk index of version version of image name
+// on a follower (PathChunks).
+func ChunkPath(name string, version, index int) string {
+	return PathChunks + url.PathEscape(name) + "/" + strconv.Itoa(version) + "/" + strconv.Itoa(index)
+}
 
 // ReportPath is the path a clone's reports for mac are sent to.
 func ReportPath(mac string) string { return PathHosts + "/" + mac + "/report" }

@@ -247,7 +247,20 @@ func (c *Client) ImageKey(ctx context.Context) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// ReportFollower sends a follower's replication to its upstream.
-func (c *Client) ReportFollower(ctx context.Context, r FollowerReport) error {
-	return c.do(ctx, "POST", PathFollowers, r, nil)
+// ReportFollower sends a follower's replication to its upstream and
+// returns the upstream's answer: the other print servers that follow it
+// (none from an upstream that answers 204, as before they shared chunks).
+func (c *Client) ReportFollower(ctx context.Context, r FollowerReport) (*Siblings, error) {
+	var buf bytes.Buffer
+	if err := c.do(ctx, "POST", PathFollowers, r, &buf); err != nil {
+		return nil, err
+	}
+	var sib Siblings
+	if buf.Len() == 0 {
+		return &sib, nil
+	}
+	if err := json.Unmarshal(buf.Bytes(), &sib); err != nil {
+		return nil, fmt.Errorf("print server %s: bad answer to %s: %w", c.Addr, PathFollowers, err)
+	}
+	return &sib, nil
 }

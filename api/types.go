@@ -365,6 +365,15 @@ type UpstreamStatus struct {
 	BytesFetched  int64 `json:"bytes_fetched"`
 	ChunksFetched int64 `json:"chunks_fetched"`
 	ChunksReused  int64 `json:"chunks_reused"`
+	// BytesFromFollowers and ChunksFromFollowers are the payload fetched
+	// from the other followers of the upstream instead (PathChunks);
+	// BytesToFollowers what this one served them.
+	BytesFromFollowers  int64 `json:"bytes_from_followers"`
+	ChunksFromFollowers int64 `json:"chunks_from_followers"`
+	BytesToFollowers    int64 `json:"bytes_to_followers"`
+	// Siblings is the other followers of the upstream this one shares
+	// chunks with (their HTTPAddr), as the upstream last answered.
+	Siblings []string `json:"siblings,omitempty"`
 	// Rate is the cap on the bytes fetched per second (--upstream-rate),
 	// 0 for none.
 	Rate int64 `json:"rate,omitempty"`
@@ -386,6 +395,9 @@ type ImageReplication struct {
 	ChunksTotal  int   `json:"chunks_total"`
 	ChunksReused int   `json:"chunks_reused"`
 	BytesFetched int64 `json:"bytes_fetched"`
+	// BytesFromFollowers is what was fetched for Version from the other
+	// followers of the upstream.
+	BytesFromFollowers int64 `json:"bytes_from_followers"`
 	// Error says why State is refused or failed.
 	Error string `json:"error,omitempty"`
 	// Updated is when this record last changed.
@@ -400,6 +412,24 @@ type FollowerReport struct {
 	Name     string         `json:"name"`
 	HTTPAddr string         `json:"http_addr"`
 	Status   UpstreamStatus `json:"status"`
+}
+
+// Siblings is a print server's answer to a FollowerReport: the other
+// print servers that follow it, heard of lately, where their API is. A
+// follower fetches its share of a new version's chunks from the upstream
+// and the rest from them (PathChunks).
+type Siblings struct {
+	// Self is the address the upstream gives the others for the follower
+	// that reported (its HTTPAddr, or the address its report came from
+	// when it listens on every address).
+	Self      string    `json:"self"`
+	Followers []Sibling `json:"followers"`
+}
+
+// Sibling is another follower of the same upstream.
+type Sibling struct {
+	Name     string `json:"name"`
+	HTTPAddr string `json:"http_addr"`
 }
 
 // FollowerStatus is a follower as its upstream last heard of it.

@@ -1,6 +1,7 @@
 package follow
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -24,6 +25,7 @@ import (
 	"github.com/labseed/labseed/keys"
 	"github.com/labseed/labseed/store"
 	"github.com/labseed/labseed/swarm"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 )
 
@@ -73,6 +75,15 @@ type Config struct {
 // payload yet.
 var errNotSeeded = errors.New("follow: the upstream does not serve this version yet")
 
+// siblingWait is how long a follower waits for a chunk of another
+// follower's share (no chunk from it for this long) before it fetches the
+// rest of that share from the upstream itself.
+const siblingWait = 30 * time.Second
+
+// maxServing bounds the chunk requests of other followers served at once
+// (ServeChunk); more are answered 503 and asked again.
+const maxServing = 4
+
 // runBytes bounds one range request: consecutive missing chunks are
 // fetched together up to this many bytes (each chunk synced as it comes).
 const runBytes = 8 << 20
@@ -87,9 +98,16 @@ type Follower struct {
 	seed   *http.Client // payload, no overall timeout (Stall cuts a stuck one)
 	lim    *rate.Limiter
 
+	serveLim *rate.Limiter // what ServeChunk sends, under the same cap
+	serving  chan struct{} // ServeChunk requests under way
+	saveMu   sync.Mutex    // one save at a time
+
 	mu     sync.Mutex
 	st     api.UpstreamStatus
-	warned map[string]bool // refusals logged, by name and version
+	warned map[string]bool           // refusals logged, by name and version
+	active map[string]*store.Receive // versions being received, by image name
+	self   string                    // this follower's address, as the upstream gives it to the others
+	sibs   []api.Sibling             // the other followers of the upstream, from its last answer
 }
 
 // New validates cfg and returns a Follower.
@@ -122,6 +140,7 @@ func New(cfg Config) (*Follower, error) {
 	f := &Follower{
 		cfg: cfg, log: log.With("component", "follow", "upstream", cfg.Upstream), client: c,
 		seed: &http.Client{Transport: cfg.Transport}, lim: NewLimiter(cfg.Rate), warned: map[string]bool{},
+		serveLim: NewLimiter(cfg.Rate), serving: make(chan struct{}, maxServing), active: map[string]*store.Receive{},
 	}
 	f.st = api.UpstreamStatus{Upstream: cfg.Upstream, Rate: cfg.Rate, Images: []api.ImageReplication{}}
 	return f, nil
@@ -191,9 +210,24 @@ func (f *Follower) Run(ctx context.Context) error {
 	if f.Status().Key == "" {
 		return errors.New("follow: Run before Pin")
 	}
+	// Reports go on while a version is fetched: the upstream shows the
+	// progress, and the answers say which followers share the chunks.
+	f.report(ctx)
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(f.cfg.Interval):
+			}
+			f.report(ctx)
+		}
+	}()
+	defer func() { <-reported }()
 	for {
 		f.round(ctx)
-		f.report(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -208,6 +242,7 @@ func (f *Follower) Status() *api.UpstreamStatus {
 	defer f.mu.Unlock()
 	st := f.st
 	st.Images = slices.Clone(f.st.Images)
+	st.Siblings = slices.Clone(f.st.Siblings)
 	return &st
 }
 
@@ -317,6 +352,16 @@ func (f *Follower) replicate(ctx context.Context, name string) error {
 		return err
 	}
 	f.log.Info("replicating", "image", name, "version", m.Version, "chunks", total, "here", have, "reused", reused)
+	f.mu.Lock()
+	f.active[name] = rcv
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		if f.active[name] == rcv {
+			delete(f.active, name)
+		}
+		f.mu.Unlock()
+	}()
 	if err := f.fetch(ctx, rcv); errors.Is(err, errNotSeeded) {
 		f.log.Debug("not seeded upstream yet", "image", name, "version", m.Version)
 		f.update(name, func(r *api.ImageReplication) { r.State = api.ReplicationWaiting })
@@ -332,34 +377,91 @@ func (f *Follower) replicate(ctx context.Context, name string) error {
 	if f.cfg.Committed != nil {
 		f.cfg.Committed(name, m.Version)
 	}
-	var fetched int64
+	var fetched, fromFollowers int64
 	f.update(name, func(r *api.ImageReplication) {
 		r.State, r.Local, r.Chunks, r.Error = api.ReplicationComplete, m.Version, total, ""
-		fetched = r.BytesFetched
+		fetched, fromFollowers = r.BytesFetched, r.BytesFromFollowers
 	})
 	f.save()
-	f.log.Info("replicated", "image", name, "version", m.Version, "fetched_bytes", fetched, "payload_bytes", m.PayloadBytes,
+	f.log.Info("replicated", "image", name, "version", m.Version, "fetched_bytes", fetched, "from_followers_bytes", fromFollowers, "payload_bytes", m.PayloadBytes,
 		"reused_chunks", reused, "seconds", time.Since(start).Seconds())
 	return nil
 }
 
-// fetch gets every missing chunk of rcv from the upstream's web seed, in
-// runs of consecutive chunks of up to runBytes, each run synced.
+// fetch gets every missing chunk of rcv. Alone, it fetches them from the
+// upstream's web seed. With other followers of the upstream (its last
+// answer to a report), the followers share the work: chunk i is fetched
+// from the upstream by the follower at position i mod k of their
+// addresses, sorted (k followers), and by the others from that one
+// (PathChunks) as soon as it holds it; a follower that answers with an
+// error, or sends no chunk for siblingWait, is given up and its share
+// fetched from the upstream. Every chunk is checked against the signed
+// manifest before it is stored, whoever sent it.
 func (f *Follower) fetch(ctx context.Context, rcv *store.Receive) error {
 	m := rcv.Manifest()
 	missing := rcv.Missing()
-	for len(missing) > 0 {
-		run := []int{missing[0]}
-		size := m.Chunks[missing[0]].Size
-		for len(run) < len(missing) {
-			next := missing[len(run)]
+	f.mu.Lock()
+	self, sibs := f.self, slices.Clone(f.sibs)
+	f.mu.Unlock()
+	if self == "" || len(sibs) == 0 || len(missing) == 0 {
+		return f.fetchUpstream(ctx, rcv, missing)
+	}
+	members := []string{self}
+	for _, s := range sibs {
+		members = append(members, s.HTTPAddr)
+	}
+	slices.Sort(members)
+	members = slices.Compact(members)
+	k := len(members)
+	var mine []int
+	theirs := map[string][]int{}
+	for _, i := range missing {
+		if o := members[i%k]; o == self {
+			mine = append(mine, i)
+		} else {
+			theirs[o] = append(theirs[o], i)
+		}
+	}
+	f.log.Info("sharing the chunks with the other followers", "image", m.Name, "version", m.Version, "followers", members,
+		"from_upstream", len(mine), "missing", len(missing))
+	var (
+		mu   sync.Mutex
+		rest []int
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return f.fetchUpstream(gctx, rcv, mine) })
+	for addr, list := range theirs {
+		g.Go(func() error {
+			left := f.pull(gctx, rcv, addr, list)
+			mu.Lock()
+			rest = append(rest, left...)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	slices.Sort(rest)
+	return f.fetchUpstream(ctx, rcv, rest)
+}
+
+// fetchUpstream gets the chunks list of rcv from the upstream's web seed,
+// in runs of consecutive chunks of up to runBytes, each chunk synced.
+func (f *Follower) fetchUpstream(ctx context.Context, rcv *store.Receive, list []int) error {
+	m := rcv.Manifest()
+	for len(list) > 0 {
+		run := []int{list[0]}
+		size := m.Chunks[list[0]].Size
+		for len(run) < len(list) {
+			next := list[len(run)]
 			if next != run[len(run)-1]+1 || size+m.Chunks[next].Size > runBytes {
 				break
 			}
 			run = append(run, next)
 			size += m.Chunks[next].Size
 		}
-		missing = missing[len(run):]
+		list = list[len(run):]
 		if err := f.fetchRun(ctx, rcv, run); err != nil {
 			rcv.Sync()
 			return err
@@ -372,6 +474,179 @@ func (f *Follower) fetch(ctx context.Context, rcv *store.Receive) error {
 		f.save()
 	}
 	return nil
+}
+
+// pull gets the chunks list of rcv, in order, from the follower at addr,
+// which fetches them from the upstream. It returns those it did not get:
+// all from the first when addr answers with an error or sends a chunk
+// that is not the manifest's, or sends none for siblingWait.
+func (f *Follower) pull(ctx context.Context, rcv *store.Receive, addr string, list []int) (left []int) {
+	m := rcv.Manifest()
+	last := time.Now()
+	for len(list) > 0 {
+		if rcv.Have(list[0]) {
+			list = list[1:]
+			continue
+		}
+		got, err := f.pullChunk(ctx, rcv, addr, list[0])
+		switch {
+		case ctx.Err() != nil:
+			return list
+		case err != nil:
+			f.log.Warn("another follower does not deliver: its share is fetched from the upstream", "follower", addr,
+				"image", m.Name, "version", m.Version, "chunks", len(list), "err", err)
+			return list
+		case got:
+			list, last = list[1:], time.Now()
+			continue
+		case time.Since(last) > siblingWait:
+			f.log.Warn("another follower sent no chunk for "+siblingWait.String()+": its share is fetched from the upstream", "follower", addr,
+				"image", m.Name, "version", m.Version, "chunks", len(list))
+			return list
+		}
+		select {
+		case <-ctx.Done():
+			return list
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// pullChunk asks the follower at addr for chunk i of rcv: false, nil when
+// it does not hold it yet (or is busy).
+func (f *Follower) pullChunk(ctx context.Context, rcv *store.Receive, addr string, i int) (bool, error) {
+	m := rcv.Manifest()
+	c := m.Chunks[i]
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stalled atomic.Bool
+	stall := time.AfterFunc(f.cfg.Stall, func() { stalled.Store(true); cancel() })
+	defer stall.Stop()
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+api.ChunkPath(m.Name, m.Version, i), nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := f.seed.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound, http.StatusServiceUnavailable:
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return false, nil
+	default:
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return false, fmt.Errorf("chunk %d of %s v%d: %s %s", i, m.Name, m.Version, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	if resp.ContentLength >= 0 && resp.ContentLength != c.Size {
+		return false, fmt.Errorf("chunk %d of %s v%d: %d bytes, the manifest says %d", i, m.Name, m.Version, resp.ContentLength, c.Size)
+	}
+	body := &progressReader{r: swarm.LimitReader(ctx, resp.Body, f.lim), onRead: func(n int) {
+		stall.Reset(f.cfg.Stall)
+		f.mu.Lock()
+		f.st.BytesFromFollowers += int64(n)
+		for i := range f.st.Images {
+			if f.st.Images[i].Name == m.Name {
+				f.st.Images[i].BytesFromFollowers += int64(n)
+			}
+		}
+		f.mu.Unlock()
+	}}
+	b := make([]byte, c.Size)
+	if _, err := io.ReadFull(body, b); err != nil {
+		if stalled.Load() {
+			return false, fmt.Errorf("chunk %d of %s v%d: no progress for %v: %w", i, m.Name, m.Version, f.cfg.Stall, err)
+		}
+		return false, fmt.Errorf("chunk %d of %s v%d: %w", i, m.Name, m.Version, err)
+	}
+	if err := rcv.Put(i, b); err != nil {
+		return false, err
+	}
+	if err := rcv.Sync(); err != nil {
+		return false, err
+	}
+	f.mu.Lock()
+	f.st.ChunksFromFollowers++
+	f.mu.Unlock()
+	have, _ := rcv.Count()
+	f.update(m.Name, func(r *api.ImageReplication) { r.Chunks = have })
+	return true, nil
+}
+
+// ServeChunk serves api.PathChunks+NAME/VERSION/INDEX to the other
+// followers of the upstream: the chunk's bytes if this follower holds it
+// (a version it is receiving, the chunk in; or its current version), 404
+// if not (yet), 503 when maxServing requests are under way. What it sends
+// counts against the rate cap (Config.Rate); the receiver checks every
+// chunk against its signed manifest. The path values are those of an
+// http.ServeMux pattern {name}/{version}/{index}.
+func (f *Follower) ServeChunk(w http.ResponseWriter, r *http.Request) {
+	v, err1 := strconv.Atoi(r.PathValue("version"))
+	i, err2 := strconv.Atoi(r.PathValue("index"))
+	if err1 != nil || err2 != nil {
+		http.Error(w, "follow: want "+api.PathChunks+"NAME/VERSION/INDEX with numbers", http.StatusBadRequest)
+		return
+	}
+	select {
+	case f.serving <- struct{}{}:
+		defer func() { <-f.serving }()
+	default:
+		http.Error(w, "busy: too many chunk requests at once; ask again", http.StatusServiceUnavailable)
+		return
+	}
+	b, err := f.heldChunk(r.PathValue("name"), v, i)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{}) // an answer that streams past it would be cut
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	src := swarm.LimitReader(r.Context(), bytes.NewReader(b), f.serveLim)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			rc.SetWriteDeadline(time.Now().Add(f.cfg.Stall))
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			f.mu.Lock()
+			f.st.BytesToFollowers += int64(n)
+			f.mu.Unlock()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// heldChunk returns chunk i of version v of image name if this follower
+// holds it.
+func (f *Follower) heldChunk(name string, v, i int) ([]byte, error) {
+	notHere := fmt.Errorf("follow: chunk %d of %s v%d is not here (yet)", i, name, v)
+	f.mu.Lock()
+	rcv := f.active[name]
+	f.mu.Unlock()
+	if rcv != nil && rcv.Manifest().Version == v {
+		if b, err := rcv.ReadChunk(i); err == nil {
+			return b, nil
+		}
+	}
+	im, err := f.cfg.Store.Image(name)
+	if err != nil || im.Manifest.Version != v || i < 0 || i >= len(im.Manifest.Chunks) {
+		return nil, notHere
+	}
+	fh, err := os.Open(im.PayloadPath())
+	if err != nil {
+		return nil, notHere
+	}
+	defer fh.Close()
+	return im.ReadChunk(fh, i)
 }
 
 // fetchRun gets the consecutive chunks run with one range request.
@@ -506,14 +781,32 @@ func (f *Follower) setError(err error) {
 func (f *Follower) report(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	err := f.client.ReportFollower(ctx, api.FollowerReport{Name: f.cfg.Name, HTTPAddr: f.cfg.HTTPAddr, Status: *f.Status()})
-	if err != nil && ctx.Err() == nil {
-		f.log.Debug("report to upstream", "err", err)
+	sib, err := f.client.ReportFollower(ctx, api.FollowerReport{Name: f.cfg.Name, HTTPAddr: f.cfg.HTTPAddr, Status: *f.Status()})
+	if err != nil {
+		if ctx.Err() == nil {
+			f.log.Debug("report to upstream", "err", err)
+		}
+		return
 	}
+	if len(sib.Followers) > maxSiblings {
+		sib.Followers = sib.Followers[:maxSiblings]
+	}
+	addrs := make([]string, len(sib.Followers))
+	for i, s := range sib.Followers {
+		addrs[i] = s.HTTPAddr
+	}
+	f.mu.Lock()
+	f.self, f.sibs, f.st.Siblings = sib.Self, sib.Followers, addrs
+	f.mu.Unlock()
 }
+
+// maxSiblings bounds the other followers a follower shares chunks with.
+const maxSiblings = 64
 
 // save writes the status into the store's StateFile, for labseed images.
 func (f *Follower) save() {
+	f.saveMu.Lock()
+	defer f.saveMu.Unlock()
 	b, err := json.MarshalIndent(f.Status(), "", " ")
 	if err != nil {
 		return

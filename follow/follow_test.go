@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -478,4 +480,110 @@ func TestFollowWaitsForSeeding(t *testing.T) {
 	// print server does after each version it commits), it comes.
 	up.Rescan()
 	waitVersion(t, f.cfg.Store, "lab", 1, 10*time.Second)
+}
+
+// TestFollowShare: three followers of one upstream share the chunks of a
+// new version: each fetches about a third from the upstream and the rest
+// from the others, and the upstream sends the payload about once, not
+// three times. A fourth "follower", registered with the upstream by a
+// report like any other, answers every chunk with wrong bytes: its share
+// is refused (checked against the signed manifest) and fetched from the
+// upstream; every store then holds the version whole.
+func TestFollowShare(t *testing.T) {
+	up := startLab(t, openStore(t), nil)
+	upAddr := up.srv.Lab().HTTPAddr
+	var liarAsked atomic.Int64
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		liarAsked.Add(1)
+		w.Write(bytes.Repeat([]byte("x"), 1000))
+	}))
+	defer liar.Close()
+	liarAddr := strings.TrimPrefix(liar.URL, "http://")
+	// Sorted by address, the liar comes first or in between: it owns a
+	// share either way.
+	report := func() {
+		if _, err := api.NewClient(upAddr).ReportFollower(t.Context(), api.FollowerReport{Name: "liar", HTTPAddr: liarAddr}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report()
+
+	var fs []*Follower
+	var labs []*lab
+	for i := range 3 {
+		f := pinned(t, Config{Store: openStore(t), Upstream: upAddr, Name: "lab" + strconv.Itoa(i+1), Stall: 5 * time.Second})
+		l := startLabChunks(t, f.cfg.Store, f.Status, http.HandlerFunc(f.ServeChunk))
+		f.cfg.HTTPAddr = l.srv.Lab().HTTPAddr
+		f.cfg.Committed = func(string, int) { l.srv.Rescan() }
+		fs, labs = append(fs, f), append(labs, l)
+	}
+	for _, f := range fs {
+		run(t, f)
+	}
+	// Every follower knows the three others before the publish.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		all := true
+		for _, f := range fs {
+			f.mu.Lock()
+			all = all && len(f.sibs) == 3
+			f.mu.Unlock()
+		}
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the followers do not learn of each other from the upstream")
+		}
+		report()
+	}
+	v1 := publish(t, up.st, "lab", genImage(t, 21, 4<<20))
+	m := v1.Manifest
+	start := time.Now()
+	for _, l := range labs {
+		got := waitVersion(t, l.st, "lab", 1, 30*time.Second)
+		if err := got.Verify(t.Context(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fromUp, fromOthers, served int64
+	for i, f := range fs {
+		st := f.Status()
+		t.Logf("lab%d: %d KiB from the upstream, %d KiB (%d chunks) from the others, %d KiB served to them", i+1,
+			st.BytesFetched>>10, st.BytesFromFollowers>>10, st.ChunksFromFollowers, st.BytesToFollowers>>10)
+		if st.BytesFromFollowers == 0 || st.BytesToFollowers == 0 {
+			t.Errorf("lab%d shared nothing: %+v", i+1, st)
+		}
+		if st.BytesFetched+st.BytesFromFollowers < m.PayloadBytes {
+			t.Errorf("lab%d got %d bytes of a %d-byte payload", i+1, st.BytesFetched+st.BytesFromFollowers, m.PayloadBytes)
+		}
+		fromUp, fromOthers, served = fromUp+st.BytesFetched, fromOthers+st.BytesFromFollowers, served+st.BytesToFollowers
+	}
+	// The liar's share (a quarter) is fetched from the upstream by each
+	// of the three: the upstream sends 3/4 + 3 × 1/4 = 1.5 × the payload,
+	// not 3 ×.
+	t.Logf("%d chunks, %d KiB payload: the upstream sent %.2f x, the followers each other %.2f x, in %.2f s; the liar was asked %d times",
+		len(m.Chunks), m.PayloadBytes>>10, float64(fromUp)/float64(m.PayloadBytes), float64(fromOthers)/float64(m.PayloadBytes),
+		time.Since(start).Seconds(), liarAsked.Load())
+	if fromUp > m.PayloadBytes*17/10 {
+		t.Errorf("the upstream sent %d bytes for a %d-byte payload to three followers that share", fromUp, m.PayloadBytes)
+	}
+	if fromOthers != served {
+		t.Errorf("the followers got %d bytes from each other and served %d", fromOthers, served)
+	}
+	if liarAsked.Load() == 0 {
+		t.Error("the lying follower was never asked: the test did not test it")
+	}
+}
+
+// startLabChunks is startLab with the follower's chunks served (ServeChunk).
+func startLabChunks(t *testing.T, st *store.Store, upstream func() *api.UpstreamStatus, chunks http.Handler) *lab {
+	t.Helper()
+	key, err := st.LabKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := seeder.LocalConfig()
+	cfg.Store, cfg.LabKey, cfg.ScanInterval, cfg.Upstream, cfg.Chunks = st, key, 100*time.Millisecond, upstream, chunks
+	cfg.Name = "server-" + filepath.Base(st.Dir())
+	return &lab{st: st, srv: seedertest.Start(t, cfg)}
 }

@@ -29,6 +29,7 @@ type collector struct {
 
 	deployMachines, deployActive, deployInfo, deployStart *prometheus.Desc
 	replBytes, replChunks, replRefused                    *prometheus.Desc
+	replFromFollowers, replToFollowers                    *prometheus.Desc
 
 	buildInfo *prometheus.Desc
 }
@@ -74,13 +75,15 @@ func newCollector(m *Metrics) *collector {
 		serverPeers:        d("labseed_server_peers", "BitTorrent peers connected to the print server.", nil, nil),
 		serverHashFailures: d("labseed_server_hash_failures_total", "Pieces the print server received that failed their hash check.", nil, nil),
 
-		deployMachines: d("labseed_deploy_machines", "Machines of the print server's deploy task (the current one, or the last; 0 before the first), by state: waiting, woken (not booted yet), booted, cloning, done, failed, never-booted, cancelled.", []string{"state"}, nil),
-		deployActive:   d("labseed_deploy_active", "1 while a deploy task is scheduled or running, 0 once it ended.", nil, nil),
-		deployInfo:     d("labseed_deploy_info", "Always 1; labels give the deploy task's id, image and state (scheduled, running, finished, cancelled, failed).", []string{"id", "image", "state"}, nil),
-		deployStart:    d("labseed_deploy_start_time_seconds", "When the deploy task started, in seconds since the Unix epoch.", nil, nil),
-		replBytes:      d("labseed_replication_bytes_total", "Payload bytes this print server fetched from the one it follows (labseed serve --upstream).", nil, nil),
-		replChunks:     d("labseed_replication_chunks_total", "Chunks of new versions this print server got for replication, by source: fetched from the upstream, or reused (found in its store, shared with an earlier version).", []string{"source"}, nil),
-		replRefused:    d("labseed_replication_refused_images", "Images of the upstream refused because their manifest is not signed with the pinned key.", nil, nil),
+		deployMachines:    d("labseed_deploy_machines", "Machines of the print server's deploy task (the current one, or the last; 0 before the first), by state: waiting, woken (not booted yet), booted, cloning, done, failed, never-booted, cancelled.", []string{"state"}, nil),
+		deployActive:      d("labseed_deploy_active", "1 while a deploy task is scheduled or running, 0 once it ended.", nil, nil),
+		deployInfo:        d("labseed_deploy_info", "Always 1; labels give the deploy task's id, image and state (scheduled, running, finished, cancelled, failed).", []string{"id", "image", "state"}, nil),
+		deployStart:       d("labseed_deploy_start_time_seconds", "When the deploy task started, in seconds since the Unix epoch.", nil, nil),
+		replBytes:         d("labseed_replication_bytes_total", "Payload bytes this print server fetched from the one it follows (labseed serve --upstream).", nil, nil),
+		replChunks:        d("labseed_replication_chunks_total", "Chunks of new versions this print server got for replication, by source: fetched from the upstream, or reused (found in its store, shared with an earlier version).", []string{"source"}, nil),
+		replFromFollowers: d("labseed_replication_follower_bytes_total", "Payload bytes this print server fetched from the other followers of its upstream instead of from the upstream.", nil, nil),
+		replToFollowers:   d("labseed_replication_served_bytes_total", "Payload bytes this print server served to the other followers of its upstream.", nil, nil),
+		replRefused:       d("labseed_replication_refused_images", "Images of the upstream refused because their manifest is not signed with the pinned key.", nil, nil),
 
 		buildInfo: d("labseed_build_info", "Always 1; labels give labseed's version and the Go version it was built with.", []string{"version", "goversion"}, nil),
 	}
@@ -95,7 +98,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.imagePayload, c.imageInput, c.imageVersion, c.imageChunks,
 		c.serverUploaded, c.serverWebSeed, c.serverDealt, c.serverPeers, c.serverHashFailures, c.buildInfo,
 		c.deployMachines, c.deployActive, c.deployInfo, c.deployStart,
-		c.replBytes, c.replChunks, c.replRefused,
+		c.replBytes, c.replChunks, c.replRefused, c.replFromFollowers, c.replToFollowers,
 	} {
 		ch <- d
 	}
@@ -166,6 +169,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.replBytes, nonNeg(r.BytesFetched))
 		counter(c.replChunks, nonNeg(r.ChunksFetched), "upstream")
 		counter(c.replChunks, nonNeg(r.ChunksReused), "reused")
+		counter(c.replChunks, nonNeg(r.ChunksFromFollowers), "followers")
+		counter(c.replFromFollowers, nonNeg(r.BytesFromFollowers))
+		counter(c.replToFollowers, nonNeg(r.BytesToFollowers))
 		gauge(c.replRefused, float64(r.Refused))
 	}
 	counter(c.serverUploaded, srv.uploaded)

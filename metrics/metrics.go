@@ -70,6 +70,10 @@ type Replication struct {
 	// the chunks of new versions found in the store instead (shared with
 	// an earlier version), not fetched.
 	ChunksFetched, ChunksReused int64
+	// BytesFromFollowers and ChunksFromFollowers are the payload fetched
+	// from the other followers of the upstream instead of from it;
+	// BytesToFollowers the payload this one served them.
+	BytesFromFollowers, ChunksFromFollowers, BytesToFollowers int64
 	// Refused counts the images refused because their manifest is not
 	// signed with the pinned key, now.
 	Refused int

@@ -3,6 +3,7 @@ package seeder
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -18,6 +19,9 @@ const (
 	maxFollowers      = 64        // followers kept; the least recently heard is forgotten
 	maxFollowerImages = 64        // images per report
 	followerTTL       = time.Hour // a follower not heard of for this long is dropped
+	// siblingTTL: a follower not heard of for this long is not given to
+	// the others as a source of chunks (they report every 5 s by default).
+	siblingTTL = time.Minute
 )
 
 // handleImageKey serves the key the store's images are signed with
@@ -48,15 +52,30 @@ func (s *Server) handleFollower(w http.ResponseWriter, r *http.Request) {
 	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
 	f := cleanFollower(rep)
 	f.Addr, f.Heard = ip, time.Now().UTC()
+	// A follower that listens on every address reports none: it is
+	// reached at the address its report came from.
+	if host, port, err := net.SplitHostPort(f.HTTPAddr); err == nil {
+		if a, err := netip.ParseAddr(host); host == "" || err == nil && a.IsUnspecified() {
+			f.HTTPAddr = net.JoinHostPort(ip, port)
+		}
+	}
 	key := f.Name + "@" + ip
 	s.fmu.Lock()
 	if s.followers == nil {
 		s.followers = map[string]api.FollowerStatus{}
 	}
 	s.followers[key] = f
-	s.pruneFollowers(time.Now())
+	now := time.Now()
+	s.pruneFollowers(now)
+	sib := api.Siblings{Self: f.HTTPAddr, Followers: []api.Sibling{}}
+	for k, o := range s.followers {
+		if k != key && o.HTTPAddr != "" && o.HTTPAddr != f.HTTPAddr && now.Sub(o.Heard) < siblingTTL {
+			sib.Followers = append(sib.Followers, api.Sibling{Name: o.Name, HTTPAddr: o.HTTPAddr})
+		}
+	}
 	s.fmu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
+	slices.SortFunc(sib.Followers, func(a, b api.Sibling) int { return strings.Compare(a.HTTPAddr, b.HTTPAddr) })
+	writeJSON(w, sib)
 }
 
 // pruneFollowers drops followers not heard of for followerTTL and the
@@ -105,6 +124,14 @@ func cleanFollower(rep api.FollowerReport) api.FollowerStatus {
 // the network, before it is shown.
 func CleanUpstream(st api.UpstreamStatus) api.UpstreamStatus {
 	st.Upstream, st.Key, st.Error = clean(st.Upstream), clean(st.Key), cleanErr(st.Error)
+	if len(st.Siblings) > maxFollowers {
+		st.Siblings = st.Siblings[:maxFollowers]
+	}
+	sibs := make([]string, len(st.Siblings))
+	for i, a := range st.Siblings {
+		sibs[i] = clean(a)
+	}
+	st.Siblings = sibs
 	if len(st.Images) > maxFollowerImages {
 		st.Images = st.Images[:maxFollowerImages]
 	}

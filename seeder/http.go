@@ -33,6 +33,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(api.PathMetrics, s.apiLimits(apiMux))
 	mux.Handle("GET "+api.PathSeed+"{file}", s.streamLimits(http.HandlerFunc(s.handleSeed)))
 	mux.Handle("POST "+api.PathDeal+"{infohash}", s.streamLimits(http.HandlerFunc(s.handleDeal)))
+	if s.cfg.Chunks != nil {
+		mux.Handle("GET "+api.PathChunks+"{name}/{version}/{index}", s.streamLimits(s.cfg.Chunks))
+	}
 	if s.boot != nil {
 		mux.Handle("/pxe/", s.boot.HTTPHandler())
 	}

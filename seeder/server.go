@@ -113,6 +113,9 @@ type Config struct {
 	// Replication, if set, returns the replication counters for the
 	// metrics (bytes and chunks fetched, chunks reused, images refused).
 	Replication func() metrics.Replication
+	// Chunks, if set, serves api.PathChunks (package follow: the chunks
+	// this follower holds, to the other followers of its upstream).
+	Chunks http.Handler
 	// Logger receives the server's logs; nil discards.
 	Logger *slog.Logger
 }

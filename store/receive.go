@@ -170,6 +170,23 @@ func (r *Receive) Missing() []int {
 	return out
 }
 
+// ErrNotHeld is returned by Receive.ReadChunk for a chunk not in (yet).
+var ErrNotHeld = errors.New("store: chunk not received yet")
+
+// ReadChunk returns the compressed bytes of chunk i, once it is in
+// (checked against the signed manifest when it was put, and synced); a
+// chunk not in, or a Receive closed, is ErrNotHeld. Followers of one
+// upstream serve each other so the chunks of a version they are still
+// receiving.
+func (r *Receive) ReadChunk(i int) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i < 0 || i >= len(r.have) || !r.have[i] || r.closed {
+		return nil, ErrNotHeld
+	}
+	return r.im.ReadChunk(r.f, i)
+}
+
 // Count returns how many chunks are in (synced) and how many the version has.
 func (r *Receive) Count() (have, total int) {
 	r.mu.Lock()

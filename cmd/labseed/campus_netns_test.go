@@ -125,18 +125,62 @@ func TestCampusNetns(t *testing.T) {
 		netlab.Run(t, "ip", "netns", "exec", l.ns, "ping", "-c", "1", "-W", "2", "-q", labs[0].server)
 	}
 
-	// A serves and exports its key; B and C follow it; then A publishes.
+	// linkBytes reads a counter of the router's interface towards a lab:
+	// tx, what the lab received from the campus; rx, what it sent.
+	linkBytes := func(l *campusLab, dir string) int64 {
+		b, err := exec.Command("ip", "netns", "exec", rt, "cat", "/sys/class/net/"+l.link+"/statistics/"+dir+"_bytes").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		return n
+	}
+	// received is the payload a follower got: from A and from the other.
+	received := func(l *campusLab) int64 {
+		u := l.upstream(t)
+		return u.BytesFetched + u.BytesFromFollowers
+	}
+
+	// A serves and exports its key; B and C follow it and learn of each
+	// other; then A publishes.
 	a := labs[0]
 	labseed(t, true, "keys", "export", "--store", a.store, a.keys)
 	a.start(t)
 	labs[1].start(t, "--upstream", a.server, "--upstream-key", filepath.Join(a.keys, "image.pub"), "--upstream-interval", "500ms")
 	labs[2].start(t, "--upstream", a.server, "--upstream-interval", "500ms")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		b, c := labs[1].status(t), labs[2].status(t)
+		if b != nil && c != nil && b.Upstream != nil && c.Upstream != nil && len(b.Upstream.Siblings) == 1 && len(c.Upstream.Siblings) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B and C do not learn of each other from A: %+v %+v", b, c)
+		}
+	}
+	aSent0, bGot0, cGot0 := linkBytes(a, "rx"), linkBytes(labs[1], "tx"), linkBytes(labs[2], "tx")
 	published := time.Now()
 	labseed(t, true, "publish", "--store", a.store, "--name", "lab1", "--level", "2", img)
 	for _, l := range labs[1:] {
 		l.waitImage(t, 1, time.Minute)
 	}
-	t.Logf("v1 (%d payload bytes) replicated to B and C %.1f s after the publish began", labs[1].upstream(t).BytesFetched, time.Since(published).Seconds())
+	payload := campusManifest(t, a.store, 1).PayloadBytes
+	took := time.Since(published)
+	aSent, bGot, cGot := linkBytes(a, "rx")-aSent0, linkBytes(labs[1], "tx")-bGot0, linkBytes(labs[2], "tx")-cGot0
+	fromA := labs[1].upstream(t).BytesFetched + labs[2].upstream(t).BytesFetched
+	t.Logf("v1 (%d payload bytes) replicated to B and C %.1f s after the publish began; A's campus link sent %.3f x the payload (payload from A %.3f x), B's received %.3f x, C's %.3f x",
+		payload, took.Seconds(), float64(aSent)/float64(payload), float64(fromA)/float64(payload), float64(bGot)/float64(payload), float64(cGot)/float64(payload))
+	// B and C share: A sends the payload about once, not once per
+	// follower (the chunks are fetched whole: ± a chunk).
+	if fromA > payload*105/100 || received(labs[1]) != payload || received(labs[2]) != payload {
+		t.Errorf("v1: B and C fetched %d payload bytes from A (%d, %d in all) for a %d-byte payload", fromA, received(labs[1]), received(labs[2]), payload)
+	}
+	// On the wire: TCP/IP and Ethernet headers (~4.5 %), the API polls.
+	for _, w := range []int64{aSent, bGot, cGot} {
+		if w > payload*110/100 {
+			t.Errorf("v1: a campus link carried %d bytes for a %d-byte payload (A sent %d, B received %d, C %d)", w, payload, aSent, bGot, cGot)
+			break
+		}
+	}
 	ref := filepath.Join(dir, "ref")
 	labseed(t, true, "extract", "--store", a.store, "--image", "lab1", "--target", ref)
 	for _, l := range labs {
@@ -153,27 +197,15 @@ func TestCampusNetns(t *testing.T) {
 	t.Logf("6 workstations of 3 labs imaged in %.1f s", time.Since(t0).Seconds())
 
 	// v2: only the changed chunks cross the campus.
-	counters := func() []int64 {
-		var out []int64
-		for _, l := range labs {
-			b, err := exec.Command("ip", "netns", "exec", rt, "cat", "/sys/class/net/"+l.link+"/statistics/tx_bytes").Output()
-			if err != nil {
-				t.Fatal(err)
-			}
-			n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-			out = append(out, n)
-		}
-		return out
-	}
-	before := counters()
-	fetched0 := []int64{labs[1].upstream(t).BytesFetched, labs[2].upstream(t).BytesFetched}
+	before := []int64{linkBytes(labs[1], "tx"), linkBytes(labs[2], "tx")}
+	fetched0 := []int64{received(labs[1]), received(labs[2])}
 	published = time.Now()
 	labseed(t, true, "publish", "--store", a.store, "--name", "lab1", "--level", "2", img2)
 	for _, l := range labs[1:] {
 		l.waitImage(t, 2, time.Minute)
 	}
 	t.Logf("v2 replicated to B and C %.1f s after the publish", time.Since(published).Seconds())
-	after := counters()
+	after := []int64{linkBytes(labs[1], "tx"), linkBytes(labs[2], "tx")}
 	ref2 := filepath.Join(dir, "ref2")
 	labseed(t, true, "extract", "--store", a.store, "--image", "lab1", "--target", ref2)
 	m1, m2 := campusManifest(t, a.store, 1), campusManifest(t, a.store, 2)
@@ -196,8 +228,8 @@ func TestCampusNetns(t *testing.T) {
 		t.Fatalf("v2 changes %d chunks, %d bytes: not a test of a small change", nchanged, changed)
 	}
 	for i, l := range labs[1:] {
-		fetched := l.upstream(t).BytesFetched - fetched0[i]
-		wire := after[i+1] - before[i+1]
+		fetched := received(l) - fetched0[i]
+		wire := after[i] - before[i]
 		t.Logf("lab %s: v2 fetched %d payload bytes, its campus link carried %d bytes (%.3f x the changed chunks)", l.letter, fetched, wire, float64(wire)/float64(changed))
 		if fetched > changed {
 			t.Errorf("lab %s fetched %d payload bytes of v2, more than the %d of its changed chunks", l.letter, fetched, changed)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -23,6 +24,14 @@ func printUpstream(w io.Writer, u *api.UpstreamStatus, now time.Time) {
 	}
 	fmt.Fprintf(w, "following %s (image key %s), last answer %s%s; fetched %s, %d chunks, %d chunks reused\n",
 		shown(u.Upstream), shown(u.Key), contact, rate, mib(u.BytesFetched), u.ChunksFetched, u.ChunksReused)
+	if len(u.Siblings) > 0 || u.BytesFromFollowers > 0 || u.BytesToFollowers > 0 {
+		sibs := make([]string, len(u.Siblings))
+		for i, s := range u.Siblings {
+			sibs[i] = shown(s)
+		}
+		fmt.Fprintf(w, "  sharing chunks with the other followers of the upstream (%s): got %s from them, served them %s\n",
+			dash(strings.Join(sibs, ", ")), mib(u.BytesFromFollowers), mib(u.BytesToFollowers))
+	}
 	if u.Error != "" {
 		fmt.Fprintln(w, "  upstream:", oneLine(u.Error))
 	}

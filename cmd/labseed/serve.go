@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -163,7 +164,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 		cfg.Upstream = func() *api.UpstreamStatus { return f.Status() }
 		cfg.Replication = func() metrics.Replication {
 			st := f.Status()
-			r := metrics.Replication{Following: true, BytesFetched: st.BytesFetched, ChunksFetched: st.ChunksFetched, ChunksReused: st.ChunksReused}
+			r := metrics.Replication{Following: true, BytesFetched: st.BytesFetched, ChunksFetched: st.ChunksFetched, ChunksReused: st.ChunksReused,
+				BytesFromFollowers: st.BytesFromFollowers, ChunksFromFollowers: st.ChunksFromFollowers, BytesToFollowers: st.BytesToFollowers}
 			for _, im := range st.Images {
 				if im.State == api.ReplicationRefused {
 					r.Refused++
@@ -171,6 +173,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 			}
 			return r
 		}
+		// The other followers of the upstream fetch chunks from this one.
+		cfg.Chunks = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if f == nil {
+				http.Error(w, "not started yet", http.StatusServiceUnavailable)
+				return
+			}
+			f.ServeChunk(w, r)
+		})
 	}
 	srv, err := seeder.New(cfg)
 	if err != nil {
