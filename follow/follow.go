@@ -77,7 +77,8 @@ var errNotSeeded = errors.New("follow: the upstream does not serve this version 
 
 // siblingWait is how long a follower waits for a chunk of another
 // follower's share (no chunk from it for this long) before it fetches the
-// rest of that share from the upstream itself.
+// rest of that share from the upstream itself (longer under a low rate
+// cap: Follower.siblingWait).
 const siblingWait = 30 * time.Second
 
 // maxServing bounds the chunk requests of other followers served at once
@@ -432,7 +433,7 @@ func (f *Follower) fetch(ctx context.Context, rcv *store.Receive) error {
 	g.Go(func() error { return f.fetchUpstream(gctx, rcv, mine) })
 	for addr, list := range theirs {
 		g.Go(func() error {
-			left := f.pull(gctx, rcv, addr, list)
+			left := f.pull(gctx, rcv, addr, list, k)
 			mu.Lock()
 			rest = append(rest, left...)
 			mu.Unlock()
@@ -480,8 +481,9 @@ func (f *Follower) fetchUpstream(ctx context.Context, rcv *store.Receive, list [
 // which fetches them from the upstream. It returns those it did not get:
 // all from the first when addr answers with an error or sends a chunk
 // that is not the manifest's, or sends none for siblingWait.
-func (f *Follower) pull(ctx context.Context, rcv *store.Receive, addr string, list []int) (left []int) {
+func (f *Follower) pull(ctx context.Context, rcv *store.Receive, addr string, list []int, k int) (left []int) {
 	m := rcv.Manifest()
+	wait := f.siblingWait(m, k)
 	last := time.Now()
 	for len(list) > 0 {
 		if rcv.Have(list[0]) {
@@ -499,8 +501,8 @@ func (f *Follower) pull(ctx context.Context, rcv *store.Receive, addr string, li
 		case got:
 			list, last = list[1:], time.Now()
 			continue
-		case time.Since(last) > siblingWait:
-			f.log.Warn("another follower sent no chunk for "+siblingWait.String()+": its share is fetched from the upstream", "follower", addr,
+		case time.Since(last) > wait:
+			f.log.Warn("another follower sent no chunk for "+wait.String()+": its share is fetched from the upstream", "follower", addr,
 				"image", m.Name, "version", m.Version, "chunks", len(list))
 			return list
 		}
@@ -511,6 +513,22 @@ func (f *Follower) pull(ctx context.Context, rcv *store.Receive, addr string, li
 		}
 	}
 	return nil
+}
+
+// siblingWait is how long to wait for the next chunk from another of k
+// followers: siblingWait, or under a rate cap, twice the time the largest
+// chunk of m takes at a k-th of the cap, if longer (each of the k fetches
+// its share from the upstream at once, and the upstream's link, or the
+// cap, is shared).
+func (f *Follower) siblingWait(m *chunker.Manifest, k int) time.Duration {
+	if f.cfg.Rate <= 0 {
+		return siblingWait
+	}
+	var biggest int64
+	for _, c := range m.Chunks {
+		biggest = max(biggest, c.Size)
+	}
+	return max(siblingWait, time.Duration(2*float64(biggest)*float64(k)/float64(f.cfg.Rate)*float64(time.Second)))
 }
 
 // pullChunk asks the follower at addr for chunk i of rcv: false, nil when
