@@ -53,6 +53,14 @@ type Config struct {
 	Progress func(inputBytes int64)
 	// Now returns the creation time; default time.Now.
 	Now func() time.Time
+	// InputOrder chunks the entries in the order of the input, as labseed
+	// did before it grouped them by package (see Publish). It needs no
+	// spool file.
+	InputOrder bool
+	// SpoolDir is where Publish keeps the uncompressed entries while it
+	// reads the input, unless InputOrder (a file as large as the image's
+	// tar, removed before Publish returns); default os.TempDir().
+	SpoolDir string
 }
 
 // Defaults for Config.
@@ -114,6 +122,13 @@ func TorrentName(name string, version int) string {
 // payload (the compressed chunks, one after another) to payload, and returns
 // the unsigned manifest and the torrent metainfo over the payload.
 //
+// Unless cfg.InputOrder, the entries are chunked in an order of their own
+// (see order.go): directories first, then the files of each Debian package
+// of the image together (as its var/lib/dpkg/info/*.list says), then the
+// files of no package, hard links last; so an upgraded package changes a
+// few chunks rather than the many its files are spread over in the input.
+// The input is spooled uncompressed to a file in cfg.SpoolDir meanwhile.
+//
 // Entries that could not be extracted safely or exactly are rejected with an
 // *EntryError naming the entry: paths with "..", absolute paths, entries
 // written through a symbolic link, hard links to paths not in the image,
@@ -156,6 +171,20 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 	order := make(chan chan result, 2*cfg.Workers+2)
 
 	s := newScanner(cfg)
+	if !cfg.InputOrder {
+		sp, err := newSpool(cfg.SpoolDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer sp.close()
+		s.spool, s.input = sp, cr
+		if cfg.Progress != nil {
+			// Reading the input is the first tenth of the work, chunking
+			// the spool the rest.
+			s.progress = cfg.Progress
+			cr.progress = func(n int64) { cfg.Progress(n / 10) }
+		}
+	}
 	g.Go(func() error {
 		defer close(jobs)
 		defer close(order)
@@ -250,8 +279,11 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 type scanner struct {
 	cdc       *cdc
 	emit      func(raw []byte) error
-	parts     []part          // the current chunk's entries and file parts
-	seen      map[string]byte // type of every path so far
+	spool     *spool                 // the entries read, to be chunked in packageOrder; nil: chunk as read
+	progress  func(inputBytes int64) // called as the spool is chunked (Config.Progress)
+	input     *countingReader        // the input, read whole before the spool is chunked
+	parts     []part                 // the current chunk's entries and file parts
+	seen      map[string]byte        // type of every path so far
 	entries   int
 	sparse    int // sparse files
 	fileBytes int64
@@ -321,6 +353,11 @@ func (s *scanner) scan(ctx context.Context, r io.Reader) error {
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			if s.spool != nil {
+				if err := s.chunkSpool(ctx); err != nil {
+					return err
+				}
+			}
 			return s.cut()
 		}
 		if err != nil {
@@ -398,7 +435,15 @@ func (s *scanner) entry(hdr *tar.Header, data io.Reader) error {
 		return err
 	}
 	s.entries++
+	if s.spool != nil {
+		return s.spool.add(name, hdr, data)
+	}
+	return s.chunk(name, hdr, data)
+}
 
+// chunk adds a checked entry to the chunks, cutting them where the content
+// says.
+func (s *scanner) chunk(name string, hdr *tar.Header, data io.Reader) error {
 	// The entry's header takes part in the boundary decision: a cut inside it
 	// puts the entry at the start of the next chunk.
 	s.cdc.n += 512

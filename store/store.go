@@ -130,6 +130,9 @@ func (s *Store) Publish(ctx context.Context, in io.Reader, cfg chunker.Config) (
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	if cfg.SpoolDir == "" {
+		cfg.SpoolDir = tmp // on the store's file system, which has room for the image
+	}
 
 	// Every file is synced before the manifest, the manifest before the
 	// complete marker, and the marker before the rename that makes the

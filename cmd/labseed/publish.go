@@ -15,7 +15,7 @@ import (
 
 var publishCmd = &command{
 	name:  "publish",
-	usage: "[--store DIR] [--name NAME] [--level N] [--chunk-size MIB] IMAGE",
+	usage: "[--store DIR] [--name NAME] [--level N] [--chunk-size MIB] [--order packages|input] IMAGE",
 	summary: `Chunk, compress and sign a root-filesystem tarball into the store.
 IMAGE is a .tar, .tar.gz (pigz's multi-member gzip too) or .tar.zst made from
 the master machine, e.g. with: tar --xattrs --numeric-owner -C /mnt/master -czf IMAGE .
@@ -36,6 +36,9 @@ ssh master 'tar --xattrs --numeric-owner -C / --one-file-system -cf - .' | labse
 		fs.Float64Var(&o.chunkMiB, "chunk-size", 0, "average uncompressed chunk size in `MIB` (chunks of a quarter to 4 times it;\n"+
 			"default the chunker's): smaller chunks cost a little compression and make a\n"+
 			"re-image by sync fetch less, a changed file costing its whole chunk")
+		fs.StringVar(&o.order, "order", "packages", "the `ORDER` entries are chunked in: packages (directories, then each Debian\n"+
+			"package's files together, then the rest: an upgraded package changes few chunks;\n"+
+			"the tar is spooled in the store meanwhile) or input (the tarball's order)")
 		if err := parse(fs, args, 1, 1); err != nil {
 			return err
 		}
@@ -46,6 +49,7 @@ ssh master 'tar --xattrs --numeric-owner -C / --one-file-system -cf - .' | labse
 
 type publishOptions struct {
 	store, name, image string
+	order              string // packages or input
 	level              int
 	chunkMiB           float64 // 0: the chunker's default
 }
@@ -56,6 +60,9 @@ func runPublish(ctx context.Context, o publishOptions) error {
 	}
 	if o.chunkMiB != 0 && (o.chunkMiB < 0.25 || o.chunkMiB*4 > chunker.MaxChunkRawSize/2/(1<<20)) {
 		return fmt.Errorf("publish: --chunk-size %g: give 0.25 to %d MiB", o.chunkMiB, chunker.MaxChunkRawSize/8/(1<<20))
+	}
+	if o.order != "packages" && o.order != "input" {
+		return fmt.Errorf("publish: --order %q: give packages or input", o.order)
 	}
 	in, size := os.Stdin, int64(-1)
 	if o.image != "-" {
@@ -82,7 +89,7 @@ func runPublish(ctx context.Context, o publishOptions) error {
 	limitMemory(256 << 20)
 	b := newBar(size, "publish "+o.name)
 	start := time.Now()
-	cfg := chunker.Config{Name: o.name, Level: o.level, Progress: b.set}
+	cfg := chunker.Config{Name: o.name, Level: o.level, Progress: b.set, InputOrder: o.order == "input"}
 	if o.chunkMiB != 0 {
 		avg := int64(o.chunkMiB * (1 << 20))
 		cfg.ChunkMin, cfg.ChunkAvg, cfg.ChunkMax = avg/4, avg, avg*4
