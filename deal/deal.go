@@ -20,18 +20,33 @@
 // its port allows), and whatever a slow holder was dealt is dealt again,
 // at once, to the first workstation that is not slow and cannot find it
 // at a peer.
+//
+// The print server's port is shared by every deal under way: with 96 open
+// (48 workstations keeping two each) on a 4 Mbit/s port, a piece took a
+// minute to arrive, nothing reached the other workstations meanwhile, and
+// the workstations fell back to the web seed. So the Dealer keeps only as
+// many deals open as let a piece cross the port in about Config.Pace at
+// the rate it measures the pieces leave at (at least Config.MinOpen); a
+// workstation asking beyond that is told to ask again shortly.
 package deal
 
 import (
+	"math"
 	"sync"
 	"time"
 )
 
 // Defaults of Config.
 const (
-	DefaultMaxRun = 4
-	DefaultHold   = 20 * time.Second
+	DefaultMaxRun  = 4
+	DefaultHold    = 20 * time.Second
+	DefaultPace    = 4 * time.Second
+	DefaultMinOpen = 4
 )
+
+// rateWindow is the span over which the Dealer measures the rate its
+// pieces leave at.
+const rateWindow = 5 * time.Second
 
 // Config tunes a Dealer.
 type Config struct {
@@ -41,6 +56,13 @@ type Config struct {
 	// for its receiver to announce it and for the others to fetch it.
 	// Default DefaultHold.
 	Hold time.Duration
+	// Pace is about how long a piece should take to reach its
+	// workstation: the Dealer keeps at most Pace × (the most pieces per
+	// second it has measured leaving) deals open. Default DefaultPace.
+	Pace time.Duration
+	// MinOpen is the most deals open at once before any rate is measured,
+	// and the least ever allowed. Default DefaultMinOpen.
+	MinOpen int
 }
 
 // Dealer decides which pieces of one torrent the print server sends to
@@ -55,6 +77,20 @@ type Dealer struct {
 	first   time.Time   // when the first deal was made
 	holder  []uint32    // per piece: who it was last dealt to (Holder.ID)
 	slow    map[uint32]bool
+	began   []time.Time // per piece: when its last deal was made
+	area    []float64   // per piece: openArea when its last deal was made
+	// openArea is the integral of open over time (deal-seconds) up to
+	// areaAt: a deal's mean company is its growth over the deal's life.
+	openArea float64
+	areaAt   time.Time
+	done     []finished // the Finishes of the last rateWindow
+}
+
+// finished is a Finish that sent pieces: the rate the port carried
+// pieces at, as that deal saw it.
+type finished struct {
+	at   time.Time
+	rate float64 // pieces a second
 }
 
 // Holder is the workstation a deal is for. ID is a number the caller
@@ -77,7 +113,13 @@ func New(n int, cfg Config) *Dealer {
 	if cfg.Hold <= 0 {
 		cfg.Hold = DefaultHold
 	}
-	return &Dealer{cfg: cfg, sending: make([]uint8, n), sentAt: make([]time.Time, n), holder: make([]uint32, n), slow: map[uint32]bool{}}
+	if cfg.Pace <= 0 {
+		cfg.Pace = DefaultPace
+	}
+	if cfg.MinOpen <= 0 {
+		cfg.MinOpen = DefaultMinOpen
+	}
+	return &Dealer{cfg: cfg, sending: make([]uint8, n), sentAt: make([]time.Time, n), holder: make([]uint32, n), began: make([]time.Time, n), area: make([]float64, n), slow: map[uint32]bool{}}
 }
 
 // Pieces returns the number of pieces of the torrent.
@@ -85,8 +127,9 @@ func (d *Dealer) Pieces() int { return len(d.sending) }
 
 // Deal picks the pieces first..first+n-1 for a workstation that may take
 // the pieces set in want, and marks them as being sent until Finish. ok is
-// false when there is nothing to deal now: the workstation should get its
-// pieces from the others and ask again later.
+// false when there is nothing to deal now (or as many deals are open as
+// the print server's port carries at the Pace): the workstation should get
+// its pieces from the others and ask again later.
 func (d *Dealer) Deal(want Bitmap, now time.Time) (first, n int, ok bool) {
 	return d.DealTo(want, now, Holder{})
 }
@@ -101,6 +144,10 @@ func (d *Dealer) DealTo(want Bitmap, now time.Time, to Holder) (first, n int, ok
 	if d.first.IsZero() {
 		d.first = now
 	}
+	if d.open >= d.maxOpen() {
+		return 0, 0, false
+	}
+	d.integrate(now)
 	// Near the end, shorter runs: a run is sent at the pace of one
 	// workstation's share of the print server's port, and until its last
 	// piece is in, the other workstations cannot have it. Runs of MaxRun
@@ -152,6 +199,8 @@ func (d *Dealer) DealTo(want Bitmap, now time.Time, to Holder) (first, n int, ok
 			for i := p; i < p+n; i++ {
 				d.sending[i]++
 				d.holder[i] = to.ID
+				d.began[i] = now
+				d.area[i] = d.openArea
 			}
 			d.open++
 			return p, n, true
@@ -169,6 +218,7 @@ func (d *Dealer) Finish(first, n, sent int, now time.Time) (last bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	before := d.sent
+	d.integrate(now)
 	d.open = max(0, d.open-1)
 	for i := first; i < first+n && i < len(d.sending); i++ {
 		if i < 0 {
@@ -184,7 +234,58 @@ func (d *Dealer) Finish(first, n, sent int, now time.Time) (last bool) {
 			d.sentAt[i] = now
 		}
 	}
+	if first >= 0 && first < len(d.began) && sent > 0 && now.After(d.began[first]) {
+		// The port's rate as this deal saw it: its own, times the
+		// deals that shared the port with it (on average over its
+		// life).
+		dur := now.Sub(d.began[first]).Seconds()
+		rate := float64(sent) / dur * max(1, (d.openArea-d.area[first])/dur)
+		d.done = append(d.done, finished{now, rate})
+		i := 0
+		for i < len(d.done) && (now.Sub(d.done[i].at) >= rateWindow || len(d.done)-i > maxFinished) {
+			i++
+		}
+		d.done = append(d.done[:0], d.done[i:]...)
+	}
 	return before < len(d.sending) && d.sent == len(d.sending)
+}
+
+// integrate brings openArea up to now.
+func (d *Dealer) integrate(now time.Time) {
+	if now.After(d.areaAt) {
+		if !d.areaAt.IsZero() {
+			d.openArea += float64(d.open) * now.Sub(d.areaAt).Seconds()
+		}
+		d.areaAt = now
+	}
+}
+
+// maxFinished bounds the Finishes remembered for the rate.
+const maxFinished = 4096
+
+// maxOpen is the most deals to keep open: as many as the print server's
+// port carries a piece each of in Config.Pace, at the rate the deals of
+// the last rateWindow measured (at least Config.MinOpen). A deal
+// measures the port's rate as its own times the deals open with it; so if
+// the deals are slowed by the workstations' ports rather than the print
+// server's, the Dealer keeps fewer open.
+func (d *Dealer) maxOpen() int {
+	if len(d.done) == 0 {
+		return d.cfg.MinOpen
+	}
+	var sum float64
+	for _, f := range d.done {
+		sum += f.rate
+	}
+	return max(d.cfg.MinOpen, int(math.Ceil(sum/float64(len(d.done))*d.cfg.Pace.Seconds())))
+}
+
+// Open returns how many deals are open and the most the Dealer keeps open
+// now (see Config.Pace).
+func (d *Dealer) Open() (open, limit int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.open, d.maxOpen()
 }
 
 // Progress returns how many pieces were sent whole at least once, and

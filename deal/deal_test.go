@@ -14,7 +14,7 @@ func all(n int) Bitmap {
 }
 
 func TestDealSharesOutEachPieceOnce(t *testing.T) {
-	d := New(40, Config{MaxRun: 4, Hold: time.Minute})
+	d := New(40, Config{MaxRun: 4, Hold: time.Minute, MinOpen: 64})
 	now := time.Unix(1000, 0)
 	type deal struct{ first, n int }
 	var got []deal
@@ -63,7 +63,7 @@ func TestDealSharesOutEachPieceOnce(t *testing.T) {
 // the lab one at a time, not behind three others each.
 func TestDealShorterRunsAtTheEnd(t *testing.T) {
 	const pieces = 1000
-	d := New(pieces, Config{MaxRun: 4})
+	d := New(pieces, Config{MaxRun: 4, MinOpen: 16})
 	now := time.Now()
 	var open [][2]int
 	for {
@@ -263,5 +263,77 @@ func TestDealSlowHolder(t *testing.T) {
 	d2 := New(64, Config{MaxRun: 4})
 	if _, n, ok := d2.Deal(all(64), now); !ok || n != 4 {
 		t.Fatalf("anonymous deal: %d %v", n, ok)
+	}
+}
+
+// TestDealPaced has 96 deal streams (48 workstations keeping two each)
+// share a print server's port that carries rate pieces a second, each open
+// deal getting an equal share. Every deal open at once made a piece take
+// 96 ÷ rate seconds to arrive (48 s at 4 Mbit/s and 256 KiB pieces), and
+// nothing could pass from workstation to workstation meanwhile: the
+// Dealer keeps only as many deals open as carry a piece across in about
+// Pace, and lets more open as it measures a faster port.
+func TestDealPaced(t *testing.T) {
+	for _, rate := range []float64{2, 40} {
+		const pieces, streams = 20000, 96
+		d := New(pieces, Config{MaxRun: 4, Hold: time.Hour, Pace: 4 * time.Second})
+		type open struct {
+			first, n int
+			left     float64 // pieces still to send
+			started  float64
+		}
+		var deals []*open
+		dealt := make([]bool, pieces)
+		t0 := time.Unix(1000, 0)
+		const dt = 0.05
+		var sent, worst float64
+		for tick := 0; tick < 60/dt; tick++ {
+			now := float64(tick) * dt
+			at := t0.Add(time.Duration(now * float64(time.Second)))
+			for len(deals) < streams {
+				first, n, ok := d.Deal(all(pieces), at)
+				if !ok {
+					break
+				}
+				for p := first; p < first+n; p++ {
+					if dealt[p] {
+						t.Fatalf("piece %d dealt twice", p)
+					}
+					dealt[p] = true
+				}
+				deals = append(deals, &open{first, n, float64(n), now})
+			}
+			share := rate * dt / float64(len(deals))
+			kept := deals[:0]
+			for _, o := range deals {
+				done := float64(o.n) - o.left // whole pieces before this tick
+				o.left -= share
+				sent += share
+				if int(float64(o.n)-o.left) > int(done) && now > 10 {
+					// A piece completed: how long it took since it
+					// could have started (its deal's start or the
+					// previous piece's end).
+					per := (now - o.started) / (float64(o.n) - o.left)
+					worst = max(worst, per)
+				}
+				if o.left <= 0 {
+					sent += o.left
+					d.Finish(o.first, o.n, o.n, at)
+					continue
+				}
+				kept = append(kept, o)
+			}
+			deals = kept
+		}
+		t.Logf("%.0f pieces/s: a piece took up to %.1f s", rate, worst)
+		if worst > 1.5*4 {
+			t.Errorf("%.0f pieces/s: a piece took up to %.1f s to cross the port, want about Pace (4 s)", rate, worst)
+		}
+		if sent < 0.95*rate*60 {
+			t.Errorf("%.0f pieces/s: the port carried %.0f pieces in 60 s, want %.0f (busy)", rate, sent, rate*60)
+		}
+		if open, limit := d.Open(); float64(limit) < 0.8*4*rate || open > limit {
+			t.Errorf("%.0f pieces/s: %d deals open, at most %d, want about %.0f (Pace × rate)", rate, open, limit, 4*rate)
+		}
 	}
 }

@@ -2,14 +2,15 @@ package peer
 
 import "time"
 
-// stallWatch measures how long the download has made no progress: the
-// web-seed fallback (Config.WebSeedAfter) goes by it.
+// stallWatch measures how long the download has made no progress (no
+// piece verified, no piece data received): the web-seed fallback
+// (Config.WebSeedAfter) goes by it.
 type stallWatch struct {
-	verified int64     // verified bytes at since
-	since    time.Time // when verified last grew (or the first update)
+	verified int64     // progress (bytes) at since
+	since    time.Time // when it last grew (or the first update)
 }
 
-// update records the verified bytes at now and returns how long they have
+// update records the progress in bytes at now and returns how long it has
 // not grown.
 func (w *stallWatch) update(now time.Time, verified int64) time.Duration {
 	if verified != w.verified || w.since.IsZero() {

@@ -30,9 +30,14 @@ const dealTimeout = 2 * time.Minute
 // remembers each address's finished deals until its next request says
 // whether they arrived: a request that no longer wants their pieces
 // confirms them; one that still wants them, confirmGrace or more after
-// the deal, gives them back to the dealer (they never arrived) and the
-// address gets no deal for the dealer's hold time. An address with
-// maxUnconfirmed deals in doubt gets nothing more until it says.
+// the deal (or as long as the deal took, if longer: on a slow or busy
+// port, what the kernel still holds of it takes that long to arrive),
+// gives them back to the dealer (they never arrived) and the address gets
+// no deal for the dealer's hold time. An address with maxUnconfirmed
+// deals in doubt gets nothing more until it says. (With confirmGrace
+// alone, 48 workstations on 4 Mbit/s ports had 12 addresses barred in a
+// run, each a workstation whose deals were merely slow, and their pieces
+// dealt again.)
 const (
 	confirmGrace   = 5 * time.Second // a slow disk may store a deal late: not a lost one
 	maxUnconfirmed = 8
@@ -87,7 +92,8 @@ func (dc *dealClients) holder(ip netip.Addr, passesOn bool) deal.Holder {
 type sentDeal struct {
 	si       *seededImage
 	first, n int
-	at       time.Time // its Finish time
+	at       time.Time     // its Finish time
+	took     time.Duration // from the deal to its Finish
 }
 
 // begin settles ip's doubted deals of si against want (see above) and
@@ -133,7 +139,7 @@ func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, l
 		}
 		switch {
 		case !wanted: // arrived
-		case now.Sub(d.at) >= confirmGrace:
+		case now.Sub(d.at) >= max(confirmGrace, d.took):
 			for p := d.first; p < d.first+d.n; p++ {
 				if want.Has(p) {
 					si.dealer.Unsend(p, 1, d.at)
@@ -253,7 +259,7 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 			s.log.Info("every piece dealt", "image", si.img.Manifest.Name, "version", si.img.Manifest.Version,
 				"seconds", at.Sub(start).Seconds(), "dealt_bytes", s.dealt.Load())
 		}
-		s.deals.end(ip, sentDeal{si: si, first: first, n: sent, at: at})
+		s.deals.end(ip, sentDeal{si: si, first: first, n: sent, at: at, took: at.Sub(start)})
 	}()
 	f, err := os.Open(si.img.PayloadPath())
 	if err != nil {

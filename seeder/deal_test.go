@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -161,5 +162,40 @@ func TestDealAPI(t *testing.T) {
 	}
 	if _, _, _, err := c.Deal(t.Context(), "00"+ih[2:], want); !errors.As(err, &ae) || ae.Code != http.StatusNotFound {
 		t.Errorf("an unknown infohash: %v, want 404", err)
+	}
+}
+
+// TestSlowDealNotBarred: a deal that took 12 s to write (a workstation on
+// a slow, busy port) is still arriving 6 s after its Finish, when the
+// workstation's other stream asks again for its pieces: that is no lost
+// deal, and the workstation is not barred. One that still asks for them
+// after as long as the deal took (and within the dealer's hold) lost it.
+func TestSlowDealNotBarred(t *testing.T) {
+	si := &seededImage{dealer: deal.New(64, deal.Config{})}
+	var dc dealClients
+	ip := netip.MustParseAddr("10.77.0.11")
+	want := deal.NewBitmap(64)
+	for p := range 8 {
+		want.Set(p)
+	}
+	t0 := time.Unix(1000, 0)
+	if code, _, err := dc.begin(ip, si, want, 4, t0); code != 0 || err != nil {
+		t.Fatalf("first deal: %d %v", code, err)
+	}
+	first, n, ok := si.dealer.DealTo(want, t0, dc.holder(ip, true))
+	if !ok || first != 0 {
+		t.Fatalf("dealt %d+%d %v", first, n, ok)
+	}
+	at := t0.Add(12 * time.Second)
+	si.dealer.Finish(first, n, n, at)
+	dc.end(ip, sentDeal{si: si, first: first, n: n, at: at, took: at.Sub(t0)})
+
+	code, lost, err := dc.begin(ip, si, want, 4, at.Add(6*time.Second))
+	if lost || code != 0 || err != nil {
+		t.Fatalf("6 s after a deal that took 12 s: lost %v, code %d, %v; want a new deal", lost, code, err)
+	}
+	dc.end(ip, sentDeal{})
+	if _, lost, _ := dc.begin(ip, si, want, 4, at.Add(13*time.Second)); !lost {
+		t.Fatal("still asked for 13 s after a deal that took 12 s: not counted lost")
 	}
 }
