@@ -96,10 +96,11 @@ type finished struct {
 // Holder is the workstation a deal is for. ID is a number the caller
 // gives each workstation (0: anonymous); Slow says the workstation
 // drains its deals much slower than the others, or does not pass pieces
-// on.
+// on; Open is how many deals it has under way already.
 type Holder struct {
 	ID   uint32
 	Slow bool
+	Open int
 }
 
 // maxSlow bounds the slow holders remembered.
@@ -144,7 +145,10 @@ func (d *Dealer) DealTo(want Bitmap, now time.Time, to Holder) (first, n int, ok
 	if d.first.IsZero() {
 		d.first = now
 	}
-	if d.open >= d.maxOpen() {
+	// No workstation takes more than a quarter of the deals the port
+	// carries (at least one): one that stops reading must not hold them
+	// all (its streams are cut only after the stall timeout).
+	if limit := d.maxOpen(); d.open >= limit || to.Open >= max(1, limit/4) {
 		return 0, 0, false
 	}
 	d.integrate(now)

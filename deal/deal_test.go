@@ -337,3 +337,27 @@ func TestDealPaced(t *testing.T) {
 		}
 	}
 }
+
+// TestDealFairShare: while the port carries few deals, no workstation
+// holds more than a quarter of them (at least one): one that stops
+// reading cannot take every slot.
+func TestDealFairShare(t *testing.T) {
+	d := New(1000, Config{MaxRun: 4, MinOpen: 4})
+	now := time.Unix(1000, 0)
+	evil := Holder{ID: 7}
+	if _, _, ok := d.DealTo(all(1000), now, evil); !ok {
+		t.Fatal("first deal refused")
+	}
+	evil.Open = 1
+	if first, n, ok := d.DealTo(all(1000), now, evil); ok {
+		t.Fatalf("a second deal (%d+%d) to a workstation with one of the 4 the port carries", first, n)
+	}
+	for id := uint32(1); id <= 3; id++ {
+		if _, _, ok := d.DealTo(all(1000), now, Holder{ID: id}); !ok {
+			t.Fatalf("workstation %d refused while slots are free", id)
+		}
+	}
+	if _, _, ok := d.DealTo(all(1000), now, Holder{ID: 4}); ok {
+		t.Fatal("a fifth deal open with the port carrying 4")
+	}
+}

@@ -83,7 +83,7 @@ func (dc *dealClients) holder(ip netip.Addr, passesOn bool) deal.Holder {
 	defer dc.mu.Unlock()
 	h := deal.Holder{Slow: !passesOn}
 	if c := dc.clients[ip]; c != nil {
-		h.ID = c.id
+		h.ID, h.Open = c.id, c.active-1 // begin counted this one
 	}
 	return h
 }
