@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,10 +49,33 @@ func TestPublishLevel(t *testing.T) {
 		})
 	}
 
+	// Without the zstd program, the default level is the built-in one, with
+	// a warning that says what to install.
+	st := filepath.Join(dir, "store-nozstd")
+	cmd := exec.Command(labseedBin, "publish", "--store", st, img)
+	cmd.Env = append(os.Environ(), "PATH="+t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("publish without the zstd program: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "apt-get install zstd") {
+		t.Fatalf("publish without the zstd program: stderr %q does not say what to install", stderr.String())
+	}
+	if m := readManifest(t, st, "lab1", 1); m.Level != chunker.DefaultLevel {
+		t.Fatalf("default level without the zstd program: %d, want %d", m.Level, chunker.DefaultLevel)
+	}
+
 	if _, err := exec.LookPath(chunker.ZstdProgram); err != nil {
 		t.Skipf("the zstd program is not installed (apt-get install zstd): %v", err)
 	}
-	st := filepath.Join(dir, "store")
+	st = filepath.Join(dir, "store-default")
+	labseed(t, true, "publish", "--store", st, img)
+	if m := readManifest(t, st, "lab1", 1); m.Level != publishLevel {
+		t.Fatalf("default level with the zstd program: %d, want %d", m.Level, publishLevel)
+	}
+
+	st = filepath.Join(dir, "store")
 	out, _ := labseed(t, true, "publish", "--store", st, "--level", "9", img)
 	if !strings.Contains(out, "published lab1 v1:") {
 		t.Fatalf("publish summary: %q", out)
@@ -99,4 +123,18 @@ func TestPublishChunkSize(t *testing.T) {
 	if _, stderr := labseed(t, false, "publish", "--store", filepath.Join(dir, "st"), "--chunk-size", "64", img); !strings.Contains(stderr, "--chunk-size 64: give 0.25 to 32 MiB") {
 		t.Errorf("--chunk-size 64: %q", stderr)
 	}
+}
+
+// readManifest reads and decodes version v of image name in store st.
+func readManifest(t *testing.T, st, name string, v int) *chunker.Manifest {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(st, "images", name, "v"+strconv.Itoa(v), "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := chunker.DecodeManifest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
