@@ -126,7 +126,7 @@ for m in "${METHOD_LIST[@]}"; do
   unicast) has curl || need_pkgs+=(curl) ;;
   udpcast) has udp-sender || need_pkgs+=(udpcast) ;;
   libtorrent) $PY -c 'import libtorrent' 2>/dev/null || need_pkgs+=(python3-libtorrent) ;;
-  labseed | reimage) if ((${LABSEED_LEVEL:-0} > 4)); then has zstd || need_pkgs+=(zstd); fi ;;
+  labseed | reimage) has zstd || need_pkgs+=(zstd) ;; # publish's default level runs it (the .deb recommends it)
   esac
 done
 if ((${#need_pkgs[@]})); then
@@ -627,7 +627,7 @@ libtorrent_finish() {
 # (then first and median include the lingering).
 LABSEED_DONE_RE=${LABSEED_DONE_RE-'msg="image applied'}
 # LABSEED_LEVEL: the publish --level (default: none, labseed's default, as a
-# new user publishes; 19 runs the zstd program, which lab.sh then installs).
+# new user publishes: it runs the zstd program, which lab.sh installs).
 # LABSEED_PUBLISH_ARGS: more publish options (word-split). The image is
 # published once per run, before the first N, and each N gets a copy of
 # that store.
