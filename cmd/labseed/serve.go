@@ -49,7 +49,11 @@ signed manifest first, checked with the upstream's image key; then only the
 chunks this store lacks, each checked; served here once whole), so publish
 once for the whole site. --upstream-key names the upstream's image.pub (from
 its 'labseed keys export'); without it the key is pinned on first contact,
-shown, and kept in STORE/keys/image.pub. See "labseed images".`,
+shown, and kept in STORE/keys/image.pub. The followers of one upstream
+also fetch a new version from each other (each its share from the
+upstream, the rest from the others, every chunk checked): they must reach
+each other across the campus at their --listen address, port --http-port.
+See "labseed images".`,
 	example: `labseed serve --listen 10.1.0.1
 labseed serve --store /srv/labseed --listen 10.1.0.1 --http-port 8080
 labseed serve --listen 10.1.0.1 --pxe proxy --image lab1
