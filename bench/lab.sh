@@ -151,7 +151,7 @@ for d in /sys/fs/cgroup/unified /sys/fs/cgroup; do
     CGROOT=$d; break
   fi
 done
-NS_MADE=() CG_MADE=() MOUNTS=() BG=() CC_ALLOWED=
+NS_MADE=() CG_MADE=() MOUNTS=() BG=() CC_ALLOWED= NEIGH_SAVED=
 
 cleanup() {
   local rc=$? ns cg m i pids
@@ -168,6 +168,7 @@ cleanup() {
   for m in "${MOUNTS[@]}"; do mountpoint -q "$m" && { umount "$m" 2>/dev/null || umount -l "$m"; }; done
   for ((i = ${#NS_MADE[@]} - 1; i >= 0; i--)); do ip netns del "${NS_MADE[i]}" 2>/dev/null; done
   [[ -n $CC_ALLOWED ]] && echo "$CC_ALLOWED" >/proc/sys/net/ipv4/tcp_allowed_congestion_control
+  [[ -n $NEIGH_SAVED ]] && sysctl -qw $NEIGH_SAVED
   for cg in "${CG_MADE[@]}"; do
     for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$cg"/*/ 2>/dev/null; rmdir "$cg" 2>/dev/null && break; sleep 0.2; done
   done
@@ -312,6 +313,21 @@ add_host() { # NAME NS IP
   shape eth0 "$2"                          # the host's NIC egress: its upload
 }
 
+# The kernel's ARP table is one for the whole machine: every namespace's
+# entries count against net.ipv4.neigh.default.gc_thresh3 (1024 by
+# default), and a lab of N hosts that all talk to each other holds about
+# (N+1)^2. At N = 48 and 90 the table overflowed ("neighbor table
+# overflow!" in dmesg): workstations started after the lab was busy could
+# not resolve the print server's address for minutes ("no route to host",
+# SYN-SENT with no neighbour entry), which a real workstation, with its own
+# table, never sees. Raised for the run, restored at teardown.
+need=$(((NMAX + 2) * (NMAX + 2)))
+t2=$(sysctl -n net.ipv4.neigh.default.gc_thresh2) t3=$(sysctl -n net.ipv4.neigh.default.gc_thresh3)
+if ((t3 < 2 * need)); then
+  NEIGH_SAVED="net.ipv4.neigh.default.gc_thresh2=$t2 net.ipv4.neigh.default.gc_thresh3=$t3"
+  sysctl -qw net.ipv4.neigh.default.gc_thresh2=$((need > t2 ? need : t2)) net.ipv4.neigh.default.gc_thresh3=$((2 * need))
+  echo "# neighbour table: gc_thresh2/3 raised from $t2/$t3 to $((need > t2 ? need : t2))/$((2 * need)) for the run" >>"$OUT/command.txt"
+fi
 say "building the lab $P: switch, print server, $NMAX workstations, $RATE ports"
 ip netns add "$SW"
 NS_MADE+=("$SW")
