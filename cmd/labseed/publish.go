@@ -57,9 +57,9 @@ type publishOptions struct {
 }
 
 // publishLevel is labseed publish's default compression level when the zstd
-// program is installed: on the Debian benchmark image it publishes 0.80 of
-// the input against level 4's 0.85, for about 4 times level 4's CPU time
-// (about 1.8 minutes per GB of tar on two cores; docs/BENCHMARKS.md). Every workstation of every clone fetches the
+// program is installed: on the Debian benchmark image it publishes 0.78 of
+// the input against level 4's 0.83, for 4.3 times level 4's CPU time
+// (about 2 minutes per GB of tar on two cores; docs/BENCHMARKS.md). Every workstation of every clone fetches the
 // payload; publish runs once per image version.
 const publishLevel = 16
 
