@@ -51,7 +51,7 @@ ssh master 'tar --xattrs --numeric-owner -C / --one-file-system -cf - .' | labse
 
 type publishOptions struct {
 	store, name, image string
-	order              string  // packages or input
+	order              string  // packages or input; "": packages
 	level              int     // 0: publishLevel, or chunker.DefaultLevel without the zstd program
 	chunkMiB           float64 // 0: the chunker's default
 }
@@ -83,6 +83,9 @@ func runPublish(ctx context.Context, o publishOptions) error {
 	}
 	if o.chunkMiB != 0 && (o.chunkMiB < 0.25 || o.chunkMiB*4 > chunker.MaxChunkRawSize/2/(1<<20)) {
 		return fmt.Errorf("publish: --chunk-size %g: give 0.25 to %d MiB", o.chunkMiB, chunker.MaxChunkRawSize/8/(1<<20))
+	}
+	if o.order == "" {
+		o.order = "packages"
 	}
 	if o.order != "packages" && o.order != "input" {
 		return fmt.Errorf("publish: --order %q: give packages or input", o.order)
