@@ -67,8 +67,10 @@ type Config struct {
 	WebSeedAfter time.Duration
 	// Local selects fast gossip timers for loopback tests and the demo.
 	Local bool
-	// Name is the agent's name in the lab; default the host name and the
-	// agent's address (netbooted workstations often share one host name).
+	// Name is the agent's name in the lab, unique in it; default the host
+	// name, the agent's address (netbooted workstations often share one
+	// host name) and 4 random hex digits (a restarted agent is a new
+	// member; its old entry goes when the lab declares it dead).
 	Name string
 	// MAC is the MAC address the print server knows the machine by, when
 	// the agent re-images one (labseed clone sets it): it is gossiped, so

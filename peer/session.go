@@ -2,6 +2,8 @@ package peer
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -138,7 +140,14 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 	s.name = a.cfg.Name
 	if s.name == "" {
 		h, _ := os.Hostname()
-		s.name = h + "-" + adv
+		var r [2]byte
+		rand.Read(r[:]) // crypto/rand.Read never fails
+		// A run of its own: a workstation restarted mid-clone (power cut,
+		// reset) joins as a new member. With its old name, memberlist would
+		// refuse it as a conflict with its own stale entry until that entry
+		// is declared dead and reaped (20 s to over a minute), and the print
+		// server would refuse its deals as a stranger's meanwhile.
+		s.name = h + "-" + adv + "-" + hex.EncodeToString(r[:])
 	}
 	s.downLimit = swarm.NewLimiter(a.cfg.Rate)
 	if s.client, err = swarm.NewClient(swarm.Config{

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -135,9 +136,15 @@ func TestKilledPeerRandom(t *testing.T) {
 			<-p.done
 		}
 		killed++
-		again := l.startPeer(name, args...)
+		// Started again on the same target with the default name, as a
+		// workstation after a power cut: the lab must take it at once,
+		// not refuse it as a stranger while its old entry is still alive.
+		again := l.startPeer(name, append(args, "--name", "")...)
 		l.wait(again, time.Minute)
 		l.check(again)
+		if b, _ := os.ReadFile(again.log); bytes.Contains(b, []byte("not in the lab's gossip")) {
+			t.Errorf("%s: the print server refused the restarted workstation's deals:\n%s", name, b)
+		}
 		t.Logf("%s killed at %v, resumed: exact tree", name, at)
 		os.RemoveAll(again.target)
 	}

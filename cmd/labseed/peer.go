@@ -47,7 +47,7 @@ labseed peer --server 10.1.0.1 --target /mnt/target --keys ` + keys.DefaultDir,
 		fs.IntVar(&cfg.TorrentPort, "torrent-port", 0, "BitTorrent `port` (0 or -1: any free port)")
 		fs.IntVar(&cfg.GossipPort, "gossip-port", 0, "gossip `port` (0 or -1: any free port)")
 		fs.StringVar(&rate, "rate", "0", "limit BitTorrent traffic each way to `RATE`, e.g. 100mbit (0: unlimited)")
-		fs.StringVar(&cfg.Name, "name", "", "`NAME` in the lab status (default the host name and this machine's address)")
+		fs.StringVar(&cfg.Name, "name", "", "`NAME` in the lab status, unique in the lab (default the host name, this machine's address and 4 random hex digits, new at every run)")
 		fs.BoolVar(&cfg.Insecure, "insecure", false, "run without keys: no signature check, unencrypted gossip")
 		fs.BoolVar(&cfg.NoWebSeed, "no-web-seed", false, "do not use the print server's HTTP web seed")
 		fs.BoolVar(&cfg.Local, "local", false, "fast gossip timers for a lab on one machine (tests)")
