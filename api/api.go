@@ -28,6 +28,15 @@ const (
 	// payload, from a follower that holds it (404: not here, 503: busy).
 	// Followers of one upstream fetch from each other so.
 	PathChunks = "/api/v1/chunks/"
+	// PathPublishing, GET: []Publishing, the publishes in progress on
+	// this print server and the chunks each has written so far, which
+	// its followers fetch (PathChunk) before the signed manifest exists.
+	PathPublishing = "/api/v1/publishing"
+	// PathChunk + SHA256 (hex), GET: the chunk with that SHA-256, from a
+	// publish in progress on the upstream, or from the chunks a follower
+	// staged (to the other followers of its upstream only); 404 when not
+	// here. The receiver checks the bytes against the name.
+	PathChunk = "/api/v1/chunk/"
 
 	// The hosts API: the print server answers 404 to these when it has
 	// no hosts table. PathHostsCSV and PathNextBoot need the admin key

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -246,6 +247,21 @@ func (c *Client) ImageKey(ctx context.Context) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+// Publishing returns the publishes in progress on the print server (none
+// from one that does not know PathPublishing: an older labseed).
+func (c *Client) Publishing(ctx context.Context) ([]Publishing, error) {
+	var out []Publishing
+	err := c.do(ctx, "GET", PathPublishing, nil, &out)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Code == http.StatusNotFound {
+		return nil, nil
+	}
+	return out, err
+}
+
+// ChunkHashPath is the path of the chunk with SHA-256 sum (hex) (PathChunk).
+func ChunkHashPath(sum string) string { return PathChunk + sum }
 
 // ReportFollower sends a follower's replication to its upstream and
 // returns the upstream's answer: the other print servers that follow it

@@ -371,12 +371,36 @@ type UpstreamStatus struct {
 	BytesFromFollowers  int64 `json:"bytes_from_followers"`
 	ChunksFromFollowers int64 `json:"chunks_from_followers"`
 	BytesToFollowers    int64 `json:"bytes_to_followers"`
+	// BytesStaged and ChunksStaged are the payload fetched while the
+	// upstream was still publishing (PathPublishing), before its signed
+	// manifest existed, from it or the other followers; StagedClaimed the
+	// chunks of them that a signed manifest then named (the others are
+	// discarded); since the follower started.
+	BytesStaged   int64 `json:"bytes_staged"`
+	ChunksStaged  int64 `json:"chunks_staged"`
+	StagedClaimed int64 `json:"staged_claimed"`
 	// Siblings is the other followers of the upstream this one shares
 	// chunks with (their HTTPAddr), as the upstream last answered.
 	Siblings []string `json:"siblings,omitempty"`
 	// Rate is the cap on the bytes fetched per second (--upstream-rate),
 	// 0 for none.
 	Rate int64 `json:"rate,omitempty"`
+}
+
+// Publishing is a publish in progress (GET PathPublishing): the image's
+// name and the chunks written so far, in payload order. Nothing in it is
+// signed: a follower uses it only to fetch chunks early (PathChunk), which
+// it keeps apart and unserved until a signed manifest names them.
+type Publishing struct {
+	Name   string         `json:"name"`
+	Chunks []PublishChunk `json:"chunks"`
+}
+
+// PublishChunk is a chunk of a publish in progress: its SHA-256 (hex) and
+// compressed size.
+type PublishChunk struct {
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
 }
 
 // ImageReplication is one image of the upstream as a follower has it.

@@ -61,6 +61,13 @@ type Config struct {
 	// reads the input, unless InputOrder (a file as large as the image's
 	// tar, removed before Publish returns); default os.TempDir().
 	SpoolDir string
+	// Written, if set, is called with each chunk (its offset, size and
+	// SHA-256 as the manifest will have them) right after its bytes were
+	// written to the payload writer, in payload order, from one of
+	// Publish's goroutines. An error stops Publish. The store lists the
+	// chunks of a publish in progress so (followers fetch them before the
+	// manifest exists).
+	Written func(Chunk) error
 }
 
 // Defaults for Config.
@@ -236,6 +243,11 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 			})
 			if _, err := payload.Write(r.data); err != nil {
 				return fmt.Errorf("write payload: %w", err)
+			}
+			if cfg.Written != nil {
+				if err := cfg.Written(m.Chunks[len(m.Chunks)-1]); err != nil {
+					return err
+				}
 			}
 			ph.Write(r.data)
 			m.PayloadBytes += r.z

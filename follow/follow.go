@@ -1,7 +1,6 @@
 package follow
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -63,6 +62,11 @@ type Config struct {
 	// Transport is the HTTP transport to the upstream; nil: a clone of
 	// http.DefaultTransport.
 	Transport http.RoundTripper
+	// StageBytes bounds the chunks fetched while the upstream is still
+	// publishing, before its signed manifest exists (StageDir); default
+	// DefaultStageBytes; < 0: none are (the version is fetched once it is
+	// published).
+	StageBytes int64
 	// Committed, if set, is called after a version is committed to the
 	// store (the print server's Rescan, to seed it at once), from the
 	// follower's goroutine.
@@ -109,6 +113,10 @@ type Follower struct {
 	active map[string]*store.Receive // versions being received, by image name
 	self   string                    // this follower's address, as the upstream gives it to the others
 	sibs   []api.Sibling             // the other followers of the upstream, from its last answer
+	listed map[string]time.Time      // when each chunk of a publish in progress was first listed, by SHA-256
+
+	stage *stage // chunks of the upstream's publishes in progress; nil: none are fetched
+	quiet int    // rounds in a row the upstream listed no publish in progress (Run's goroutine)
 }
 
 // New validates cfg and returns a Follower.
@@ -144,6 +152,16 @@ func New(cfg Config) (*Follower, error) {
 		serveLim: NewLimiter(cfg.Rate), serving: make(chan struct{}, maxServing), active: map[string]*store.Receive{},
 	}
 	f.st = api.UpstreamStatus{Upstream: cfg.Upstream, Rate: cfg.Rate, Images: []api.ImageReplication{}}
+	if cfg.StageBytes == 0 {
+		cfg.StageBytes = DefaultStageBytes
+	}
+	if cfg.StageBytes > 0 {
+		st, err := openStage(cfg.Store, cfg.StageBytes)
+		if err != nil {
+			return nil, err
+		}
+		f.stage = st
+	}
 	return f, nil
 }
 
@@ -247,8 +265,22 @@ func (f *Follower) Status() *api.UpstreamStatus {
 	return &st
 }
 
-// round asks the upstream for its images and replicates what is new.
+// round asks the upstream for its publishes in progress and stages their
+// chunks (stageRound), then for its images, and replicates what is new.
+// The publishes are asked for first: a publish that ended since is then
+// among the images.
 func (f *Follower) round(ctx context.Context) {
+	var pubs []api.Publishing
+	var err error
+	if f.stage != nil {
+		if pubs, err = f.client.Publishing(ctx); err != nil {
+			if ctx.Err() == nil {
+				f.setError(err)
+				f.log.Warn("upstream print server", "err", err)
+			}
+			return
+		}
+	}
 	infos, err := f.client.Images(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -295,6 +327,7 @@ func (f *Follower) round(ctx context.Context) {
 			f.log.Warn("replication failed; trying again", "image", info.Name, "err", err)
 		}
 	}
+	f.stageRound(ctx, pubs)
 	f.save()
 }
 
@@ -339,6 +372,10 @@ func (f *Follower) replicate(ctx context.Context, name string) error {
 	f.mu.Lock()
 	f.st.ChunksReused += int64(reused)
 	f.mu.Unlock()
+	var staged int
+	if err == nil {
+		staged, err = f.claim(rcv)
+	}
 	have, total := rcv.Count()
 	f.update(name, func(r *api.ImageReplication) {
 		if r.Version != m.Version {
@@ -352,7 +389,7 @@ func (f *Follower) replicate(ctx context.Context, name string) error {
 		f.fail(name, m.Version, err)
 		return err
 	}
-	f.log.Info("replicating", "image", name, "version", m.Version, "chunks", total, "here", have, "reused", reused)
+	f.log.Info("replicating", "image", name, "version", m.Version, "chunks", total, "here", have, "reused", reused, "staged", staged)
 	f.mu.Lock()
 	f.active[name] = rcv
 	f.mu.Unlock()
@@ -385,7 +422,7 @@ func (f *Follower) replicate(ctx context.Context, name string) error {
 	})
 	f.save()
 	f.log.Info("replicated", "image", name, "version", m.Version, "fetched_bytes", fetched, "from_followers_bytes", fromFollowers, "payload_bytes", m.PayloadBytes,
-		"reused_chunks", reused, "seconds", time.Since(start).Seconds())
+		"reused_chunks", reused, "staged_chunks", staged, "seconds", time.Since(start).Seconds())
 	return nil
 }
 
@@ -521,14 +558,11 @@ func (f *Follower) pull(ctx context.Context, rcv *store.Receive, addr string, li
 // its share from the upstream at once, and the upstream's link, or the
 // cap, is shared).
 func (f *Follower) siblingWait(m *chunker.Manifest, k int) time.Duration {
-	if f.cfg.Rate <= 0 {
-		return siblingWait
-	}
 	var biggest int64
 	for _, c := range m.Chunks {
 		biggest = max(biggest, c.Size)
 	}
-	return max(siblingWait, time.Duration(2*float64(biggest)*float64(k)/float64(f.cfg.Rate)*float64(time.Second)))
+	return f.waitFor(biggest, k)
 }
 
 // pullChunk asks the follower at addr for chunk i of rcv: false, nil when
@@ -620,27 +654,7 @@ func (f *Follower) ServeChunk(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{}) // an answer that streams past it would be cut
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	src := swarm.LimitReader(r.Context(), bytes.NewReader(b), f.serveLim)
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			rc.SetWriteDeadline(time.Now().Add(f.cfg.Stall))
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return
-			}
-			f.mu.Lock()
-			f.st.BytesToFollowers += int64(n)
-			f.mu.Unlock()
-		}
-		if err != nil {
-			return
-		}
-	}
+	f.send(w, r, b)
 }
 
 // heldChunk returns chunk i of version v of image name if this follower

@@ -3,9 +3,11 @@ package follow
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -586,4 +588,199 @@ func startLabChunks(t *testing.T, st *store.Store, upstream func() *api.Upstream
 	cfg.Store, cfg.LabKey, cfg.ScanInterval, cfg.Upstream, cfg.Chunks = st, key, 100*time.Millisecond, upstream, chunks
 	cfg.Name = "server-" + filepath.Base(st.Dir())
 	return &lab{st: st, srv: seedertest.Start(t, cfg)}
+}
+
+// gatedReader passes n bytes of r, then blocks until gate is closed (or
+// ctx ends: its error).
+type gatedReader struct {
+	ctx  context.Context
+	r    io.Reader
+	n    int64
+	gate chan struct{}
+}
+
+func (g *gatedReader) Read(b []byte) (int, error) {
+	if g.n <= 0 {
+		select {
+		case <-g.gate:
+			g.n = 1 << 62
+		case <-g.ctx.Done():
+			return 0, g.ctx.Err()
+		}
+	}
+	if int64(len(b)) > g.n {
+		b = b[:g.n]
+	}
+	n, err := g.r.Read(b)
+	g.n -= int64(n)
+	return n, err
+}
+
+// TestFollowStagesDuringPublish: two followers of one upstream fetch the
+// chunks of a publish in progress (held half-way: its input stops) before
+// its signed manifest exists, sharing them; meanwhile their labs are
+// offered nothing of it (no image, no web seed, no chunk by index, and
+// the staged chunks by SHA-256 to no one but the other follower). A
+// publish that is given up leaves nothing staged (discarded); one that
+// ends is replicated with the staged chunks claimed, whole, the upstream
+// sending the payload about once.
+func TestFollowStagesDuringPublish(t *testing.T) {
+	up := startLab(t, openStore(t), nil)
+	upAddr := up.srv.Lab().HTTPAddr
+	var fs []*Follower
+	var labs []*lab
+	for i := range 2 {
+		f := pinned(t, Config{Store: openStore(t), Upstream: upAddr, Name: "lab" + strconv.Itoa(i+1), Stall: 5 * time.Second})
+		key, err := f.cfg.Store.LabKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := seeder.LocalConfig()
+		cfg.Store, cfg.LabKey, cfg.ScanInterval, cfg.Upstream = f.cfg.Store, key, 100*time.Millisecond, f.Status
+		cfg.Chunks, cfg.Staged = http.HandlerFunc(f.ServeChunk), http.HandlerFunc(f.ServeStaged)
+		l := &lab{st: f.cfg.Store, srv: seedertest.Start(t, cfg)}
+		f.cfg.HTTPAddr = l.srv.Lab().HTTPAddr
+		f.cfg.Committed = func(string, int) { l.srv.Rescan() }
+		fs, labs = append(fs, f), append(labs, l)
+	}
+	for _, f := range fs {
+		run(t, f)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		f0, f1 := fs[0].Status(), fs[1].Status()
+		if len(f0.Siblings) == 1 && len(f1.Siblings) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the followers do not learn of each other from the upstream")
+		}
+	}
+	staged := func(f *Follower) int {
+		ents, _ := os.ReadDir(filepath.Join(f.cfg.Store.Dir(), StageDir))
+		return len(ents)
+	}
+	// publishHeld publishes img upstream, its input held after half.
+	publishHeld := func(ctx context.Context, img []byte) (release func(), done chan error) {
+		gate := make(chan struct{})
+		done = make(chan error, 1)
+		go func() {
+			cfg := smallChunks
+			cfg.Name, cfg.InputOrder = "lab", true
+			_, err := up.st.Publish(ctx, &gatedReader{ctx: ctx, r: bytes.NewReader(img), n: int64(len(img) / 2), gate: gate}, cfg)
+			done <- err
+		}()
+		return func() { close(gate) }, done
+	}
+	waitStaged := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if fs[0].Status().ChunksStaged > 0 && fs[1].Status().ChunksStaged > 0 && staged(fs[0]) > 0 && staged(fs[1]) > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: a follower fetched nothing before the manifest exists (staged %d and %d chunks)", what, fs[0].Status().ChunksStaged, fs[1].Status().ChunksStaged)
+			}
+		}
+	}
+
+	// A publish given up half-way: what was staged is discarded.
+	ctx, cancel := context.WithCancel(t.Context())
+	_, done := publishHeld(ctx, genImage(t, 31, 4<<20))
+	waitStaged("a publish held half-way")
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the publish given up succeeded")
+	}
+	for deadline := time.Now().Add(10 * time.Second); staged(fs[0])+staged(fs[1]) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("chunks of a publish given up are still staged: %d and %d", staged(fs[0]), staged(fs[1]))
+		}
+	}
+	before := [2]api.UpstreamStatus{*fs[0].Status(), *fs[1].Status()}
+
+	// A publish held half-way, then let go.
+	img := genImage(t, 32, 4<<20)
+	release, done := publishHeld(t.Context(), img)
+	waitStaged("a publish held half-way")
+	time.Sleep(300 * time.Millisecond) // a few more rounds
+	var sum string
+	ents, _ := os.ReadDir(filepath.Join(fs[0].cfg.Store.Dir(), StageDir))
+	for _, e := range ents {
+		sum = e.Name()
+	}
+	other := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}}
+	for i, l := range labs {
+		if ims, _ := l.st.Images(); len(ims) != 0 {
+			t.Errorf("lab%d's store offers %d images before the manifest exists", i+1, len(ims))
+		}
+		base := "http://" + l.srv.Lab().HTTPAddr
+		for _, c := range []struct {
+			path string
+			want int
+		}{{api.PathSeed + chunker.TorrentName("lab", 1), 404}, {api.ChunkPath("lab", 1, 0), 404}} {
+			resp, err := http.Get(base + c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.want {
+				t.Errorf("lab%d: GET %s: %s before the manifest exists", i+1, c.path, resp.Status)
+			}
+		}
+		var infos []api.ImageInfo
+		if err := getJSON(base+api.PathImages, &infos); err != nil || len(infos) != 0 {
+			t.Errorf("lab%d lists %v (%v) before the manifest exists", i+1, infos, err)
+		}
+		// A staged chunk, asked for by SHA-256 by a machine that is not
+		// the other follower.
+		resp, err := other.Get(base + api.ChunkHashPath(sum))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("lab%d: a staged chunk asked for from 127.0.0.2: %s, want 403", i+1, resp.Status)
+		}
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	im, err := up.st.Image("lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := im.Manifest
+	var fromUp int64
+	for i, l := range labs {
+		got := waitVersion(t, l.st, "lab", 1, 30*time.Second)
+		if err := got.Verify(t.Context(), nil); err != nil {
+			t.Fatal(err)
+		}
+		st := fs[i].Status()
+		t.Logf("lab%d: staged %d chunks (%d KiB) before the manifest, %d claimed by it (of %d); %d KiB from the upstream, %d KiB from the other follower",
+			i+1, st.ChunksStaged-before[i].ChunksStaged, (st.BytesStaged-before[i].BytesStaged)>>10, st.StagedClaimed, len(m.Chunks),
+			(st.BytesFetched-before[i].BytesFetched)>>10, (st.BytesFromFollowers-before[i].BytesFromFollowers)>>10)
+		if st.StagedClaimed == 0 {
+			t.Errorf("lab%d claimed no staged chunk", i+1)
+		}
+		fromUp += st.BytesFetched - before[i].BytesFetched
+	}
+	if fromUp > m.PayloadBytes*3/2 {
+		t.Errorf("the upstream sent %d bytes for a %d-byte payload to two followers that share", fromUp, m.PayloadBytes)
+	}
+	for deadline := time.Now().Add(10 * time.Second); staged(fs[0])+staged(fs[1]) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("chunks still staged after the version was replicated: %d and %d", staged(fs[0]), staged(fs[1]))
+		}
+	}
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
 }

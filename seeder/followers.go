@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -142,4 +143,53 @@ func CleanUpstream(st api.UpstreamStatus) api.UpstreamStatus {
 	}
 	st.Images = imgs
 	return st
+}
+
+// maxChunkServing bounds the api.PathChunk answers of publishes in
+// progress sent at once; more are answered 503 and asked again.
+const maxChunkServing = 8
+
+// handlePublishing lists the publishes in progress in the store and the
+// chunks each has written so far (api.Publishing): followers fetch them
+// (handleChunk) before the signed manifest exists.
+func (s *Server) handlePublishing(w http.ResponseWriter, r *http.Request) {
+	out := []api.Publishing{}
+	for _, p := range s.cfg.Store.Publishing() {
+		ap := api.Publishing{Name: p.Name, Chunks: make([]api.PublishChunk, len(p.Chunks))}
+		for i, c := range p.Chunks {
+			ap.Chunks[i] = api.PublishChunk{SHA256: c.SHA256, Size: c.Size}
+		}
+		out = append(out, ap)
+	}
+	writeJSON(w, out)
+}
+
+// handleChunk serves the chunk api.PathChunk names by its SHA-256 from a
+// publish in progress in the store (checked against the name before it
+// is sent), else from Config.Staged, else 404.
+func (s *Server) handleChunk(w http.ResponseWriter, r *http.Request) {
+	sum := r.PathValue("sha256")
+	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+		http.Error(w, "want "+api.PathChunk+"SHA256, 64 lower-case hex digits", http.StatusBadRequest)
+		return
+	}
+	select {
+	case s.chunkServing <- struct{}{}:
+		defer func() { <-s.chunkServing }()
+	default:
+		http.Error(w, "busy: too many chunk requests at once; ask again", http.StatusServiceUnavailable)
+		return
+	}
+	b, err := s.cfg.Store.PublishingChunk(sum)
+	if err != nil {
+		if s.cfg.Staged != nil {
+			s.cfg.Staged.ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	(&countingWriter{ResponseWriter: s.startStream(w, time.Time{}), n: &s.webSeed}).Write(b)
 }

@@ -33,6 +33,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(api.PathMetrics, s.apiLimits(apiMux))
 	mux.Handle("GET "+api.PathSeed+"{file}", s.streamLimits(http.HandlerFunc(s.handleSeed)))
 	mux.Handle("POST "+api.PathDeal+"{infohash}", s.streamLimits(http.HandlerFunc(s.handleDeal)))
+	apiMux.HandleFunc("GET "+api.PathPublishing, s.handlePublishing)
+	mux.Handle("GET "+api.PathChunk+"{sha256}", s.streamLimits(http.HandlerFunc(s.handleChunk)))
 	if s.cfg.Chunks != nil {
 		mux.Handle("GET "+api.PathChunks+"{name}/{version}/{index}", s.streamLimits(s.cfg.Chunks))
 	}

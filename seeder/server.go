@@ -116,6 +116,10 @@ type Config struct {
 	// Chunks, if set, serves api.PathChunks (package follow: the chunks
 	// this follower holds, to the other followers of its upstream).
 	Chunks http.Handler
+	// Staged, if set, serves api.PathChunk for the chunks no publish in
+	// progress here has (package follow: the chunks this follower
+	// staged, to the other followers of its upstream).
+	Staged http.Handler
 	// Logger receives the server's logs; nil discards.
 	Logger *slog.Logger
 }
@@ -177,6 +181,8 @@ type Server struct {
 	fmu        sync.Mutex
 	followers  map[string]api.FollowerStatus // by name@address; bounded, see followers.go
 
+	chunkServing chan struct{} // api.PathChunk answers under way (maxChunkServing)
+
 	mu     sync.Mutex
 	seeded map[metainfo.Hash]*seededImage
 	images []api.ImageInfo // the store's current images, as of the last scan
@@ -216,7 +222,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, storage: swarm.NewStorage(), seeded: map[metainfo.Hash]*seededImage{}, started: time.Now(),
+	s := &Server{cfg: cfg, log: log, storage: swarm.NewStorage(), seeded: map[metainfo.Hash]*seededImage{}, started: time.Now(), chunkServing: make(chan struct{}, maxChunkServing),
 		deployPoke: make(chan struct{}, 1), scanPoke: make(chan struct{}, 1)}
 	if cfg.AdminKey != nil {
 		s.admin, _ = api.NewAdminVerifier(cfg.AdminKey)

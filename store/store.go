@@ -137,7 +137,7 @@ func (s *Store) Publish(ctx context.Context, in io.Reader, cfg chunker.Config) (
 	// Every file is synced before the manifest, the manifest before the
 	// complete marker, and the marker before the rename that makes the
 	// version visible: a power cut leaves either no new version or a whole one.
-	m, mi, err := writePayload(ctx, filepath.Join(tmp, chunker.TorrentName(cfg.Name, cfg.Version)), in, cfg)
+	m, mi, err := writePayload(ctx, filepath.Join(tmp, chunker.TorrentName(cfg.Name, cfg.Version)), filepath.Join(tmp, PublishingFile), in, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +171,8 @@ func (s *Store) Publish(ctx context.Context, in io.Reader, cfg chunker.Config) (
 	if err := swapSymlink(filepath.Base(vdir), filepath.Join(idir, currentLink)); err != nil {
 		return nil, err
 	}
+	// The list of the chunks written (Publishing) is of no use any more.
+	os.Remove(filepath.Join(vdir, PublishingFile))
 	if vs, err := versions(idir); err == nil && len(vs) > KeepVersions {
 		for _, v := range vs[:len(vs)-KeepVersions] {
 			os.RemoveAll(filepath.Join(idir, "v"+strconv.Itoa(v)))
@@ -196,13 +198,35 @@ func removeLeftovers(idir string) {
 	}
 }
 
-// writePayload publishes in into the payload file name, synced.
-func writePayload(ctx context.Context, name string, in io.Reader, cfg chunker.Config) (*chunker.Manifest, *metainfo.MetaInfo, error) {
+// writePayload publishes in into the payload file name, synced. Each
+// chunk is listed in the file journal (PublishingFile) once its bytes are
+// in the payload file, for the print server to serve to its followers
+// while the publish goes on.
+func writePayload(ctx context.Context, name, journal string, in io.Reader, cfg chunker.Config) (*chunker.Manifest, *metainfo.MetaInfo, error) {
 	pf, err := os.Create(name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: %w", err)
 	}
+	jf, err := os.Create(journal)
+	if err != nil {
+		pf.Close()
+		return nil, nil, fmt.Errorf("store: %w", err)
+	}
+	defer jf.Close()
 	bw := bufio.NewWriterSize(pf, 4<<20)
+	written := cfg.Written
+	cfg.Written = func(c chunker.Chunk) error {
+		if err := bw.Flush(); err != nil {
+			return fmt.Errorf("write payload: %w", err)
+		}
+		if _, err := fmt.Fprintf(jf, "%s %d %d\n", c.SHA256, c.Offset, c.Size); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		if written != nil {
+			return written(c)
+		}
+		return nil
+	}
 	m, mi, err := chunker.Publish(ctx, in, bw, cfg)
 	if err == nil {
 		err = bw.Flush()

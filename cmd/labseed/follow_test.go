@@ -147,3 +147,83 @@ func (l *lab) payloadBytes() int64 {
 	}
 	return ls.Images[0].PayloadBytes
 }
+
+// TestFollowerStagesPublishProcess: a print server, a follower and a
+// labseed publish, as processes. The publish reads its image from a pipe
+// that stops half-way; meanwhile the follower fetches the chunks written
+// so far (staged) and its lab is offered nothing of the new image (not
+// listed, no web seed); once the input ends, the follower replicates the
+// version with the staged chunks claimed, and labseed verify on its store
+// finds it whole.
+func TestFollowerStagesPublishProcess(t *testing.T) {
+	needLong(t)
+	l := newLab(t, 4<<20)
+	f := &follower{t: t, dir: t.TempDir()}
+	f.store = filepath.Join(f.dir, "store")
+	var err error
+	if f.ports, err = freePorts(3); err != nil {
+		t.Fatal(err)
+	}
+	f.server = "127.0.0.1:" + strconv.Itoa(f.ports[0])
+	f.start(l.server)
+	f.upstream(func(u *api.UpstreamStatus) bool {
+		return len(u.Images) == 1 && u.Images[0].State == api.ReplicationComplete
+	})
+
+	img, err := os.ReadFile(writeImage(t, filepath.Join(l.dir, "lab2.tar.gz"), 7, 8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := exec.Command(labseedBin, "publish", "--store", l.store, "--level", "2", "--order", "input", "--name", "lab2", "-")
+	in, err := pub.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubLog, _ := os.Create(filepath.Join(l.dir, "publish.log"))
+	pub.Stdout, pub.Stderr = pubLog, pubLog
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); pub.Process.Kill(); pub.Wait() })
+	if _, err := in.Write(img[:len(img)/2]); err != nil {
+		t.Fatal(err)
+	}
+	st := f.upstream(func(u *api.UpstreamStatus) bool { return u.ChunksStaged > 0 })
+	t.Logf("staged %d chunks (%d KiB) while the publish waits for its input", st.ChunksStaged, st.BytesStaged>>10)
+	for _, c := range []struct {
+		path string
+		want int
+	}{{api.PathImages + "/lab2", 404}, {api.PathSeed + "lab2-v1.chunks", 404}} {
+		resp, err := http.Get("http://" + f.server + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("the follower answers GET %s with %s before the upstream's publish ended", c.path, resp.Status)
+		}
+	}
+	labseed(t, false, "verify", "--store", f.store, "lab2")
+
+	if _, err := in.Write(img[len(img)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	if err := pub.Wait(); err != nil {
+		b, _ := os.ReadFile(filepath.Join(l.dir, "publish.log"))
+		t.Fatalf("labseed publish: %v\n%s", err, b)
+	}
+	st = f.upstream(func(u *api.UpstreamStatus) bool {
+		for _, im := range u.Images {
+			if im.Name == "lab2" && im.State == api.ReplicationComplete {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("replicated: %d staged chunks claimed by the signed manifest", st.StagedClaimed)
+	if st.StagedClaimed == 0 {
+		t.Error("no staged chunk was claimed")
+	}
+	labseed(t, true, "verify", "--store", f.store, "lab2")
+}

@@ -185,6 +185,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 			}
 			f.ServeChunk(w, r)
 		})
+		// And the chunks it staged while the upstream was publishing.
+		cfg.Staged = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if f == nil {
+				http.Error(w, "not started yet", http.StatusServiceUnavailable)
+				return
+			}
+			f.ServeStaged(w, r)
+		})
 	}
 	srv, err := seeder.New(cfg)
 	if err != nil {
