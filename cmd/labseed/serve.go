@@ -26,7 +26,7 @@ import (
 
 var serveCmd = &command{
 	name:  "serve",
-	usage: "[--store DIR] [--listen IP] [--http-port " + strconv.Itoa(api.DefaultPort) + "] [--gossip-port 7946] [--torrent-port 6881] [--pxe off|proxy|dhcp] [--upstream HOST[:PORT] [--upstream-key FILE] [--upstream-rate RATE]]",
+	usage: "[--store DIR] [--listen IP] [--http-port " + strconv.Itoa(api.DefaultPort) + "] [--gossip-port 7946] [--torrent-port 6881] [--pxe off|proxy|dhcp] [--upstream HOST[:PORT] [--upstream-key FILE] [--upstream-rate RATE] [--upstream-stage MIB]]",
 	summary: `Run the print-server daemon: seed every image of the store.
 It seeds over BitTorrent and HTTP (web seed), serves the API the workstations
 start from and the lab status, and is the lab's gossip seed. Images published
@@ -53,7 +53,10 @@ shown, and kept in STORE/keys/image.pub. The followers of one upstream
 also fetch a new version from each other (each its share from the
 upstream, the rest from the others, every chunk checked): they must reach
 each other across the campus at their --listen address, port --http-port.
-See "labseed images".`,
+While the upstream is still publishing, a follower already fetches the
+chunks written so far into STORE/staging (at most --upstream-stage MiB;
+never served to the lab, used only where the signed manifest names them,
+the rest removed). See "labseed images".`,
 	example: `labseed serve --listen 10.1.0.1
 labseed serve --store /srv/labseed --listen 10.1.0.1 --http-port 8080
 labseed serve --listen 10.1.0.1 --pxe proxy --image lab1
@@ -78,6 +81,7 @@ labseed serve --listen 10.2.0.1 --pxe proxy --upstream 10.1.0.1 --upstream-rate 
 		fs.StringVar(&o.upstream, "upstream", "", "follow the print server at `HOST[:PORT]`: replicate every image published there")
 		fs.StringVar(&o.upstreamKey, "upstream-key", "", "the upstream's image.pub `FILE` (default: pinned on first contact)")
 		fs.StringVar(&o.upstreamRate, "upstream-rate", "0", "cap what is fetched from the upstream at `RATE`, e.g. 200mbit (0: no cap)")
+		fs.Int64Var(&o.upstreamStage, "upstream-stage", follow.DefaultStageBytes>>20, "stage at most `MIB` of the chunks of a publish in progress upstream (0: none; the version is then fetched once published)")
 		fs.DurationVar(&o.upstreamEvery, "upstream-interval", follow.DefaultInterval, "how often to ask the upstream for new versions")
 		fs.BoolVar(&o.verbose, "v", false, "log debug detail")
 		if err := parse(fs, args, 0, 0); err != nil {
@@ -103,6 +107,7 @@ type serveOptions struct {
 	upstream      string // follow this print server
 	upstreamKey   string // its image.pub
 	upstreamRate  string
+	upstreamStage int64 // MiB
 	upstreamEvery time.Duration
 }
 
@@ -220,7 +225,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 // answer when the store has none and --upstream-key is not given) and
 // says which key this print server trusts.
 func followConfig(ctx context.Context, o serveOptions, st *store.Store, log *slog.Logger) (*follow.Config, error) {
-	fc := follow.Config{Store: st, Upstream: o.upstream, Interval: o.upstreamEvery, Logger: log}
+	fc := follow.Config{Store: st, Upstream: o.upstream, Interval: o.upstreamEvery, StageBytes: o.upstreamStage << 20, Logger: log}
+	if o.upstreamStage <= 0 {
+		fc.StageBytes = -1
+	}
 	var err error
 	if fc.Rate, err = parseRate(o.upstreamRate); err != nil {
 		return nil, fmt.Errorf("--upstream-rate: %w", err)
