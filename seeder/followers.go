@@ -191,5 +191,14 @@ func (s *Server) handleChunk(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	(&countingWriter{ResponseWriter: s.startStream(w, time.Time{}), n: &s.webSeed}).Write(b)
+	cw := &countingWriter{ResponseWriter: s.startStream(w, time.Time{}), n: &s.webSeed}
+	// In pieces: each write has StallTimeout to go through, and a chunk
+	// of megabytes to a follower under a rate cap takes longer.
+	for len(b) > 0 {
+		n := min(len(b), 64<<10)
+		if _, err := cw.Write(b[:n]); err != nil {
+			return
+		}
+		b = b[n:]
+	}
 }
