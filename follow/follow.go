@@ -400,7 +400,18 @@ func (f *Follower) replicate(ctx context.Context, name string) error {
 		}
 		f.mu.Unlock()
 	}()
-	if err := f.fetch(ctx, rcv); errors.Is(err, errNotSeeded) {
+	err = f.fetch(ctx, rcv)
+	// A version published a moment ago is seeded at the upstream's next
+	// scan of its store (at once when it notices the publish ended):
+	// asked again every 250 ms for a few seconds, then next round.
+	for tries := 0; errors.Is(err, errNotSeeded) && tries < 12 && ctx.Err() == nil; tries++ {
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+		err = f.fetch(ctx, rcv)
+	}
+	if errors.Is(err, errNotSeeded) {
 		f.log.Debug("not seeded upstream yet", "image", name, "version", m.Version)
 		f.update(name, func(r *api.ImageReplication) { r.State = api.ReplicationWaiting })
 		return nil

@@ -154,7 +154,23 @@ const maxChunkServing = 8
 // (handleChunk) before the signed manifest exists.
 func (s *Server) handlePublishing(w http.ResponseWriter, r *http.Request) {
 	out := []api.Publishing{}
-	for _, p := range s.cfg.Store.Publishing() {
+	pubs := s.cfg.Store.Publishing()
+	// A publish listed before and gone now has ended: its version is
+	// seeded at once, not at the next scan (its followers ask for it
+	// within a second).
+	now := map[string]bool{}
+	for _, p := range pubs {
+		now[p.Name] = true
+	}
+	s.fmu.Lock()
+	for name := range s.publishing {
+		if !now[name] {
+			s.Rescan()
+		}
+	}
+	s.publishing = now
+	s.fmu.Unlock()
+	for _, p := range pubs {
 		ap := api.Publishing{Name: p.Name, Chunks: make([]api.PublishChunk, len(p.Chunks))}
 		for i, c := range p.Chunks {
 			ap.Chunks[i] = api.PublishChunk{SHA256: c.SHA256, Size: c.Size}

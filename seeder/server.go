@@ -181,7 +181,8 @@ type Server struct {
 	fmu        sync.Mutex
 	followers  map[string]api.FollowerStatus // by name@address; bounded, see followers.go
 
-	chunkServing chan struct{} // api.PathChunk answers under way (maxChunkServing)
+	chunkServing chan struct{}   // api.PathChunk answers under way (maxChunkServing)
+	publishing   map[string]bool // the images whose publish in progress was listed last (handlePublishing); under fmu
 
 	mu     sync.Mutex
 	seeded map[metainfo.Hash]*seededImage
