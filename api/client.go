@@ -249,10 +249,20 @@ func (c *Client) ImageKey(ctx context.Context) ([]byte, error) {
 }
 
 // Publishing returns the publishes in progress on the print server (none
-// from one that does not know PathPublishing: an older labseed).
-func (c *Client) Publishing(ctx context.Context) ([]Publishing, error) {
+// from one that does not know PathPublishing: an older labseed). known
+// gives, by publish ID, how many of its chunks the caller knows already:
+// the answer for that publish lists only the others (From).
+func (c *Client) Publishing(ctx context.Context, known map[string]int) ([]Publishing, error) {
 	var out []Publishing
-	err := c.do(ctx, "GET", PathPublishing, nil, &out)
+	q := url.Values{}
+	for id, n := range known {
+		q.Add("known", id+":"+strconv.Itoa(n))
+	}
+	path := PathPublishing
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	err := c.do(ctx, "GET", path, nil, &out)
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Code == http.StatusNotFound {
 		return nil, nil

@@ -392,7 +392,13 @@ type UpstreamStatus struct {
 // signed: a follower uses it only to fetch chunks early (PathChunk), which
 // it keeps apart and unserved until a signed manifest names them.
 type Publishing struct {
-	Name   string         `json:"name"`
+	Name string `json:"name"`
+	// ID names this publish; another publish of the image has another.
+	ID string `json:"id"`
+	// From is the position of the first chunk of Chunks among the chunks
+	// written: 0, or the count the request said it knew of this ID
+	// (Client.Publishing).
+	From   int            `json:"from"`
 	Chunks []PublishChunk `json:"chunks"`
 }
 

@@ -115,8 +115,9 @@ type Follower struct {
 	sibs   []api.Sibling             // the other followers of the upstream, from its last answer
 	listed map[string]time.Time      // when each chunk of a publish in progress was first listed, by SHA-256
 
-	stage *stage // chunks of the upstream's publishes in progress; nil: none are fetched
-	quiet int    // rounds in a row the upstream listed no publish in progress (Run's goroutine)
+	stage *stage                     // chunks of the upstream's publishes in progress; nil: none are fetched
+	quiet int                        // rounds in a row the upstream listed no publish in progress (Run's goroutine)
+	pubs  map[string]*api.Publishing // the publishes in progress, by ID, every chunk listed so far (Run's goroutine)
 }
 
 // New validates cfg and returns a Follower.
@@ -273,7 +274,7 @@ func (f *Follower) round(ctx context.Context) {
 	var pubs []api.Publishing
 	var err error
 	if f.stage != nil {
-		if pubs, err = f.client.Publishing(ctx); err != nil {
+		if pubs, err = f.publishing(ctx); err != nil {
 			if ctx.Err() == nil {
 				f.setError(err)
 				f.log.Warn("upstream print server", "err", err)

@@ -703,6 +703,17 @@ func TestFollowStagesDuringPublish(t *testing.T) {
 	release, done := publishHeld(t.Context(), img)
 	waitStaged("a publish held half-way")
 	time.Sleep(300 * time.Millisecond) // a few more rounds
+	// The upstream lists only what a follower does not know yet.
+	c := api.NewClient(upAddr)
+	full, err := c.Publishing(t.Context(), nil)
+	if err != nil || len(full) != 1 || len(full[0].Chunks) < 2 || full[0].From != 0 {
+		t.Fatalf("the publish in progress: %+v, %v", full, err)
+	}
+	n := len(full[0].Chunks)
+	part, err := c.Publishing(t.Context(), map[string]int{full[0].ID: n - 1})
+	if err != nil || len(part) != 1 || part[0].From != n-1 || len(part[0].Chunks) < 1 || part[0].Chunks[0] != full[0].Chunks[n-1] {
+		t.Fatalf("the publish in progress, %d chunks known: %+v, %v", n-1, part, err)
+	}
 	var sum string
 	ents, _ := os.ReadDir(filepath.Join(fs[0].cfg.Store.Dir(), StageDir))
 	for _, e := range ents {

@@ -155,6 +155,43 @@ func (s *stage) clear() int {
 	return n
 }
 
+// publishing asks the upstream for its publishes in progress, only for
+// the chunks it did not list before, and returns them with every chunk
+// listed so far.
+func (f *Follower) publishing(ctx context.Context) ([]api.Publishing, error) {
+	known := map[string]int{}
+	for id, p := range f.pubs {
+		known[id] = len(p.Chunks)
+	}
+	ans, err := f.client.Publishing(ctx, known)
+	if err != nil {
+		return nil, err
+	}
+	now := map[string]*api.Publishing{}
+	var out []api.Publishing
+	for _, a := range ans {
+		if len(now) >= 16 {
+			break
+		}
+		p := f.pubs[a.ID]
+		switch {
+		case a.From == 0:
+			p = &api.Publishing{Name: a.Name, ID: a.ID, Chunks: a.Chunks}
+		case p != nil && p.Name == a.Name && a.From == len(p.Chunks):
+			p.Chunks = append(p.Chunks, a.Chunks...)
+		default:
+			continue // asked again in full next round
+		}
+		if len(p.Chunks) > 1<<16 {
+			p.Chunks = p.Chunks[:1<<16]
+		}
+		now[a.ID] = p
+		out = append(out, *p)
+	}
+	f.pubs = now
+	return out, nil
+}
+
 // stageRound is the part of a round about the upstream's publishes in
 // progress, asked for before its images (round): while there are, the
 // chunks they have written that this store lacks are fetched into the

@@ -155,6 +155,16 @@ const maxChunkServing = 8
 func (s *Server) handlePublishing(w http.ResponseWriter, r *http.Request) {
 	out := []api.Publishing{}
 	pubs := s.cfg.Store.Publishing()
+	known := map[string]int{}
+	for i, k := range r.URL.Query()["known"] {
+		if i >= 16 {
+			break
+		}
+		id, n, ok := strings.Cut(k, ":")
+		if v, err := strconv.Atoi(n); ok && err == nil && v >= 0 {
+			known[id] = v
+		}
+	}
 	// A publish listed before and gone now has ended: its version is
 	// seeded at once, not at the next scan (its followers ask for it
 	// within a second).
@@ -171,9 +181,13 @@ func (s *Server) handlePublishing(w http.ResponseWriter, r *http.Request) {
 	s.publishing = now
 	s.fmu.Unlock()
 	for _, p := range pubs {
-		ap := api.Publishing{Name: p.Name, Chunks: make([]api.PublishChunk, len(p.Chunks))}
-		for i, c := range p.Chunks {
-			ap.Chunks[i] = api.PublishChunk{SHA256: c.SHA256, Size: c.Size}
+		from := known[p.ID]
+		if from > len(p.Chunks) {
+			from = 0
+		}
+		ap := api.Publishing{Name: p.Name, ID: p.ID, From: from, Chunks: []api.PublishChunk{}}
+		for _, c := range p.Chunks[from:] {
+			ap.Chunks = append(ap.Chunks, api.PublishChunk{SHA256: c.SHA256, Size: c.Size})
 		}
 		out = append(out, ap)
 	}

@@ -28,6 +28,9 @@ const maxPublishingChunks = 1 << 16
 // Publish): the image's name and the chunks written so far.
 type Publishing struct {
 	Name string
+	// ID names this publish (its temporary directory's name): another
+	// publish of the same image has another.
+	ID string
 	// Chunks are the chunks written, in payload order (their offset,
 	// size and SHA-256 as the manifest will have them).
 	Chunks []chunker.Chunk
@@ -59,7 +62,7 @@ func (s *Store) Publishing() []Publishing {
 			if payload == "" {
 				continue
 			}
-			out = append(out, Publishing{Name: ie.Name(), Chunks: chunks, payload: payload})
+			out = append(out, Publishing{Name: ie.Name(), ID: filepath.Base(tmp), Chunks: chunks, payload: payload})
 		}
 	}
 	return out
