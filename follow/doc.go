@@ -17,6 +17,14 @@
 // SHA-256 and synced before it counts; and commits the version once it
 // verifies whole. A half-replicated version is never visible to the
 // follower's lab; a follower restarted resumes with the chunks it had.
+// While the upstream publishes (GET /api/v1/publishing lists the chunks
+// its labseed publish has written so far), the follower already fetches
+// them by SHA-256 into a staging area of its store (StageDir, bounded by
+// Config.StageBytes, each chunk checked against its name, never served
+// to the lab), sharing the work with the other followers; when the signed
+// manifest appears, the staged chunks it names are put into the version
+// (checked against it) and only the rest fetched; the others are
+// discarded once the upstream publishes nothing.
 // It reports its replication to the upstream (POST /api/v1/followers),
 // which lists its followers in its lab status.
 //
