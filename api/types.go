@@ -460,6 +460,9 @@ type Siblings struct {
 type Sibling struct {
 	Name     string `json:"name"`
 	HTTPAddr string `json:"http_addr"`
+	// Addr is the address its reports come from (its campus side, which
+	// may not be HTTPAddr's); left out by an upstream older than it.
+	Addr string `json:"addr,omitempty"`
 }
 
 // FollowerStatus is a follower as its upstream last heard of it.

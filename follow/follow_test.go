@@ -630,7 +630,12 @@ func TestFollowStagesDuringPublish(t *testing.T) {
 	var fs []*Follower
 	var labs []*lab
 	for i := range 2 {
-		f := pinned(t, Config{Store: openStore(t), Upstream: upAddr, Name: "lab" + strconv.Itoa(i+1), Stall: 5 * time.Second})
+		// Each follower reaches the campus from another address than
+		// the one it serves its lab on (127.0.0.3, .4 against .1), as a
+		// print server with a lab and a campus interface does.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(3+i))}}).DialContext
+		f := pinned(t, Config{Store: openStore(t), Upstream: upAddr, Name: "lab" + strconv.Itoa(i+1), Stall: 5 * time.Second, Transport: tr})
 		key, err := f.cfg.Store.LabKey()
 		if err != nil {
 			t.Fatal(err)
@@ -702,6 +707,16 @@ func TestFollowStagesDuringPublish(t *testing.T) {
 	img := genImage(t, 32, 4<<20)
 	release, done := publishHeld(t.Context(), img)
 	waitStaged("a publish held half-way")
+	// They share the staging: each gets chunks from the other.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if fs[0].Status().BytesFromFollowers > before[0].BytesFromFollowers && fs[1].Status().BytesFromFollowers > before[1].BytesFromFollowers {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the followers do not share the chunks they stage: %d and %d bytes from each other", fs[0].Status().BytesFromFollowers-before[0].BytesFromFollowers,
+				fs[1].Status().BytesFromFollowers-before[1].BytesFromFollowers)
+		}
+	}
 	time.Sleep(300 * time.Millisecond) // a few more rounds
 	// The upstream lists only what a follower does not know yet.
 	c := api.NewClient(upAddr)

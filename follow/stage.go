@@ -475,8 +475,10 @@ func (f *Follower) ServeStaged(w http.ResponseWriter, r *http.Request) {
 	f.send(w, r, b)
 }
 
-// sibling reports whether remote (host:port) is the address of another
-// follower of the upstream, as the upstream last answered.
+// sibling reports whether remote (host:port) is an address of another
+// follower of the upstream, as the upstream last answered: the one it
+// serves its lab on, or the one its reports come from (a print server
+// reaches the campus from another address than its lab's).
 func (f *Follower) sibling(remote string) bool {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
@@ -485,7 +487,7 @@ func (f *Follower) sibling(remote string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, s := range f.sibs {
-		if h, _, err := net.SplitHostPort(s.HTTPAddr); err == nil && h == host {
+		if h, _, err := net.SplitHostPort(s.HTTPAddr); err == nil && h == host || s.Addr != "" && s.Addr == host {
 			return true
 		}
 	}

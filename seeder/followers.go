@@ -71,7 +71,7 @@ func (s *Server) handleFollower(w http.ResponseWriter, r *http.Request) {
 	sib := api.Siblings{Self: f.HTTPAddr, Followers: []api.Sibling{}}
 	for k, o := range s.followers {
 		if k != key && o.HTTPAddr != "" && o.HTTPAddr != f.HTTPAddr && now.Sub(o.Heard) < siblingTTL {
-			sib.Followers = append(sib.Followers, api.Sibling{Name: o.Name, HTTPAddr: o.HTTPAddr})
+			sib.Followers = append(sib.Followers, api.Sibling{Name: o.Name, HTTPAddr: o.HTTPAddr, Addr: o.Addr})
 		}
 	}
 	s.fmu.Unlock()
