@@ -854,6 +854,7 @@ run_method() { # METHOD N
     cpu0=$(cpu_usec) busy0=$(host_busy_usec)
     t0us=$(now_us)
     t0=$EPOCHREALTIME
+    echo "$t0" >"$MD/t0" # phases.py reads it (reimage_finish), before the logs are copied
     sample_ports "$n" "$MD/ports.tsv" &
     local sampler=$!
     "${m}_start" "$n"

@@ -9,10 +9,15 @@ holds the run's start. The columns are seconds:
   resolve      from the start until the signed manifest is resolved
   check_local  reading the payload kept on the disk, checking each chunk the new
                version shares with the old against the signed manifest, copying
-               it into the staging payload (before the workstation joins the lab)
-  fetch_apply  joining the lab, fetching the changed chunks' pieces, and
-               applying every chunk (local or fetched) to the tree: each entry
-               compared with the disk, the differing ones written
+               it into the staging payload (since the fetch overlaps it, the
+               workstation joins the lab first and fetches meanwhile; before,
+               it joined once the check was done)
+  first_piece  from the start until the first piece dealt by the print server
+               came (empty if none)
+  fetch_apply  from the end of the check until every piece is verified:
+               fetching the changed chunks' pieces, and applying every chunk
+               (local or fetched) to the tree: each entry compared with the
+               disk, the differing ones written
   finish_tree  after the last piece is verified: the last chunks applied, the
                tree walked for what the image does not hold
   done         the workstation's done line, from the start
@@ -30,6 +35,7 @@ MARKS = [
     ("verified", 'msg="every piece verified"'),
     ("synced", 'msg="tree synced"'),
 ]
+FIRST = 'msg="first piece from the print server"'
 
 
 def main():
@@ -43,21 +49,23 @@ def main():
         ts = {}
         with open(os.path.join(d, f), errors="replace") as fh:
             for line in fh:
-                for k, pat in MARKS:
+                for k, pat in MARKS + [("first", FIRST)]:
                     if pat in line and k not in ts:
                         ts[k] = float(line.split()[0]) - t0
         done_f = os.path.join(d, f[:-4] + ".done")
-        if len(ts) < len(MARKS) or not os.path.exists(done_f):
+        if any(k not in ts for k, _ in MARKS) or not os.path.exists(done_f):
             print(f"{f}: not a complete sync, left out", file=sys.stderr)
             continue
         done = float(open(done_f).read().split()[0]) - t0
-        rows.append((f[:-4], ts["resolved"], ts["checked"] - ts["resolved"],
+        rows.append((f[:-4], ts["resolved"], ts["checked"] - ts["resolved"], ts.get("first"),
                      ts["verified"] - ts["checked"], ts["synced"] - ts["verified"], done))
-    print("ws\tresolve_s\tcheck_local_s\tfetch_apply_s\tfinish_tree_s\tdone_s")
+    print("ws\tresolve_s\tcheck_local_s\tfirst_piece_s\tfetch_apply_s\tfinish_tree_s\tdone_s")
+    fmt = lambda x: "" if x is None else "%.2f" % x
     for r in rows:
-        print(r[0] + "\t" + "\t".join("%.2f" % x for x in r[1:]))
+        print(r[0] + "\t" + "\t".join(fmt(x) for x in r[1:]))
     if rows:
-        print("median\t" + "\t".join("%.2f" % statistics.median(r[i] for r in rows) for i in range(1, 6)))
+        cols = [[r[i] for r in rows if r[i] is not None] for i in range(1, 7)]
+        print("median\t" + "\t".join(fmt(statistics.median(c)) if c else "" for c in cols))
 
 
 if __name__ == "__main__":
