@@ -22,7 +22,6 @@ import (
 
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
-	"github.com/labseed/labseed/internal/atomicfile"
 	"github.com/labseed/labseed/store"
 	"github.com/labseed/labseed/swarm"
 	"golang.org/x/sync/errgroup"
@@ -103,9 +102,17 @@ func (s *stage) put(sum string, b []byte) error {
 	}
 	s.bytes += int64(len(b)) // reserved
 	s.mu.Unlock()
-	// Not synced: after a power cut a damaged file is refused by the
-	// manifest's check, and the chunk fetched.
-	err := atomicfile.WriteFunc(filepath.Join(s.dir, sum), 0o644, func(w io.Writer) error { _, err := w.Write(b); return err })
+	// Not synced (no fsync while a publish writes on the upstream, or the
+	// lab is served from this disk): after a power cut a damaged file is
+	// refused by the manifest's check, and the chunk fetched again.
+	tmp := filepath.Join(s.dir, "."+sum+".tmp")
+	err := os.WriteFile(tmp, b, 0o644)
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(s.dir, sum))
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
