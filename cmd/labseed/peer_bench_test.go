@@ -30,7 +30,10 @@ import (
 //     for decompressing and writing files (the payload's tar fragments
 //     concatenated; -i reads past each fragment's end);
 //   - 'labseed extract --jobs 1' from the store: labseed's own
-//     decompress-and-apply without the network and the swarm.
+//     decompress-and-apply without the network and the swarm;
+//   - a probe, dd of 512 MiB of zeros: what the kernel charges for
+//     writing page cache at that moment, which on a virtual machine
+//     varies several-fold with the host (docs/BENCHMARKS.md).
 //
 // Run as root (loop devices), under the heavy lock:
 //
@@ -85,32 +88,6 @@ func BenchmarkPeerCPU(b *testing.B) {
 	gb := float64(im.Manifest.PayloadBytes) / 1e9
 	fmt.Printf("image %s: %d chunks, payload %d B, level %d\n", img, len(im.Manifest.Chunks), im.Manifest.PayloadBytes, im.Manifest.Level)
 
-	ports, err := freePorts(3)
-	if err != nil {
-		b.Fatal(err)
-	}
-	server := "127.0.0.1:" + strconv.Itoa(ports[0])
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	srv := exec.CommandContext(ctx, labseedBin, "serve", "--store", st, "--listen", "127.0.0.1", "--local",
-		"--http-port", strconv.Itoa(ports[0]), "--gossip-port", strconv.Itoa(ports[1]), "--torrent-port", strconv.Itoa(ports[2]))
-	srvLog := filepath.Join(b.TempDir(), "serve.log")
-	if srv.Stderr, err = os.Create(srvLog); err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { srv.Process.Signal(os.Interrupt); srv.Wait() }()
-	for i := 0; ; i++ {
-		if _, err := fetchStatus(ctx, server); err == nil {
-			break
-		} else if i == 100 {
-			b.Fatalf("print server not up: %v (see %s)", err, srvLog)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-
 	bins := []struct{ name, path string }{{"new", labseedBin}}
 	if old := os.Getenv("LABSEED_BENCH_OLD_BIN"); old != "" {
 		bins = append(bins, struct{ name, path string }{"old", old})
@@ -119,12 +96,18 @@ func BenchmarkPeerCPU(b *testing.B) {
 	run := 0
 	for range b.N {
 		run++
+		// How much the kernel charges for writing page cache right now:
+		// on a virtual machine it varies with the host (docs/BENCHMARKS.md).
+		probe := freshFS(b)
+		os.Mkdir(probe, 0o755)
+		pc, _ := cpuOf(b, nil, "sh", "-c", fmt.Sprintf("dd if=/dev/zero of=%q bs=1M count=512 status=none && sync -f %q", filepath.Join(probe, "zero"), probe))
+		fmt.Printf("probe dd 512 MiB of zeros: %.2f CPU-s (system %.2f), %.1f CPU-s per GB written\n", pc.cpu, pc.sys, pc.cpu/(512<<20)*1e9)
 		dir := freshFS(b)
 		os.Mkdir(dir, 0o755)
-		floor, _ := cpuOf(b, nil, "sh", "-c", fmt.Sprintf("zstd -dc %q | tar --xattrs --xattrs-include='*' --numeric-owner -xi -C %q && sync -f %q", payload[0], dir, dir))
+		floor, _ := cpuOf(b, nil, "sh", "-c", fmt.Sprintf("zstd -dc %q | tar --xattrs --xattrs-include='*' --numeric-owner -xi -C %q 2>/dev/null && sync -f %q", payload[0], dir, dir))
 		ext, _ := cpuOf(b, nil, labseedBin, "extract", "--store", st, "--image", "bench", "--jobs", "1", "--target", freshFS(b))
-		fmt.Printf("baseline zstd -dc | tar -xi: %.2f CPU-s, %.1f CPU-s per GB of payload\n", floor.cpu, floor.cpu/gb)
-		fmt.Printf("baseline labseed extract --jobs 1: %.2f CPU-s, %.1f CPU-s per GB, %.2f x zstd|tar\n", ext.cpu, ext.cpu/gb, ext.cpu/floor.cpu)
+		fmt.Printf("baseline zstd -dc | tar -xi: %.2f CPU-s (user %.2f, system %.2f), %.1f CPU-s per GB of payload\n", floor.cpu, floor.user, floor.sys, floor.cpu/gb)
+		fmt.Printf("baseline labseed extract --jobs 1: %.2f CPU-s (user %.2f, system %.2f), %.1f CPU-s per GB, %.2f x zstd|tar\n", ext.cpu, ext.user, ext.sys, ext.cpu/gb, ext.cpu/floor.cpu)
 		b.ReportMetric(floor.cpu/gb, "cpu_s_per_GB_zstd_tar")
 		for _, bin := range bins {
 			var env []string
@@ -132,17 +115,22 @@ func BenchmarkPeerCPU(b *testing.B) {
 				env = append(env, "LABSEED_CPUPROFILE="+filepath.Join(profDir, fmt.Sprintf("peer-%s-%d-%%p.prof", bin.name, run)))
 			}
 			// Alone: every piece dealt by the print server over HTTP.
+			server, stop := startServer(b, st)
 			u := runPeers(b, env, bin.path, server, keyDir, fmt.Sprintf("cpu-%s-%d", bin.name, run), 1)[0]
+			stop()
 			per := u.cpu / gb
-			fmt.Printf("peer alone (%s): %.1f s wall, %.2f CPU-s (user %.2f, system %.2f), %.1f CPU-s per GB received, %.2f x zstd|tar, %.2f x extract\n",
-				bin.name, u.wall, u.cpu, u.user, u.sys, per, u.cpu/floor.cpu, u.cpu/ext.cpu)
+			fmt.Printf("peer alone (%s): %.1f s wall, %.2f CPU-s (user %.2f, system %.2f), %.1f CPU-s per GB received, %.2f x zstd|tar, %.2f x extract; user %.2f x extract's\n",
+				bin.name, u.wall, u.cpu, u.user, u.sys, per, u.cpu/floor.cpu, u.cpu/ext.cpu, u.user/ext.user)
 			b.ReportMetric(per, "cpu_s_per_GB_"+bin.name)
 			b.ReportMetric(u.cpu/floor.cpu, "x_zstd_tar_"+bin.name)
 			// A pair started together: each takes from the other over
 			// BitTorrent what the print server dealt the other, and
 			// uploads as much: a lab's path.
 			var sum float64
-			for i, u := range runPeers(b, env, bin.path, server, keyDir, fmt.Sprintf("cpu-%s-%d-pair", bin.name, run), 2) {
+			server, stop = startServer(b, st)
+			pair := runPeers(b, env, bin.path, server, keyDir, fmt.Sprintf("cpu-%s-%d-pair", bin.name, run), 2)
+			stop()
+			for i, u := range pair {
 				sum += u.cpu
 				fmt.Printf("peer %d of a pair (%s): %.1f s wall, %.2f CPU-s (user %.2f, system %.2f), %.1f CPU-s per GB received, %.0f %% from the other\n",
 					i+1, bin.name, u.wall, u.cpu, u.user, u.sys, u.cpu/gb, u.fromPeers)
@@ -150,6 +138,41 @@ func BenchmarkPeerCPU(b *testing.B) {
 			fmt.Printf("pair (%s): %.1f CPU-s per GB received per workstation, %.2f x zstd|tar\n", bin.name, sum/2/gb, sum/2/floor.cpu)
 			b.ReportMetric(sum/2/gb, "cpu_s_per_GB_pair_"+bin.name)
 		}
+	}
+}
+
+// startServer starts 'labseed serve --local' on a store, on loopback, and
+// returns its address and the function that stops it. Each run
+// of peers gets its own: a print server refuses for 20 s to deal again to
+// an address whose earlier deals did not arrive (all peers here come from
+// 127.0.0.1).
+func startServer(b *testing.B, st string) (string, func()) {
+	b.Helper()
+	ports, err := freePorts(3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	server := "127.0.0.1:" + strconv.Itoa(ports[0])
+	srv := exec.Command(labseedBin, "serve", "--store", st, "--listen", "127.0.0.1", "--local",
+		"--http-port", strconv.Itoa(ports[0]), "--gossip-port", strconv.Itoa(ports[1]), "--torrent-port", strconv.Itoa(ports[2]))
+	srvLog := filepath.Join(b.TempDir(), "serve.log")
+	if srv.Stderr, err = os.Create(srvLog); err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() { once.Do(func() { srv.Process.Signal(os.Interrupt); srv.Wait() }) }
+	b.Cleanup(stop)
+	for i := 0; ; i++ {
+		if _, err := fetchStatus(context.Background(), server); err == nil {
+			return server, stop
+		} else if i == 100 {
+			stop()
+			b.Fatalf("print server not up: %v (see %s)", err, srvLog)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
