@@ -91,12 +91,26 @@ func (s *Session) localChunks(bitmap swarm.Completion, numPieces int) (map[int]b
 	// others are fetched (those a copied chunk shares with a missing one
 	// too: a piece is the smallest unit that travels).
 	covered := 0
+	// What is left to fetch: the pieces that hold bytes of a chunk not
+	// found, and among their bytes those of chunks found (edge: they
+	// travel whole between workstations; the print server leaves them
+	// out).
+	var fetchPieces, fetchBytes, edgeBytes int64
 	for p := range numPieces {
 		lo := int64(p) * m.PieceLength
 		hi := min(lo+m.PieceLength, m.PayloadBytes)
 		whole := true
+		var found int64
 		for c := chunkAt(m, lo); c < len(m.Chunks) && m.Chunks[c].Offset < hi; c++ {
 			whole = whole && local[c]
+			if local[c] {
+				found += min(hi, m.Chunks[c].Offset+m.Chunks[c].Size) - max(lo, m.Chunks[c].Offset)
+			}
+		}
+		if !whole {
+			fetchPieces++
+			fetchBytes += hi - lo
+			edgeBytes += found
 		}
 		switch complete, _ := bitmap.Get(p); {
 		case whole && !complete:
@@ -111,6 +125,27 @@ func (s *Session) localChunks(bitmap swarm.Completion, numPieces int) (map[int]b
 		}
 	}
 	s.a.log.Info("sync: chunks found in the payload kept here", "installed", fmt.Sprintf("%s-v%d", rec.Name, rec.Version),
-		"chunks", len(local), "of", len(m.Chunks), "bytes", bytes, "damaged", bad, "pieces", covered, "seconds", time.Since(start).Seconds())
+		"chunks", len(local), "of", len(m.Chunks), "bytes", bytes, "damaged", bad, "pieces", covered, "seconds", time.Since(start).Seconds(),
+		"fetch_pieces", fetchPieces, "fetch_bytes", fetchBytes, "edge_bytes", edgeBytes)
 	return local, nil
+}
+
+// diskOnly reports whether every piece holding bytes of chunk c holds only
+// bytes of chunks found on the disk (localChunks): no such piece is
+// fetched, so the chunk's bytes in staging are the ones localChunks
+// checked against the signed manifest and copied there, and nothing else
+// writes them.
+func (s *Session) diskOnly(c int) bool {
+	m := s.im.Manifest
+	ch := m.Chunks[c]
+	for _, off := range []int64{ch.Offset, ch.Offset + ch.Size - 1} {
+		lo := off / m.PieceLength * m.PieceLength
+		hi := min(lo+m.PieceLength, m.PayloadBytes)
+		for o := chunkAt(m, lo); o < len(m.Chunks) && m.Chunks[o].Offset < hi; o++ {
+			if !s.local[o] {
+				return false
+			}
+		}
+	}
+	return true
 }

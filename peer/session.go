@@ -205,6 +205,7 @@ func (s *Session) download(ctx context.Context) error {
 		s.fail(err)
 		return err
 	}
+	s.logTraffic("fetched")
 	s.setPhase(gossip.PhaseFinishing)
 	if err := s.ap.Finish(ctx); err != nil {
 		s.fail(err)
@@ -230,6 +231,7 @@ func (s *Session) Seed(ctx context.Context) error {
 	if err := s.linger(ctx); err != nil {
 		return err
 	}
+	s.logTraffic("seeded")
 	s.setPhase(gossip.PhaseDone)
 	s.waitServerSeesDone(ctx, 3*time.Second)
 	lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -260,6 +262,21 @@ func (s *Session) Synced() (SyncResult, bool) {
 		return SyncResult{}, false
 	}
 	return SyncResult{Local: len(s.local), Fetched: int(s.fetched.Load()), Chunks: len(s.im.Manifest.Chunks), Entries: s.ap.Stats()}, true
+}
+
+// logTraffic logs, at Info, what the torrent client received and sent so
+// far and what the print server dealt: where the bytes a workstation
+// receives go (docs/lab-bench.md). bt_read is every byte read from
+// BitTorrent connections (protocol included), bt_data the piece data in
+// it, bt_useful the data still wanted when it came, bt_wasted the blocks
+// not (another connection had brought them: anacrolix's request
+// stealing); dealt is the piece data the print server dealt.
+func (s *Session) logTraffic(when string) {
+	st := s.t.Stats()
+	s.a.log.Info("traffic", "when", when, "bt_read", st.BytesRead.Int64(), "bt_data", st.BytesReadData.Int64(),
+		"bt_useful", st.BytesReadUsefulData.Int64(), "bt_blocks", st.ChunksRead.Int64(), "bt_wasted", st.ChunksReadWasted.Int64(),
+		"bt_written", st.BytesWritten.Int64(), "bt_written_data", st.BytesWrittenData.Int64(),
+		"web_seed", st.WebSeeds.BytesReadUsefulData.Int64(), "dealt", s.fed.Load())
 }
 
 // install records in the target the image it now holds, keeping the

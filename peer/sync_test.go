@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,6 +141,30 @@ func TestSync(t *testing.T) {
 		}
 	}
 	t.Logf("v2: %d chunks, %d of them in v1; %d bytes of changed chunks", len(m2.Chunks), len(local), changed)
+	// A chunk of the payload kept on the disk is damaged (between two
+	// good ones): the sync's check finds it and it is fetched.
+	damaged := -1
+	for i := 1; i+1 < len(m2.Chunks) && damaged < 0; i++ {
+		if local[i-1] && local[i] && local[i+1] {
+			damaged = i
+		}
+	}
+	if damaged < 0 {
+		t.Fatal("no chunk of v2 between two of v1's")
+	}
+	for _, o := range im1.Manifest.Chunks {
+		if o.SHA256 == m2.Chunks[damaged].SHA256 {
+			f, err := os.OpenFile(chunker.InstalledPayload(target), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte("damaged"), o.Offset+o.Size/2)
+			f.Close()
+			break
+		}
+	}
+	delete(local, damaged)
+	changed += m2.Chunks[damaged].Size
 
 	if _, _, err := run(false, 2); !errors.Is(err, chunker.ErrNotEmpty) {
 		t.Fatalf("a full fetch into the tree of v1: %v, want ErrNotEmpty", err)
@@ -153,11 +178,15 @@ func TestSync(t *testing.T) {
 			p.Sync, p.ChunksLocal, p.ChunksFetched, p.FilesRemoved, len(local), len(m2.Chunks)-len(local))
 	}
 	dealt := metric(t, srv, "labseed_server_dealt_bytes_total") - dealt1
-	t.Logf("the print server dealt %d bytes: %.2f x the changed chunks", dealt, float64(dealt)/float64(changed))
+	t.Logf("the print server dealt %d bytes: %.2f x the changed and damaged chunks", dealt, float64(dealt)/float64(changed))
 	// The pieces at the edges of a changed chunk hold bytes of unchanged
-	// ones: the print server leaves them out (api.HeaderDealLocal).
+	// ones: the print server leaves them out (api.HeaderDealLocal); the
+	// damaged chunk's bytes it sends.
 	if dealt != changed {
-		t.Errorf("the print server dealt %d bytes, want the changed chunks' %d", dealt, changed)
+		t.Errorf("the print server dealt %d bytes, want the changed and damaged chunks' %d\n%s", dealt, changed, logs)
+	}
+	if !strings.Contains(logs, "damaged=1") {
+		t.Errorf("the sync's log does not say one chunk on the disk was damaged:\n%s", logs)
 	}
 
 	fresh := filepath.Join(t.TempDir(), "fresh")
