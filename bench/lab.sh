@@ -821,7 +821,8 @@ run_method() { # METHOD N
   MD=$WORK/$m-n$n
   mkdir -p "$MD"
   local expect
-  expect=$(awk -v t="$TLIM" -v n="$n" -v m="$m" 'BEGIN { printf "%d", (m == "unicast" ? n : 1) * t }')
+  # With --slow-port the slow workstation's own limit is T_lim·DIV.
+  expect=$(awk -v t="$TLIM" -v n="$n" -v m="$m" -v d="${SLOW_DIV:-1}" 'BEGIN { printf "%d", (m == "unicast" ? n : 1) * t * d }')
   DEADLINE_S=${TIMEOUT:-$((4 * expect + 90))}
   WS_S=$((DEADLINE_S + LINGER + 60)) SRV_S=$((2 * DEADLINE_S + LINGER + 300))
   [[ $m == reimage ]] && SRV_S=$((3 * DEADLINE_S + 3 * LINGER + 600)) # the full clone first
@@ -966,17 +967,19 @@ run_method() { # METHOD N
         if (!k) { print "CPU unknown"; exit }
         printf "CPU %.1f-%.1f s per GB received (mean %.1f)", lo, hi, t / k
         if (r) printf ", peak RSS up to %.0f MiB", r }' "$OUT/workstations.tsv")"
-    if [[ -n $SLOW_DIV ]]; then
-      # The slow one against its own port's limit, the others' median
-      # against T_lim (faults.tsv).
-      local slow others
+    if [[ -n $SLOW_DIV || -n $PORT_LOSS ]]; then
+      # ws1 (the slow or lossy port) against its own port's limit (T_lim·DIV;
+      # T_lim with --port-loss), the others' median against T_lim (faults.tsv).
+      local slow others div=${SLOW_DIV:-1}
       slow=$(awk -F'\t' -v m="$m" -v n="$n" '$1 == m && $2 == n && $3 == 1 && $6 == 1 { print $4 }' "$OUT/workstations.tsv")
       others=$(awk -F'\t' -v m="$m" -v n="$n" '$1 == m && $2 == n && $3 != 1 && $6 == 1 { print $4 }' "$OUT/workstations.tsv" | sort -g |
         awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
       [[ -s $OUT/faults.tsv ]] || printf 'method\tn\tslow_div\tothers_median_s\tothers_median_over_tlim\tslow_s\tslow_over_its_tlim\n' >"$OUT/faults.tsv"
-      [[ -n $slow && -n $others ]] && awk -v m="$m" -v n="$n" -v tl="$TLIM" -v div="$SLOW_DIV" -v med="$others" -v slow="$slow" \
-        'BEGIN { printf "%s\t%d\t%s\t%.1f\t%.2f\t%.1f\t%.2f\n", m, n, div, med, med / tl, slow, slow / (tl * div) }' >>"$OUT/faults.tsv"
-      [[ -s $OUT/faults.tsv ]] && say "$m N=$n, ws1 at RATE/$SLOW_DIV: $(tail -1 "$OUT/faults.tsv" | awk -F'\t' '{ printf "others median %s s = %s T_lim; ws1 %s s = %s of its own port limit", $4, $5, $6, $7 }')"
+      # ws1 not done or wrong: "failed" in its two columns.
+      [[ -n $others ]] && awk -v m="$m" -v n="$n" -v tl="$TLIM" -v div="$div" -v med="$others" -v slow="$slow" \
+        'BEGIN { printf "%s\t%d\t%s\t%.1f\t%.2f\t", m, n, div, med, med / tl
+          if (slow == "") print "failed\tfailed"; else printf "%.1f\t%.2f\n", slow, slow / (tl * div) }' >>"$OUT/faults.tsv"
+      [[ -s $OUT/faults.tsv ]] && say "$m N=$n, ws1 ($FAULTS): $(tail -1 "$OUT/faults.tsv" | awk -F'\t' '{ printf "others median %s s = %s T_lim; ws1 %s s = %s of its own port limit", $4, $5, $6, $7 }')"
     fi
   fi
   find "$MD" -maxdepth 1 -type f -name '*.treediff' -exec cp -t "$OUT/logs/$m-n$n/" {} +
