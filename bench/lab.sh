@@ -282,17 +282,32 @@ shape() {
   ip netns exec "$2" tc qdisc replace dev "$1" root handle 1: tbf rate "${bps}bit" burst "$burst" limit "$limit"
 }
 
-# lossy NS PCT: the host in NS drops PCT % of the packets it sends and of
-# those it receives, at random (nftables numgen: netem is not in every
-# kernel): PCT % loss on its port, each direction.
+# lossy PORT PCT: the switch drops PCT % of the frames PORT brings in and of
+# those it sends out on PORT, at random (nftables numgen in the bridge's
+# prerouting and postrouting hooks: netem is not in every kernel). Dropped
+# in the switch, as on a real port, not in the hosts: a drop in a host's
+# output hook fails the sender's sendto with EPERM, which no real loss
+# does (udp-receiver gave up at once: "sendto to locate server: Operation
+# not permitted"), and TCP sees its own drops. A multicast frame lost on
+# its way in is lost for every port, one lost on its way out for that
+# port only. Counted: lossy_counts.
 lossy() {
   local per10k
   per10k=$(awk -v p="$2" 'BEGIN { printf "%d", p * 100 + 0.5 }')
-  ip netns exec "$1" nft add table inet lsbloss
-  ip netns exec "$1" nft add chain inet lsbloss in '{ type filter hook input priority 0; }'
-  ip netns exec "$1" nft add chain inet lsbloss out '{ type filter hook output priority 0; }'
-  ip netns exec "$1" nft add rule inet lsbloss in iifname eth0 numgen random mod 10000 '<' "$per10k" drop
-  ip netns exec "$1" nft add rule inet lsbloss out oifname eth0 numgen random mod 10000 '<' "$per10k" drop
+  if ! ip netns exec "$SW" nft list table bridge lsbloss >/dev/null 2>&1; then
+    ip netns exec "$SW" nft add table bridge lsbloss
+    ip netns exec "$SW" nft add chain bridge lsbloss in '{ type filter hook prerouting priority 0; }'
+    ip netns exec "$SW" nft add chain bridge lsbloss out '{ type filter hook postrouting priority 0; }'
+  fi
+  ip netns exec "$SW" nft add rule bridge lsbloss in iifname "$1" numgen random mod 10000 '<' "$per10k" counter drop
+  ip netns exec "$SW" nft add rule bridge lsbloss out oifname "$1" numgen random mod 10000 '<' "$per10k" counter drop
+}
+# lossy_counts: the frames the switch dropped so far, coming in and going
+# out, every port ("IN OUT").
+lossy_counts() {
+  ip netns exec "$SW" nft list table bridge lsbloss 2>/dev/null |
+    awk '/counter packets/ { for (i = 1; i < NF; i++) if ($i == "packets") { if (/iifname/) a += $(i + 1); else b += $(i + 1) } }
+      END { printf "%d %d\n", a, b }'
 }
 
 add_host() { # NAME NS IP
@@ -451,7 +466,7 @@ if [[ -n $LOSS || -n $PORT_LOSS || -n $SLOW_DIV ]]; then
       shape "$dev" "$SW" "$bps"
       shape eth0 "$ns" "$bps"
     fi
-    [[ -n $loss ]] && lossy "$ns" "$loss"
+    [[ -n $loss ]] && lossy "$dev" "$loss"
   done
   [[ -n $LOSS ]] && FAULTS+="${LOSS} % loss on every port; "
   [[ -n $PORT_LOSS ]] && FAULTS+="${PORT_LOSS} % loss on ws1's port; "
@@ -852,6 +867,8 @@ run_method() { # METHOD N
     # net_stats runs ip netns exec four times per host: 5-7 s at N = 8 on
     # a loaded machine, so before the clock starts, not after.
     net_stats "$n" >"$MD/net0"
+    local loss0=
+    [[ -n $LOSS || -n $PORT_LOSS ]] && loss0=$(lossy_counts)
     cpu0=$(cpu_usec) busy0=$(host_busy_usec)
     t0us=$(now_us)
     t0=$EPOCHREALTIME
@@ -876,6 +893,10 @@ run_method() { # METHOD N
     wait "$sampler" 2>/dev/null || true
     net_stats "$n" >"$MD/net1"
     net_diff "$MD/net0" "$MD/net1" >"$MD/tcp.tsv"
+    if [[ -n $loss0 ]]; then # the frames the faults dropped during the method (loss.tsv)
+      printf 'in_dropped\tout_dropped\n%s\n' "$(paste -d' ' <(echo "$loss0") <(lossy_counts) | awk -v OFS='\t' '{ print $3 - $1, $4 - $2 }')" >"$MD/loss.tsv"
+      say "$m: the switch dropped $(tail -1 "$MD/loss.tsv" | awk '{ printf "%d frames coming in, %d going out", $1, $2 }') (--loss/--port-loss)"
+    fi
     "${m}_finish" "$n" || true
     cpu_s=$(awk -v a="$(cpu_usec)" -v b="$cpu0" 'BEGIN { printf "%.1f", (a - b) / 1e6 }')
     busy_s=$(awk -v a="$(host_busy_usec)" -v b="$busy0" 'BEGIN { printf "%.1f", (a - b) / 1e6 }')
