@@ -79,6 +79,14 @@ const (
 	HeaderDealSkipped = "Labseed-Deal-Skipped"
 )
 
+// HeaderDealSession, on a PathDeal request, names the workstation's run
+// (random, the same for every deal of one run). A print server that sees
+// a new one from an address gives back the pieces it dealt the previous
+// run and had no word of, instead of refusing deals for a while as it does
+// to an address that asks again for pieces it was dealt: a workstation
+// restarted after a power cut lost them, it did not refuse to read them.
+const HeaderDealSession = "Labseed-Deal-Session"
+
 // WithDefaultPort returns server ("host" or "host:port") with DefaultPort
 // added when it has no port.
 func WithDefaultPort(server string) string {

@@ -35,6 +35,9 @@ type Client struct {
 	// Nil sends requests as they are (the print server then refuses
 	// those that need a credential).
 	Auth func(req *http.Request, body []byte) error
+	// Session, if set, is sent with every deal request as
+	// HeaderDealSession: a workstation sets one random value per run.
+	Session string
 }
 
 // NewClient returns a Client for server ("host" or "host:port"), without
@@ -161,9 +164,12 @@ func (c *Client) DealSkipping(ctx context.Context, infohash string, want, local 
 	if c.HTTP != nil {
 		hc = &http.Client{Transport: c.HTTP.Transport}
 	}
-	var hdr http.Header
+	hdr := http.Header{}
 	if local != nil {
-		hdr = http.Header{HeaderDealLocal: {base64.RawStdEncoding.EncodeToString(local)}}
+		hdr.Set(HeaderDealLocal, base64.RawStdEncoding.EncodeToString(local))
+	}
+	if c.Session != "" {
+		hdr.Set(HeaderDealSession, c.Session)
 	}
 	resp, err := c.sendHeader(ctx, hc, "POST", PathDeal+infohash, octets(want), hdr)
 	if err != nil {

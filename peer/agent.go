@@ -3,6 +3,8 @@ package peer
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +64,12 @@ func New(cfg Config) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{cfg: cfg, log: log.With("component", "peer"), api: api.NewClient(cfg.Server)}
+	// One value per run: the print server tells a restarted workstation
+	// (whose previous run's deals were lost) from one that does not read
+	// its deals (api.HeaderDealSession).
+	var run [8]byte
+	rand.Read(run[:]) // crypto/rand.Read never fails
+	a.api.Session = hex.EncodeToString(run[:])
 	if cfg.HTTPClient != nil {
 		a.api.HTTP = cfg.HTTPClient
 	} else if ip := net.ParseIP(cfg.ListenIP); ip != nil && !ip.IsUnspecified() {

@@ -63,6 +63,8 @@ type dealClient struct {
 	doubted []sentDeal
 	last    time.Time
 	barred  time.Time // no deals until then: its deals did not arrive
+	session string    // the run its deal requests name (api.HeaderDealSession)
+	renewed time.Time // when a new run was last taken as a restart
 }
 
 // A member that does not pass pieces on (no BitTorrent address in its
@@ -100,8 +102,14 @@ type sentDeal struct {
 // takes a slot for a new deal; it
 // says why not when ip may not have one now (code 429: too many under
 // way; 204: too many in doubt, or barred). lost is true when it gave deals
-// back.
-func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, limit int, now time.Time) (code int, lost bool, err error) {
+// back and barred ip.
+//
+// A request that names another run (session, api.HeaderDealSession) than
+// ip's last is a workstation restarted (a power cut, a kill): the deals its
+// previous run did not confirm are given back without a bar. At most once
+// per hold time, so that an address cannot escape the bar by naming a new
+// run at every request.
+func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, session string, limit int, now time.Time) (code int, lost bool, err error) {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
 	if dc.clients == nil {
@@ -124,6 +132,14 @@ func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, l
 		dc.clients[ip] = c
 	}
 	c.last = now
+	restarted := false
+	if session != c.session {
+		restarted = c.session != "" && now.Sub(c.renewed) >= deal.DefaultHold
+		if restarted {
+			c.renewed, c.barred = now, time.Time{}
+		}
+		c.session = session
+	}
 	kept := c.doubted[:0]
 	for _, d := range c.doubted {
 		if now.Sub(d.at) > deal.DefaultHold {
@@ -139,13 +155,15 @@ func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, l
 		}
 		switch {
 		case !wanted: // arrived
-		case now.Sub(d.at) >= max(confirmGrace, d.took):
+		case restarted || now.Sub(d.at) >= max(confirmGrace, d.took):
 			for p := d.first; p < d.first+d.n; p++ {
 				if want.Has(p) {
 					si.dealer.Unsend(p, 1, d.at)
 				}
 			}
-			c.barred, lost = now.Add(deal.DefaultHold), true
+			if !restarted {
+				c.barred, lost = now.Add(deal.DefaultHold), true
+			}
 		default: // asked for before the deal arrived, maybe
 			kept = append(kept, d)
 		}
@@ -231,7 +249,12 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		local = b
 	}
 	start := time.Now()
-	code, lost, err := s.deals.begin(ip, si, want, s.limits.DealsPerIP, start)
+	session := r.Header.Get(api.HeaderDealSession)
+	if len(session) > 64 {
+		http.Error(w, api.HeaderDealSession+": at most 64 characters", http.StatusBadRequest)
+		return
+	}
+	code, lost, err := s.deals.begin(ip, si, want, session, s.limits.DealsPerIP, start)
 	if lost {
 		s.refusedLog(r, "deals did not arrive", fmt.Errorf("%s asks again for pieces dealt to it: no deals for %s", ip, deal.DefaultHold))
 	}

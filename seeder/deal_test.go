@@ -179,7 +179,7 @@ func TestSlowDealNotBarred(t *testing.T) {
 		want.Set(p)
 	}
 	t0 := time.Unix(1000, 0)
-	if code, _, err := dc.begin(ip, si, want, 4, t0); code != 0 || err != nil {
+	if code, _, err := dc.begin(ip, si, want, "", 4, t0); code != 0 || err != nil {
 		t.Fatalf("first deal: %d %v", code, err)
 	}
 	first, n, ok := si.dealer.DealTo(want, t0, dc.holder(ip, true))
@@ -190,12 +190,56 @@ func TestSlowDealNotBarred(t *testing.T) {
 	si.dealer.Finish(first, n, n, at)
 	dc.end(ip, sentDeal{si: si, first: first, n: n, at: at, took: at.Sub(t0)})
 
-	code, lost, err := dc.begin(ip, si, want, 4, at.Add(6*time.Second))
+	code, lost, err := dc.begin(ip, si, want, "", 4, at.Add(6*time.Second))
 	if lost || code != 0 || err != nil {
 		t.Fatalf("6 s after a deal that took 12 s: lost %v, code %d, %v; want a new deal", lost, code, err)
 	}
 	dc.end(ip, sentDeal{})
-	if _, lost, _ := dc.begin(ip, si, want, 4, at.Add(13*time.Second)); !lost {
+	if _, lost, _ := dc.begin(ip, si, want, "", 4, at.Add(13*time.Second)); !lost {
 		t.Fatal("still asked for 13 s after a deal that took 12 s: not counted lost")
+	}
+}
+
+// A workstation killed in the middle of a deal and started again (a power
+// cut) asks at once for the pieces its previous run was dealt: under a new
+// run's name (api.HeaderDealSession) that gives them back without barring
+// it. A second new name within the hold time is not believed: an address
+// cannot dodge the bar by naming a new run at every request.
+func TestRestartedWorkstationNotBarred(t *testing.T) {
+	si := &seededImage{dealer: deal.New(64, deal.Config{})}
+	var dc dealClients
+	ip := netip.MustParseAddr("10.77.0.12")
+	want := deal.NewBitmap(64)
+	for p := range 64 {
+		want.Set(p)
+	}
+	dealAll := func(session string, now time.Time) (lost bool, first, n int) {
+		t.Helper()
+		code, lost, err := dc.begin(ip, si, want, session, 4, now)
+		if code != 0 || err != nil {
+			t.Fatalf("run %q at %v: code %d, %v; want a deal", session, now.Sub(time.Unix(1000, 0)), code, err)
+		}
+		first, n, ok := si.dealer.DealTo(want, now, dc.holder(ip, true))
+		if !ok {
+			t.Fatalf("run %q: nothing dealt", session)
+		}
+		si.dealer.Finish(first, n, n, now)
+		dc.end(ip, sentDeal{si: si, first: first, n: n, at: now})
+		return lost, first, n
+	}
+	t0 := time.Unix(1000, 0)
+	_, first, n := dealAll("run-1", t0)
+	// Restarted 1 s later: the lost pieces are dealt again, to it.
+	lost, again, _ := dealAll("run-2", t0.Add(time.Second))
+	if lost {
+		t.Fatal("a restarted workstation was barred")
+	}
+	if again != first {
+		t.Fatalf("after the restart piece %d was dealt, want %d again (the previous run's %d pieces given back)", again, first, n)
+	}
+	// A third run 10 s later (within the hold), its deals past the grace:
+	// barred as any address that asks again for what it was dealt.
+	if _, lost, _ := dc.begin(ip, si, want, "run-3", 4, t0.Add(10*time.Second)); !lost {
+		t.Fatal("a second new run within the hold time escaped the bar")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"syscall"
@@ -136,10 +137,11 @@ func TestKilledPeerRandom(t *testing.T) {
 			<-p.done
 		}
 		killed++
-		// Started again on the same target with the default name, as a
-		// workstation after a power cut: the lab must take it at once,
-		// not refuse it as a stranger while its old entry is still alive.
-		again := l.startPeer(name, append(args, "--name", "")...)
+		// Started again on the same address and target with the default
+		// name, as a workstation after a power cut: the lab must take it
+		// at once, not refuse it as a stranger while its old entry is
+		// still alive, nor bar it for the deals its killed run lost.
+		again := l.restartPeer(p, append(args, "--name", "")...)
 		l.wait(again, time.Minute)
 		l.check(again)
 		if b, _ := os.ReadFile(again.log); bytes.Contains(b, []byte("not in the lab's gossip")) {
@@ -152,5 +154,8 @@ func TestKilledPeerRandom(t *testing.T) {
 	// most runs must have been cut, or the resumes were not tested.
 	if killed < 10 {
 		t.Errorf("only %d of 20 runs were killed before they finished", killed)
+	}
+	if b, _ := os.ReadFile(filepath.Join(l.dir, "server.log")); bytes.Contains(b, []byte("deals did not arrive")) {
+		t.Errorf("the print server barred a restarted workstation for its killed run's deals:\n%s", b)
 	}
 }

@@ -83,17 +83,26 @@ func (l *lab) stopServer() {
 
 // ws is one workstation process.
 type ws struct {
-	name, target, log string
-	cmd               *exec.Cmd
-	done              chan error
+	name, target, log, ip string
+	cmd                   *exec.Cmd
+	done                  chan error
 }
 
 func (l *lab) startPeer(name string, extra ...string) *ws {
-	p := &ws{name: name, target: filepath.Join(l.dir, name), log: filepath.Join(l.dir, name+".log"), done: make(chan error, 1)}
 	// Each workstation gets its own loopback address, as on a real lab:
 	// the torrent client bans misbehaving peers by IP.
 	l.hosts++
-	ip := fmt.Sprintf("127.0.0.%d", 10+l.hosts)
+	return l.startPeerAt(fmt.Sprintf("127.0.0.%d", 10+l.hosts), name, extra...)
+}
+
+// restartPeer starts p's workstation again, on its address and target, as
+// a workstation after a power cut.
+func (l *lab) restartPeer(p *ws, extra ...string) *ws {
+	return l.startPeerAt(p.ip, p.name, extra...)
+}
+
+func (l *lab) startPeerAt(ip, name string, extra ...string) *ws {
+	p := &ws{name: name, ip: ip, target: filepath.Join(l.dir, name), log: filepath.Join(l.dir, name+".log"), done: make(chan error, 1)}
 	args := append([]string{"peer", "--server", l.server, "--target", p.target, "--keys", l.keys, "--name", name,
 		"--listen", ip, "--local", "--linger", "20s"}, extra...)
 	p.cmd = exec.Command(labseedBin, args...)
