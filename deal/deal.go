@@ -9,9 +9,9 @@
 // to has). The Dealer hands it the first run of those that is neither being
 // sent to someone else nor was sent within the hold time; everything else
 // the workstations get from each other. A piece is dealt again after the
-// hold time only if a workstation still cannot find it at a peer (its
-// holder left, say), and a new imaging round of the same image, hours
-// later, deals every piece afresh.
+// hold time only if a workstation still cannot find it at a peer, at once
+// when its holder left the lab (Gone), and a new imaging round of the
+// same image, hours later, deals every piece afresh.
 // A slow workstation (a bad port, a slow disk) or one that does not pass
 // pieces on must not hold the lab back: the pieces it would sit on reach
 // the others only at its rate. So the caller says, at each deal, whether
@@ -298,6 +298,25 @@ func (d *Dealer) Progress() (sent int, first time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.sent, d.first
+}
+
+// Gone says workstation id left the lab (it finished and rebooted, or
+// died): no one can fetch from it what it was dealt, so those pieces are
+// dealt again at once, as a slow holder's are, to the first workstation
+// that cannot find them at a peer. (Before, they waited out the hold
+// time: a workstation started after the others had left, or one
+// restarted after a power cut, got no deal for up to 20 s and fell back
+// to the web seed.) A holder that deals again is no longer gone.
+func (d *Dealer) Gone(id uint32) {
+	if id == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.slow) >= maxSlow {
+		clear(d.slow)
+	}
+	d.slow[id] = true
 }
 
 // Unsend takes back pieces first..first+n-1 that a Finish at time at

@@ -361,3 +361,29 @@ func TestDealFairShare(t *testing.T) {
 		t.Fatal("a fifth deal open with the port carrying 4")
 	}
 }
+
+// TestDealGoneHolder: a workstation that got every piece and left the lab
+// (done, rebooted) cannot pass them on; one that comes after it must be
+// dealt them at once, not after the hold time.
+func TestDealGoneHolder(t *testing.T) {
+	d := New(64, Config{MaxRun: 8, Hold: time.Minute})
+	want := NewBitmap(64)
+	for p := range 8 {
+		want.Set(p)
+	}
+	now := time.Unix(1000, 0)
+	first, n, ok := d.DealTo(want, now, Holder{ID: 1})
+	if !ok || first != 0 || n != 8 {
+		t.Fatalf("first workstation: %d+%d %v", first, n, ok)
+	}
+	d.Finish(first, n, n, now)
+	late := Holder{ID: 2}
+	if first, n, ok := d.DealTo(want, now.Add(time.Second), late); ok {
+		t.Fatalf("pieces %d+%d dealt again while their holder is in the lab", first, n)
+	}
+	d.Gone(1)
+	if first, n, ok := d.DealTo(want, now.Add(2*time.Second), late); !ok || first != 0 || n != 8 {
+		t.Fatalf("after their holder left: %d+%d %v, want all 8 pieces at once", first, n, ok)
+	}
+	d.Gone(0) // anonymous: nothing to do
+}

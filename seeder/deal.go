@@ -18,6 +18,7 @@ import (
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/deal"
+	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/swarm"
 )
 
@@ -65,6 +66,7 @@ type dealClient struct {
 	barred  time.Time // no deals until then: its deals did not arrive
 	session string    // the run its deal requests name (api.HeaderDealSession)
 	renewed time.Time // when a new run was last taken as a restart
+	left    bool      // not in the lab's gossip at its last change
 }
 
 // A member that does not pass pieces on (no BitTorrent address in its
@@ -177,6 +179,58 @@ func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, s
 	}
 	c.active++
 	return 0, lost, nil
+}
+
+// dealtGone tells the dealers of every image which of the addresses they
+// dealt to have left the lab's gossip (called on its changes), so that
+// what those were dealt is dealt again at once (deal.Dealer.Gone).
+func (s *Server) dealtGone() {
+	s.mu.Lock()
+	node := s.node
+	s.mu.Unlock()
+	if node == nil {
+		return // a change before New has set the node
+	}
+	live := map[netip.Addr]bool{}
+	for _, m := range node.Members() {
+		if m.State != gossip.StateAlive && m.State != gossip.StateSuspect {
+			continue
+		}
+		for _, a := range []string{m.Addr, m.Status.TorrentAddr} {
+			if ap, err := netip.ParseAddrPort(a); err == nil {
+				live[ap.Addr().Unmap()] = true
+			}
+		}
+	}
+	gone := s.deals.gone(live)
+	if len(gone) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, si := range s.seeded {
+		for _, id := range gone {
+			si.dealer.Gone(id)
+		}
+	}
+}
+
+// gone returns the holder numbers of the addresses that are not live
+// and were not found gone before.
+func (dc *dealClients) gone(live map[netip.Addr]bool) []uint32 {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	var ids []uint32
+	for ip, c := range dc.clients {
+		switch {
+		case live[ip]:
+			c.left = false
+		case !c.left:
+			c.left = true
+			ids = append(ids, c.id)
+		}
+	}
+	return ids
 }
 
 // end gives ip's slot back; a deal that sent pieces is in doubt until ip's

@@ -256,14 +256,18 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	adv := advertiseIP(cfg, lab.IP)
-	s.node, err = gossip.New(gossip.Config{
+	node, err := gossip.New(gossip.Config{
 		Name: cfg.Name, BindAddr: bindAddr(cfg.ListenIP), BindPort: cfg.GossipPort, AdvertiseAddr: adv,
 		Key: cfg.LabKey, Insecure: cfg.Insecure, Local: cfg.Local, Logger: log,
+		OnChange: s.dealtGone,
 	})
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("seeder: gossip: %w", err)
 	}
+	s.mu.Lock() // dealtGone may run already
+	s.node = node
+	s.mu.Unlock()
 	s.upLimit = swarm.NewLimiter(cfg.UploadRate)
 	s.client, err = swarm.NewClient(swarm.Config{
 		ListenIP: cfg.ListenIP, Port: cfg.TorrentPort, UploadLimiter: s.upLimit,

@@ -144,8 +144,15 @@ func TestKilledPeerRandom(t *testing.T) {
 		again := l.restartPeer(p, append(args, "--name", "")...)
 		l.wait(again, time.Minute)
 		l.check(again)
-		if b, _ := os.ReadFile(again.log); bytes.Contains(b, []byte("not in the lab's gossip")) {
+		b, _ := os.ReadFile(again.log)
+		if bytes.Contains(b, []byte("not in the lab's gossip")) {
 			t.Errorf("%s: the print server refused the restarted workstation's deals:\n%s", name, b)
+		}
+		// Every other workstation has left: what they were dealt must be
+		// dealt again at once, not after the hold time (the web seed
+		// comes after 15 s without progress).
+		if bytes.Contains(b, []byte("using the print server's web seed")) {
+			t.Errorf("%s: no deal for the restarted workstation (its previous run's or the others' pieces held):\n%s", name, b)
 		}
 		t.Logf("%s killed at %v, resumed: exact tree", name, at)
 		os.RemoveAll(again.target)
