@@ -108,10 +108,13 @@ type sentDeal struct {
 //
 // A request that names another run (session, api.HeaderDealSession) than
 // ip's last is a workstation restarted (a power cut, a kill): the deals its
-// previous run did not confirm are given back without a bar. At most once
-// per hold time, so that an address cannot escape the bar by naming a new
-// run at every request.
-func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, session string, limit int, now time.Time) (code int, lost bool, err error) {
+// previous run did not confirm are given back without a bar, and ip is a
+// new holder for the dealers; restarted is the previous run's holder
+// number (0 if none), whose pieces the caller tells every dealer are
+// gone: the new run may have lost what the old one had confirmed. At most
+// once per hold time, so that an address cannot escape the bar by naming
+// a new run at every request.
+func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, session string, limit int, now time.Time) (code int, lost bool, restarted uint32, err error) {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
 	if dc.clients == nil {
@@ -126,7 +129,7 @@ func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, s
 				}
 			}
 			if len(dc.clients) >= maxDealClients {
-				return http.StatusTooManyRequests, false, errors.New("too many workstations dealing at once")
+				return http.StatusTooManyRequests, false, 0, errors.New("too many workstations dealing at once")
 			}
 		}
 		dc.nextID++
@@ -134,10 +137,10 @@ func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, s
 		dc.clients[ip] = c
 	}
 	c.last = now
-	restarted := false
 	if session != c.session {
-		restarted = c.session != "" && now.Sub(c.renewed) >= deal.DefaultHold
-		if restarted {
+		if c.session != "" && now.Sub(c.renewed) >= deal.DefaultHold {
+			dc.nextID++
+			restarted, c.id = c.id, dc.nextID
 			c.renewed, c.barred = now, time.Time{}
 		}
 		c.session = session
@@ -157,13 +160,13 @@ func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, s
 		}
 		switch {
 		case !wanted: // arrived
-		case restarted || now.Sub(d.at) >= max(confirmGrace, d.took):
+		case restarted != 0 || now.Sub(d.at) >= max(confirmGrace, d.took):
 			for p := d.first; p < d.first+d.n; p++ {
 				if want.Has(p) {
 					si.dealer.Unsend(p, 1, d.at)
 				}
 			}
-			if !restarted {
+			if restarted == 0 {
 				c.barred, lost = now.Add(deal.DefaultHold), true
 			}
 		default: // asked for before the deal arrived, maybe
@@ -172,13 +175,13 @@ func (dc *dealClients) begin(ip netip.Addr, si *seededImage, want deal.Bitmap, s
 	}
 	c.doubted = kept
 	if c.active >= limit {
-		return http.StatusTooManyRequests, lost, fmt.Errorf("%d deals under way from %s already", c.active, ip)
+		return http.StatusTooManyRequests, lost, restarted, fmt.Errorf("%d deals under way from %s already", c.active, ip)
 	}
 	if len(c.doubted) >= maxUnconfirmed || now.Before(c.barred) {
-		return http.StatusNoContent, lost, nil
+		return http.StatusNoContent, lost, restarted, nil
 	}
 	c.active++
-	return 0, lost, nil
+	return 0, lost, restarted, nil
 }
 
 // dealtGone tells the dealers of every image which of the addresses they
@@ -202,14 +205,18 @@ func (s *Server) dealtGone() {
 			}
 		}
 	}
-	gone := s.deals.gone(live)
-	if len(gone) == 0 {
+	s.holdersGone(s.deals.gone(live))
+}
+
+// holdersGone tells every image's dealer that the holders ids left.
+func (s *Server) holdersGone(ids []uint32) {
+	if len(ids) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, si := range s.seeded {
-		for _, id := range gone {
+		for _, id := range ids {
 			si.dealer.Gone(id)
 		}
 	}
@@ -308,7 +315,10 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, api.HeaderDealSession+": at most 64 characters", http.StatusBadRequest)
 		return
 	}
-	code, lost, err := s.deals.begin(ip, si, want, session, s.limits.DealsPerIP, start)
+	code, lost, restarted, err := s.deals.begin(ip, si, want, session, s.limits.DealsPerIP, start)
+	if restarted != 0 {
+		s.holdersGone([]uint32{restarted})
+	}
 	if lost {
 		s.refusedLog(r, "deals did not arrive", fmt.Errorf("%s asks again for pieces dealt to it: no deals for %s", ip, deal.DefaultHold))
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -179,7 +180,7 @@ func TestSlowDealNotBarred(t *testing.T) {
 		want.Set(p)
 	}
 	t0 := time.Unix(1000, 0)
-	if code, _, err := dc.begin(ip, si, want, "", 4, t0); code != 0 || err != nil {
+	if code, _, _, err := dc.begin(ip, si, want, "", 4, t0); code != 0 || err != nil {
 		t.Fatalf("first deal: %d %v", code, err)
 	}
 	first, n, ok := si.dealer.DealTo(want, t0, dc.holder(ip, true))
@@ -190,56 +191,80 @@ func TestSlowDealNotBarred(t *testing.T) {
 	si.dealer.Finish(first, n, n, at)
 	dc.end(ip, sentDeal{si: si, first: first, n: n, at: at, took: at.Sub(t0)})
 
-	code, lost, err := dc.begin(ip, si, want, "", 4, at.Add(6*time.Second))
+	code, lost, _, err := dc.begin(ip, si, want, "", 4, at.Add(6*time.Second))
 	if lost || code != 0 || err != nil {
 		t.Fatalf("6 s after a deal that took 12 s: lost %v, code %d, %v; want a new deal", lost, code, err)
 	}
 	dc.end(ip, sentDeal{})
-	if _, lost, _ := dc.begin(ip, si, want, "", 4, at.Add(13*time.Second)); !lost {
+	if _, lost, _, _ := dc.begin(ip, si, want, "", 4, at.Add(13*time.Second)); !lost {
 		t.Fatal("still asked for 13 s after a deal that took 12 s: not counted lost")
 	}
 }
 
 // A workstation killed in the middle of a deal and started again (a power
-// cut) asks at once for the pieces its previous run was dealt: under a new
-// run's name (api.HeaderDealSession) that gives them back without barring
-// it. A second new name within the hold time is not believed: an address
-// cannot dodge the bar by naming a new run at every request.
+// cut) asks at once for the pieces its previous run was dealt, those it
+// confirmed included (they were not on disk yet): under a new run's name
+// (api.HeaderDealSession) it gets them again at once, without a bar. A
+// second new name within the hold time is not believed: an address cannot
+// dodge the bar by naming a new run at every request.
 func TestRestartedWorkstationNotBarred(t *testing.T) {
-	si := &seededImage{dealer: deal.New(64, deal.Config{})}
+	si := &seededImage{dealer: deal.New(64, deal.Config{MaxRun: 4})}
 	var dc dealClients
 	ip := netip.MustParseAddr("10.77.0.12")
-	want := deal.NewBitmap(64)
-	for p := range 64 {
+	want := deal.NewBitmap(64) // what it lacks and no peer has
+	for p := range 8 {
 		want.Set(p)
 	}
-	dealAll := func(session string, now time.Time) (lost bool, first, n int) {
+	t0 := time.Unix(1000, 0)
+	// dealOnce is handleDeal without the network.
+	dealOnce := func(session string, want deal.Bitmap, now time.Time) (lost bool, first, n int) {
 		t.Helper()
-		code, lost, err := dc.begin(ip, si, want, session, 4, now)
+		code, lost, restarted, err := dc.begin(ip, si, want, session, 4, now)
 		if code != 0 || err != nil {
-			t.Fatalf("run %q at %v: code %d, %v; want a deal", session, now.Sub(time.Unix(1000, 0)), code, err)
+			t.Fatalf("run %q at %v: code %d, %v; want a deal", session, now.Sub(t0), code, err)
+		}
+		if restarted != 0 {
+			si.dealer.Gone(restarted)
 		}
 		first, n, ok := si.dealer.DealTo(want, now, dc.holder(ip, true))
 		if !ok {
-			t.Fatalf("run %q: nothing dealt", session)
+			t.Fatalf("run %q at %v: nothing dealt", session, now.Sub(t0))
 		}
 		si.dealer.Finish(first, n, n, now)
 		dc.end(ip, sentDeal{si: si, first: first, n: n, at: now})
 		return lost, first, n
 	}
-	t0 := time.Unix(1000, 0)
-	_, first, n := dealAll("run-1", t0)
-	// Restarted 1 s later: the lost pieces are dealt again, to it.
-	lost, again, _ := dealAll("run-2", t0.Add(time.Second))
-	if lost {
-		t.Fatal("a restarted workstation was barred")
+	// The first run gets pieces 0-3, confirms them (its next request no
+	// longer wants them), gets 4-7 and is killed.
+	_, first, n := dealOnce("run-1", want, t0)
+	if first != 0 || n != 4 {
+		t.Fatalf("first deal %d+%d, want 0+4", first, n)
 	}
-	if again != first {
-		t.Fatalf("after the restart piece %d was dealt, want %d again (the previous run's %d pieces given back)", again, first, n)
+	rest := slices.Clone(want)
+	for p := range 4 {
+		rest.Clear(p)
+	}
+	if _, first, _ := dealOnce("run-1", rest, t0.Add(time.Second)); first != 4 {
+		t.Fatalf("second deal from %d, want 4", first)
+	}
+	// Restarted a second later, wanting all eight again: its two next
+	// deals bring them, the confirmed ones included.
+	got := deal.NewBitmap(64)
+	for i := range 2 {
+		lost, first, n := dealOnce("run-2", want, t0.Add(2*time.Second))
+		if lost {
+			t.Fatalf("deal %d: a restarted workstation was barred", i)
+		}
+		for p := first; p < first+n; p++ {
+			got.Set(p)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("after the restart, dealt %08b, want %08b: the previous run's pieces, confirmed or not, dealt again at once", got[0], want[0])
 	}
 	// A third run 10 s later (within the hold), its deals past the grace:
 	// barred as any address that asks again for what it was dealt.
-	if _, lost, _ := dc.begin(ip, si, want, "run-3", 4, t0.Add(10*time.Second)); !lost {
+	if _, lost, _, _ := dc.begin(ip, si, want, "run-3", 4, t0.Add(10*time.Second)); !lost {
 		t.Fatal("a second new run within the hold time escaped the bar")
 	}
 }
