@@ -194,9 +194,13 @@ func (s *Server) dealtGone() {
 	if node == nil {
 		return // a change before New has set the node
 	}
+	// Alive only: the stale entry of a workstation's killed run stays
+	// suspect for up to 20 s at the address of its new run, and would
+	// keep what the new run was dealt from being dealt again once it has
+	// left. A suspect that was only busy costs a piece dealt twice.
 	live := map[netip.Addr]bool{}
 	for _, m := range node.Members() {
-		if m.State != gossip.StateAlive && m.State != gossip.StateSuspect {
+		if m.State != gossip.StateAlive {
 			continue
 		}
 		for _, a := range []string{m.Addr, m.Status.TorrentAddr} {
