@@ -87,6 +87,12 @@ const (
 // restarted after a power cut lost them, it did not refuse to read them.
 const HeaderDealSession = "Labseed-Deal-Session"
 
+// ValidChunkSum reports whether sum names a chunk as PathChunk does: a
+// SHA-256 in 64 lower-case hex digits.
+func ValidChunkSum(sum string) bool {
+	return len(sum) == 64 && strings.Trim(sum, "0123456789abcdef") == ""
+}
+
 // WithDefaultPort returns server ("host" or "host:port") with DefaultPort
 // added when it has no port.
 func WithDefaultPort(server string) string {

@@ -63,7 +63,7 @@ func openStage(st *store.Store, max int64) (*stage, error) {
 	ents, _ := os.ReadDir(s.dir)
 	for _, e := range ents {
 		fi, err := e.Info()
-		if err != nil || !validSum(e.Name()) || !fi.Mode().IsRegular() || s.bytes+fi.Size() > max {
+		if err != nil || !api.ValidChunkSum(e.Name()) || !fi.Mode().IsRegular() || s.bytes+fi.Size() > max {
 			os.RemoveAll(filepath.Join(s.dir, e.Name()))
 			continue
 		}
@@ -71,11 +71,6 @@ func openStage(st *store.Store, max int64) (*stage, error) {
 		s.bytes += fi.Size()
 	}
 	return s, nil
-}
-
-// validSum reports whether sum is a SHA-256 in lower-case hex.
-func validSum(sum string) bool {
-	return len(sum) == 64 && strings.Trim(sum, "0123456789abcdef") == ""
 }
 
 func (s *stage) has(sum string) bool {
@@ -276,7 +271,7 @@ func (f *Follower) stagePublish(ctx context.Context, p api.Publishing) error {
 	var mine []api.PublishChunk
 	theirs := map[string][]api.PublishChunk{}
 	for j, c := range p.Chunks {
-		if !validSum(c.SHA256) || c.Size <= 0 || c.Size > chunker.MaxChunkRawSize || have[c.SHA256] || f.stage.has(c.SHA256) {
+		if !api.ValidChunkSum(c.SHA256) || c.Size <= 0 || c.Size > chunker.MaxChunkRawSize || have[c.SHA256] || f.stage.has(c.SHA256) {
 			continue
 		}
 		o := members[j%k]
@@ -463,7 +458,7 @@ func (f *Follower) ServeStaged(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sum := r.PathValue("sha256")
-	if f.stage == nil || !validSum(sum) {
+	if f.stage == nil || !api.ValidChunkSum(sum) {
 		http.NotFound(w, r)
 		return
 	}

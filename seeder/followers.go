@@ -199,7 +199,7 @@ func (s *Server) handlePublishing(w http.ResponseWriter, r *http.Request) {
 // is sent), else from Config.Staged, else 404.
 func (s *Server) handleChunk(w http.ResponseWriter, r *http.Request) {
 	sum := r.PathValue("sha256")
-	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+	if !api.ValidChunkSum(sum) {
 		http.Error(w, "want "+api.PathChunk+"SHA256, 64 lower-case hex digits", http.StatusBadRequest)
 		return
 	}
