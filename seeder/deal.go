@@ -203,10 +203,8 @@ func (s *Server) dealtGone() {
 		if m.State != gossip.StateAlive {
 			continue
 		}
-		for _, a := range []string{m.Addr, m.Status.TorrentAddr} {
-			if ap, err := netip.ParseAddrPort(a); err == nil {
-				live[ap.Addr().Unmap()] = true
-			}
+		for _, ip := range memberIPs(m) {
+			live[ip] = true
 		}
 	}
 	s.holdersGone(s.deals.gone(live))

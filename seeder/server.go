@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -303,29 +304,31 @@ func New(cfg Config) (*Server, error) {
 // them only (swarm.Config.AcceptPeer).
 func (s *Server) labMember(ip netip.Addr) bool {
 	for _, m := range s.node.Members() {
-		if m.State != gossip.StateAlive && m.State != gossip.StateSuspect {
-			continue
-		}
-		for _, a := range []string{m.Addr, m.Status.TorrentAddr} {
-			if ap, err := netip.ParseAddrPort(a); err == nil && ap.Addr().Unmap() == ip {
-				return true
-			}
+		if (m.State == gossip.StateAlive || m.State == gossip.StateSuspect) && slices.Contains(memberIPs(m), ip) {
+			return true
 		}
 	}
 	return false
+}
+
+// memberIPs returns the addresses a gossip member is reached at: its
+// gossip address and, if it gossips one, its BitTorrent address.
+func memberIPs(m gossip.Member) []netip.Addr {
+	var ips []netip.Addr
+	for _, a := range []string{m.Addr, m.Status.TorrentAddr} {
+		if ap, err := netip.ParseAddrPort(a); err == nil {
+			ips = append(ips, ap.Addr().Unmap())
+		}
+	}
+	return ips
 }
 
 // passesOn reports whether the lab member at ip gossips a BitTorrent
 // address: whether it can pass the pieces dealt to it on.
 func (s *Server) passesOn(ip netip.Addr) bool {
 	for _, m := range s.node.Members() {
-		if m.State != gossip.StateAlive && m.State != gossip.StateSuspect || m.Status.TorrentAddr == "" {
-			continue
-		}
-		for _, a := range []string{m.Addr, m.Status.TorrentAddr} {
-			if ap, err := netip.ParseAddrPort(a); err == nil && ap.Addr().Unmap() == ip {
-				return true
-			}
+		if (m.State == gossip.StateAlive || m.State == gossip.StateSuspect) && m.Status.TorrentAddr != "" && slices.Contains(memberIPs(m), ip) {
+			return true
 		}
 	}
 	return false
