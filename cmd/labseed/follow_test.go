@@ -25,6 +25,19 @@ type follower struct {
 	cmd    *exec.Cmd
 }
 
+// newFollower returns a follower print server's directories and ports,
+// not started yet.
+func newFollower(t *testing.T) *follower {
+	f := &follower{t: t, dir: t.TempDir()}
+	f.store = filepath.Join(f.dir, "store")
+	var err error
+	if f.ports, err = freePorts(3); err != nil {
+		t.Fatal(err)
+	}
+	f.server = "127.0.0.1:" + strconv.Itoa(f.ports[0])
+	return f
+}
+
 func (f *follower) start(upstream string, extra ...string) {
 	f.t.Helper()
 	args := append([]string{"serve", "--store", f.store, "--listen", "127.0.0.1", "--local",
@@ -78,13 +91,7 @@ func (f *follower) upstream(ok func(*api.UpstreamStatus) bool) *api.UpstreamStat
 func TestFollowerProcess(t *testing.T) {
 	needLong(t)
 	l := newLab(t, 24<<20)
-	f := &follower{t: t, dir: t.TempDir()}
-	f.store = filepath.Join(f.dir, "store")
-	var err error
-	if f.ports, err = freePorts(3); err != nil {
-		t.Fatal(err)
-	}
-	f.server = "127.0.0.1:" + strconv.Itoa(f.ports[0])
+	f := newFollower(t)
 	f.start(l.server, "--upstream-rate", "16mbit")
 	payload := l.payloadBytes()
 	st := f.upstream(func(u *api.UpstreamStatus) bool {
@@ -158,13 +165,7 @@ func (l *lab) payloadBytes() int64 {
 func TestFollowerStagesPublishProcess(t *testing.T) {
 	needLong(t)
 	l := newLab(t, 4<<20)
-	f := &follower{t: t, dir: t.TempDir()}
-	f.store = filepath.Join(f.dir, "store")
-	var err error
-	if f.ports, err = freePorts(3); err != nil {
-		t.Fatal(err)
-	}
-	f.server = "127.0.0.1:" + strconv.Itoa(f.ports[0])
+	f := newFollower(t)
 	f.start(l.server)
 	f.upstream(func(u *api.UpstreamStatus) bool {
 		return len(u.Images) == 1 && u.Images[0].State == api.ReplicationComplete
