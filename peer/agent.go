@@ -66,7 +66,8 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log.With("component", "peer"), api: api.NewClient(cfg.Server)}
 	// One value per run: the print server tells a restarted workstation
 	// (whose previous run's deals were lost) from one that does not read
-	// its deals (api.HeaderDealSession).
+	// its deals (api.HeaderDealSession), and the default gossip name ends
+	// with its first 4 digits (Agent.start).
 	var run [8]byte
 	rand.Read(run[:]) // crypto/rand.Read never fails
 	a.api.Session = hex.EncodeToString(run[:])

@@ -2,8 +2,6 @@ package peer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -140,14 +138,12 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 	s.name = a.cfg.Name
 	if s.name == "" {
 		h, _ := os.Hostname()
-		var r [2]byte
-		rand.Read(r[:]) // crypto/rand.Read never fails
-		// A run of its own: a workstation restarted mid-clone (power cut,
-		// reset) joins as a new member. With its old name, memberlist would
-		// refuse it as a conflict with its own stale entry until that entry
-		// is declared dead and reaped (20 s to over a minute), and the print
-		// server would refuse its deals as a stranger's meanwhile.
-		s.name = h + "-" + adv + "-" + hex.EncodeToString(r[:])
+		// A name of this run's: a workstation restarted mid-clone (power
+		// cut, reset) joins as a new member. With its old name, memberlist
+		// would refuse it as a conflict with its own stale entry until that
+		// entry is declared dead and reaped (20 s to over a minute), and
+		// the print server would refuse its deals as a stranger's meanwhile.
+		s.name = h + "-" + adv + "-" + a.api.Session[:4]
 	}
 	s.downLimit = swarm.NewLimiter(a.cfg.Rate)
 	if s.client, err = swarm.NewClient(swarm.Config{
