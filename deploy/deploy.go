@@ -243,12 +243,10 @@ func (t *Task) Step(now time.Time, records Records) Actions {
 		return acts
 	}
 	// What the machines' records say.
+	acts.Changed = t.Follow(now, records) || acts.Changed
 	for i := range t.Machines {
 		m := &t.Machines[i]
 		r, ok := records(m.MAC)
-		if ok && m.follow(r, t.Started, now) {
-			acts.Changed = true
-		}
 		if (m.State == Booted || m.State == Cloning) && m.stalled(r, ok, now, t.resumed, t.StallTimeout) {
 			m.set(Failed, now)
 			m.Error = fmt.Sprintf("nothing heard of it for %s", t.StallTimeout)
@@ -295,6 +293,25 @@ func (t *Task) Step(now time.Time, records Records) Actions {
 		acts.Changed = true
 	}
 	return acts
+}
+
+// Follow moves the running task's machines on by their records, and
+// nothing else: no wake, no timer, no end. It reports whether a machine
+// changed. A print server that stops calls it after the last request it
+// took in, so that a report that came in while it was stopping (a
+// machine's done) is saved, not lost with its records.
+func (t *Task) Follow(now time.Time, records Records) bool {
+	if t.State != TaskRunning {
+		return false
+	}
+	changed := false
+	for i := range t.Machines {
+		m := &t.Machines[i]
+		if r, ok := records(m.MAC); ok && m.follow(r, t.Started, now) {
+			changed = true
+		}
+	}
+	return changed
 }
 
 // follow moves m on by its record r, heard of or not since the task

@@ -289,17 +289,40 @@ func (s *Server) deployLoop(ctx context.Context) error {
 		s.deployStep(ctx)
 		select {
 		case <-ctx.Done():
-			return nil
+			return s.deployLast()
 		case <-time.After(100 * time.Millisecond):
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return s.deployLast()
 		case <-changed:
 		case <-s.deployPoke:
 		case <-time.After(400 * time.Millisecond):
 		}
 	}
+}
+
+// deployLast, at shutdown, waits for the HTTP server's last requests and
+// saves what their reports changed in the deploy task: the records are
+// forgotten with the process, and a machine that reported done while the
+// print server stopped would stay "cloning" in the task that goes on
+// after the restart.
+func (s *Server) deployLast() error {
+	<-s.httpDone
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	t := s.deploy
+	if t == nil || t.Over() {
+		return nil
+	}
+	before := t.Clone()
+	if t.Follow(time.Now(), s.deployRecord) {
+		s.logDeployChanges(before, t)
+		if err := deploy.Save(s.cfg.Store.Dir(), t); err != nil {
+			s.log.Error("deploy: save", "err", err)
+		}
+	}
+	return nil
 }
 
 // deployStep moves the deploy task on: marks its machines when it starts,

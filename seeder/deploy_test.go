@@ -2,6 +2,7 @@ package seeder
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -355,4 +356,54 @@ func mustMAC(t *testing.T, s string) net.HardwareAddr {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestDeployReportWhileStopping: a machine's done report that the print
+// server takes in while it stops (the request under way when the stop
+// came) is in the deploy task it saves: after the restart the machine is
+// done, not cloning until the stall timeout. TestDeployNetns met it: a
+// clone that ended during the restart left its deploy running for good.
+func TestDeployReportWhileStopping(t *testing.T) {
+	const mac = "52:54:00:00:01:01"
+	_, lab, start := startDeployLab(t, 1, mac) // "dead": the test reports for it
+	srv, admin, stop := start()
+	if _, err := admin.StartDeploy(t.Context(), api.DeployRequest{Image: "lab1", All: true, Wave: 1, WaveTimeout: 60}); err != nil {
+		t.Fatal(err)
+	}
+	lab.report(mac, "identify", api.StateRunning)
+	waitDeploy(t, admin, 10*time.Second, "the machine cloning", func(d *api.Deploy) bool { return d.Counts.Cloning == 1 })
+
+	// The done report's request is sent up to its body; the print server
+	// is told to stop; then the body follows.
+	body, _ := json.Marshal(api.Report{Step: "done", State: api.StateDone, Time: time.Now()})
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", "http://"+srv.Lab().HTTPAddr+api.ReportPath(mac), pr)
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Content-Type", "application/json")
+	answer := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+				err = fmt.Errorf("status %s", resp.Status)
+			}
+		}
+		answer <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the headers read, the handler waiting for the body
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	time.Sleep(300 * time.Millisecond) // the print server stopping
+	pw.Write(body)
+	pw.Close()
+	if err := <-answer; err != nil {
+		t.Fatalf("the done report while stopping: %v", err)
+	}
+	<-stopped
+
+	_, admin, _ = start()
+	waitDeploy(t, admin, 5*time.Second, "after the restart, the deploy finished with the machine done", func(d *api.Deploy) bool {
+		return d.State == api.DeployFinished && d.Counts.Done == 1
+	})
 }

@@ -178,6 +178,7 @@ type Server struct {
 	deployMu   sync.Mutex
 	deploy     *deploy.Task  // the current or last deploy task; nil: none yet
 	deployPoke chan struct{} // makes the deploy loop step now
+	httpDone   chan struct{} // closed when the HTTP server has taken its last request (Run)
 	scanPoke   chan struct{} // makes the scan loop scan now (Rescan)
 	fmu        sync.Mutex
 	followers  map[string]api.FollowerStatus // by name@address; bounded, see followers.go
@@ -375,7 +376,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	s.httpDone = make(chan struct{})
 	g.Go(func() error {
+		defer close(s.httpDone)
 		<-ctx.Done()
 		// Requests under way get 5 s to end; then every connection is cut
 		// (streams to workstations, and connections a client opened but

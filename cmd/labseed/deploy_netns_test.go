@@ -218,6 +218,23 @@ func TestDeployNetns(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Errorf("labseed deploy with a machine never booted: %v, want exit status 1\n%s", err, b2)
+		// What the machines not done did: their listener's and clone's logs.
+		if d := status(); d != nil {
+			for _, m := range d.Machines {
+				if m.State == api.MachineDone || m.MAC == deployDead {
+					continue
+				}
+				for _, s := range stations {
+					if s.mac == m.MAC {
+						lb, _ := os.ReadFile(s.log)
+						cb, _ := os.ReadFile(s.cloneLog)
+						t.Errorf("%s, %s:\nlistener:\n%s\nclone:\n%s", m.Hostname, m.State, tail(lb, 1500), tail(cb, 6000))
+					}
+				}
+			}
+		}
+		b, _ := os.ReadFile(serveLog)
+		t.Errorf("serve log:\n%s", tail(b, 6000))
 	}
 	for _, want := range []string{"the same deploy runs already", "12 of 13 machines done", "never booted", "woken 3 times",
 		"Wake-on-LAN off in its firmware", "ws-dead"} {
