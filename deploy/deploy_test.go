@@ -345,3 +345,36 @@ func TestNew(t *testing.T) {
 		t.Fatalf("%+v %v", task, err)
 	}
 }
+
+// TestFollow: Follow takes in the records and nothing more: a machine's
+// done report moves it to done, but no wake is sent, no woken machine is
+// given up, and the task does not end even when every machine is
+// finished with (the next Step ends it).
+func TestFollow(t *testing.T) {
+	s := newSim(t, []*simMachine{{bootAfter: time.Second, answerOn: 1, cloneFor: time.Hour}, {}}, Options{Wave: 1, WaveTimeout: time.Minute, WakeTries: 1})
+	if s.task.Follow(s.now, s.records) {
+		t.Fatal("Follow changed a task not started")
+	}
+	s.step() // started, machine 1 woken
+	s.now = s.now.Add(2 * time.Second)
+	s.step() // machine 1 booted and cloning
+	if m := s.machine(1); m.State != Cloning {
+		t.Fatalf("machine 1: %+v", m)
+	}
+	hw, _ := net.ParseMAC(macN(1))
+	s.tr.Report(hw, lifecycle.Report{Step: "done", State: "done"})
+	s.now = s.now.Add(2 * time.Hour) // a Step would wake machine 2 now
+	before := s.task.Clone()
+	if !s.task.Follow(s.now, s.records) {
+		t.Fatal("Follow did not take in the done report")
+	}
+	if m := s.machine(1); m.State != Done {
+		t.Fatalf("machine 1 after Follow: %+v", m)
+	}
+	if m := s.machine(2); m != before.Machines[1] || s.task.State != TaskRunning {
+		t.Fatalf("Follow did more than follow: machine 2 %+v, task %s", m, s.task.State)
+	}
+	if s.task.Follow(s.now, s.records) {
+		t.Fatal("Follow changed the task twice for one report")
+	}
+}
