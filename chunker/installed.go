@@ -143,9 +143,14 @@ func RemoveState(target string) error {
 
 // removeState removes state, the state directory of an extraction into
 // target: all of it, but for the installed record when state is target's
-// own (TARGET/.labseed).
+// own (TARGET/.labseed, either path relative to the working directory or
+// not: the Applier holds its target absolute).
 func removeState(target, state string) error {
-	if filepath.Clean(state) != filepath.Join(target, StateDirName) {
+	own, err := filepath.Abs(filepath.Join(target, StateDirName))
+	if err != nil {
+		return err
+	}
+	if abs, err := filepath.Abs(state); err != nil || abs != own {
 		return os.RemoveAll(state)
 	}
 	ents, err := os.ReadDir(state)

@@ -300,3 +300,36 @@ func TestInstalled(t *testing.T) {
 		t.Errorf("a damaged record: %v", err)
 	}
 }
+
+// TestRemoveStateRelative: the record of the installed image is kept
+// whether the target and its state directory are given relative to the
+// working directory or not ("labseed peer --target tgt" lost it: the
+// Applier holds the target absolute, the state directory as given).
+func TestRemoveStateRelative(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	state := filepath.Join(dir, "tgt", StateDirName)
+	for _, c := range []struct{ target, state string }{
+		{filepath.Join(dir, "tgt"), filepath.Join("tgt", StateDirName)},
+		{"tgt", state},
+		{"./tgt/", "tgt/" + StateDirName},
+	} {
+		os.MkdirAll(filepath.Join(state, InstalledDirName), 0o700)
+		os.WriteFile(filepath.Join(state, "image"), []byte("x"), 0o600)
+		if err := removeState(c.target, c.state); err != nil {
+			t.Fatal(err)
+		}
+		if ents, _ := os.ReadDir(state); len(ents) != 1 || ents[0].Name() != InstalledDirName {
+			t.Errorf("target %q, state %q: the state directory holds %v, want only %s", c.target, c.state, ents, InstalledDirName)
+		}
+	}
+	// Another state directory goes whole.
+	other := filepath.Join(dir, "elsewhere")
+	os.MkdirAll(filepath.Join(other, InstalledDirName), 0o700)
+	if err := removeState("tgt", "elsewhere"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a state directory not the target's own is left: %v", err)
+	}
+}
