@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -33,6 +34,9 @@ func New(cfg Config) (*Agent, error) {
 	cfg.Server = api.WithDefaultPort(cfg.Server)
 	if cfg.Target == "" {
 		return nil, errors.New("peer: no target directory")
+	}
+	if fi, err := os.Stat(cfg.Target); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("peer: target %s is not a directory", cfg.Target)
 	}
 	if !cfg.Insecure && (len(cfg.PublicKey) != ed25519.PublicKeySize || len(cfg.LabKey) != 32) {
 		return nil, ErrNoKeys
