@@ -6,8 +6,10 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -185,4 +187,22 @@ func publishGenerated(t testing.TB, st *store.Store, opts fixture.ImageOptions, 
 		t.Fatal(err)
 	}
 	return im
+}
+
+// TestPortInUse: a second print server on the same HTTP port is refused
+// with the likely cause and the flag to change.
+func TestPortInUse(t *testing.T) {
+	dir := t.TempDir()
+	srv, _ := startServer(t, dir, nil)
+	_, port, _ := net.SplitHostPort(srv.Lab().HTTPAddr)
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := LocalConfig()
+	cfg.Store, cfg.LabKey = st, mustLabKey(t, st)
+	cfg.HTTPPort, _ = strconv.Atoi(port)
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "another 'labseed serve'") || !strings.Contains(err.Error(), "--http-port") {
+		t.Fatalf("a second print server on port %s: %v", port, err)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/anacrolix/torrent"
@@ -241,6 +242,9 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(httpPort)))
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("seeder: HTTP listener: %w (another 'labseed serve' on this machine? stop it, or give this one another --http-port)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("seeder: HTTP listener: %w", err)
 	}
