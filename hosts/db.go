@@ -276,7 +276,7 @@ func (db *DB) Select(sel Selection) ([]Host, error) {
 	switch {
 	case sel.All:
 		if len(hosts) == 0 {
-			return nil, fmt.Errorf("%w: the hosts table is empty", ErrUnknownHost)
+			return nil, fmt.Errorf("%w: the hosts table is empty (import one: labseed hosts import FILE; docs/hosts.md)", ErrUnknownHost)
 		}
 		return hosts, nil
 	case sel.Group != "":
