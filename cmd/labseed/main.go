@@ -53,6 +53,9 @@ const defaultStore = "/var/lib/labseed"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first Ctrl-C (or SIGTERM) stops the command cleanly; a second
+	// one, if that takes too long, kills it as without labseed's handler.
+	context.AfterFunc(ctx, stop)
 	// LABSEED_CPUPROFILE=FILE writes a CPU profile (go tool pprof) of this
 	// process: how the figures in docs/BENCHMARKS.md were explained. "%p"
 	// in FILE is replaced by the process ID and "%c" by the command, so

@@ -97,6 +97,9 @@ func runPublish(ctx context.Context, o publishOptions) error {
 			return err
 		}
 		defer f.Close()
+		// Ctrl-C ends a read that waits (a named pipe, a stalled
+		// network file system): the input is closed under it.
+		defer context.AfterFunc(ctx, func() { f.Close() })()
 		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 			size = st.Size()
 		}
@@ -122,6 +125,9 @@ func runPublish(ctx context.Context, o publishOptions) error {
 	}
 	im, err := s.Publish(ctx, in, cfg)
 	b.done()
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("publish %s: interrupted: nothing was published, the store holds what it held before; run the same command again", o.image)
+	}
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", o.image, err)
 	}

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/labseed/labseed/chunker"
 )
@@ -137,4 +139,54 @@ func readManifest(t *testing.T, st, name string, v int) *chunker.Manifest {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestPublishInterrupted: Ctrl-C in the middle of a publish (its input a
+// pipe that has sent half the tar) says that nothing was published and
+// leaves the store as it was: no version, nothing spooled.
+func TestPublishInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	img := writeImage(t, filepath.Join(dir, "lab1.tar.gz"), 3, 8<<20)
+	tarball, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "input.tar.gz")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := filepath.Join(dir, "store")
+	cmd := exec.Command(labseedBin, "publish", "--store", st, "--name", "lab1", "--level", "1", fifo)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Write(tarball[:len(tarball)/2])
+	time.Sleep(500 * time.Millisecond) // publish reading, waiting for the rest
+	cmd.Process.Signal(os.Interrupt)
+	if err := waitCmd(cmd, 20*time.Second); err == nil {
+		t.Fatal("an interrupted publish exited 0")
+	}
+	if !strings.Contains(stderr.String(), "interrupted: nothing was published") {
+		t.Errorf("the interrupted publish says %q", stderr.String())
+	}
+	if out, _ := labseed(t, true, "images", "--store", st); strings.Contains(out, "lab1") {
+		t.Errorf("after the interrupted publish the store lists lab1:\n%s", out)
+	}
+	var left []string
+	filepath.WalkDir(st, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasPrefix(p, filepath.Join(st, "keys")+string(filepath.Separator)) && d.Name() != ".lock" {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) > 0 {
+		t.Errorf("the interrupted publish left %v", left)
+	}
 }
