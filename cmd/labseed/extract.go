@@ -49,7 +49,7 @@ type extractOptions struct {
 }
 
 func runExtract(ctx context.Context, o extractOptions) error {
-	s, err := store.Open(o.store)
+	s, err := openExistingStore(o.store)
 	if err != nil {
 		return err
 	}

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/follow"
-
-	"github.com/labseed/labseed/store"
 )
 
 var imagesCmd = &command{
@@ -28,7 +26,7 @@ complete, or refused: not signed with that key).`,
 		if err := parse(fs, args, 0, 0); err != nil {
 			return err
 		}
-		s, err := store.Open(*dir)
+		s, err := openExistingStore(*dir)
 		if err != nil {
 			return err
 		}

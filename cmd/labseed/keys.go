@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -31,7 +32,8 @@ var keysCmd = &command{
                  workstation of the lab run any command: keep it like a root
                  password.
 The signing key (image.key) and the admin key never leave the store otherwise.
-Keys are created if the store has none yet. See docs/trust.md.`,
+Keys are created if the store has none yet, and the command says so (a
+mistyped --store would otherwise give keys that match no image). See docs/trust.md.`,
 	example: `labseed keys export /srv/netboot/labseed-keys
 labseed keys admin /root/admin.key   (then copy it to ~/.config/labseed/admin.key on the laptop)`,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
@@ -42,9 +44,16 @@ labseed keys admin /root/admin.key   (then copy it to ~/.config/labseed/admin.ke
 		if err := parse(fs, args[1:], 1, 1); err != nil {
 			return err
 		}
+		// Keys made here, not found: say so, in case DIR is not the
+		// print server's store (a mistyped --store): such keys match
+		// none of its images.
+		_, statErr := os.Stat(filepath.Join(*dir, "keys"))
 		s, err := store.Open(*dir)
 		if err != nil {
 			return err
+		}
+		if errors.Is(statErr, os.ErrNotExist) {
+			defer fmt.Fprintf(os.Stderr, "labseed: %s had no keys: new ones were made. If %s is not the print server's store (--store, default %s), they match none of its images.\n", *dir, *dir, defaultStore)
 		}
 		if args[0] == "admin" {
 			k, err := s.AdminKey()

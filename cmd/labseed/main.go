@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+
+	"github.com/labseed/labseed/store"
 )
 
 // command is one labseed subcommand.
@@ -50,6 +52,17 @@ var commands = []*command{
 }
 
 const defaultStore = "/var/lib/labseed"
+
+// openExistingStore opens the store in dir for a command that reads it
+// (images, extract, verify, netboot build): a directory that is not there
+// is refused, not made (a mistyped --store would be a new, empty store
+// with keys of its own).
+func openExistingStore(dir string) (*store.Store, error) {
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("no image store in %s: give the print server's store with --store (default %s); 'labseed publish' or 'labseed serve' makes one", dir, defaultStore)
+	}
+	return store.Open(dir)
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -134,6 +135,9 @@ func TestCommandErrors(t *testing.T) {
 		{"missing file", []string{"publish", "--store", st, filepath.Join(dir, "missing.tar.gz")}, "no such file"},
 		{"target not empty", []string{"extract", "--store", st, "--image", "lab1", "--target", st}, "not empty"},
 		{"wrong public key", []string{"extract", "--store", st, "--image", "lab1", "--target", filepath.Join(dir, "t"), "--pub-key", filepath.Join(dir, "other.pub")}, "does not exist"},
+		{"mistyped store, images", []string{"images", "--store", filepath.Join(dir, "typo")}, "no image store in"},
+		{"mistyped store, verify", []string{"verify", "--store", filepath.Join(dir, "typo"), "lab1"}, "no image store in"},
+		{"mistyped store, extract", []string{"extract", "--store", filepath.Join(dir, "typo"), "--image", "lab1", "--target", filepath.Join(dir, "t")}, "no image store in"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,6 +146,18 @@ func TestCommandErrors(t *testing.T) {
 				t.Fatalf("stderr %q does not say %q", stderr, tt.want)
 			}
 		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "typo")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a mistyped --store was made: %v", err)
+	}
+	// keys export makes the keys of a new store, and says so; of the
+	// store that has them, it says nothing.
+	_, stderr := labseed(t, true, "keys", "export", "--store", filepath.Join(dir, "new"), filepath.Join(dir, "k1"))
+	if !strings.Contains(stderr, "had no keys: new ones were made") {
+		t.Errorf("keys export of a new store: stderr %q", stderr)
+	}
+	if _, stderr := labseed(t, true, "keys", "export", "--store", st, filepath.Join(dir, "k2")); stderr != "" {
+		t.Errorf("keys export of the store: stderr %q", stderr)
 	}
 
 	// A payload damaged on disk is found by verify, which names the chunk.
@@ -155,7 +171,7 @@ func TestCommandErrors(t *testing.T) {
 	}
 	f.WriteAt([]byte("garbage"), 1000)
 	f.Close()
-	_, stderr := labseed(t, false, "verify", "--store", st, "lab1")
+	_, stderr = labseed(t, false, "verify", "--store", st, "lab1")
 	if !strings.Contains(stderr, "chunk 0") || !strings.Contains(stderr, "damaged") {
 		t.Fatalf("verify of a damaged payload: %q", stderr)
 	}

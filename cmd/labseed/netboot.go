@@ -62,7 +62,7 @@ func netbootBuild(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
-	st, err := store.Open(*dir)
+	st, err := openExistingStore(*dir)
 	if err != nil {
 		return err
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-
-	"github.com/labseed/labseed/store"
 )
 
 var verifyCmd = &command{
@@ -20,7 +18,7 @@ and the infohash, and exits non-zero naming what is damaged.`,
 		if err := parse(fs, args, 1, 1); err != nil {
 			return err
 		}
-		s, err := store.Open(*dir)
+		s, err := openExistingStore(*dir)
 		if err != nil {
 			return err
 		}
