@@ -49,6 +49,9 @@ labseed hosts next-boot local --file broken-ones.txt`,
 		server := fs.String("server", "127.0.0.1", "print server `HOST[:PORT]` (port "+strconv.Itoa(api.DefaultPort)+" by default)")
 		adminKey := addAdminKeyFlags(fs)
 		selFlags := addSelectionFlags(fs, "next-boot")
+		if isHelp(sub) {
+			return parse(fs, []string{sub}, 0, 0)
+		}
 		var boot string
 		if sub == "next-boot" {
 			if len(args) == 0 || (args[0] != hosts.BootClone && args[0] != hosts.BootLocal) {

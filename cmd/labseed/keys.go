@@ -37,10 +37,13 @@ mistyped --store would otherwise give keys that match no image). See docs/trust.
 	example: `labseed keys export /srv/netboot/labseed-keys
 labseed keys admin /root/admin.key   (then copy it to ~/.config/labseed/admin.key on the laptop)`,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+		dir := fs.String("store", defaultStore, "image store `DIR`")
+		if len(args) > 0 && isHelp(args[0]) {
+			return parse(fs, args, 0, 0)
+		}
 		if len(args) == 0 || (args[0] != "export" && args[0] != "admin") {
 			return errUsage
 		}
-		dir := fs.String("store", defaultStore, "image store `DIR`")
 		if err := parse(fs, args[1:], 1, 1); err != nil {
 			return err
 		}

@@ -53,6 +53,10 @@ var commands = []*command{
 
 const defaultStore = "/var/lib/labseed"
 
+// isHelp reports whether arg asks for the help (where a command with
+// subcommands expects one): the help then shows its flags too.
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
+
 // openExistingStore opens the store in dir for a command that reads it
 // (images, extract, verify, netboot build): a directory that is not there
 // is refused, not made (a mistyped --store would be a new, empty store
@@ -147,8 +151,13 @@ func runCommand(ctx context.Context, c *command, args []string) error {
 	fs := flag.NewFlagSet("labseed "+c.name, flag.ContinueOnError)
 	fs.Usage = func() {
 		out := fs.Output()
-		fmt.Fprintf(out, "usage: labseed %s %s\n\n%s\n\nflags:\n", c.name, c.usage, c.summary)
-		fs.PrintDefaults()
+		fmt.Fprintf(out, "usage: labseed %s %s\n\n%s\n", c.name, c.usage, c.summary)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintf(out, "\nflags:\n")
+			fs.PrintDefaults()
+		}
 		fmt.Fprintf(out, "\nexample:\n%s\n", indent(c.example))
 	}
 	err := c.run(ctx, fs, args)

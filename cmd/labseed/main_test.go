@@ -176,3 +176,26 @@ func TestCommandErrors(t *testing.T) {
 		t.Fatalf("verify of a damaged payload: %q", stderr)
 	}
 }
+
+// TestHelpEveryCommand: "labseed help COMMAND" exits 0 and teaches the
+// command's flags, those of the commands with subcommands (keys, hosts,
+// netboot) too.
+func TestHelpEveryCommand(t *testing.T) {
+	for _, c := range commands {
+		out, err := exec.Command(labseedBin, "help", c.name).CombinedOutput()
+		_, flags, _ := strings.Cut(string(out), "\nflags:\n")
+		flags, _, _ = strings.Cut(flags, "\nexample:")
+		switch {
+		case err != nil:
+			t.Errorf("labseed help %s: %v\n%s", c.name, err, out)
+		case !strings.Contains(string(out), "usage: labseed "+c.name):
+			t.Errorf("labseed help %s has no usage line:\n%s", c.name, out)
+		case c == dashboardCmd:
+			if flags != "" {
+				t.Errorf("labseed help dashboard shows flags it has not:\n%s", out)
+			}
+		case !strings.HasPrefix(flags, "  -"):
+			t.Errorf("labseed help %s shows no flag:\n%s", c.name, out)
+		}
+	}
+}

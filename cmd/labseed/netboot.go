@@ -38,6 +38,9 @@ labseed netboot build --kernel /boot/vmlinuz-$(uname -r) --modules /lib/modules/
 		if len(args) == 0 {
 			return errUsage
 		}
+		if isHelp(args[0]) { // the help shows build's flags
+			return netbootBuild(ctx, fs, args)
+		}
 		switch args[0] {
 		case "build":
 			return netbootBuild(ctx, fs, args[1:])
