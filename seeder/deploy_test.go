@@ -407,3 +407,19 @@ func TestDeployReportWhileStopping(t *testing.T) {
 		return d.State == api.DeployFinished && d.Counts.Done == 1
 	})
 }
+
+// TestUnknownImage: a workstation that asks for an image the print server
+// does not have is told which it has, and not where the store is.
+func TestUnknownImage(t *testing.T) {
+	dir, _, start := startDeployLab(t, 1)
+	srv, _, _ := start()
+	resp, err := http.Get("http://" + srv.Lab().HTTPAddr + api.PathImages + "/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(b), `no image "nope"`) || !strings.Contains(string(b), "it has lab1") || strings.Contains(string(b), dir) {
+		t.Fatalf("GET of an unknown image: %s %q", resp.Status, b)
+	}
+}

@@ -3,6 +3,7 @@ package seeder
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/internal/textsafe"
 	"github.com/labseed/labseed/store"
 )
 
@@ -71,9 +73,21 @@ func imageInfos(imgs []*store.Image) []api.ImageInfo {
 }
 
 func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
-	im, err := s.cfg.Store.Image(r.PathValue("name"))
+	name := r.PathValue("name")
+	im, err := s.cfg.Store.Image(name)
 	if errors.Is(err, store.ErrNoImage) {
-		http.Error(w, err.Error(), http.StatusNotFound)
+		// Said to a workstation: the images it may ask for, not the
+		// store's path.
+		var names []string
+		imgs, _ := s.cfg.Store.Images()
+		for _, i := range imgs {
+			names = append(names, i.Manifest.Name)
+		}
+		msg := fmt.Sprintf("no image %q on this print server", textsafe.Clean(name, 64))
+		if len(names) > 0 {
+			msg += "; it has " + strings.Join(names, ", ")
+		}
+		http.Error(w, msg, http.StatusNotFound)
 		return
 	}
 	if err != nil {
