@@ -228,3 +228,33 @@ func TestFollowerStagesPublishProcess(t *testing.T) {
 	}
 	labseed(t, true, "verify", "--store", f.store, "lab2")
 }
+
+// TestFollowerStopsWhileWaiting: a follower whose upstream does not answer
+// waits for it to pin its key; stopped then (SIGTERM, as systemctl stop),
+// it exits 0, as a print server stopped at any other time ("labseed:
+// context canceled" and exit status 1 before).
+func TestFollowerStopsWhileWaiting(t *testing.T) {
+	closed, err := freePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFollower(t)
+	f.start("127.0.0.1:" + strconv.Itoa(closed[0]))
+	log := filepath.Join(f.dir, "follower.log")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if b, _ := os.ReadFile(log); strings.Contains(string(b), "waiting for the upstream print server") {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(log)
+			t.Fatalf("the follower does not say it waits for its upstream:\n%s", b)
+		}
+	}
+	f.cmd.Process.Signal(syscall.SIGTERM)
+	err = f.cmd.Wait()
+	f.cmd = nil
+	if err != nil {
+		b, _ := os.ReadFile(log)
+		t.Fatalf("the follower stopped while waiting for its upstream: %v\n%s", err, b)
+	}
+}

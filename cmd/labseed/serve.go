@@ -145,6 +145,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 		// The upstream's key is pinned before the print server starts:
 		// a new store would otherwise get a signing key of its own.
 		if fcfg, err = followConfig(ctx, o, st, cfg.Logger); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while waiting for the upstream: a clean stop
+			}
 			return err
 		}
 	}
