@@ -176,7 +176,9 @@ func startServer(b *testing.B, st string) (string, func()) {
 	}
 }
 
-type cpuUse struct{ wall, cpu, user, sys, fromPeers float64 }
+// cpuUse is what a process cost: seconds, and for a peer the share of
+// bytes it got from the other workstations and its peak RSS in MiB.
+type cpuUse struct{ wall, cpu, user, sys, fromPeers, rss float64 }
 
 // runPeers runs n 'labseed peer' processes at once, each into a new ext4
 // file system, and returns their CPU use and the share of bytes each got
@@ -206,6 +208,9 @@ func runPeers(b *testing.B, env []string, bin, server, keyDir, name string, n in
 			u.cpu = u.user + u.sys
 			if k := strings.LastIndex(string(out), "from peers "); k >= 0 {
 				fmt.Sscanf(string(out[k:]), "from peers %f%%", &u.fromPeers)
+			}
+			if k := strings.LastIndex(string(out), "peak RSS "); k >= 0 {
+				fmt.Sscanf(string(out[k:]), "peak RSS %f MiB", &u.rss)
 			}
 			res[i] = u
 		})
