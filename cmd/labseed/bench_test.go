@@ -72,6 +72,9 @@ func BenchmarkPublish(b *testing.B) {
 	}
 }
 
+// benchDiskSize is the size of freshFS's file systems (sparse files).
+var benchDiskSize = "8G"
+
 // freshFS returns an empty directory on a new ext4 file system, as a
 // workstation's disk is after mkfs, so that neither tool pays for the
 // deletions of an earlier run. Without root it falls back to a temporary
@@ -85,7 +88,7 @@ func freshFS(b *testing.B) string {
 	img := filepath.Join(dir, "fs.img")
 	mnt := filepath.Join(dir, "mnt")
 	os.Mkdir(mnt, 0o755)
-	for _, c := range [][]string{{"truncate", "-s", "8G", img}, {"mkfs.ext4", "-q", "-F", img}, {"mount", "-o", "loop", img, mnt}} {
+	for _, c := range [][]string{{"truncate", "-s", benchDiskSize, img}, {"mkfs.ext4", "-q", "-F", img}, {"mount", "-o", "loop", img, mnt}} {
 		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
 			b.Fatalf("%v: %v %s", c, err, out)
 		}
