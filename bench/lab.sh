@@ -983,11 +983,17 @@ run_method() { # METHOD N
       $((tx1 - tx0)) "$(awk -v a=$((tx1 - tx0)) -v s="$S" 'BEGIN { print a / s }')" "$cpu_s" "$prep_s" \
       "$(awk -v a="$prep_cpu" 'BEGIN { print a / 1e6 }')" "$busy_s" "$fails" "$status" "$note" >>"$OUT/results.tsv"
     say "$m N=$n: $(tail -1 "$OUT/results.tsv" | awk -F'\t' '{ printf "first %s median %s last %s s, last/T_lim %s, server TX/S %s, CPU %s s, failures %s", $6, $7, $8, $9, $11, $12, $16 }')"
-    say "$m N=$n: per workstation $(awk -F'\t' -v m="$m" -v n="$n" '$1 == m && $2 == n && $10 != "" {
-        v = $10 + 0; t += v; if (!k++ || v < lo) lo = v; if (v > hi) hi = v; if ($11 + 0 > r) r = $11 + 0 } END {
+    # The peak RSS: its range, and the largest ÷ the largest at this
+    # method's first N of the run (its baseline).
+    say "$m N=$n: per workstation $(awk -F'\t' -v m="$m" -v n="$n" '$1 == m && fn == "" { fn = $2 }
+      $1 == m && $2 == fn && $11 + 0 > b { b = $11 + 0 }
+      $1 == m && $2 == n && $10 != "" {
+        v = $10 + 0; t += v; if (!k++ || v < lo) lo = v; if (v > hi) hi = v
+        w = $11 + 0; if (w && (!rlo || w < rlo)) rlo = w; if (w > r) r = w } END {
         if (!k) { print "CPU unknown"; exit }
         printf "CPU %.1f-%.1f s per GB received (mean %.1f)", lo, hi, t / k
-        if (r) printf ", peak RSS up to %.0f MiB", r }' "$OUT/workstations.tsv")"
+        if (r) printf ", peak RSS %.0f-%.0f MiB", rlo, r
+        if (r && b && n != fn) printf " (%.2f x N=%s'"'"'s %.0f MiB)", r / b, fn, b }' "$OUT/workstations.tsv")"
     if [[ -n $SLOW_DIV || -n $PORT_LOSS ]]; then
       # ws1 (the slow or lossy port) against its own port's limit (T_lim·DIV;
       # T_lim with --port-loss), the others' median against T_lim (faults.tsv).
