@@ -448,20 +448,6 @@ func startCmd(t *testing.T, file string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// waitCmd waits for cmd, at most d (then kills it).
-func waitCmd(cmd *exec.Cmd, d time.Duration) error {
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(d):
-		cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("%s: still running after %s", cmd.Args[len(cmd.Args)-1], d)
-	}
-}
-
 func tail(b []byte, n int) string { return string(b[max(0, len(b)-n):]) }
 
 // TestHelperDeployWS is not a test: TestDeployNetns runs the test binary

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/labseed/labseed/internal/fixture"
 	"github.com/labseed/labseed/treecmp"
@@ -197,5 +198,19 @@ func TestHelpEveryCommand(t *testing.T) {
 		case !strings.HasPrefix(flags, "  -"):
 			t.Errorf("labseed help %s shows no flag:\n%s", c.name, out)
 		}
+	}
+}
+
+// waitCmd waits for cmd, at most d (then kills it).
+func waitCmd(cmd *exec.Cmd, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("%s: still running after %s", cmd.Args[len(cmd.Args)-1], d)
 	}
 }
