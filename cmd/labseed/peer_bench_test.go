@@ -59,34 +59,12 @@ func BenchmarkPeerCPU(b *testing.B) {
 	if st == "" {
 		st = filepath.Join(b.TempDir(), "store")
 	}
-	s, err := store.Open(st)
-	if err == nil {
-		_, err = s.Image("bench")
-	}
-	if err != nil {
-		start := time.Now()
-		if out, err := exec.Command(labseedBin, "publish", "--store", st, "--name", "bench", img).CombinedOutput(); err != nil {
-			b.Fatalf("publish: %v %s", err, out)
-		}
-		fmt.Printf("published %s in %.1f s\n", img, time.Since(start).Seconds())
-		if s, err = store.Open(st); err != nil {
-			b.Fatal(err)
-		}
-	}
-	im, err := s.Image("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
+	im, keyDir := benchStore(b, st, img)
 	payload, _ := filepath.Glob(filepath.Join(st, "images", "bench", "current", "*.chunks"))
 	if len(payload) != 1 {
 		b.Fatalf("no payload in %s", st)
 	}
-	keyDir := filepath.Join(b.TempDir(), "keys")
-	if _, err := s.ExportKeys(keyDir); err != nil {
-		b.Fatal(err)
-	}
 	gb := float64(im.Manifest.PayloadBytes) / 1e9
-	fmt.Printf("image %s: %d chunks, payload %d B, level %d\n", img, len(im.Manifest.Chunks), im.Manifest.PayloadBytes, im.Manifest.Level)
 
 	bins := []struct{ name, path string }{{"new", labseedBin}}
 	if old := os.Getenv("LABSEED_BENCH_OLD_BIN"); old != "" {
@@ -174,6 +152,39 @@ func startServer(b *testing.B, st string) (string, func()) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// benchStore returns the image "bench" of the store st and a directory
+// with the store's workstation keys. It publishes img into st first
+// (with publishArgs), unless st holds the image already: a store reused
+// between runs (a large image takes minutes to publish).
+func benchStore(b *testing.B, st, img string, publishArgs ...string) (*store.Image, string) {
+	b.Helper()
+	s, err := store.Open(st)
+	if err == nil {
+		_, err = s.Image("bench")
+	}
+	if err != nil {
+		args := append([]string{"publish", "--store", st, "--name", "bench"}, publishArgs...)
+		start := time.Now()
+		if out, err := exec.Command(labseedBin, append(args, img)...).CombinedOutput(); err != nil {
+			b.Fatalf("publish %s: %v %s", img, err, out)
+		}
+		fmt.Printf("published %s in %.1f s\n", img, time.Since(start).Seconds())
+		if s, err = store.Open(st); err != nil {
+			b.Fatal(err)
+		}
+	}
+	im, err := s.Image("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	keyDir := filepath.Join(b.TempDir(), "keys")
+	if _, err := s.ExportKeys(keyDir); err != nil {
+		b.Fatal(err)
+	}
+	fmt.Printf("image %s: %d chunks, payload %d B, level %d\n", img, len(im.Manifest.Chunks), im.Manifest.PayloadBytes, im.Manifest.Level)
+	return im, keyDir
 }
 
 // cpuUse is what a process cost: seconds, and for a peer the share of

@@ -3,12 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/labseed/labseed/store"
 )
 
 // BenchmarkPeerRSS measures a workstation's peak RSS against the size of
@@ -60,36 +56,12 @@ func BenchmarkPeerRSS(b *testing.B) {
 		if _, err := os.Stat(img); err != nil {
 			b.Skipf("no benchmark image (%v)", err)
 		}
-		// Published once per store directory: a store that already
-		// holds the image "bench" is used as it is.
+		var args []string
+		if l := os.Getenv("LABSEED_LEVEL"); l != "" {
+			args = []string{"--level", l}
+		}
 		st := filepath.Join(stores, []string{"base", "large"}[k])
-		s, err := store.Open(st)
-		if err == nil {
-			_, err = s.Image("bench")
-		}
-		if err != nil {
-			args := []string{"publish", "--store", st, "--name", "bench"}
-			if l := os.Getenv("LABSEED_LEVEL"); l != "" {
-				args = append(args, "--level", l)
-			}
-			start := time.Now()
-			if out, err := exec.Command(labseedBin, append(args, img)...).CombinedOutput(); err != nil {
-				b.Fatalf("publish %s: %v %s", img, err, out)
-			}
-			fmt.Printf("published %s in %.1f s\n", img, time.Since(start).Seconds())
-			if s, err = store.Open(st); err != nil {
-				b.Fatal(err)
-			}
-		}
-		im, err := s.Image("bench")
-		if err != nil {
-			b.Fatal(err)
-		}
-		keys := filepath.Join(b.TempDir(), "keys")
-		if _, err := s.ExportKeys(keys); err != nil {
-			b.Fatal(err)
-		}
-		fmt.Printf("image %s: %d chunks, payload %d B, level %d\n", img, len(im.Manifest.Chunks), im.Manifest.PayloadBytes, im.Manifest.Level)
+		im, keys := benchStore(b, st, img, args...)
 		imgs = append(imgs, published{img, st, keys, im.Manifest.PayloadBytes})
 	}
 	for i := range b.N {
