@@ -134,7 +134,7 @@ type Applier struct {
 	busy    []bool
 	ndone   int
 	applied atomic.Int64 // raw bytes applied
-	pending []marker     // applied, not yet synced and recorded
+	pending []int        // chunks applied, their records written, not yet synced and renamed
 	waiting int64        // raw bytes of the pending chunks
 	rootHdr *tar.Header  // the image's "." entry, set by Finish
 	bufs    bufpool.Pool // buffers for decompressed chunks
@@ -148,14 +148,6 @@ type Applier struct {
 	removed   atomic.Int64
 	fileLocks [64]sync.Mutex // a sync's parts of one file are opened one at a time
 	inodes    sync.Map       // a sync's files with several names: [dev, ino] -> the image's name
-}
-
-// marker is the record of one applied chunk, waiting for the sync that
-// lets it be renamed into place.
-type marker struct {
-	index    int
-	deferred []byte   // the chunk's work for Finish (a tar of headers)
-	names    []string // a sync's: every path the chunk holds
 }
 
 // stateImageFile names the image the state directory belongs to.
@@ -300,7 +292,7 @@ func (a *Applier) openState() error {
 			if err != nil || i < 0 || i >= len(a.done) || a.done[i] {
 				continue
 			}
-			if _, _, err := a.readMarker(i); err != nil {
+			if _, err := a.readMarker(i, nil); err != nil {
 				// Written but never synced: the power went before the
 				// sync that follows the rename. The chunk is applied again.
 				a.log.Warn("damaged record of an applied chunk (power cut?): applying the chunk again", "chunk", i, "err", err)
@@ -456,17 +448,16 @@ func (a *Applier) reclaim() error {
 		if !done {
 			continue
 		}
-		deferred, names, err := a.readMarker(i)
-		if err != nil {
-			return fmt.Errorf("chunker: state of chunk %d: %w", i, err)
-		}
 		links := map[string]bool{}
-		readFragment(bytes.NewReader(deferred), func(e *entry, _ io.Reader) error {
+		names, err := a.readMarker(i, func(e *entry) error {
 			if e.hdr.Typeflag == tar.TypeLink {
 				links[e.hdr.Name] = true
 			}
 			return nil
 		})
+		if err != nil {
+			return fmt.Errorf("chunker: state of chunk %d: %w", i, err)
+		}
 		for _, n := range names {
 			if !links[n] {
 				a.reclaimPath(n)
@@ -545,14 +536,13 @@ func (a *Applier) applyChunk(ctx context.Context, i int, data []byte, verified b
 		a.busy[i] = false
 		a.mu.Unlock()
 	}()
-	deferred, names, err := a.apply(ctx, i, data, verified)
-	if err != nil {
+	if err := a.apply(ctx, i, data, verified); err != nil {
 		return &ChunkError{i, noSpace(err)}
 	}
 	a.mu.Lock()
 	a.done[i] = true
 	a.ndone++
-	a.pending = append(a.pending, marker{index: i, deferred: deferred, names: names})
+	a.pending = append(a.pending, i)
 	a.waiting += a.m.Chunks[i].RawSize
 	due := a.syncBytes > 0 && a.waiting >= a.syncBytes
 	a.mu.Unlock()
@@ -600,7 +590,7 @@ func (a *Applier) commitLocked() error {
 		err = fmt.Errorf("chunker: sync the target before recording %d chunks as applied: %w", len(batch), noSpace(err))
 	}
 	for k := 0; err == nil && k < len(batch); k++ {
-		err = a.writeMarker(batch[k])
+		err = a.commitMarker(batch[k])
 	}
 	if err == nil {
 		if err = a.syncFS(a.stateDir); err != nil {
@@ -609,11 +599,11 @@ func (a *Applier) commitLocked() error {
 	}
 	if err != nil {
 		a.mu.Lock()
-		for _, p := range batch {
-			if a.done[p.index] {
-				a.done[p.index] = false
+		for _, i := range batch {
+			if a.done[i] {
+				a.done[i] = false
 				a.ndone--
-				a.applied.Add(-a.m.Chunks[p.index].RawSize)
+				a.applied.Add(-a.m.Chunks[i].RawSize)
 			}
 		}
 		a.mu.Unlock()
@@ -622,17 +612,18 @@ func (a *Applier) commitLocked() error {
 	return nil
 }
 
-// apply writes chunk i's entries and returns its work for Finish and,
-// when syncing, the paths it holds (those a sync keeps left out). With
-// verified, data's SHA-256 is not checked (ApplyVerified).
-func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) ([]byte, []string, error) {
+// apply writes chunk i's entries and its record (the work for Finish
+// and, when syncing, the paths it holds: those a sync keeps left out)
+// under the record's temporary name. With verified, data's SHA-256 is not
+// checked (ApplyVerified).
+func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) error {
 	c := a.m.Chunks[i]
 	if int64(len(data)) != c.Size {
-		return nil, nil, ErrChunkHash
+		return ErrChunkHash
 	}
 	if !verified {
 		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != c.SHA256 {
-			return nil, nil, ErrChunkHash
+			return ErrChunkHash
 		}
 	}
 	// Chunks are megabytes each: allocating one per chunk made the
@@ -641,16 +632,19 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) 
 	raw, err := a.dec.DecodeAll(data, a.bufs.Get(int(c.RawSize))[:0])
 	defer a.bufs.Put(raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("decompress: %w", err)
+		return fmt.Errorf("decompress: %w", err)
 	}
 	if int64(len(raw)) != c.RawSize {
-		return nil, nil, fmt.Errorf("decompressed to %d bytes, manifest says %d", len(raw), c.RawSize)
+		return fmt.Errorf("decompressed to %d bytes, manifest says %d", len(raw), c.RawSize)
+	}
+	rec, err := a.createMarker(i)
+	if err != nil {
+		return err
 	}
 	w := a.newWriter()
 	defer w.close()
-	var deferred bytes.Buffer
 	var names []string
-	dw := tar.NewWriter(&deferred)
+	dw := tar.NewWriter(rec)
 	err = readFragmentBytes(raw, func(e *entry, data []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -678,104 +672,24 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) 
 				h.PAXRecords[paxPartLen] = strconv.FormatInt(e.hdr.Size, 10)
 			}
 			h.Size = 0
-			return dw.WriteHeader(&h)
+			if err := dw.WriteHeader(&h); err != nil {
+				return fmt.Errorf("chunker: write state: %w", err)
+			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, nil, err
+	if err == nil {
+		err = dw.Close()
 	}
-	if err := dw.Close(); err != nil {
-		return nil, nil, err
-	}
-	return deferred.Bytes(), names, nil
-}
-
-// paxPartLen is the length of the part of a file a chunk held, in the
-// chunk's record of work for Finish (never in an image).
-const paxPartLen = "LABSEED.partlen"
-
-// markerSuffix ends the name of a chunk's record in the state directory.
-const markerSuffix = ".done"
-
-// markerMagic starts a chunk's record: the magic, the chunk's index and
-// SHA-256, the length and SHA-256 of the rest, and the length of the tar
-// of work for Finish that starts the rest; a sync's paths follow it, each
-// ended by a NUL. A record that does not parse, or whose rest does not
-// match, was cut short by a power cut (or written by an older labseed):
-// its chunk is applied again. (Records of the first format, without the
-// paths, are still read.)
-const (
-	markerMagic  = "labseed-done-2"
-	markerMagic1 = "labseed-done-1"
-)
-
-func (a *Applier) markerPath(i int) string {
-	return filepath.Join(a.state, strconv.Itoa(i)+markerSuffix)
-}
-
-// writeMarker records chunk p.index as applied: its record is written
-// under a temporary name and renamed into place. The caller syncs.
-func (a *Applier) writeMarker(p marker) error {
-	rest := p.deferred
-	if len(p.names) > 0 {
-		rest = slices.Clip(rest)
-		for _, n := range p.names {
-			rest = append(append(rest, n...), 0)
-		}
-	}
-	sum := sha256.Sum256(rest)
-	head := fmt.Sprintf("%s %d %s %d %x %d\n", markerMagic, p.index, a.m.Chunks[p.index].SHA256, len(rest), sum, len(p.deferred))
-	name := a.markerPath(p.index)
-	if err := os.WriteFile(name+".tmp", append([]byte(head), rest...), 0o600); err != nil {
-		return fmt.Errorf("chunker: write state: %w", noSpace(err))
-	}
-	if err := os.Rename(name+".tmp", name); err != nil {
-		return fmt.Errorf("chunker: write state: %w", err)
-	}
-	return nil
-}
-
-// readMarker returns the work for Finish that chunk i's record holds and
-// the paths it names (a sync's), or an error if the record is missing or
-// damaged.
-func (a *Applier) readMarker(i int) ([]byte, []string, error) {
-	b, err := os.ReadFile(a.markerPath(i))
-	if err != nil {
-		return nil, nil, err
-	}
-	head, rest, ok := bytes.Cut(b, []byte("\n"))
-	if !ok {
-		return nil, nil, fmt.Errorf("record of chunk %d is cut short (%d bytes)", i, len(b))
-	}
-	var (
-		magic, chunkSum, restSum string
-		index, n, tarLen         int
-	)
-	fields := strings.Fields(string(head))
-	switch {
-	case len(fields) == 6 && fields[0] == markerMagic:
-		_, err = fmt.Sscanf(string(head), "%s %d %s %d %s %d", &magic, &index, &chunkSum, &n, &restSum, &tarLen)
-	case len(fields) == 5 && fields[0] == markerMagic1:
-		_, err = fmt.Sscanf(string(head), "%s %d %s %d %s", &magic, &index, &chunkSum, &n, &restSum)
-		tarLen = n
-	default:
-		err = errors.New("unknown format")
+	rec.endTar()
+	for k := 0; err == nil && k < len(names); k++ {
+		_, err = io.WriteString(rec, names[k]+"\x00")
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("record of chunk %d does not parse", i)
+		rec.abort()
+		return err
 	}
-	sum := sha256.Sum256(rest)
-	if index != i || chunkSum != a.m.Chunks[i].SHA256 || n != len(rest) || restSum != hex.EncodeToString(sum[:]) || tarLen < 0 || tarLen > n {
-		return nil, nil, fmt.Errorf("record of chunk %d does not match its chunk or its checksum", i)
-	}
-	var names []string
-	for _, nm := range bytes.Split(rest[tarLen:], []byte{0}) {
-		if len(nm) > 0 {
-			names = append(names, string(nm))
-		}
-	}
-	return rest[:tarLen], names, nil
+	return rec.close()
 }
 
 // Finish does what needs every chunk: metadata of files that span chunks,
@@ -800,14 +714,9 @@ func (a *Applier) Finish(ctx context.Context) error {
 		inImage = map[string]bool{}
 	}
 	for i := range a.m.Chunks {
-		b, names, err := a.readMarker(i)
-		if err != nil {
-			return fmt.Errorf("chunker: state of chunk %d: %w (remove %s and extract again)", i, err, a.state)
-		}
-		for _, n := range names {
-			inImage[n] = true
-		}
-		err = readFragment(bytes.NewReader(b), func(e *entry, _ io.Reader) error {
+		names, err := a.readMarker(i, func(e *entry) error {
+			partLen := e.hdr.PAXRecords[paxPartLen]
+			e.hdr = finishHeader(e.hdr)
 			if e.hdr.Typeflag == tar.TypeReg {
 				f := byName[e.hdr.Name]
 				if f == nil {
@@ -815,7 +724,7 @@ func (a *Applier) Finish(ctx context.Context) error {
 					byName[e.hdr.Name] = f
 					files = append(files, f)
 				}
-				if n, err := strconv.ParseInt(e.hdr.PAXRecords[paxPartLen], 10, 64); err == nil && n >= 0 {
+				if n, err := strconv.ParseInt(partLen, 10, 64); err == nil && n >= 0 {
 					f.parts = append(f.parts, [2]int64{e.offset, e.offset + n})
 				}
 				return nil
@@ -833,7 +742,10 @@ func (a *Applier) Finish(ctx context.Context) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("chunker: state of chunk %d: %w", i, err)
+			return fmt.Errorf("chunker: state of chunk %d: %w (remove %s and extract again)", i, err, a.state)
+		}
+		for _, n := range names {
+			inImage[n] = true
 		}
 	}
 	if a.sync {
@@ -882,6 +794,22 @@ func (a *Applier) Finish(ctx context.Context) error {
 		return fmt.Errorf("chunker: sync the target: %w", noSpace(err))
 	}
 	return nil
+}
+
+// finishHeader returns what Finish uses of h. Finish holds every
+// directory of the image until its end (a hundred thousand in a large
+// one), and a header as archive/tar reads it keeps all its PAX records.
+func finishHeader(h *tar.Header) *tar.Header {
+	s := &tar.Header{Typeflag: h.Typeflag, Name: h.Name, Linkname: h.Linkname, Mode: h.Mode, Uid: h.Uid, Gid: h.Gid, ModTime: h.ModTime}
+	for k, v := range h.PAXRecords {
+		if strings.HasPrefix(k, paxXattr) {
+			if s.PAXRecords == nil {
+				s.PAXRecords = map[string]string{}
+			}
+			s.PAXRecords[k] = v
+		}
+	}
+	return s
 }
 
 // fileWork is a file that spans chunks, as Finish sees it: its header and

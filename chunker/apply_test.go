@@ -215,7 +215,13 @@ func TestResumeDamagedRecord(t *testing.T) {
 			_, rest, _ := bytes.Cut(b, []byte("\n"))
 			return rest
 		},
-		"bit flip": func(b []byte) []byte { b[len(b)-1] ^= 1; return b },
+		"bit flip":        func(b []byte) []byte { b[len(b)-1] ^= 1; return b },
+		"bit flip in tar": func(b []byte) []byte { b[len(b)/2] ^= 1; return b },
+		"extra bytes":     func(b []byte) []byte { return append(b, "more"...) },
+		"head only": func(b []byte) []byte {
+			head, _, _ := bytes.Cut(b, []byte("\n"))
+			return append(head, '\n')
+		},
 	}
 	k := 0
 	for what, fn := range damage {
@@ -229,7 +235,25 @@ func TestResumeDamagedRecord(t *testing.T) {
 		t.Logf("record of chunk %d: %s", half[k], what)
 		k++
 	}
+	// A record as labseed wrote it before heads were padded still counts.
+	unpadded := half[len(damage)]
+	rec, err := os.ReadFile(record(unpadded))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, rest, _ := bytes.Cut(rec, []byte("\n"))
+	f := strings.Fields(string(head))
+	for _, k := range []int{3, 5} {
+		n, _ := strconv.Atoi(f[k])
+		f[k] = strconv.Itoa(n)
+	}
+	if err := os.WriteFile(record(unpadded), append([]byte(strings.Join(f, " ")+"\n"), rest...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	b := newApplier(t, m, target)
+	if !b.Applied(unpadded) {
+		t.Errorf("chunk %d with a record of unpadded head %q counts as not applied", unpadded, strings.Join(f, " "))
+	}
 	if n, _ := b.Progress(); n != len(half)-len(damage) {
 		t.Fatalf("resumed with %d chunks applied, want %d (damaged records must count as not applied)", n, len(half)-len(damage))
 	}
