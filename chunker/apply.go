@@ -24,6 +24,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/labseed/labseed/internal/atomicfile"
 	"github.com/labseed/labseed/internal/bufpool"
+	"golang.org/x/sync/semaphore"
 )
 
 // ApplyConfig configures an Applier. Zero values mean the defaults.
@@ -85,6 +86,17 @@ type SyncStats struct {
 	Removed int64
 }
 
+// Memory for decompressed chunks. Two chunks of the largest size publish
+// makes by default (DefaultChunkMax, plus its tar headers) are
+// decompressed at once; a larger chunk (an image published with a larger
+// --chunk-size, or whose chunks hold tens of thousands of directories,
+// each header counted as 512 bytes by the chunk boundaries but taking
+// 1.5 KiB) is decompressed alone, and its buffer is not kept.
+const (
+	maxKeptChunk  = DefaultChunkMax + 1<<20
+	decodedBudget = 2 * maxKeptChunk
+)
+
 // DefaultSyncBytes is ApplyConfig.SyncBytes's default. Extracting 300 MiB
 // of tar onto ext4 (a direct-I/O loop device on the CI machine's disk),
 // a sync every 64 MiB took 2.5 % longer than one sync at the end, a sync
@@ -133,11 +145,12 @@ type Applier struct {
 	done    []bool
 	busy    []bool
 	ndone   int
-	applied atomic.Int64 // raw bytes applied
-	pending []int        // chunks applied, their records written, not yet synced and renamed
-	waiting int64        // raw bytes of the pending chunks
-	rootHdr *tar.Header  // the image's "." entry, set by Finish
-	bufs    bufpool.Pool // buffers for decompressed chunks
+	applied atomic.Int64        // raw bytes applied
+	pending []int               // chunks applied, their records written, not yet synced and renamed
+	waiting int64               // raw bytes of the pending chunks
+	rootHdr *tar.Header         // the image's "." entry, set by Finish
+	bufs    bufpool.Pool        // buffers for decompressed chunks
+	decoded *semaphore.Weighted // bytes of decompressed chunks held at once (decodedBudget)
 
 	commitMu sync.Mutex // one commit at a time
 
@@ -202,10 +215,12 @@ func NewApplier(m *Manifest, cfg ApplyConfig) (*Applier, error) {
 		busy:      make([]bool, len(m.Chunks)),
 		syncBytes: cfg.SyncBytes,
 		syncFS:    syncFS,
+		decoded:   semaphore.NewWeighted(decodedBudget),
 	}
 	// The buffers of two chunks decompressed at once are kept (a
-	// workstation applies two at a time); more at once allocate.
-	a.bufs.Max = 2
+	// workstation applies two at a time); more at once allocate, and so
+	// does a chunk larger than publish makes by default.
+	a.bufs.Max, a.bufs.MaxCap = 2, maxKeptChunk
 	if a.syncBytes == 0 {
 		a.syncBytes = DefaultSyncBytes
 	}
@@ -626,6 +641,11 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) 
 			return ErrChunkHash
 		}
 	}
+	held := min(c.RawSize, decodedBudget)
+	if err := a.decoded.Acquire(ctx, held); err != nil {
+		return err
+	}
+	defer a.decoded.Release(held)
 	// Chunks are megabytes each: allocating one per chunk made the
 	// garbage collector, not the disk, set the pace of a workstation on a
 	// loaded machine.
@@ -705,6 +725,7 @@ func (a *Applier) Finish(ctx context.Context) error {
 	if err := a.Sync(); err != nil {
 		return err
 	}
+	a.bufs.Drop()
 	var dirs, links []*entry
 	var files []*fileWork
 	seen := map[string]bool{}

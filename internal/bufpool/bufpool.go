@@ -14,6 +14,9 @@ import "sync"
 type Pool struct {
 	// Max is the most buffers kept; default DefaultMax.
 	Max int
+	// MaxCap, if positive, is the largest capacity kept: a larger
+	// buffer is left to the garbage collector.
+	MaxCap int
 
 	mu   sync.Mutex
 	free [][]byte
@@ -49,7 +52,7 @@ func (p *Pool) Get(n int) []byte {
 // Put gives b back for reuse. When the pool is full the smallest buffer
 // (b or one kept) is dropped.
 func (p *Pool) Put(b []byte) {
-	if cap(b) == 0 {
+	if cap(b) == 0 || p.MaxCap > 0 && cap(b) > p.MaxCap {
 		return
 	}
 	max := p.Max
@@ -71,4 +74,13 @@ func (p *Pool) Put(b []byte) {
 	if cap(b) > cap(p.free[small]) {
 		p.free[small] = b[:0]
 	}
+}
+
+// Drop lets go of the buffers kept, for the garbage collector to take:
+// when no more are needed for a while.
+func (p *Pool) Drop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.free)
+	p.free = nil
 }

@@ -45,3 +45,19 @@ func TestBounded(t *testing.T) {
 		t.Fatalf("cap %d", cap(b))
 	}
 }
+
+func TestMaxCapAndDrop(t *testing.T) {
+	p := Pool{Max: 2, MaxCap: 2 << 20}
+	p.Put(make([]byte, 3<<20))
+	if len(p.free) != 0 {
+		t.Fatalf("a buffer above MaxCap was kept")
+	}
+	p.Put(make([]byte, 2<<20))
+	if len(p.free) != 1 {
+		t.Fatalf("%d buffers kept, want 1", len(p.free))
+	}
+	p.Drop()
+	if len(p.free) != 0 {
+		t.Fatalf("%d buffers kept after Drop", len(p.free))
+	}
+}
