@@ -230,11 +230,12 @@ func profilePath(env string) string {
 
 // workstationMemory is the soft memory limit of the workstation agent
 // (labseed peer, clone, the clone environment's init). Its live heap is
-// at most about 80 MiB (two chunks being applied, up to 16 MiB each with
-// the default chunk size and 32 MiB with publish --chunk-size 8, their
-// compressed bytes, the torrent client's buffers); the peak RSS is the
-// limit plus about 25 MiB of the labseed binary's code, under the 192 MiB
-// a workstation may take (docs/BENCHMARKS.md).
+// at most about 80 MiB (the decompressed chunks being applied, 34 MiB at
+// most at once unless one larger chunk is applied alone, their
+// compressed bytes, the torrent client's buffers, and for an image of a
+// hundred thousand directories their names); the peak RSS is the limit
+// plus about 25 MiB of the labseed binary's code, under the 192 MiB a
+// workstation may take (docs/BENCHMARKS.md).
 const workstationMemory = 144 << 20
 
 // limitMemory sets a soft memory limit for the Go heap, unless GOMEMLIMIT is
