@@ -140,8 +140,9 @@ func (c *Client) sendHeader(ctx context.Context, hc *http.Client, method, path s
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
-		// The message is printed on terminals: no escape sequences.
-		return nil, &APIError{Code: resp.StatusCode, Msg: textsafe.Clean(strings.TrimSpace(string(msg)), 4096)}
+		// The message is printed on terminals: no escape sequences. It
+		// may name several errors, a line each (a hosts table's bad lines).
+		return nil, &APIError{Code: resp.StatusCode, Msg: textsafe.CleanLines(strings.TrimSpace(string(msg)), 25, 0)}
 	}
 	return resp, nil
 }

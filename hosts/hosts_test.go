@@ -401,3 +401,33 @@ func TestGroups(t *testing.T) {
 		t.Fatalf("a group column without groups:\n%s", buf.String())
 	}
 }
+
+func TestParseCSVEveryBadLine(t *testing.T) {
+	in := "mac,hostname,ip\n" +
+		"52:54:00:00:00:01,a,10.0.0.1\n" +
+		"zz,b,10.0.0.2\n" +
+		"52:54:00:00:00:03,c,10.0.0\n" +
+		"52:54:00:00:00:04,d,10.0.0.4\n" +
+		"52:54:00:00:00:05,a,10.0.0.5\n"
+	_, err := ParseCSV(strings.NewReader(in))
+	if err == nil {
+		t.Fatal("a table with three bad lines was taken")
+	}
+	for _, want := range []string{"line 3: \"zz\"", "line 4: ip", "line 6: host name a"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "line 5") {
+		t.Errorf("error %q names the good line 5", err)
+	}
+	var many strings.Builder
+	many.WriteString("mac,hostname,ip\n")
+	for range 50 {
+		many.WriteString("zz,a,10.0.0.1\n")
+	}
+	_, err = ParseCSV(strings.NewReader(many.String()))
+	if err == nil || !strings.Contains(err.Error(), "stopped after 20 errors") || strings.Count(err.Error(), "\n") != 20 {
+		t.Fatalf("50 bad lines: %v", err)
+	}
+}

@@ -81,7 +81,8 @@ func ParseMAC(s string) (net.HardwareAddr, error) { return api.ParseMAC(s) }
 // ParseCSV reads a hosts table: a header line naming the columns (mac,
 // hostname and ip required, in any order; next_boot and setting columns
 // optional), then one host per line. Empty cells leave a setting to the lab.
-// Errors name the line; duplicate MACs, host names and addresses are refused.
+// Errors name the line, every bad line's; duplicate MACs, host names and
+// addresses are refused.
 func ParseCSV(r io.Reader) ([]Host, error) {
 	cr := csv.NewReader(r)
 	cr.Comment = '#'
@@ -115,33 +116,48 @@ func ParseCSV(r io.Reader) ([]Host, error) {
 			return nil, fmt.Errorf("hosts table: line 1: no %q column (the header needs mac,hostname,ip)", need)
 		}
 	}
+	// Every bad row is named (up to maxRowErrors), so that a table typed by
+	// hand is mended in one pass; a CSV syntax error ends the reading.
 	var hosts []Host
-	for {
+	var bad []error
+	for len(bad) < maxRowErrors {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("hosts table: %w", err)
+			bad = append(bad, fmt.Errorf("hosts table: %w", err))
+			break
 		}
 		line, _ := cr.FieldPos(0)
 		if len(rec) > len(header) {
-			return nil, fmt.Errorf("hosts table: line %d: %d cells, the header names %d columns", line, len(rec), len(header))
+			bad = append(bad, fmt.Errorf("hosts table: line %d: %d cells, the header names %d columns", line, len(rec), len(header)))
+			continue
 		}
 		for len(rec) < len(header) {
 			rec = append(rec, "")
 		}
 		h, err := parseRow(header, rec)
-		if err != nil {
-			return nil, fmt.Errorf("hosts table: line %d: %w", line, err)
+		if err == nil {
+			err = checkConflicts(hosts, h)
 		}
-		if err := checkConflicts(hosts, h); err != nil {
-			return nil, fmt.Errorf("hosts table: line %d: %w", line, err)
+		if err != nil {
+			bad = append(bad, fmt.Errorf("hosts table: line %d: %w", line, err))
+			continue
 		}
 		hosts = append(hosts, h)
 	}
+	if len(bad) == maxRowErrors {
+		bad = append(bad, fmt.Errorf("hosts table: stopped after %d errors", maxRowErrors))
+	}
+	if len(bad) > 0 {
+		return nil, errors.Join(bad...)
+	}
 	return hosts, nil
 }
+
+// maxRowErrors is how many bad rows ParseCSV names before it stops.
+const maxRowErrors = 20
 
 func parseRow(header, rec []string) (Host, error) {
 	h := Host{NextBoot: BootLocal}

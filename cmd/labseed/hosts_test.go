@@ -46,6 +46,12 @@ func TestHostsCommand(t *testing.T) {
 	if !strings.Contains(errOut, "line 3: address 10.1.0.9 is already a's") {
 		t.Fatalf("bad import said %q", errOut)
 	}
+	// Every bad line is named, each on its own line of the error.
+	os.WriteFile(table, []byte("mac,hostname,ip\nzz,a,10.1.0.9\n52:54:00:00:00:03,b,10.1.0\n52:54:00:00:00:04,c,10.1.0.4\n"), 0o644)
+	_, errOut = labseed(t, false, append([]string{"hosts", "import", table}, srv...)...)
+	if !regexp.MustCompile(`line 2: "zz" is not an Ethernet MAC.*\n.*line 3: ip "10.1.0" is not`).MatchString(errOut) {
+		t.Fatalf("import of two bad lines said %q", errOut)
+	}
 	// Without the admin key there is nothing to send.
 	_, errOut = labseed(t, false, "hosts", "next-boot", "local", "--all", "--server", l.server, "--store", t.TempDir())
 	if !strings.Contains(errOut, "no admin key") {

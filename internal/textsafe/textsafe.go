@@ -10,6 +10,7 @@
 package textsafe
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,25 @@ func Clean(s string, max int) string {
 		b.WriteString("...")
 	}
 	return b.String()
+}
+
+// CleanLines is Clean for a message of several lines (a print server's
+// list of errors): each line is cleaned, and at most maxLines are kept
+// (a last line says how many were left out).
+func CleanLines(s string, maxLines, max int) string {
+	lines := strings.Split(s, "\n")
+	left := 0
+	if len(lines) > maxLines {
+		left = len(lines) - maxLines
+		lines = lines[:maxLines]
+	}
+	for i, l := range lines {
+		lines[i] = Clean(l, max)
+	}
+	if left > 0 {
+		lines = append(lines, fmt.Sprintf("(lines left out: %d)", left))
+	}
+	return strings.Join(lines, "\n")
 }
 
 // bad reports whether r must not reach a log or a terminal.

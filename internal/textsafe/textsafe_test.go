@@ -57,3 +57,11 @@ func TestLimiter(t *testing.T) {
 		t.Fatal("a new key after the interval")
 	}
 }
+
+func TestCleanLines(t *testing.T) {
+	got := CleanLines("line 1: bad\x1b[2J\nline 2: bad\tcell\nline 3\nline 4", 3, 0)
+	want := "line 1: bad?[2J\nline 2: bad?cell\nline 3\n(lines left out: 1)"
+	if got != want {
+		t.Fatalf("CleanLines = %q, want %q", got, want)
+	}
+}
