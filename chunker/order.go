@@ -70,6 +70,7 @@ type spoolEntry struct {
 	off  int64 // where its header starts in the spool
 }
 
+// countWriter counts the bytes written through it.
 type countWriter struct {
 	w io.Writer
 	n int64

@@ -301,6 +301,9 @@ type scanner struct {
 	fileBytes int64
 	block     []byte
 	frag      []byte
+	// headerExcess is what the current chunk's headers take beyond the
+	// 512 bytes each that the boundaries count.
+	headerExcess int64
 }
 
 func newScanner(cfg Config) *scanner {
@@ -334,6 +337,7 @@ func sortKey(name string) string {
 // order of entries inside a chunk does not matter to the Applier.
 func (s *scanner) cut() error {
 	s.cdc.reset()
+	s.headerExcess = 0
 	if len(s.parts) == 0 {
 		return nil
 	}
@@ -467,6 +471,14 @@ func (s *scanner) chunk(name string, hdr *tar.Header, data io.Reader) error {
 		key = key[k:]
 		cutBefore = cutBefore || c
 	}
+	// The boundaries count a header as 512 bytes, but with its PAX
+	// records it takes up to 1.5 KiB in the chunk: tens of thousands of
+	// directories made chunks of 48 MB, three times ChunkMax. What the
+	// headers take beyond 512 bytes is counted against ChunkMax too.
+	more := headerLen(fragmentHeader(name, hdr, 0, hdr.Size)) - 512
+	if s.cdc.n+s.headerExcess+more >= s.cdc.max {
+		cutBefore = true
+	}
 	if cutBefore && len(s.parts) > 0 {
 		n := s.cdc.n
 		if err := s.cut(); err != nil {
@@ -474,6 +486,7 @@ func (s *scanner) chunk(name string, hdr *tar.Header, data io.Reader) error {
 		}
 		s.cdc.n = n
 	}
+	s.headerExcess += more
 	if hdr.Typeflag != tar.TypeReg {
 		return s.write(fragmentHeader(name, hdr, 0, 0), nil)
 	}
@@ -488,6 +501,14 @@ func (s *scanner) chunk(name string, hdr *tar.Header, data io.Reader) error {
 	}
 	s.fileBytes += hdr.Size
 	return s.file(name, hdr, data)
+}
+
+// headerLen returns the bytes h takes in a tar fragment (its PAX records
+// included).
+func headerLen(h *tar.Header) int64 {
+	c := countWriter{w: io.Discard}
+	tar.NewWriter(&c).WriteHeader(h) // the data is not written: only the header's length is wanted
+	return c.n
 }
 
 // hasSparseRecords reports whether hdr has GNU sparse PAX records.

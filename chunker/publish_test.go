@@ -5,9 +5,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPublishRejects(t *testing.T) {
@@ -127,4 +132,34 @@ func changeOneFile(t *testing.T, in []byte) []byte {
 		t.Fatalf("image has only %d files", n)
 	}
 	return out
+}
+
+// TestChunkMaxWithManyHeaders publishes a tree of thousands of
+// directories, whose headers (a PAX record each, for the nanoseconds of
+// their mtimes) take 1.5 KiB in a chunk: no chunk may pass ChunkMax (and
+// the tar's two end blocks) uncompressed.
+func TestChunkMaxWithManyHeaders(t *testing.T) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for i := range 6000 {
+		h := &tar.Header{Name: fmt.Sprintf("usr/share/doc/pkg%04d/", i), Typeflag: tar.TypeDir, Mode: 0o755,
+			ModTime: time.Unix(1700000000, int64(i)+1), Format: tar.FormatPAX}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Close()
+	cfg := Config{Name: "dirs", ChunkMin: 256 << 10, ChunkAvg: 1 << 20, ChunkMax: 2 << 20}
+	m, payload := publish(t, b.Bytes(), cfg)
+	for i, c := range m.Chunks {
+		if c.RawSize > cfg.ChunkMax+1024 {
+			t.Errorf("chunk %d is %d bytes uncompressed, ChunkMax %d", i, c.RawSize, cfg.ChunkMax)
+		}
+	}
+	target := filepath.Join(t.TempDir(), "t")
+	applyAll(t, newApplier(t, m, target), payload, rand.Perm(len(m.Chunks)))
+	if _, err := os.Stat(filepath.Join(target, "usr/share/doc/pkg5999")); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d chunks", len(m.Chunks))
 }
