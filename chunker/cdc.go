@@ -10,6 +10,10 @@ type cdc struct {
 	maskS, maskL  uint64
 	h             uint64
 	n             int64 // bytes since the last cut
+	// extra is what the chunk holds beyond the n bytes the hash counted
+	// (its headers' PAX records): it brings the forced cut forward, and
+	// nothing else.
+	extra int64
 }
 
 var gear = func() (t [256]uint64) {
@@ -56,8 +60,8 @@ func (c *cdc) scan(p []byte) (int, bool) {
 		if c.n < c.avg {
 			mask = c.maskS
 		}
-		if h&mask == 0 || c.n >= c.max {
-			c.h, c.n = 0, 0
+		if h&mask == 0 || c.n+c.extra >= c.max {
+			c.h, c.n, c.extra = 0, 0, 0
 			return i + 1, true
 		}
 	}
@@ -66,4 +70,4 @@ func (c *cdc) scan(p []byte) (int, bool) {
 }
 
 // reset starts a new chunk.
-func (c *cdc) reset() { c.h, c.n = 0, 0 }
+func (c *cdc) reset() { c.h, c.n, c.extra = 0, 0, 0 }

@@ -301,9 +301,6 @@ type scanner struct {
 	fileBytes int64
 	block     []byte
 	frag      []byte
-	// headerExcess is what the current chunk's headers take beyond the
-	// 512 bytes each that the boundaries count.
-	headerExcess int64
 }
 
 func newScanner(cfg Config) *scanner {
@@ -337,7 +334,6 @@ func sortKey(name string) string {
 // order of entries inside a chunk does not matter to the Applier.
 func (s *scanner) cut() error {
 	s.cdc.reset()
-	s.headerExcess = 0
 	if len(s.parts) == 0 {
 		return nil
 	}
@@ -465,6 +461,7 @@ func (s *scanner) chunk(name string, hdr *tar.Header, data io.Reader) error {
 	s.cdc.n += 512
 	key := append([]byte(name), 0, hdr.Typeflag)
 	key = append(key, hdr.Linkname...)
+	own := 512 + int64(len(key)) // what the hash counts of this entry
 	cutBefore := false
 	for len(key) > 0 {
 		k, c := s.cdc.scan(key)
@@ -474,19 +471,25 @@ func (s *scanner) chunk(name string, hdr *tar.Header, data io.Reader) error {
 	// The boundaries count a header as 512 bytes, but with its PAX
 	// records it takes up to 1.5 KiB in the chunk: tens of thousands of
 	// directories made chunks of 48 MB, three times ChunkMax. What the
-	// headers take beyond 512 bytes is counted against ChunkMax too.
+	// headers take beyond 512 bytes is counted against ChunkMax too
+	// (cdc.extra), and a chunk ends before a header that would take it
+	// past ChunkMax: the entry starts the next one.
 	more := headerLen(fragmentHeader(name, hdr, 0, hdr.Size)) - 512
-	if s.cdc.n+s.headerExcess+more >= s.cdc.max {
-		cutBefore = true
-	}
-	if cutBefore && len(s.parts) > 0 {
+	switch {
+	case len(s.parts) == 0:
+	case cutBefore:
 		n := s.cdc.n
 		if err := s.cut(); err != nil {
 			return err
 		}
 		s.cdc.n = n
+	case s.cdc.n+s.cdc.extra+more >= s.cdc.max:
+		if err := s.cut(); err != nil {
+			return err
+		}
+		s.cdc.n = own
 	}
-	s.headerExcess += more
+	s.cdc.extra += more
 	if hdr.Typeflag != tar.TypeReg {
 		return s.write(fragmentHeader(name, hdr, 0, 0), nil)
 	}

@@ -137,28 +137,41 @@ func changeOneFile(t *testing.T, in []byte) []byte {
 // TestChunkMaxWithManyHeaders publishes a tree of thousands of
 // directories, whose headers (a PAX record each, for the nanoseconds of
 // their mtimes) take 1.5 KiB in a chunk: no chunk may pass ChunkMax (and
-// the tar's two end blocks) uncompressed.
+// the tar's end) uncompressed.
 func TestChunkMaxWithManyHeaders(t *testing.T) {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
-	for i := range 6000 {
-		h := &tar.Header{Name: fmt.Sprintf("usr/share/doc/pkg%04d/", i), Typeflag: tar.TypeDir, Mode: 0o755,
-			ModTime: time.Unix(1700000000, int64(i)+1), Format: tar.FormatPAX}
-		if err := tw.WriteHeader(h); err != nil {
+	// Rounds of directories, then a file whose data ends a chunk at the
+	// forced cut: the directories before it must count there too.
+	data := bytes.Repeat([]byte("0123456789abcdef"), 3<<20/16)
+	for r := range 4 {
+		for i := range 1500 {
+			h := &tar.Header{Name: fmt.Sprintf("usr/share/doc/r%d/pkg%04d/", r, i), Typeflag: tar.TypeDir, Mode: 0o755,
+				ModTime: time.Unix(1700000000, int64(i)+1), Format: tar.FormatPAX}
+			if err := tw.WriteHeader(h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("usr/share/doc/r%d/big", r), Typeflag: tar.TypeReg, Mode: 0o644,
+			Size: int64(len(data)), ModTime: time.Unix(1700000000, 1), Format: tar.FormatPAX}); err != nil {
 			t.Fatal(err)
 		}
+		tw.Write(data)
 	}
 	tw.Close()
 	cfg := Config{Name: "dirs", ChunkMin: 256 << 10, ChunkAvg: 1 << 20, ChunkMax: 2 << 20}
 	m, payload := publish(t, b.Bytes(), cfg)
 	for i, c := range m.Chunks {
-		if c.RawSize > cfg.ChunkMax+1024 {
+		if c.RawSize > cfg.ChunkMax+4096 { // a file part's header, the tar's end
 			t.Errorf("chunk %d is %d bytes uncompressed, ChunkMax %d", i, c.RawSize, cfg.ChunkMax)
+		}
+		if c.RawSize < cfg.ChunkMin && i < len(m.Chunks)-1 {
+			t.Errorf("chunk %d is %d bytes uncompressed, under ChunkMin %d", i, c.RawSize, cfg.ChunkMin)
 		}
 	}
 	target := filepath.Join(t.TempDir(), "t")
 	applyAll(t, newApplier(t, m, target), payload, rand.Perm(len(m.Chunks)))
-	if _, err := os.Stat(filepath.Join(target, "usr/share/doc/pkg5999")); err != nil {
+	if _, err := os.Stat(filepath.Join(target, "usr/share/doc/r3/pkg1499")); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d chunks", len(m.Chunks))
