@@ -469,12 +469,16 @@ func (s *scanner) chunk(name string, hdr *tar.Header, data io.Reader) error {
 		cutBefore = cutBefore || c
 	}
 	// The boundaries count a header as 512 bytes, but with its PAX
-	// records it takes up to 1.5 KiB in the chunk: tens of thousands of
-	// directories made chunks of 48 MB, three times ChunkMax. What the
-	// headers take beyond 512 bytes is counted against ChunkMax too
-	// (cdc.extra), and a chunk ends before a header that would take it
-	// past ChunkMax: the entry starts the next one.
+	// records it takes up to 1.5 KiB in the chunk, and a file's data is
+	// padded to 512 bytes: tens of thousands of directories made chunks
+	// of 48 MB, three times ChunkMax, and thousands of small files 18 MB.
+	// What the headers and the padding take is counted against ChunkMax
+	// too (cdc.extra), and a chunk ends before a header that would take
+	// it past ChunkMax: the entry starts the next one.
 	more := headerLen(fragmentHeader(name, hdr, 0, hdr.Size)) - 512
+	if hdr.Typeflag == tar.TypeReg {
+		more += -hdr.Size & 511
+	}
 	switch {
 	case len(s.parts) == 0:
 	case cutBefore:

@@ -135,9 +135,10 @@ func changeOneFile(t *testing.T, in []byte) []byte {
 }
 
 // TestChunkMaxWithManyHeaders publishes a tree of thousands of
-// directories, whose headers (a PAX record each, for the nanoseconds of
-// their mtimes) take 1.5 KiB in a chunk: no chunk may pass ChunkMax (and
-// the tar's end) uncompressed.
+// directories and small files, whose headers (a PAX record each, for the
+// nanoseconds of their mtimes) take 1.5 KiB in a chunk, and the small
+// files' data 512 bytes: no chunk may pass ChunkMax (and the tar's end)
+// uncompressed.
 func TestChunkMaxWithManyHeaders(t *testing.T) {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
@@ -151,6 +152,14 @@ func TestChunkMaxWithManyHeaders(t *testing.T) {
 			if err := tw.WriteHeader(h); err != nil {
 				t.Fatal(err)
 			}
+		}
+		for i := range 1500 { // small files: their data's padding counts too
+			small := []byte(fmt.Sprintf("file %d of round %d\n", i, r))
+			if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("usr/share/doc/r%d/pkg%04d/copyright", r, i), Typeflag: tar.TypeReg, Mode: 0o644,
+				Size: int64(len(small)), ModTime: time.Unix(1700000000, int64(i)+1), Format: tar.FormatPAX}); err != nil {
+				t.Fatal(err)
+			}
+			tw.Write(small)
 		}
 		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("usr/share/doc/r%d/big", r), Typeflag: tar.TypeReg, Mode: 0o644,
 			Size: int64(len(data)), ModTime: time.Unix(1700000000, 1), Format: tar.FormatPAX}); err != nil {
