@@ -87,11 +87,11 @@ type SyncStats struct {
 }
 
 // Memory for decompressed chunks. Two chunks of the largest size publish
-// makes by default (DefaultChunkMax, plus its tar headers) are
-// decompressed at once; a larger chunk (an image published with a larger
-// --chunk-size, or whose chunks hold tens of thousands of directories,
-// each header counted as 512 bytes by the chunk boundaries but taking
-// 1.5 KiB) is decompressed alone, and its buffer is not kept.
+// makes by default (DefaultChunkMax, plus a little) are decompressed at
+// once; a larger chunk (an image published with a larger --chunk-size, or
+// by a labseed before b2e9efc, whose chunks of tens of thousands of
+// directories came to 48 MB) is decompressed alone, and its buffer is not
+// kept.
 const (
 	maxKeptChunk  = DefaultChunkMax + 1<<20
 	decodedBudget = 2 * maxKeptChunk
