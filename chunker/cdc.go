@@ -11,8 +11,8 @@ type cdc struct {
 	h             uint64
 	n             int64 // bytes since the last cut
 	// extra is what the chunk holds beyond the n bytes the hash counted
-	// (its headers' PAX records): it brings the forced cut forward, and
-	// nothing else.
+	// (what its headers take beyond 512 bytes, its files' padding): it
+	// brings the forced cut forward, and nothing else.
 	extra int64
 }
 

@@ -81,8 +81,8 @@ func ParseMAC(s string) (net.HardwareAddr, error) { return api.ParseMAC(s) }
 // ParseCSV reads a hosts table: a header line naming the columns (mac,
 // hostname and ip required, in any order; next_boot and setting columns
 // optional), then one host per line. Empty cells leave a setting to the lab.
-// Errors name the line, every bad line's; duplicate MACs, host names and
-// addresses are refused.
+// The error names every bad line (up to 20); duplicate MACs, host names
+// and addresses are refused.
 func ParseCSV(r io.Reader) ([]Host, error) {
 	cr := csv.NewReader(r)
 	cr.Comment = '#'
