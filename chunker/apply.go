@@ -737,7 +737,11 @@ func (a *Applier) Finish(ctx context.Context) error {
 	for i := range a.m.Chunks {
 		names, err := a.readMarker(i, func(e *entry) error {
 			partLen := e.hdr.PAXRecords[paxPartLen]
-			e.hdr = finishHeader(e.hdr)
+			// What Finish uses of the header, as a fragment holds it:
+			// Finish keeps every directory of the image until its end
+			// (a hundred thousand in a large one), and a header as
+			// archive/tar reads it keeps all its PAX records.
+			e.hdr = fragmentHeader(e.hdr.Name, e.hdr, 0, e.hdr.Size)
 			if e.hdr.Typeflag == tar.TypeReg {
 				f := byName[e.hdr.Name]
 				if f == nil {
@@ -815,22 +819,6 @@ func (a *Applier) Finish(ctx context.Context) error {
 		return fmt.Errorf("chunker: sync the target: %w", noSpace(err))
 	}
 	return nil
-}
-
-// finishHeader returns what Finish uses of h. Finish holds every
-// directory of the image until its end (a hundred thousand in a large
-// one), and a header as archive/tar reads it keeps all its PAX records.
-func finishHeader(h *tar.Header) *tar.Header {
-	s := &tar.Header{Typeflag: h.Typeflag, Name: h.Name, Linkname: h.Linkname, Mode: h.Mode, Uid: h.Uid, Gid: h.Gid, ModTime: h.ModTime}
-	for k, v := range h.PAXRecords {
-		if strings.HasPrefix(k, paxXattr) {
-			if s.PAXRecords == nil {
-				s.PAXRecords = map[string]string{}
-			}
-			s.PAXRecords[k] = v
-		}
-	}
-	return s
 }
 
 // fileWork is a file that spans chunks, as Finish sees it: its header and

@@ -166,7 +166,7 @@ func (a *Applier) readMarker(i int, fn func(*entry) error) ([]string, error) {
 		return nil, fmt.Errorf("record of chunk %d does not match its chunk", i)
 	}
 	sum := sha256.New()
-	rest := &countReader{r: io.TeeReader(io.LimitReader(br, n), sum)}
+	rest := &countingReader{r: io.TeeReader(io.LimitReader(br, n), sum)}
 	tarPart := io.LimitReader(rest, tarLen)
 	err = readFragment(tarPart, func(e *entry, _ io.Reader) error {
 		if fn != nil {
@@ -190,20 +190,8 @@ func (a *Applier) readMarker(i int, fn func(*entry) error) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("record of chunk %d: %w", i, err)
 	}
-	if extra, _ := br.Peek(1); rest.n != n || len(extra) > 0 || restSum != hex.EncodeToString(sum.Sum(nil)) {
+	if extra, _ := br.Peek(1); rest.n.Load() != n || len(extra) > 0 || restSum != hex.EncodeToString(sum.Sum(nil)) {
 		return nil, fmt.Errorf("record of chunk %d does not match its checksum", i)
 	}
 	return names, nil
-}
-
-// countReader counts the bytes read through it.
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }

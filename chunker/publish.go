@@ -475,7 +475,8 @@ func (s *scanner) chunk(name string, hdr *tar.Header, data io.Reader) error {
 	// What the headers and the padding take is counted against ChunkMax
 	// too (cdc.extra), and a chunk ends before a header that would take
 	// it past ChunkMax: the entry starts the next one.
-	more := headerLen(fragmentHeader(name, hdr, 0, hdr.Size)) - 512
+	fh := fragmentHeader(name, hdr, 0, hdr.Size)
+	more := headerLen(fh) - 512
 	if hdr.Typeflag == tar.TypeReg {
 		more += -hdr.Size & 511
 	}
@@ -495,7 +496,7 @@ func (s *scanner) chunk(name string, hdr *tar.Header, data io.Reader) error {
 	}
 	s.cdc.extra += more
 	if hdr.Typeflag != tar.TypeReg {
-		return s.write(fragmentHeader(name, hdr, 0, 0), nil)
+		return s.write(fh, nil)
 	}
 	if v, ok := hdr.PAXRecords[paxSparseSize]; ok {
 		segs, err := sparseEntry(hdr, v, data)
