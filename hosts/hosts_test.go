@@ -427,7 +427,13 @@ func TestParseCSVEveryBadLine(t *testing.T) {
 		many.WriteString("zz,a,10.0.0.1\n")
 	}
 	_, err = ParseCSV(strings.NewReader(many.String()))
-	if err == nil || !strings.Contains(err.Error(), "stopped after 20 errors") || strings.Count(err.Error(), "\n") != 20 {
+	if err == nil || !strings.Contains(err.Error(), "stopped after 20 errors; line 22 and after not checked") || strings.Count(err.Error(), "\n") != 20 {
 		t.Fatalf("50 bad lines: %v", err)
+	}
+	// Exactly 20 bad lines: every one named, none left unchecked.
+	twenty := strings.Join(strings.SplitAfter(many.String(), "\n")[:21], "")
+	_, err = ParseCSV(strings.NewReader(twenty))
+	if err == nil || strings.Contains(err.Error(), "stopped") || strings.Count(err.Error(), "\n") != 19 || !strings.Contains(err.Error(), "line 21:") {
+		t.Fatalf("20 bad lines: %v", err)
 	}
 }

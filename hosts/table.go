@@ -148,7 +148,12 @@ func ParseCSV(r io.Reader) ([]Host, error) {
 		hosts = append(hosts, h)
 	}
 	if len(bad) == maxRowErrors {
-		bad = append(bad, fmt.Errorf("hosts table: stopped after %d errors", maxRowErrors))
+		// Said only when lines are left unread: a table of exactly
+		// maxRowErrors bad lines has had every one named.
+		if _, err := cr.Read(); !errors.Is(err, io.EOF) {
+			line, _ := cr.FieldPos(0)
+			bad = append(bad, fmt.Errorf("hosts table: stopped after %d errors; line %d and after not checked", maxRowErrors, line))
+		}
 	}
 	if len(bad) > 0 {
 		return nil, errors.Join(bad...)

@@ -369,8 +369,6 @@ func listenDesc(cfg Config) string {
 	return fmt.Sprintf("%s port %d", ip, cfg.Port)
 }
 
-// NewLimiter returns a limiter for bytesPerSec (0 = unlimited) with
-// RateBurst.
 // AddTorrent adds the torrent of mi to cl, asking peers for BlockSize
 // blocks.
 func AddTorrent(cl *torrent.Client, mi *metainfo.MetaInfo) (*torrent.Torrent, error) {
@@ -383,6 +381,8 @@ func AddTorrent(cl *torrent.Client, mi *metainfo.MetaInfo) (*torrent.Torrent, er
 	return t, err
 }
 
+// NewLimiter returns a limiter for bytesPerSec (0 = unlimited) with
+// RateBurst.
 func NewLimiter(bytesPerSec int64) *rate.Limiter {
 	if bytesPerSec <= 0 {
 		// Burst must still be non-zero: anacrolix would otherwise set it
