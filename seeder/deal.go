@@ -70,22 +70,21 @@ type dealClient struct {
 }
 
 // A member that does not pass pieces on (no BitTorrent address in its
-// gossip) is slow for the dealer (deal.Holder): it gets no new pieces,
-// and what it was dealt is dealt again. (A rule by measured drain rate,
-// slow under half the median, was tried and taken out: at N = 48 on
-// 4 Mbit/s ports, with the print server's port shared by 96 deal streams
-// and the rates noisy, it made the print server deal 2.56 x the payload
-// instead of 1.94 x and the last workstation finish 14 % later, and at
-// N = 8 with one slow port it changed nothing measurable;
-// docs/lab-bench.md.)
+// gossip) or sits on a slow port (slowport.go) is slow for the dealer
+// (deal.Holder): it gets no new pieces, and what it was dealt is dealt
+// again. (A rule by the deals' own drain rate, slow under half the
+// median, was tried and taken out: at N = 48 on 4 Mbit/s ports, with the
+// print server's port shared by 96 deal streams and the rates noisy, it
+// made the print server deal 2.56 x the payload instead of 1.94 x and
+// the last workstation finish 14 % later, and at N = 8 with one slow port
+// it changed nothing measurable; docs/lab-bench.md.)
 
-// holder is who a deal for ip is: its number for the dealer, and slow
-// when it does not pass pieces on (passesOn: ip has a BitTorrent address
-// in the lab's gossip).
-func (dc *dealClients) holder(ip netip.Addr, passesOn bool) deal.Holder {
+// holder is who a deal for ip is: its number for the dealer, and whether
+// it is slow (Server.slowHolder).
+func (dc *dealClients) holder(ip netip.Addr, slow bool) deal.Holder {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
-	h := deal.Holder{Slow: !passesOn}
+	h := deal.Holder{Slow: slow}
 	if c := dc.clients[ip]; c != nil {
 		h.ID, h.Open = c.id, c.active-1 // begin counted this one
 	}
@@ -332,7 +331,7 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
-	first, n, ok := d.DealTo(deal.Bitmap(want), start, s.deals.holder(ip, s.passesOn(ip)))
+	first, n, ok := d.DealTo(deal.Bitmap(want), start, s.deals.holder(ip, s.slowHolder(ip)))
 	if !ok {
 		s.deals.end(ip, sentDeal{})
 		w.WriteHeader(http.StatusNoContent)

@@ -183,7 +183,7 @@ func TestSlowDealNotBarred(t *testing.T) {
 	if code, _, _, err := dc.begin(ip, si, want, "", 4, t0); code != 0 || err != nil {
 		t.Fatalf("first deal: %d %v", code, err)
 	}
-	first, n, ok := si.dealer.DealTo(want, t0, dc.holder(ip, true))
+	first, n, ok := si.dealer.DealTo(want, t0, dc.holder(ip, false))
 	if !ok || first != 0 {
 		t.Fatalf("dealt %d+%d %v", first, n, ok)
 	}
@@ -226,7 +226,7 @@ func TestRestartedWorkstationNotBarred(t *testing.T) {
 		if restarted != 0 {
 			si.dealer.Gone(restarted)
 		}
-		first, n, ok := si.dealer.DealTo(want, now, dc.holder(ip, true))
+		first, n, ok := si.dealer.DealTo(want, now, dc.holder(ip, false))
 		if !ok {
 			t.Fatalf("run %q at %v: nothing dealt", session, now.Sub(t0))
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -174,6 +175,7 @@ type Server struct {
 	limits   HTTPLimits         // Config.HTTPLimits with the defaults
 	conns    *perIPListener     // the HTTP listener, ConnsPerIP at most per address
 	deals    dealClients        // deals under way and unconfirmed, per address
+	ports    portRates          // the lab's best receive rates, for slow ports (slowport.go)
 	logLimit textsafe.Limiter   // log lines about refused requests, per client
 
 	deployMu   sync.Mutex
@@ -328,15 +330,25 @@ func memberIPs(m gossip.Member) []netip.Addr {
 	return ips
 }
 
-// passesOn reports whether the lab member at ip gossips a BitTorrent
-// address: whether it can pass the pieces dealt to it on.
-func (s *Server) passesOn(ip netip.Addr) bool {
-	for _, m := range s.node.Members() {
+// mbit is bytesPerSec in Mbit/s, rounded to 0.1, for a log line.
+func mbit(bytesPerSec float64) float64 { return math.Round(bytesPerSec*8/1e5) / 10 }
+
+// slowHolder reports whether the lab member at ip is slow for the
+// dealer: it gossips no BitTorrent address (it cannot pass the pieces
+// dealt to it on), or it is on a slow port (portRates).
+func (s *Server) slowHolder(ip netip.Addr) bool {
+	members := s.node.Members()
+	for _, m := range members {
 		if (m.State == gossip.StateAlive || m.State == gossip.StateSuspect) && m.Status.TorrentAddr != "" && slices.Contains(memberIPs(m), ip) {
-			return true
+			slow, tell := s.ports.slow(members, ip, time.Now())
+			if tell != nil {
+				s.log.Warn("workstation on a slow port: it is dealt no new pieces, the others pass them to it (a bad cable, a port negotiated down?)",
+					"member", tell.name, "ip", ip, "best_rate_mbit", mbit(tell.best), "lab_median_mbit", mbit(tell.median))
+			}
+			return slow
 		}
 	}
-	return false
+	return true
 }
 
 // advertiseIP is the one rule for the address workstations reach the

@@ -1,0 +1,121 @@
+package seeder
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/labseed/labseed/gossip"
+)
+
+// A workstation on a slow port (a bad cable, an old switch, a port
+// negotiated down) passes what it is dealt on at its port's rate: the
+// last pieces dealt to it keep the rest of the lab waiting until it has
+// passed them on or their hold is over (issue 15: with one port of eight
+// at 4 Mbit/s the others' median took 1.24-1.32 x as long as with clean
+// ports). The print server cannot see a slow port in its own deals, which
+// share its port with every other deal (a rule by deal drain rate changed
+// nothing at N = 8 and misfired at N = 48, docs/lab-bench.md); but each
+// workstation gossips, once a second, the bytes it has received from
+// every source (gossip.Status.FromServer + FromPeers), and their rate
+// shows the port: workstations on 20 Mbit/s ports receive 2.2-2.4 MB/s at
+// their best, one on a 4 Mbit/s port at most 0.5. The rate is measured
+// here over windows of at least rateWindow: the gossiped DownRate covers
+// one second, in whole pieces (256 KiB a second is 2.1 Mbit/s), and took
+// the 4 Mbit/s port for one of 8.4 Mbit/s; over eight seconds a piece is
+// an eighth of what the slow port carries.
+//
+// So a downloading workstation is slow (deal.Holder.Slow) while the best
+// rate measured for it is under slowPortRatio of the median of the
+// downloading workstations' best rates, with at least minRated of them
+// measured (a window over) and it among them. A lab where every port is slow (48 workstations on 4 Mbit/s
+// ports) has no slow one: the rule compares the ports, not a rate; a port
+// at half the others' rate is not slow either. Syncing workstations
+// (re-imaging, gossip.Status.Sync) fetch little and are left out both
+// ways.
+const (
+	rateWindow    = 8 * time.Second
+	slowPortRatio = 0.4
+	minRated      = 3
+)
+
+// portRates remembers each downloading lab member's best receive rate
+// (by gossip name: a restarted workstation is a new name). Members that
+// are gone or no longer downloading are forgotten at each look, so it
+// holds at most the lab's members.
+type portRates struct {
+	mu      sync.Mutex
+	members map[string]portRate
+}
+
+// portRate is one member's receive rate: the window under way (since at,
+// from received bytes), the best rate of its finished windows in bytes/s
+// (measured: one has finished), and whether the print server has said
+// that it is on a slow port.
+type portRate struct {
+	at       time.Time
+	received uint64
+	best     float64
+	measured bool
+	told     bool
+}
+
+// slowPort is a member on a slow port: its name, its best receive rate
+// and the lab's median best, in bytes/s.
+type slowPort struct {
+	name         string
+	best, median float64
+}
+
+// slow reports whether the member at ip is on a slow port (see above),
+// given the lab's members as the gossip shows them at now. tell is set,
+// once per member, the first time it is found slow: worth a line in the
+// log (a bad cable, a port negotiated down).
+func (p *portRates) slow(members []gossip.Member, ip netip.Addr, now time.Time) (slow bool, tell *slowPort) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := make(map[string]portRate, len(p.members))
+	var rates []float64
+	var mine string
+	for _, m := range members {
+		st := m.Status
+		if (m.State != gossip.StateAlive && m.State != gossip.StateSuspect) ||
+			st.Role != gossip.RolePeer || st.Phase != gossip.PhaseDownloading || st.Sync {
+			continue
+		}
+		received := st.FromServer + st.FromPeers
+		r, ok := p.members[m.Name]
+		switch {
+		case !ok || received < r.received:
+			r = portRate{at: now, received: received}
+		case now.Sub(r.at) >= rateWindow:
+			r.best = max(r.best, float64(received-r.received)/now.Sub(r.at).Seconds())
+			r.at, r.received, r.measured = now, received, true
+		}
+		seen[m.Name] = r
+		if r.measured {
+			rates = append(rates, r.best)
+		}
+		if mine == "" && slices.Contains(memberIPs(m), ip) {
+			mine = m.Name
+		}
+	}
+	p.members = seen
+	if mine == "" || len(rates) < minRated {
+		return false, nil
+	}
+	slices.Sort(rates)
+	// One not measured yet (a workstation that started later than the
+	// others) is not judged.
+	r, median := seen[mine], rates[len(rates)/2]
+	if !r.measured || r.best >= slowPortRatio*median {
+		return false, nil
+	}
+	if !r.told {
+		r.told = true
+		seen[mine] = r
+		tell = &slowPort{name: mine, best: r.best, median: median}
+	}
+	return true, tell
+}

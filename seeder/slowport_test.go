@@ -1,0 +1,168 @@
+package seeder
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/labseed/labseed/gossip"
+)
+
+// labMembers returns n downloading workstations ws1..wsn at 10.0.0.1..
+// that have received nothing yet.
+func labMembers(n int) []gossip.Member {
+	ms := make([]gossip.Member, n)
+	for i := range ms {
+		ms[i] = gossip.Member{
+			Name: fmt.Sprintf("ws%d", i+1), Addr: fmt.Sprintf("10.0.0.%d:7946", i+1), State: gossip.StateAlive,
+			Status: gossip.Status{Role: gossip.RolePeer, Phase: gossip.PhaseDownloading, TorrentAddr: fmt.Sprintf("10.0.0.%d:6881", i+1)},
+		}
+	}
+	return ms
+}
+
+func wsIP(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}) }
+
+// receive adds what each member receives in d at rates[i] bytes/s (the
+// last rate for the rest), half from the print server, half from peers,
+// counted in whole 256 KiB pieces as a workstation gossips them.
+func receive(ms []gossip.Member, d time.Duration, rates ...float64) {
+	for i := range ms {
+		r := rates[min(i, len(rates)-1)]
+		b := uint64(r*d.Seconds()) / (256 << 10) * (256 << 10)
+		ms[i].Status.FromServer += b / 2
+		ms[i].Status.FromPeers += b - b/2
+	}
+}
+
+// slowOnes returns the workstations of ms that p finds on a slow port at now.
+func slowOnes(p *portRates, ms []gossip.Member, now time.Time) []int {
+	var out []int
+	for i := range ms {
+		if slow, _ := p.slow(ms, wsIP(i+1), now); slow {
+			out = append(out, i+1)
+		}
+	}
+	return out
+}
+
+// run has p look at ms once a second for d, each member receiving at
+// rates, and returns the slow ones at the end.
+func run(p *portRates, ms []gossip.Member, now *time.Time, d time.Duration, rates ...float64) []int {
+	var out []int
+	for t := time.Duration(0); t < d; t += time.Second {
+		receive(ms, time.Second, rates...)
+		*now = now.Add(time.Second)
+		out = slowOnes(p, ms, *now)
+	}
+	return out
+}
+
+func TestSlowPort(t *testing.T) {
+	const fast, port4 = 2_300_000, 480_000 // what 20 and 4 Mbit/s ports carry at best
+	t0 := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	t.Run("one slow port of eight", func(t *testing.T) {
+		var p portRates
+		now, ms := t0, labMembers(8)
+		if got := run(&p, ms, &now, 5*time.Second, port4, fast); got != nil {
+			t.Fatalf("slow after 5 s: %v, want none before a window is over", got)
+		}
+		if got := run(&p, ms, &now, 5*time.Second, port4, fast); fmt.Sprint(got) != "[1]" {
+			t.Fatalf("slow after 10 s: %v, want [1]", got)
+		}
+		// Said once.
+		if slow, tell := p.slow(ms, wsIP(1), now); !slow || tell != nil {
+			t.Fatalf("again: slow %v, told %+v; want slow, told before", slow, tell)
+		}
+	})
+	t.Run("told once", func(t *testing.T) {
+		var p portRates
+		now, ms := t0, labMembers(8)
+		if got := run(&p, ms, &now, 8*time.Second, port4, fast); got != nil {
+			t.Fatalf("slow after 8 s: %v, want none before a window is over", got)
+		}
+		receive(ms, 2*time.Second, port4, fast)
+		now = now.Add(2 * time.Second)
+		slow, tell := p.slow(ms, wsIP(1), now)
+		if !slow || tell == nil || tell.name != "ws1" || tell.best > 1.2*port4 || tell.median < 0.85*fast {
+			t.Fatalf("slow %v, told %+v; want ws1 near %d of %d", slow, tell, port4, fast)
+		}
+	})
+	t.Run("every port slow", func(t *testing.T) {
+		var p portRates
+		now := t0
+		if got := run(&p, labMembers(48), &now, 20*time.Second, port4); got != nil {
+			t.Fatalf("a lab of equal 4 Mbit/s ports: %v slow, want none", got)
+		}
+	})
+	t.Run("a port at half the rate is not slow", func(t *testing.T) {
+		var p portRates
+		now := t0
+		if got := run(&p, labMembers(8), &now, 20*time.Second, fast, fast, fast/2, fast); got != nil {
+			t.Fatalf("slow: %v, want none", got)
+		}
+	})
+	t.Run("the best rate counts", func(t *testing.T) {
+		// ws1 received fast, then little (it holds most pieces, or
+		// applies chunks): its port is not slow.
+		var p portRates
+		now, ms := t0, labMembers(8)
+		run(&p, ms, &now, 10*time.Second, fast)
+		if got := run(&p, ms, &now, 20*time.Second, 1000, fast); got != nil {
+			t.Fatalf("slow: %v, want none", got)
+		}
+	})
+	t.Run("a late start is not slow", func(t *testing.T) {
+		// ws8 starts 5 s after the others: its first window is not
+		// over when theirs are.
+		var p portRates
+		now, ms := t0, labMembers(8)
+		run(&p, ms[:7], &now, 5*time.Second, fast)
+		if got := run(&p, ms, &now, 5*time.Second, fast); got != nil {
+			t.Fatalf("slow: %v, want none", got)
+		}
+	})
+	t.Run("too few measured", func(t *testing.T) {
+		var p portRates
+		now, ms := t0, labMembers(8)
+		run(&p, ms[:2], &now, 10*time.Second, fast)
+		if got := slowOnes(&p, ms, now); got != nil {
+			t.Fatalf("slow: %v, want none with 2 rates measured", got)
+		}
+	})
+	t.Run("only downloading workstations compare", func(t *testing.T) {
+		var p portRates
+		now, ms := t0, labMembers(8)
+		for i := 1; i < 6; i++ {
+			ms[i].Status.Phase = gossip.PhaseSeeding
+		}
+		ms[6].Status.Sync = true
+		ms[7].State = gossip.StateDead
+		if got := run(&p, ms, &now, 10*time.Second, port4, fast); got != nil {
+			t.Fatalf("slow: %v, want none: ws1 is the only downloading workstation", got)
+		}
+		ms[6].Status.Sync = false
+		ms[7].State = gossip.StateAlive
+		for i := 1; i < 6; i++ {
+			ms[i].Status.Phase = gossip.PhaseDownloading
+		}
+		if got := run(&p, ms, &now, 10*time.Second, port4, fast); fmt.Sprint(got) != "[1]" {
+			t.Fatalf("slow: %v, want [1]", got)
+		}
+		// A syncing workstation fetches little: never slow.
+		ms[0].Status.Sync = true
+		if got := slowOnes(&p, ms, now); got != nil {
+			t.Fatalf("slow: %v, want none", got)
+		}
+	})
+	t.Run("forgets who left", func(t *testing.T) {
+		var p portRates
+		now, ms := t0, labMembers(90)
+		run(&p, ms, &now, time.Second, fast)
+		p.slow(ms[:8], wsIP(1), now)
+		if len(p.members) != 8 {
+			t.Fatalf("%d rates remembered, want the 8 members left", len(p.members))
+		}
+	})
+}
