@@ -29,15 +29,22 @@ import (
 // So a downloading workstation is slow (deal.Holder.Slow) while the best
 // rate measured for it is under slowPortRatio of the median of the
 // downloading workstations' best rates, with at least minRated of them
-// measured (a window over) and it among them. A lab where every port is slow (48 workstations on 4 Mbit/s
-// ports) has no slow one: the rule compares the ports, not a rate; a port
-// at half the others' rate is not slow either. Syncing workstations
+// measured (a window over) and it among them, and while such workstations
+// are at most a quarter of those measured (maxSlowShare). A slow port is
+// an outlier: a lab where every port is slow (48 workstations on 4 Mbit/s
+// ports) has no slow one, the rule compares the ports, not a rate; and
+// when many are far below the median, the lab is not bound by its ports
+// but by what there is to pass on (48 workstations on 2 Mbit/s ports,
+// their first minutes: most had received nothing, or one piece where
+// others had three, and 33 of 48 were judged slow before this rule). A
+// port at half the others' rate is not slow either. Syncing workstations
 // (re-imaging, gossip.Status.Sync) fetch little and are left out both
 // ways.
 const (
 	rateWindow    = 8 * time.Second
 	slowPortRatio = 0.4
 	minRated      = 3
+	maxSlowShare  = 0.25
 )
 
 // portRates remembers each downloading lab member's best receive rate
@@ -110,6 +117,10 @@ func (p *portRates) slow(members []gossip.Member, ip netip.Addr, now time.Time) 
 	// others) is not judged.
 	r, median := seen[mine], rates[len(rates)/2]
 	if !r.measured || r.best >= slowPortRatio*median {
+		return false, nil
+	}
+	under, _ := slices.BinarySearch(rates, slowPortRatio*median)
+	if float64(under) > maxSlowShare*float64(len(rates)) {
 		return false, nil
 	}
 	if !r.told {

@@ -113,6 +113,28 @@ func TestSlowPort(t *testing.T) {
 			t.Fatalf("slow: %v, want none", got)
 		}
 	})
+	t.Run("a lab waiting for pieces", func(t *testing.T) {
+		// 48 workstations on 2 Mbit/s ports in their first minutes: the
+		// print server deals to a few at a time, most have received
+		// nothing or one piece in a window where others had three.
+		var p portRates
+		now, ms := t0, labMembers(48)
+		slowOnes(&p, ms, now)
+		for i := range ms {
+			// 0, 0, 1 and 3 pieces in 10 s.
+			receive(ms[i:i+1], 10*time.Second, []float64{0, 0, 32 << 10, 96 << 10}[i%4])
+		}
+		now = now.Add(10 * time.Second)
+		if got := slowOnes(&p, ms, now); got != nil {
+			t.Fatalf("slow: %v, want none while the lab waits for pieces", got)
+		}
+		// Two slow ports in eight are still told apart.
+		var p2 portRates
+		now, ms = t0, labMembers(8)
+		if got := run(&p2, ms, &now, 10*time.Second, port4, port4, fast); fmt.Sprint(got) != "[1 2]" {
+			t.Fatalf("slow: %v, want [1 2]", got)
+		}
+	})
 	t.Run("a late start is not slow", func(t *testing.T) {
 		// ws8 starts 5 s after the others: its first window is not
 		// over when theirs are.
