@@ -21,6 +21,18 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// syncBlockSize is the block a syncing workstation asks its peers for (a
+// full clone asks for swarm.BlockSize). A sync fetches a few changed
+// chunks from a lab that holds them all, so nearly its whole fetch is
+// anacrolix's end game: a connection takes over ("steals") another's
+// request and cancels it there, but the block is mostly in the sender's
+// socket already and arrives twice. With 256 KiB blocks that was 7.4-10.5
+// blocks per workstation, 0.15-0.22 of the changed bytes
+// (docs/lab-bench.md, reimage); a steal wastes at most a block. The full
+// clone's throughput needs large blocks (swarm.BlockSize); a sync's few
+// megabytes from many peers at once do not.
+const syncBlockSize = 32 << 10
+
 // Session is an image fetched into the target by Agent.Fetch, which the
 // agent keeps seeding to the rest of the lab: the staging data, the
 // torrent client, the gossip node, and the status they make, gossiped and
@@ -130,8 +142,12 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 	}
 	storage := swarm.NewStorage()
 	s.closers = append(s.closers, storage.Close)
+	blockSize := swarm.BlockSize
+	if a.cfg.Sync {
+		blockSize = syncBlockSize
+	}
 	storage.Register(metainfo.NewHashFromHex(m.InfoHash), swarm.Files{
-		Path: s.payload, Completion: bitmap, OnPiece: s.chunks.pieceDone,
+		Path: s.payload, Completion: bitmap, OnPiece: s.chunks.pieceDone, BlockSize: blockSize,
 	})
 
 	adv := a.advertiseIP()
@@ -177,7 +193,7 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 		// node that cannot join is usually one with the wrong lab key.
 		return nil, fmt.Errorf("peer: join the lab: %w", err)
 	}
-	if s.t, err = swarm.AddTorrent(s.client, im.mi); err != nil {
+	if s.t, err = swarm.AddTorrent(s.client, im.mi, blockSize); err != nil {
 		return nil, fmt.Errorf("peer: add torrent: %w", err)
 	}
 	s.t.SetOnWriteChunkError(s.onWriteError)

@@ -503,7 +503,7 @@ func (s *Server) scan() error {
 			continue
 		}
 		s.storage.Register(ih, swarm.Files{Path: im.PayloadPath(), ReadOnly: true, Completion: swarm.AllComplete()})
-		t, err := swarm.AddTorrent(s.client, mi)
+		t, err := swarm.AddTorrent(s.client, mi, 0)
 		if err != nil {
 			s.log.Warn("image not seeded", "image", im.Manifest.Name, "err", err)
 			continue

@@ -369,14 +369,21 @@ func listenDesc(cfg Config) string {
 	return fmt.Sprintf("%s port %d", ip, cfg.Port)
 }
 
-// AddTorrent adds the torrent of mi to cl, asking peers for BlockSize
-// blocks.
-func AddTorrent(cl *torrent.Client, mi *metainfo.MetaInfo) (*torrent.Torrent, error) {
+// AddTorrent adds the torrent of mi to cl, asking peers for blocks of
+// blockSize bytes (0: BlockSize; at most RateBurst, the longest block a
+// labseed peer serves).
+func AddTorrent(cl *torrent.Client, mi *metainfo.MetaInfo, blockSize int) (*torrent.Torrent, error) {
+	if blockSize == 0 {
+		blockSize = BlockSize
+	}
+	if blockSize < 0 || blockSize > RateBurst {
+		return nil, fmt.Errorf("swarm: block size %d outside 1..%d", blockSize, RateBurst)
+	}
 	spec, err := torrent.TorrentSpecFromMetaInfoErr(mi)
 	if err != nil {
 		return nil, err
 	}
-	spec.ChunkSize = BlockSize
+	spec.ChunkSize = pp.Integer(blockSize)
 	t, _, err := cl.AddTorrentSpec(spec)
 	return t, err
 }

@@ -52,7 +52,7 @@ func Example() {
 	}
 	defer seeder.Close()
 	seedStore.Register(ih, swarm.Files{Path: src, ReadOnly: true, Completion: swarm.AllComplete()})
-	if _, err := swarm.AddTorrent(seeder, mi); err != nil {
+	if _, err := swarm.AddTorrent(seeder, mi, 0); err != nil {
 		log.Fatal(err)
 	}
 
@@ -82,7 +82,7 @@ func Example() {
 			}
 		},
 	})
-	t, err := swarm.AddTorrent(peer, mi)
+	t, err := swarm.AddTorrent(peer, mi, 0)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func TestFloodSeederProcess(t *testing.T) {
 	}
 	defer cl.Close()
 	st.Register(mi.HashInfoBytes(), Files{Path: filepath.Join(filepath.Dir(tpath), info.Name), ReadOnly: true, Completion: AllComplete()})
-	if _, err := AddTorrent(cl, mi); err != nil {
+	if _, err := AddTorrent(cl, mi, 0); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Printf("port %d\n", cl.LocalPort())

@@ -103,11 +103,11 @@ func (c testClient) addr() netip.AddrPort {
 	return netip.AddrPortFrom(loopback, uint16(c.cl.LocalPort()))
 }
 
-// add registers f and adds mi.
+// add registers f and adds mi, asking for blocks of f.BlockSize.
 func (c testClient) add(t testing.TB, mi *metainfo.MetaInfo, f Files) *torrent.Torrent {
 	t.Helper()
 	c.st.Register(mi.HashInfoBytes(), f)
-	tor, err := AddTorrent(c.cl, mi)
+	tor, err := AddTorrent(c.cl, mi, f.BlockSize)
 	if err != nil {
 		t.Fatal(err)
 	}

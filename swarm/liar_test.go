@@ -50,7 +50,18 @@ func (aliasDialer) DialerNetwork() string { return "tcp4" }
 // the other form, does not stop them from being added and dialed again).
 // Peers added with PeerInfo.Trusted are exempt from the first rule only. A
 // web seed that sent bad data is suspended for a minute instead.
+//
+// The leecher asks for blocks of a whole piece (BlockSize: each piece from
+// one peer, hashed by the storage, selfHashingPiece) and, as a syncing
+// workstation does, of 32 KiB (a piece from several peers, hashed by
+// anacrolix's smart-ban writer).
 func TestLyingPeer(t *testing.T) {
+	for _, bs := range []int{BlockSize, 32 << 10} {
+		t.Run(fmt.Sprintf("blocks of %d KiB", bs>>10), func(t *testing.T) { testLyingPeer(t, bs) })
+	}
+}
+
+func testLyingPeer(t *testing.T, blockSize int) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	src := writePayload(t, t.TempDir(), "image.payload", 8<<20, 4)
@@ -84,7 +95,16 @@ func TestLyingPeer(t *testing.T) {
 	})
 	leecher.cl.AddDialer(aliasDialer{honestAddr: honest.addr(), liarAddr: liar.addr()})
 	dst := filepath.Join(t.TempDir(), info.Name)
-	tor := leecher.add(t, mi, Files{Path: dst})
+	tor := leecher.add(t, mi, Files{Path: dst, BlockSize: blockSize})
+	leecher.st.mu.Lock()
+	pl := leecher.st.open[mi.HashInfoBytes()]
+	leecher.st.mu.Unlock()
+	if pl == nil {
+		t.Fatal("the leecher's payload is not open after AddTorrent")
+	}
+	if _, self := pl.pieceImpl(0).(selfHashingPiece); self != (blockSize >= testPieceLength) {
+		t.Errorf("blocks of %d bytes, pieces of %d: self-hashing %v", blockSize, testPieceLength, self)
+	}
 	tor.AddPeers([]torrent.PeerInfo{
 		{Addr: honestAddr, Source: torrent.PeerSourceDirect},
 		{Addr: liarAddr, Source: torrent.PeerSourceDirect},

@@ -1,6 +1,7 @@
 package swarm
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"errors"
@@ -47,6 +48,12 @@ type Files struct {
 	// hashing goroutines, may be called concurrently and must not block
 	// (hand the index to a buffered channel or a queue).
 	OnPiece func(piece int, complete bool)
+	// BlockSize is the block the client asks its peers for in this
+	// torrent (AddTorrent's blockSize; 0: BlockSize). A piece of one block
+	// hashes itself (selfHashingPiece); a longer one goes through
+	// anacrolix's smart-ban hashing, which finds which of the peers that
+	// sent its blocks sent a bad one.
+	BlockSize int
 }
 
 // Storage stores single-file payloads with classic pread/pwrite I/O, never
@@ -169,6 +176,7 @@ type payload struct {
 	validUpTo  int64
 	completion Completion
 	onPiece    func(int, bool)
+	blockSize  int64 // Files.BlockSize
 	pieces     []piece
 	hashBufs   bufpool.Pool // SelfHash's buffers
 	close      func() error
@@ -192,6 +200,7 @@ func openPayload(info *metainfo.Info, f Files) (*payload, error) {
 		length:     info.Length,
 		completion: f.Completion,
 		onPiece:    f.OnPiece,
+		blockSize:  int64(cmp.Or(f.BlockSize, BlockSize)),
 	}
 	if p.completion == nil {
 		if f.ReadOnly {
@@ -299,7 +308,7 @@ func (p *payload) closeFiles() error {
 // itself if it is at most one block long (selfHashingPiece).
 func (p *payload) pieceImpl(i int) storage.PieceImpl {
 	pc := &p.pieces[i]
-	if pc.length <= BlockSize {
+	if pc.length <= p.blockSize {
 		return selfHashingPiece{pc}
 	}
 	return pc
