@@ -57,14 +57,13 @@ type portRates struct {
 }
 
 // portRate is one member's receive rate: the window under way (since at,
-// from received bytes), the best rate of its finished windows in bytes/s
-// (measured: one has finished), and whether the print server has said
-// that it is on a slow port.
+// from received bytes), the best rate of its finished windows in bytes/s,
+// and whether the print server has said that it is on a slow port.
 type portRate struct {
 	at       time.Time
 	received uint64
 	best     float64
-	measured bool
+	windows  int // finished windows
 	told     bool
 }
 
@@ -77,8 +76,8 @@ type slowPort struct {
 
 // slow reports whether the member at ip is on a slow port (see above),
 // given the lab's members as the gossip shows them at now. tell is set,
-// once per member, the first time it is found slow: worth a line in the
-// log (a bad cable, a port negotiated down).
+// once per member, the first time it is found slow with two windows
+// measured: worth a line in the log (a bad cable, a port negotiated down).
 func (p *portRates) slow(members []gossip.Member, ip netip.Addr, now time.Time) (slow bool, tell *slowPort) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -98,10 +97,11 @@ func (p *portRates) slow(members []gossip.Member, ip netip.Addr, now time.Time) 
 			r = portRate{at: now, received: received}
 		case now.Sub(r.at) >= rateWindow:
 			r.best = max(r.best, float64(received-r.received)/now.Sub(r.at).Seconds())
-			r.at, r.received, r.measured = now, received, true
+			r.at, r.received = now, received
+			r.windows++
 		}
 		seen[m.Name] = r
-		if r.measured {
+		if r.windows > 0 {
 			rates = append(rates, r.best)
 		}
 		if mine == "" && slices.Contains(memberIPs(m), ip) {
@@ -114,16 +114,21 @@ func (p *portRates) slow(members []gossip.Member, ip netip.Addr, now time.Time) 
 	}
 	slices.Sort(rates)
 	// One not measured yet (a workstation that started later than the
-	// others) is not judged.
+	// others) is not judged, nor one that has received nothing: it waits
+	// for pieces (in a lab of 48 on 2 Mbit/s ports, for tens of seconds
+	// while the print server deals to others), and a dead port is not
+	// helped by being dealt less.
 	r, median := seen[mine], rates[len(rates)/2]
-	if !r.measured || r.best >= slowPortRatio*median {
+	if r.windows == 0 || r.best == 0 || r.best >= slowPortRatio*median {
 		return false, nil
 	}
 	under, _ := slices.BinarySearch(rates, slowPortRatio*median)
 	if float64(under) > maxSlowShare*float64(len(rates)) {
 		return false, nil
 	}
-	if !r.told {
+	// Said once it has stayed slow for two windows: the log line names a
+	// port to look at, not a moment's quirk.
+	if !r.told && r.windows >= 2 {
 		r.told = true
 		seen[mine] = r
 		tell = &slowPort{name: mine, best: r.best, median: median}

@@ -76,17 +76,34 @@ func TestSlowPort(t *testing.T) {
 			t.Fatalf("again: slow %v, told %+v; want slow, told before", slow, tell)
 		}
 	})
-	t.Run("told once", func(t *testing.T) {
+	t.Run("told once, after two windows", func(t *testing.T) {
 		var p portRates
 		now, ms := t0, labMembers(8)
 		if got := run(&p, ms, &now, 8*time.Second, port4, fast); got != nil {
 			t.Fatalf("slow after 8 s: %v, want none before a window is over", got)
 		}
-		receive(ms, 2*time.Second, port4, fast)
-		now = now.Add(2 * time.Second)
-		slow, tell := p.slow(ms, wsIP(1), now)
+		look := func(d time.Duration) (bool, *slowPort) {
+			receive(ms, d, port4, fast)
+			now = now.Add(d)
+			return p.slow(ms, wsIP(1), now)
+		}
+		if slow, tell := look(2 * time.Second); !slow || tell != nil {
+			t.Fatalf("after one window: slow %v, told %+v; want slow, not told yet", slow, tell)
+		}
+		slow, tell := look(8 * time.Second)
 		if !slow || tell == nil || tell.name != "ws1" || tell.best > 1.2*port4 || tell.median < 0.85*fast {
-			t.Fatalf("slow %v, told %+v; want ws1 near %d of %d", slow, tell, port4, fast)
+			t.Fatalf("after two windows: slow %v, told %+v; want ws1 near %d of %d", slow, tell, port4, fast)
+		}
+		if slow, tell := look(8 * time.Second); !slow || tell != nil {
+			t.Fatalf("again: slow %v, told %+v; want slow, told before", slow, tell)
+		}
+	})
+	t.Run("nothing received is not slow", func(t *testing.T) {
+		// Waiting to be dealt anything, among six that receive.
+		var p portRates
+		now, ms := t0, labMembers(8)
+		if got := run(&p, ms, &now, 20*time.Second, 0, fast); got != nil {
+			t.Fatalf("slow: %v, want none", got)
 		}
 	})
 	t.Run("every port slow", func(t *testing.T) {
