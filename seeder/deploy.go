@@ -112,7 +112,7 @@ func (s *Server) handleWake(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("wake", "machines", len(macs), "interface", res.Interface, "broadcast", res.Broadcast, "raw", res.Raw, "raw_err", res.RawError)
-	writeJSON(w, apiWakeResult(res, len(macs)))
+	writeJSON(w, r, apiWakeResult(res, len(macs)))
 }
 
 // selectError answers a hosts.Select error: 404 for an unknown MAC or
@@ -145,7 +145,7 @@ func (s *Server) handleGetDeploy(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no deploy yet: start one with 'labseed deploy --image NAME --all'", http.StatusNotFound)
 		return
 	}
-	writeJSON(w, d)
+	writeJSON(w, r, d)
 }
 
 func (s *Server) handleStartDeploy(w http.ResponseWriter, r *http.Request) {
@@ -205,7 +205,7 @@ func (s *Server) handleStartDeploy(w http.ResponseWriter, r *http.Request) {
 		if sameDeploy(cur, t) {
 			d := apiDeploy(cur, true)
 			d.Attached = true
-			writeJSON(w, d)
+			writeJSON(w, r, d)
 			return
 		}
 		c := cur.Counts()
@@ -225,7 +225,7 @@ func (s *Server) handleStartDeploy(w http.ResponseWriter, r *http.Request) {
 	// machines marked, the first wave woken); the deploy loop goes on.
 	s.deployStep(context.WithoutCancel(r.Context()))
 	s.deployMu.Lock()
-	writeJSON(w, apiDeploy(s.deploy, true))
+	writeJSON(w, r, apiDeploy(s.deploy, true))
 }
 
 // sameDeploy reports whether b asks for what a does (the command run again
@@ -255,7 +255,7 @@ func (s *Server) handleCancelDeploy(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("deploy: save", "err", err)
 	}
 	s.log.Info("deploy: cancelled", "deploy", t.ID, "unmarked", len(unmark), "from", remoteIP(r))
-	writeJSON(w, apiDeploy(t, true))
+	writeJSON(w, r, apiDeploy(t, true))
 }
 
 // mustParse parses MACs that a deploy task holds (written by

@@ -76,7 +76,7 @@ func (s *Server) handleFollower(w http.ResponseWriter, r *http.Request) {
 	}
 	s.fmu.Unlock()
 	slices.SortFunc(sib.Followers, func(a, b api.Sibling) int { return strings.Compare(a.HTTPAddr, b.HTTPAddr) })
-	writeJSON(w, sib)
+	writeJSON(w, r, sib)
 }
 
 // pruneFollowers drops followers not heard of for followerTTL and the
@@ -191,7 +191,7 @@ func (s *Server) handlePublishing(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, ap)
 	}
-	writeJSON(w, out)
+	writeJSON(w, r, out)
 }
 
 // handleChunk serves the chunk api.PathChunk names by its SHA-256 from a

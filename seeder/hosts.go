@@ -72,7 +72,7 @@ func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {
 	if bh == nil {
 		bh = []api.BootHost{}
 	}
-	writeJSON(w, bh)
+	writeJSON(w, r, bh)
 }
 
 func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
@@ -121,7 +121,7 @@ func (s *Server) handleNextBoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("next boot set", "boot", req.Boot, "hosts", n)
-	writeJSON(w, api.NextBootResult{Marked: n})
+	writeJSON(w, r, api.NextBootResult{Marked: n})
 }
 
 func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +172,7 @@ func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("who am I", "mac", id.MAC, "hostname", id.Hostname, "ip", id.IP, "enrolled", id.Enrolled, "image", aid.Image, "min_version", aid.MinVersion)
-	writeJSON(w, sid)
+	writeJSON(w, r, sid)
 }
 
 // identityImage is the image a "who am I" answer names, with the version
