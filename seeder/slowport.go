@@ -29,8 +29,9 @@ import (
 // So a downloading workstation is slow (deal.Holder.Slow) while the best
 // rate measured for it is under slowPortRatio of the median of the
 // downloading workstations' best rates, with at least minRated of them
-// measured (a window over) and it among them, and while such workstations
-// are at most a quarter of those measured (maxSlowShare). A slow port is
+// measured (a window over) and it among them with at least minJudged
+// bytes in its best window, and while such workstations are at most a
+// quarter of those measured (maxSlowShare). A slow port is
 // an outlier: a lab where every port is slow (48 workstations on 4 Mbit/s
 // ports) has no slow one, the rule compares the ports, not a rate; and
 // when many are far below the median, the lab is not bound by its ports
@@ -45,6 +46,12 @@ const (
 	slowPortRatio = 0.4
 	minRated      = 3
 	maxSlowShare  = 0.25
+	// minJudged is the fewest bytes a workstation's best window must
+	// hold for it to be judged: four of labseed's default 256 KiB pieces.
+	// Fewer is too coarse to tell a port from a wait (48 workstations on
+	// 2 Mbit/s ports: 8 judged slow with one piece in their best window
+	// where the median had three).
+	minJudged = 1 << 20
 )
 
 // portRates remembers each downloading lab member's best receive rate
@@ -114,12 +121,12 @@ func (p *portRates) slow(members []gossip.Member, ip netip.Addr, now time.Time) 
 	}
 	slices.Sort(rates)
 	// One not measured yet (a workstation that started later than the
-	// others) is not judged, nor one that has received nothing: it waits
-	// for pieces (in a lab of 48 on 2 Mbit/s ports, for tens of seconds
-	// while the print server deals to others), and a dead port is not
-	// helped by being dealt less.
+	// others) is not judged, nor one that has received less than
+	// minJudged in its best window: it waits for pieces (in a lab of 48
+	// on 2 Mbit/s ports, for tens of seconds while the print server deals
+	// to others), and a dead port is not helped by being dealt less.
 	r, median := seen[mine], rates[len(rates)/2]
-	if r.windows == 0 || r.best == 0 || r.best >= slowPortRatio*median {
+	if r.windows == 0 || r.best*rateWindow.Seconds() < minJudged || r.best >= slowPortRatio*median {
 		return false, nil
 	}
 	under, _ := slices.BinarySearch(rates, slowPortRatio*median)

@@ -145,6 +145,16 @@ func TestSlowPort(t *testing.T) {
 		if got := slowOnes(&p, ms, now); got != nil {
 			t.Fatalf("slow: %v, want none while the lab waits for pieces", got)
 		}
+		// One piece in a window where the others had three: too few
+		// bytes to tell a port from a wait.
+		var p1 portRates
+		now, ms = t0, labMembers(8)
+		slowOnes(&p1, ms, now)
+		receive(ms, 10*time.Second, 32<<10, 96<<10)
+		now = now.Add(10 * time.Second)
+		if got := slowOnes(&p1, ms, now); got != nil {
+			t.Fatalf("slow: %v, want none with one piece against three", got)
+		}
 		// Two slow ports in eight are still told apart.
 		var p2 portRates
 		now, ms = t0, labMembers(8)
