@@ -16,7 +16,6 @@ import (
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/internal/fixture"
-	"github.com/labseed/labseed/store"
 )
 
 // TestDealAPI has a workstation ask a real print server for every piece
@@ -24,17 +23,8 @@ import (
 // again at once gets nothing.
 func TestDealAPI(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(fixture.GenerateImage(pw, fixture.ImageOptions{TotalBytes: 4 << 20})) }()
-	im, err := st.Publish(t.Context(), pr, chunker.Config{Name: "lab1", Level: 1, PieceLength: 32 << 10,
+	im := publishFixture(t, dir, fixture.ImageOptions{TotalBytes: 4 << 20}, chunker.Config{Name: "lab1", Level: 1, PieceLength: 32 << 10,
 		ChunkMin: 64 << 10, ChunkAvg: 256 << 10, ChunkMax: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
 	payload, err := os.ReadFile(im.PayloadPath())
 	if err != nil {
 		t.Fatal(err)

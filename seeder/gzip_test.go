@@ -10,7 +10,6 @@ import (
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/internal/fixture"
-	"github.com/labseed/labseed/store"
 )
 
 // TestImageAnswerGzipped has a real print server answer a workstation's
@@ -21,16 +20,8 @@ import (
 // gets it plain, and so does a short answer.
 func TestImageAnswerGzipped(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(fixture.GenerateImage(pw, fixture.ImageOptions{TotalBytes: 4 << 20})) }()
-	if _, err := st.Publish(t.Context(), pr, chunker.Config{Name: "lab1", Level: 1, PieceLength: 16 << 10,
-		ChunkMin: 16 << 10, ChunkAvg: 32 << 10, ChunkMax: 128 << 10}); err != nil {
-		t.Fatal(err)
-	}
+	publishFixture(t, dir, fixture.ImageOptions{TotalBytes: 4 << 20}, chunker.Config{Name: "lab1", Level: 1, PieceLength: 16 << 10,
+		ChunkMin: 16 << 10, ChunkAvg: 32 << 10, ChunkMax: 128 << 10})
 	srv, _ := startServer(t, dir, nil)
 	url := "http://" + srv.Lab().HTTPAddr + api.PathImages + "/lab1"
 
