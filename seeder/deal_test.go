@@ -16,6 +16,7 @@ import (
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/internal/fixture"
+	"github.com/labseed/labseed/store"
 )
 
 // TestDealAPI has a workstation ask a real print server for every piece
@@ -23,7 +24,11 @@ import (
 // again at once gets nothing.
 func TestDealAPI(t *testing.T) {
 	dir := t.TempDir()
-	im := publishFixture(t, dir, fixture.ImageOptions{TotalBytes: 4 << 20}, chunker.Config{Name: "lab1", Level: 1, PieceLength: 32 << 10,
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := publishGenerated(t, st, fixture.ImageOptions{TotalBytes: 4 << 20}, chunker.Config{Name: "lab1", Level: 1, PieceLength: 32 << 10,
 		ChunkMin: 64 << 10, ChunkAvg: 256 << 10, ChunkMax: 1 << 20})
 	payload, err := os.ReadFile(im.PayloadPath())
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
 	"github.com/labseed/labseed/internal/fixture"
+	"github.com/labseed/labseed/store"
 )
 
 // TestImageAnswerGzipped has a real print server answer a workstation's
@@ -20,7 +21,11 @@ import (
 // gets it plain, and so does a short answer.
 func TestImageAnswerGzipped(t *testing.T) {
 	dir := t.TempDir()
-	publishFixture(t, dir, fixture.ImageOptions{TotalBytes: 4 << 20}, chunker.Config{Name: "lab1", Level: 1, PieceLength: 16 << 10,
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishGenerated(t, st, fixture.ImageOptions{TotalBytes: 4 << 20}, chunker.Config{Name: "lab1", Level: 1, PieceLength: 16 << 10,
 		ChunkMin: 16 << 10, ChunkAvg: 32 << 10, ChunkMax: 128 << 10})
 	srv, _ := startServer(t, dir, nil)
 	url := "http://" + srv.Lab().HTTPAddr + api.PathImages + "/lab1"
