@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -330,9 +329,6 @@ func memberIPs(m gossip.Member) []netip.Addr {
 	return ips
 }
 
-// mbit is bytesPerSec in Mbit/s, rounded to 0.1, for a log line.
-func mbit(bytesPerSec float64) float64 { return math.Round(bytesPerSec*8/1e5) / 10 }
-
 // slowHolder reports whether the lab member at ip is slow for the
 // dealer: it gossips no BitTorrent address (it cannot pass the pieces
 // dealt to it on), or it is on a slow port (portRates).
@@ -340,7 +336,7 @@ func (s *Server) slowHolder(ip netip.Addr) bool {
 	members := s.node.Members()
 	for _, m := range members {
 		if (m.State == gossip.StateAlive || m.State == gossip.StateSuspect) && m.Status.TorrentAddr != "" && slices.Contains(memberIPs(m), ip) {
-			slow, tell := s.ports.slow(members, ip, time.Now())
+			slow, tell := s.ports.slow(members, m.Name, time.Now())
 			if tell != nil {
 				s.log.Warn("workstation on a slow port: it is dealt no new pieces, the others pass them to it (a bad cable, a port negotiated down?)",
 					"member", tell.name, "ip", ip, "best_rate_mbit", mbit(tell.best), "lab_median_mbit", mbit(tell.median))

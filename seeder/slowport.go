@@ -1,7 +1,7 @@
 package seeder
 
 import (
-	"net/netip"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -81,16 +81,15 @@ type slowPort struct {
 	best, median float64
 }
 
-// slow reports whether the member at ip is on a slow port (see above),
-// given the lab's members as the gossip shows them at now. tell is set,
+// slow reports whether the member named name is on a slow port (see
+// above), given the lab's members as the gossip shows them at now. tell is set,
 // once per member, the first time it is found slow with two windows
 // measured: worth a line in the log (a bad cable, a port negotiated down).
-func (p *portRates) slow(members []gossip.Member, ip netip.Addr, now time.Time) (slow bool, tell *slowPort) {
+func (p *portRates) slow(members []gossip.Member, name string, now time.Time) (slow bool, tell *slowPort) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seen := make(map[string]portRate, len(p.members))
 	var rates []float64
-	var mine string
 	for _, m := range members {
 		st := m.Status
 		if (m.State != gossip.StateAlive && m.State != gossip.StateSuspect) ||
@@ -111,12 +110,10 @@ func (p *portRates) slow(members []gossip.Member, ip netip.Addr, now time.Time) 
 		if r.windows > 0 {
 			rates = append(rates, r.best)
 		}
-		if mine == "" && slices.Contains(memberIPs(m), ip) {
-			mine = m.Name
-		}
 	}
 	p.members = seen
-	if mine == "" || len(rates) < minRated {
+	r, ok := seen[name]
+	if !ok || len(rates) < minRated {
 		return false, nil
 	}
 	slices.Sort(rates)
@@ -125,7 +122,7 @@ func (p *portRates) slow(members []gossip.Member, ip netip.Addr, now time.Time) 
 	// minJudged in its best window: it waits for pieces (in a lab of 48
 	// on 2 Mbit/s ports, for tens of seconds while the print server deals
 	// to others), and a dead port is not helped by being dealt less.
-	r, median := seen[mine], rates[len(rates)/2]
+	median := rates[len(rates)/2]
 	if r.windows == 0 || r.best*rateWindow.Seconds() < minJudged || r.best >= slowPortRatio*median {
 		return false, nil
 	}
@@ -137,8 +134,11 @@ func (p *portRates) slow(members []gossip.Member, ip netip.Addr, now time.Time) 
 	// port to look at, not a moment's quirk.
 	if !r.told && r.windows >= 2 {
 		r.told = true
-		seen[mine] = r
-		tell = &slowPort{name: mine, best: r.best, median: median}
+		seen[name] = r
+		tell = &slowPort{name: name, best: r.best, median: median}
 	}
 	return true, tell
 }
+
+// mbit is bytesPerSec in Mbit/s, rounded to 0.1, for a log line.
+func mbit(bytesPerSec float64) float64 { return math.Round(bytesPerSec*8/1e5) / 10 }

@@ -2,7 +2,6 @@ package seeder
 
 import (
 	"fmt"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -22,8 +21,6 @@ func labMembers(n int) []gossip.Member {
 	return ms
 }
 
-func wsIP(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}) }
-
 // receive adds what each member receives in d at rates[i] bytes/s (the
 // last rate for the rest), half from the print server, half from peers,
 // counted in whole 256 KiB pieces as a workstation gossips them.
@@ -40,7 +37,7 @@ func receive(ms []gossip.Member, d time.Duration, rates ...float64) {
 func slowOnes(p *portRates, ms []gossip.Member, now time.Time) []int {
 	var out []int
 	for i := range ms {
-		if slow, _ := p.slow(ms, wsIP(i+1), now); slow {
+		if slow, _ := p.slow(ms, ms[i].Name, now); slow {
 			out = append(out, i+1)
 		}
 	}
@@ -72,7 +69,7 @@ func TestSlowPort(t *testing.T) {
 			t.Fatalf("slow after 10 s: %v, want [1]", got)
 		}
 		// Said once.
-		if slow, tell := p.slow(ms, wsIP(1), now); !slow || tell != nil {
+		if slow, tell := p.slow(ms, "ws1", now); !slow || tell != nil {
 			t.Fatalf("again: slow %v, told %+v; want slow, told before", slow, tell)
 		}
 	})
@@ -85,7 +82,7 @@ func TestSlowPort(t *testing.T) {
 		look := func(d time.Duration) (bool, *slowPort) {
 			receive(ms, d, port4, fast)
 			now = now.Add(d)
-			return p.slow(ms, wsIP(1), now)
+			return p.slow(ms, "ws1", now)
 		}
 		if slow, tell := look(2 * time.Second); !slow || tell != nil {
 			t.Fatalf("after one window: slow %v, told %+v; want slow, not told yet", slow, tell)
@@ -209,7 +206,7 @@ func TestSlowPort(t *testing.T) {
 		var p portRates
 		now, ms := t0, labMembers(90)
 		run(&p, ms, &now, time.Second, fast)
-		p.slow(ms[:8], wsIP(1), now)
+		p.slow(ms[:8], "ws1", now)
 		if len(p.members) != 8 {
 			t.Fatalf("%d rates remembered, want the 8 members left", len(p.members))
 		}
