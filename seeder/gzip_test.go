@@ -67,8 +67,10 @@ func TestImageAnswerGzipped(t *testing.T) {
 			t.Errorf("gzipped %d bytes of %d: want at most 0.8", len(zipped), len(plain))
 		}
 	}
-	if resp, _ := get("gzip;q=0"); resp.Header.Get("Content-Encoding") != "" {
-		t.Errorf("gzip;q=0: Content-Encoding %q, want none", resp.Header.Get("Content-Encoding"))
+	for _, refuse := range []string{"gzip;q=0", "br, gzip; q=0.0"} {
+		if resp, _ := get(refuse); resp.Header.Get("Content-Encoding") != "" {
+			t.Errorf("%s: Content-Encoding %q, want none", refuse, resp.Header.Get("Content-Encoding"))
+		}
 	}
 	// The workstation's client: the same image, whatever came on the wire.
 	im, err := api.NewClient(srv.Lab().HTTPAddr).Image(t.Context(), "lab1")

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -80,10 +81,13 @@ const gzipMin = 2048
 // client sends "gzip" and undoes it itself).
 func acceptsGzip(r *http.Request) bool {
 	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
-		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.ReplaceAll(strings.TrimSpace(q), " ", "") != "q=0" {
-			return true
+		enc, params, _ := strings.Cut(part, ";")
+		if !strings.EqualFold(strings.TrimSpace(enc), "gzip") {
+			continue
 		}
+		q, isQ := strings.CutPrefix(strings.TrimSpace(params), "q=")
+		f, err := strconv.ParseFloat(q, 64)
+		return !isQ || err != nil || f > 0 // "q=0" (or 0.0): not wanted
 	}
 	return false
 }
