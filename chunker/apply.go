@@ -84,6 +84,10 @@ type SyncStats struct {
 	// Removed is the entries removed because the image does not hold them
 	// (everything under a removed directory counts).
 	Removed int64
+	// Rebuilt is the chunks checked against the disk without being
+	// decompressed: rebuilt from their skeletons and the target's files,
+	// with the signed manifest's RawSHA256 (skeleton.go).
+	Rebuilt int64
 }
 
 // Memory for decompressed chunks. Two chunks of the largest size publish
@@ -154,13 +158,14 @@ type Applier struct {
 
 	commitMu sync.Mutex // one commit at a time
 
-	sync      bool     // ApplyConfig.Sync, or an interrupted sync resumed
-	keep      []string // the kept paths that existed when the sync started
-	unchanged atomic.Int64
-	written   atomic.Int64
-	removed   atomic.Int64
-	fileLocks [64]sync.Mutex // a sync's parts of one file are opened one at a time
-	inodes    sync.Map       // a sync's files with several names: [dev, ino] -> the image's name
+	sync          bool     // ApplyConfig.Sync, or an interrupted sync resumed
+	keep          []string // the kept paths that existed when the sync started
+	unchanged     atomic.Int64
+	written       atomic.Int64
+	rebuiltChunks atomic.Int64
+	removed       atomic.Int64
+	fileLocks     [64]sync.Mutex // a sync's parts of one file are opened one at a time
+	inodes        sync.Map       // a sync's files with several names: [dev, ino] -> the image's name
 }
 
 // stateImageFile names the image the state directory belongs to.
@@ -371,7 +376,7 @@ func (a *Applier) Syncing() bool { return a.sync }
 // Stats returns what the sync did so far; zero when not syncing. Removed
 // grows during Finish.
 func (a *Applier) Stats() SyncStats {
-	return SyncStats{Unchanged: a.unchanged.Load(), Written: a.written.Load(), Removed: a.removed.Load()}
+	return SyncStats{Unchanged: a.unchanged.Load(), Written: a.written.Load(), Removed: a.removed.Load(), Rebuilt: a.rebuiltChunks.Load()}
 }
 
 // startSync decides which kept paths exist and records, before anything
@@ -649,13 +654,24 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) 
 	// Chunks are megabytes each: allocating one per chunk made the
 	// garbage collector, not the disk, set the pace of a workstation on a
 	// loaded machine.
-	raw, err := a.dec.DecodeAll(data, a.bufs.Get(int(c.RawSize))[:0])
-	defer a.bufs.Put(raw)
-	if err != nil {
-		return fmt.Errorf("decompress: %w", err)
+	buf := a.bufs.Get(int(c.RawSize))
+	defer a.bufs.Put(buf)
+	raw, ok := []byte(nil), false
+	if a.sync {
+		// A chunk the disk holds as the installed image had it: checked by
+		// reading the files, not by decompressing (skeleton.go).
+		if raw, ok = a.rebuild(i, buf[:0:c.RawSize]); ok {
+			a.rebuiltChunks.Add(1)
+		}
 	}
-	if int64(len(raw)) != c.RawSize {
-		return fmt.Errorf("decompressed to %d bytes, manifest says %d", len(raw), c.RawSize)
+	if !ok {
+		var err error
+		if raw, err = a.dec.DecodeAll(data, buf[:0]); err != nil {
+			return fmt.Errorf("decompress: %w", err)
+		}
+		if int64(len(raw)) != c.RawSize {
+			return fmt.Errorf("decompressed to %d bytes, manifest says %d", len(raw), c.RawSize)
+		}
 	}
 	rec, err := a.createMarker(i)
 	if err != nil {
@@ -664,10 +680,15 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) 
 	w := a.newWriter()
 	defer w.close()
 	var names []string
+	var refs []dataRef
 	dw := tar.NewWriter(rec)
 	err = readFragmentBytes(raw, func(e *entry, data []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if e.hdr.Typeflag == tar.TypeReg && len(data) > 0 {
+			// data is raw[pos:pos+len(data)]: their capacities differ by pos.
+			refs = append(refs, dataRef{pos: int64(cap(raw) - cap(data)), n: int64(len(data)), name: e.hdr.Name, off: e.offset})
 		}
 		if a.sync {
 			if a.kept(e.hdr.Name) {
@@ -709,6 +730,7 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) 
 		rec.abort()
 		return err
 	}
+	a.writeSkeleton(i, raw, refs)
 	return rec.close()
 }
 

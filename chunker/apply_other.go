@@ -37,3 +37,4 @@ func (a *Applier) rootMeta() error                                    { return c
 func (w *writer) clearGaps(*fileWork) error                           { return checkOS() }
 func (a *Applier) removeExtra(context.Context, map[string]bool) error { return checkOS() }
 func (a *Applier) reclaimPath(string)                                 {}
+func (a *Applier) rebuild(int, []byte) ([]byte, bool)                 { return nil, false }

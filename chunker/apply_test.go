@@ -315,7 +315,7 @@ func rawChunkManifest(t *testing.T, raw []byte) (*Manifest, []byte) {
 	z := enc.EncodeAll(raw, nil)
 	m := &Manifest{Format: FormatVersion, Name: "evil", Version: 1, TarBytes: int64(len(raw)),
 		PayloadBytes: int64(len(z)), InfoHash: strings.Repeat("0", 40), PieceLength: 16 << 10,
-		Chunks: []Chunk{{Size: int64(len(z)), RawSize: int64(len(raw)), SHA256: sha256hex(z)}}}
+		Chunks: []Chunk{{Size: int64(len(z)), RawSize: int64(len(raw)), SHA256: sha256hex(z), RawSHA256: sha256hex(raw)}}}
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -90,17 +90,28 @@ func ReadInstalled(target string) (*Installed, *Manifest, error) {
 // payload, if not empty, is the image's payload file: it is moved (renamed:
 // it must be on the target's file system) beside the record, replacing the
 // one kept before; without one, the payload kept before is removed.
-func WriteInstalled(target string, m *Manifest, payload string, now time.Time) error {
+// skeletons, if not empty, is the directory of the chunks' skeletons
+// (Applier.SkeletonDir), moved beside the record the same way; they only
+// spare the next sync work, so a directory that cannot be moved is left
+// (the next sync then decompresses every chunk).
+func WriteInstalled(target string, m *Manifest, payload, skeletons string, now time.Time) error {
 	dir := InstalledDir(target)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("chunker: record the installed image: %w", err)
+	}
+	kept := filepath.Join(dir, skeletonDirName)
+	if err := os.RemoveAll(kept); err != nil {
+		return fmt.Errorf("chunker: remove the skeletons kept before: %w", err)
+	}
+	if skeletons != "" {
+		os.Rename(skeletons, kept)
 	}
 	raw, err := m.Encode()
 	if err != nil {
 		return err
 	}
 	rec := Installed{Name: m.Name, Version: m.Version, ID: m.ID(), Time: now.UTC().Truncate(time.Second), Manifest: raw}
-	kept := filepath.Join(dir, installedPayload)
+	kept = filepath.Join(dir, installedPayload)
 	if payload != "" {
 		// The payload first: a power cut between the two leaves the old
 		// record over the new payload, whose chunks then fail their

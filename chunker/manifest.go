@@ -14,14 +14,19 @@ import (
 
 // Versions of the image format a Manifest describes (docs/FORMAT.md).
 const (
-	// FormatVersion is the newest format, 2: images holding sparse files,
-	// carried as their data segments, are published in it (a file that is
-	// all hole is a part of no data, which labseed before format 2 could
-	// not apply). Images without sparse files are published in format 1.
-	FormatVersion = 2
+	// FormatVersion is the newest format, 3: format 2 with each chunk's
+	// RawSHA256, which lets a sync check the chunks a disk already holds
+	// without decompressing them (docs/FORMAT.md). Every image is
+	// published in it.
+	FormatVersion = 3
+	// SparseFormatVersion is format 2: images holding sparse files,
+	// carried as their data segments (a file that is all hole is a part
+	// of no data, which labseed before format 2 could not apply). Labseed
+	// before format 3 published images without sparse files in format 1.
+	SparseFormatVersion = 2
 	// MinFormatVersion is the oldest format this labseed reads: format 1,
-	// every image without sparse files, and all images labseed published
-	// before format 2.
+	// the images without sparse files that labseed published before
+	// format 3.
 	MinFormatVersion = 1
 )
 
@@ -75,6 +80,9 @@ type Chunk struct {
 	RawSize int64 `json:"raw_size"`
 	// SHA256 is the hex SHA-256 of the compressed bytes.
 	SHA256 string `json:"sha256"`
+	// RawSHA256 is the hex SHA-256 of the uncompressed tar fragment
+	// (format 3; empty before).
+	RawSHA256 string `json:"raw_sha256,omitempty"`
 }
 
 var (
@@ -150,6 +158,12 @@ func (m *Manifest) Validate() error {
 		}
 		if len(c.SHA256) != 64 || !hexRE.MatchString(c.SHA256) {
 			return bad("chunk %d sha256 %q", i, c.SHA256)
+		}
+		if hasRaw := m.Format >= FormatVersion; hasRaw != (c.RawSHA256 != "") {
+			return bad("chunk %d raw_sha256 %q in a format %d manifest (format %d has one for every chunk, older ones none)", i, c.RawSHA256, m.Format, FormatVersion)
+		}
+		if c.RawSHA256 != "" && (len(c.RawSHA256) != 64 || !hexRE.MatchString(c.RawSHA256)) {
+			return bad("chunk %d raw_sha256 %q", i, c.RawSHA256)
 		}
 		off += c.Size
 		raw += c.RawSize

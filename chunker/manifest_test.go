@@ -34,14 +34,16 @@ func TestDecodeManifestRejects(t *testing.T) {
 	m, _ := publish(t, genImage(t, 8, 512<<10), smallChunks)
 	good, _ := m.Encode()
 	tests := []struct{ name, from, to string }{
-		{"unknown field", `"format": 1,`, `"format": 1, "evil": true,`},
+		{"unknown field", `"format": 3,`, `"format": 3, "evil": true,`},
 		{"bad name", `"name": "test"`, `"name": "../x"`},
 		{"huge chunk", `"raw_size": `, `"raw_size": 99999999999`},
 		{"bad hash", `"sha256": "`, `"sha256": "zz`},
+		{"bad raw hash", `"raw_sha256": "`, `"raw_sha256": "zz`},
+		{"raw hashes in format 2", `"format": 3,`, `"format": 2,`},
 		{"payload mismatch", `"payload_bytes": `, `"payload_bytes": 1`},
 		{"trailing", "}\n", "}{}"},
-		{"format 0", `"format": 1,`, `"format": 0,`},
-		{"format from the future", `"format": 1,`, `"format": 3,`},
+		{"format 0", `"format": 3,`, `"format": 0,`},
+		{"format from the future", `"format": 3,`, `"format": 4,`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,6 +55,34 @@ func TestDecodeManifestRejects(t *testing.T) {
 				t.Fatal("DecodeManifest accepted it")
 			}
 		})
+	}
+}
+
+// TestManifestRawHashes checks the rule of format 3: a raw hash for every
+// chunk, and none in the formats before, which stay readable.
+func TestManifestRawHashes(t *testing.T) {
+	m, _ := publish(t, genImage(t, 8, 512<<10), smallChunks)
+	if m.Format != FormatVersion {
+		t.Fatalf("published format %d, want %d", m.Format, FormatVersion)
+	}
+	one := *m
+	one.Chunks = slices.Clone(m.Chunks)
+	one.Chunks[len(one.Chunks)-1].RawSHA256 = ""
+	if err := one.Validate(); err == nil || !strings.Contains(err.Error(), "raw_sha256") {
+		t.Errorf("format 3 with a chunk without its raw hash: %v", err)
+	}
+	for i := range one.Chunks {
+		one.Chunks[i].RawSHA256 = ""
+	}
+	for _, f := range []int{MinFormatVersion, SparseFormatVersion} {
+		one.Format = f
+		b, _ := one.Encode()
+		if strings.Contains(string(b), "raw_sha256") {
+			t.Errorf("format %d encodes raw_sha256", f)
+		}
+		if _, err := DecodeManifest(b); err != nil {
+			t.Errorf("format %d without raw hashes: %v", f, err)
+		}
 	}
 }
 

@@ -157,7 +157,7 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 	defer src.Close()
 
 	m := &Manifest{
-		Format:      MinFormatVersion, // FormatVersion if a file is sparse
+		Format:      FormatVersion,
 		Name:        cfg.Name,
 		Version:     cfg.Version,
 		Created:     cfg.Now().UTC().Truncate(time.Second),
@@ -167,6 +167,7 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 	type result struct {
 		raw, z int64
 		data   []byte
+		rawSum [sha256.Size]byte
 	}
 	type job struct {
 		index int
@@ -220,7 +221,7 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 				if err != nil {
 					return err
 				}
-				j.out <- result{raw: int64(len(j.raw)), z: int64(len(z)), data: z}
+				j.out <- result{raw: int64(len(j.raw)), z: int64(len(z)), data: z, rawSum: sha256.Sum256(j.raw)}
 			}
 			return nil
 		})
@@ -236,10 +237,11 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 			}
 			sum := sha256.Sum256(r.data)
 			m.Chunks = append(m.Chunks, Chunk{
-				Offset:  m.PayloadBytes,
-				Size:    r.z,
-				RawSize: r.raw,
-				SHA256:  hex.EncodeToString(sum[:]),
+				Offset:    m.PayloadBytes,
+				Size:      r.z,
+				RawSize:   r.raw,
+				SHA256:    hex.EncodeToString(sum[:]),
+				RawSHA256: hex.EncodeToString(r.rawSum[:]),
 			})
 			if _, err := payload.Write(r.data); err != nil {
 				return fmt.Errorf("write payload: %w", err)
@@ -263,9 +265,6 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 	}
 	m.Entries = s.entries
 	m.FileBytes = s.fileBytes
-	if s.sparse > 0 {
-		m.Format = FormatVersion
-	}
 	m.InputBytes = cr.n.Load()
 
 	info := metainfo.Info{
@@ -297,7 +296,6 @@ type scanner struct {
 	parts     []part                 // the current chunk's entries and file parts
 	seen      map[string]byte        // type of every path so far
 	entries   int
-	sparse    int // sparse files
 	fileBytes int64
 	block     []byte
 	frag      []byte
@@ -504,7 +502,6 @@ func (s *scanner) chunk(name string, hdr *tar.Header, data io.Reader) error {
 			return err
 		}
 		s.fileBytes += hdr.Size
-		s.sparse++
 		return s.sparseFile(name, hdr, segs, data)
 	}
 	s.fileBytes += hdr.Size

@@ -515,3 +515,102 @@ func (a *Applier) removeIn(ctx context.Context, fd int, dir string, inImage map[
 	}
 	return nil
 }
+
+// rebuild rebuilds chunk i of a sync into buf from the skeleton the
+// installed record keeps for a chunk of the same SHA-256 and the files
+// of the target, and reports whether the fragment so rebuilt has the
+// manifest's RawSHA256: then it is the chunk's fragment, byte for byte.
+// Files are read, never written, reached from the target's top with
+// O_NOFOLLOW at every step; only regular files are opened.
+func (a *Applier) rebuild(i int, buf []byte) ([]byte, bool) {
+	c := a.m.Chunks[i]
+	if c.RawSHA256 == "" {
+		return nil, false
+	}
+	sk, err := a.readInstalledSkeleton(c.SHA256, c.RawSize)
+	if err != nil {
+		return nil, false
+	}
+	r := diskReader{target: a.target, dirs: map[string]int{}}
+	defer r.close()
+	out, err := rebuildFragment(sk, c.RawSize, buf, r.read)
+	if err != nil || !a.rebuilt(i, out) {
+		return nil, false
+	}
+	return out, true
+}
+
+// diskReader reads files of the target for rebuild.
+type diskReader struct {
+	target string
+	dirs   map[string]int // descriptors of the directories opened
+}
+
+func (r *diskReader) close() {
+	for _, fd := range r.dirs {
+		unix.Close(fd)
+	}
+}
+
+// dir opens directory d of the target, without following a symbolic link.
+func (r *diskReader) dir(d string) (int, error) {
+	if fd, ok := r.dirs[d]; ok {
+		return fd, nil
+	}
+	var fd int
+	var err error
+	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if d == "." {
+		fd, err = unix.Open(r.target, flags, 0)
+	} else {
+		var pfd int
+		if pfd, err = r.dir(path.Dir(d)); err != nil {
+			return -1, err
+		}
+		fd, err = unix.Openat(pfd, path.Base(d), flags, 0)
+	}
+	if err != nil {
+		return -1, err
+	}
+	r.dirs[d] = fd
+	return fd, nil
+}
+
+// read fills p from the regular file name at off.
+func (r *diskReader) read(name string, off int64, p []byte) error {
+	if len(r.dirs) > 64 {
+		r.close()
+		clear(r.dirs)
+	}
+	parent, base := parentBase(name)
+	dirfd, err := r.dir(parent)
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return errSkeleton
+	}
+	fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return errSkeleton
+	}
+	for len(p) > 0 {
+		n, err := unix.Pread(fd, p, off)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}

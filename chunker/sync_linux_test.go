@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,6 +151,10 @@ func studentEdits(t *testing.T, target string) {
 // TestSyncAgainstGNUTar extracts v1, changes the tree as students do, and
 // syncs it to v2, interrupting the sync halfway: the tree equals GNU tar's
 // extraction of v2, but for the kept path, which is as the students left it.
+// It does so twice: with v1 recorded as installed with its skeletons (the
+// chunks v2 shares with v1 are rebuilt from the disk where the students
+// left them intact, one skeleton is damaged), and without (every chunk
+// is decompressed).
 func TestSyncAgainstGNUTar(t *testing.T) {
 	if _, err := exec.LookPath("tar"); err != nil {
 		t.Skip("GNU tar not installed")
@@ -158,16 +163,37 @@ func TestSyncAgainstGNUTar(t *testing.T) {
 	v1, v2, want := syncImages(t, priv)
 	m1, p1 := publish(t, v1, smallChunks)
 	m2, p2 := publish(t, v2, smallChunks)
-	shared := 0
+	var shared []string
 	for _, c := range m2.Chunks {
 		if slices.ContainsFunc(m1.Chunks, func(o Chunk) bool { return o.SHA256 == c.SHA256 }) {
-			shared++
+			shared = append(shared, c.SHA256)
 		}
 	}
-	t.Logf("v1 %d chunks, v2 %d chunks, %d shared", len(m1.Chunks), len(m2.Chunks), shared)
+	t.Logf("v1 %d chunks, v2 %d chunks, %d shared", len(m1.Chunks), len(m2.Chunks), len(shared))
+	for _, installed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "decompressed", true: "rebuilt"}[installed], func(t *testing.T) {
+			testSync(t, m1, m2, p1, p2, want, installed, shared)
+		})
+	}
+}
 
+func testSync(t *testing.T, m1, m2 *Manifest, p1, p2 []byte, want string, installed bool, shared []string) {
 	target := filepath.Join(t.TempDir(), "target")
-	applyAll(t, newApplier(t, m1, target), p1, rand.Perm(len(m1.Chunks)))
+	if !installed {
+		applyAll(t, newApplier(t, m1, target), p1, rand.Perm(len(m1.Chunks)))
+	} else {
+		installWithSkeletons(t, m1, p1, target)
+		// A skeleton damaged: its chunk is decompressed.
+		sk := filepath.Join(InstalledDir(target), skeletonDirName, shared[0])
+		b, err := os.ReadFile(sk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 1
+		if err := os.WriteFile(sk, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	studentEdits(t, target)
 	const kept = "home/ghost"
 	before, err := treecmp.Scan(filepath.Join(target, kept), treecmp.Options{})
@@ -219,12 +245,125 @@ func TestSyncAgainstGNUTar(t *testing.T) {
 	for _, d := range treecmp.Diff(before, after, treecmp.Options{}) {
 		t.Errorf("the kept path changed: %s", d)
 	}
-	if _, err := os.Stat(filepath.Join(target, StateDirName)); !errors.Is(err, os.ErrNotExist) {
+	ents, err := os.ReadDir(filepath.Join(target, StateDirName))
+	switch {
+	case !installed && !errors.Is(err, os.ErrNotExist):
 		t.Errorf("state left after Cleanup: %v", err)
+	case installed && (len(ents) != 1 || ents[0].Name() != InstalledDirName):
+		t.Errorf("state left after Cleanup: %v, want the installed record only", ents)
 	}
 	// tmp/pkg05 and tmp/dash-link, usr/local-junk (3 entries), etc/cron.d-evil.
 	if st.Removed < 6 || st.Unchanged == 0 || st.Written == 0 {
 		t.Errorf("stats %+v: want at least 6 removed and some unchanged and written", st)
+	}
+	// The students' edits and the damaged skeleton leave some of the
+	// shared chunks to decompress (st counts the resumed run's only).
+	if installed && (st.Rebuilt == 0 || st.Rebuilt >= int64(len(shared))) {
+		t.Errorf("%d chunks rebuilt from the disk, want some of the %d shared, not all", st.Rebuilt, len(shared))
+	}
+	if !installed && st.Rebuilt != 0 {
+		t.Errorf("%d chunks rebuilt from the disk without skeletons", st.Rebuilt)
+	}
+}
+
+// installWithSkeletons extracts m into target as labseed peer does: the
+// image recorded as installed with its chunks' skeletons.
+func installWithSkeletons(t *testing.T, m *Manifest, payload []byte, target string) {
+	t.Helper()
+	a := newApplier(t, m, target)
+	ctx := context.Background()
+	for _, i := range rand.Perm(len(m.Chunks)) {
+		if err := a.Apply(ctx, i, chunk(m, payload, i)); err != nil {
+			t.Fatalf("Apply(%d): %v", i, err)
+		}
+	}
+	if err := a.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteInstalled(target, m, "", a.SkeletonDir(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(filepath.Join(InstalledDir(target), skeletonDirName))
+	if err != nil || len(ents) != len(m.Chunks) {
+		t.Fatalf("%d skeletons kept, want %d: %v", len(ents), len(m.Chunks), err)
+	}
+}
+
+// TestSyncRebuilds syncs a tree that is the image already, recorded as
+// installed with its skeletons: every chunk is rebuilt from the disk,
+// none decompressed. Then a student edits a file keeping its size and
+// mtime: its chunk no longer rebuilds (it is decompressed and the file
+// written again), the others still do.
+func TestSyncRebuilds(t *testing.T) {
+	in := genImage(t, 3, 4<<20)
+	m, payload := publish(t, in, smallChunks)
+	target := filepath.Join(t.TempDir(), "target")
+	installWithSkeletons(t, m, payload, target)
+	ref, err := treecmp.Scan(target, cmpOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sync := func() SyncStats {
+		t.Helper()
+		a, err := NewApplier(m, ApplyConfig{Target: target, Sync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		ctx := context.Background()
+		for _, i := range rand.Perm(len(m.Chunks)) {
+			if err := a.Apply(ctx, i, chunk(m, payload, i)); err != nil {
+				t.Fatalf("Apply(%d): %v", i, err)
+			}
+		}
+		if err := a.Finish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteInstalled(target, m, "", a.SkeletonDir(), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := treecmp.Scan(target, cmpOpts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range treecmp.Diff(ref, got, cmpOpts) {
+			t.Errorf("the tree differs from the image: %s", d)
+		}
+		return a.Stats()
+	}
+	if st := sync(); st.Rebuilt != int64(len(m.Chunks)) || st.Written != 0 {
+		t.Errorf("stats %+v: want all %d chunks rebuilt, nothing written", st, len(m.Chunks))
+	}
+	// The largest file, edited in its middle.
+	var big string
+	var size int64
+	filepath.Walk(target, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() > size && !strings.Contains(p, StateDirName) {
+			big, size = p, fi.Size()
+		}
+		return nil
+	})
+	fi, err := os.Stat(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(big, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	f.ReadAt(b, size/2)
+	f.WriteAt([]byte{b[0] ^ 0xff}, size/2)
+	f.Close()
+	os.Chtimes(big, fi.ModTime(), fi.ModTime())
+	if st := sync(); st.Rebuilt != int64(len(m.Chunks)-1) || st.Written != 1 {
+		t.Errorf("stats %+v after an edit of %s keeping size and mtime: want %d chunks rebuilt, 1 entry written", st, big, len(m.Chunks)-1)
 	}
 }
 
@@ -274,7 +413,7 @@ func TestInstalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Unix(1700000000, 0)
-	if err := WriteInstalled(target, m, staged, now); err != nil {
+	if err := WriteInstalled(target, m, staged, "", now); err != nil {
 		t.Fatal(err)
 	}
 	rec, got, err := ReadInstalled(target)

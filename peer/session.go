@@ -227,7 +227,8 @@ func (s *Session) download(ctx context.Context) error {
 	if s.ap.Syncing() {
 		st := s.ap.Stats()
 		s.a.log.Info("tree synced", "chunks_local", len(s.local), "chunks_fetched", s.fetched.Load(), "chunks", len(s.im.Manifest.Chunks),
-			"entries_unchanged", st.Unchanged, "entries_written", st.Written, "entries_removed", st.Removed)
+			"entries_unchanged", st.Unchanged, "entries_written", st.Written, "entries_removed", st.Removed,
+			"chunks_rebuilt", st.Rebuilt)
 	}
 	s.a.log.Info("image applied, seeding", "image", s.im.Manifest.Name, "seconds", time.Since(s.started).Seconds())
 	return nil
@@ -296,10 +297,10 @@ func (s *Session) logTraffic(when string) {
 // A record that cannot be written is logged: the next re-image is then a
 // full one.
 func (s *Session) install() {
-	err := chunker.WriteInstalled(s.a.cfg.Target, s.im.Manifest, s.payload, time.Now())
+	err := chunker.WriteInstalled(s.a.cfg.Target, s.im.Manifest, s.payload, s.ap.SkeletonDir(), time.Now())
 	if err != nil {
 		s.a.log.Warn("cannot keep the payload for the next sync; recording the image without it", "err", err)
-		err = chunker.WriteInstalled(s.a.cfg.Target, s.im.Manifest, "", time.Now())
+		err = chunker.WriteInstalled(s.a.cfg.Target, s.im.Manifest, "", "", time.Now())
 	}
 	if err != nil {
 		s.a.log.Warn("cannot record the image installed: the next re-image will be a full one", "err", err)

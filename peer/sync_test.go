@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -187,6 +188,12 @@ func TestSync(t *testing.T) {
 	}
 	if !strings.Contains(logs, "damaged=1") {
 		t.Errorf("the sync's log does not say one chunk on the disk was damaged:\n%s", logs)
+	}
+	// Every chunk v1 shares with v2 is rebuilt from the tree on the disk
+	// (its skeleton kept with the record of v1), the one whose bytes in
+	// the kept payload were damaged too: its files are intact.
+	if want := fmt.Sprintf("chunks_rebuilt=%d", len(local)+1); !strings.Contains(logs, want) {
+		t.Errorf("the sync's log does not say %s:\n%s", want, logs)
 	}
 
 	fresh := filepath.Join(t.TempDir(), "fresh")
