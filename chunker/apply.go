@@ -657,10 +657,11 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) 
 	buf := a.bufs.Get(int(c.RawSize))
 	defer a.bufs.Put(buf)
 	raw, ok := []byte(nil), false
+	var seen map[string]fileKey
 	if a.sync {
 		// A chunk the disk holds as the installed image had it: checked by
 		// reading the files, not by decompressing (skeleton.go).
-		if raw, ok = a.rebuild(i, buf[:0:c.RawSize]); ok {
+		if raw, seen, ok = a.rebuild(i, buf[:0:c.RawSize]); ok {
 			a.rebuiltChunks.Add(1)
 		}
 	}
@@ -679,6 +680,7 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) 
 	}
 	w := a.newWriter()
 	defer w.close()
+	w.seen = seen
 	var names []string
 	var refs []dataRef
 	dw := tar.NewWriter(rec)

@@ -28,7 +28,8 @@ func syncFS(f *os.File) error { return unix.Syncfs(int(f.Fd())) }
 type writer struct {
 	a    *Applier
 	dirs map[string]*os.File
-	cmp  []byte // a sync's: what the target holds, to compare with
+	cmp  []byte             // a sync's: what the target holds, to compare with
+	seen map[string]fileKey // a sync's: the files the rebuild of the chunk read
 }
 
 func (a *Applier) newWriter() *writer {
@@ -142,7 +143,7 @@ func (w *writer) file(dirfd int, base string, e *entry, data []byte) error {
 	if e.split() {
 		return nil // metadata once every part is in: Finish
 	}
-	return w.a.setMeta(fd, dirfd, base, e)
+	return w.a.setMeta(fd, dirfd, base, e, nil)
 }
 
 // fileMeta applies the metadata of a file that spans chunks.
@@ -165,7 +166,7 @@ func (w *writer) fileMeta(e *entry) error {
 	if st.Size != e.total {
 		return fmt.Errorf("%w: file is %d bytes, image says %d", ErrIncomplete, st.Size, e.total)
 	}
-	return w.a.setMeta(fd, dirfd, base, e)
+	return w.a.setMeta(fd, dirfd, base, e, nil)
 }
 
 func (w *writer) symlink(dirfd int, base string, h *tar.Header) error {
@@ -256,7 +257,7 @@ func (w *writer) dirMeta(e *entry) error {
 		return pathErr("open directory", err)
 	}
 	defer unix.Close(fd)
-	return w.a.setMeta(fd, dirfd, base, e)
+	return w.a.setMeta(fd, dirfd, base, e, nil)
 }
 
 // rootMeta applies the metadata of the image's "." entry to the target itself.
@@ -270,7 +271,7 @@ func (a *Applier) rootMeta() error {
 	}
 	defer unix.Close(fd)
 	e := &entry{hdr: a.rootHdr}
-	if err := a.setMeta(fd, -1, "", e); err != nil {
+	if err := a.setMeta(fd, -1, "", e, nil); err != nil {
 		return &EntryError{Name: ".", Err: err}
 	}
 	return setTimes(unix.AT_FDCWD, a.target, a.rootHdr, 0)
@@ -278,16 +279,22 @@ func (a *Applier) rootMeta() error {
 
 // setMeta applies owner, mode, extended attributes and mtime, in that order:
 // chown clears setuid bits, and a write or chown clears security.capability.
-// With dirfd < 0 the mtime is left to the caller.
-func (a *Applier) setMeta(fd, dirfd int, base string, e *entry) error {
+// With dirfd < 0 the mtime is left to the caller. st, if not nil, is
+// the file's fstat (a sync's file kept as it was): owner, mode and mtime
+// are then set only where they differ, since each is an inode write.
+func (a *Applier) setMeta(fd, dirfd int, base string, e *entry, st *unix.Stat_t) error {
 	h := e.hdr
-	if a.sameOwner {
+	chown := a.sameOwner && (st == nil || int(st.Uid) != h.Uid || int(st.Gid) != h.Gid)
+	if chown {
 		if err := unix.Fchown(fd, h.Uid, h.Gid); err != nil {
 			return fmt.Errorf("chown: %w", err)
 		}
 	}
-	if err := unix.Fchmod(fd, uint32(h.Mode&0o7777)); err != nil {
-		return fmt.Errorf("chmod: %w", err)
+	// chown clears the setuid and setgid bits: chmod after it.
+	if chown || st == nil || st.Mode&0o7777 != uint32(h.Mode&0o7777) {
+		if err := unix.Fchmod(fd, uint32(h.Mode&0o7777)); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
 	}
 	err := e.xattrs(func(name, value string) error {
 		return a.xattrErr(unix.Fsetxattr(fd, name, []byte(value), 0))
@@ -301,7 +308,7 @@ func (a *Applier) setMeta(fd, dirfd int, base string, e *entry) error {
 			return err
 		}
 	}
-	if dirfd < 0 {
+	if dirfd < 0 || st != nil && st.Mtim == unix.NsecToTimespec(h.ModTime.UnixNano()) {
 		return nil
 	}
 	return setTimes(dirfd, base, h, unix.AT_SYMLINK_NOFOLLOW)

@@ -99,6 +99,13 @@ func buildSkeleton(raw []byte, refs []dataRef) []byte {
 	return binary.AppendUvarint(out, skelEnd)
 }
 
+// fileKey is a file's identity and state as fstat gives them: a file
+// whose key is the same has the same data (skeleton.go's rebuild).
+type fileKey struct {
+	dev, ino    uint64
+	ctime, size int64
+}
+
 // errSkeleton is a skeleton that does not parse, or does not fit its
 // chunk.
 var errSkeleton = errors.New("chunker: damaged skeleton")

@@ -271,12 +271,12 @@ func (w *writer) syncFile(dirfd int, base string, e *entry, data []byte) error {
 	}
 	if fd >= 0 {
 		same := st.Size == e.total
-		if same {
+		if same && !w.unchangedSince(e.hdr.Name, &st) {
 			same, err = w.sameData(fd, data, 0)
 		}
 		if err == nil && same {
 			w.a.unchanged.Add(1)
-			err = w.a.setMeta(fd, dirfd, base, e)
+			err = w.a.setMeta(fd, dirfd, base, e, &st)
 		}
 		unix.Close(fd)
 		if err != nil || same {
@@ -301,7 +301,7 @@ func (w *writer) syncFile(dirfd int, base string, e *entry, data []byte) error {
 		}
 	}
 	w.a.written.Add(1)
-	return w.a.setMeta(fd, dirfd, base, e)
+	return w.a.setMeta(fd, dirfd, base, e, nil)
 }
 
 // syncPart is file for a sync, for a part of a file that spans chunks:
@@ -327,8 +327,10 @@ func (w *writer) syncPart(dirfd int, base string, e *entry, data []byte) error {
 	defer unix.Close(fd)
 	same := false
 	if !fresh && st.Size >= e.offset+int64(len(data)) {
-		if same, err = w.sameData(fd, data, e.offset); err != nil {
-			return err
+		if same = w.unchangedSince(e.hdr.Name, &st); !same {
+			if same, err = w.sameData(fd, data, e.offset); err != nil {
+				return err
+			}
 		}
 	}
 	if same {
@@ -522,28 +524,45 @@ func (a *Applier) removeIn(ctx context.Context, fd int, dir string, inImage map[
 // manifest's RawSHA256: then it is the chunk's fragment, byte for byte.
 // Files are read, never written, reached from the target's top with
 // O_NOFOLLOW at every step; only regular files are opened.
-func (a *Applier) rebuild(i int, buf []byte) ([]byte, bool) {
+// It also returns the files it read, as they were when read: the apply
+// that follows need not read again a file that has not changed since.
+func (a *Applier) rebuild(i int, buf []byte) ([]byte, map[string]fileKey, bool) {
 	c := a.m.Chunks[i]
 	if c.RawSHA256 == "" {
-		return nil, false
+		return nil, nil, false
 	}
 	sk, err := a.readInstalledSkeleton(c.SHA256, c.RawSize)
 	if err != nil {
-		return nil, false
+		return nil, nil, false
 	}
-	r := diskReader{target: a.target, dirs: map[string]int{}}
+	r := diskReader{target: a.target, dirs: map[string]int{}, seen: map[string]fileKey{}}
 	defer r.close()
 	out, err := rebuildFragment(sk, c.RawSize, buf, r.read)
 	if err != nil || !a.rebuilt(i, out) {
-		return nil, false
+		return nil, nil, false
 	}
-	return out, true
+	return out, r.seen, true
+}
+
+// keyOf is the identity and state of the file st describes.
+func keyOf(st *unix.Stat_t) fileKey {
+	return fileKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim.Nano(), size: st.Size}
+}
+
+// unchangedSince reports whether the file of the image name, as st
+// describes it, is the file the rebuild of this writer's chunk read, not
+// changed since (the same inode, size and ctime: any write or truncation
+// changes the ctime): its data is the rebuilt fragment's.
+func (w *writer) unchangedSince(name string, st *unix.Stat_t) bool {
+	k, ok := w.seen[name]
+	return ok && k == keyOf(st)
 }
 
 // diskReader reads files of the target for rebuild.
 type diskReader struct {
 	target string
-	dirs   map[string]int // descriptors of the directories opened
+	dirs   map[string]int     // descriptors of the directories opened
+	seen   map[string]fileKey // the files read
 }
 
 func (r *diskReader) close() {
@@ -602,6 +621,7 @@ func (r *diskReader) read(name string, off int64, p []byte) error {
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return errSkeleton
 	}
+	r.seen[name] = keyOf(&st)
 	for len(p) > 0 {
 		n, err := unix.Pread(fd, p, off)
 		if err != nil {

@@ -109,6 +109,11 @@ func studentEdits(t *testing.T, target string) {
 	f.Close()
 	must(os.Chtimes(p("usr/bin/dash"), fi.ModTime(), fi.ModTime()))
 	must(os.Chmod(p("usr/bin/wall"), 0o777))
+	// Owner and mtime changed, the content kept.
+	if os.Geteuid() == 0 {
+		must(os.Lchown(p("usr/bin/wall"), 1234, 5678))
+	}
+	must(os.Chtimes(p("usr/bin/wall"), time.Unix(1e9, 0), time.Unix(1e9, 0)))
 	must(os.MkdirAll(p("usr/local-junk/sub"), 0o755))
 	must(os.WriteFile(p("usr/local-junk/sub/game"), []byte("game"), 0o755))
 	must(os.WriteFile(p("etc/cron.d-evil"), []byte("* * * * * root sh\n"), 0o644))
