@@ -86,7 +86,7 @@ type SyncStats struct {
 	Removed int64
 	// Rebuilt is the chunks checked against the disk without being
 	// decompressed: rebuilt from their skeletons and the target's files,
-	// with the signed manifest's RawSHA256 (skeleton.go).
+	// with the signed manifest's RawBLAKE3 (skeleton.go).
 	Rebuilt int64
 }
 

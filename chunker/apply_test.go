@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/labseed/labseed/internal/fixture"
 	"github.com/labseed/labseed/treecmp"
+	"lukechampine.com/blake3"
 )
 
 var cmpOpts = treecmp.Options{Ignore: []string{StateDirName}}
@@ -307,6 +309,11 @@ func TestTargetChecks(t *testing.T) {
 	}
 }
 
+func blake3hex(b []byte) string {
+	sum := blake3.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
 // rawChunkManifest makes a manifest of one chunk holding the tar fragment
 // raw, as a hostile publisher could, bypassing Publish's checks.
 func rawChunkManifest(t *testing.T, raw []byte) (*Manifest, []byte) {
@@ -315,7 +322,7 @@ func rawChunkManifest(t *testing.T, raw []byte) (*Manifest, []byte) {
 	z := enc.EncodeAll(raw, nil)
 	m := &Manifest{Format: FormatVersion, Name: "evil", Version: 1, TarBytes: int64(len(raw)),
 		PayloadBytes: int64(len(z)), InfoHash: strings.Repeat("0", 40), PieceLength: 16 << 10,
-		Chunks: []Chunk{{Size: int64(len(z)), RawSize: int64(len(raw)), SHA256: sha256hex(z), RawSHA256: sha256hex(raw)}}}
+		Chunks: []Chunk{{Size: int64(len(z)), RawSize: int64(len(raw)), SHA256: sha256hex(z), RawBLAKE3: blake3hex(raw)}}}
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func TestDecodeManifestRejects(t *testing.T) {
 		{"bad name", `"name": "test"`, `"name": "../x"`},
 		{"huge chunk", `"raw_size": `, `"raw_size": 99999999999`},
 		{"bad hash", `"sha256": "`, `"sha256": "zz`},
-		{"bad raw hash", `"raw_sha256": "`, `"raw_sha256": "zz`},
+		{"bad raw hash", `"raw_blake3": "`, `"raw_blake3": "zz`},
 		{"raw hashes in format 2", `"format": 3,`, `"format": 2,`},
 		{"payload mismatch", `"payload_bytes": `, `"payload_bytes": 1`},
 		{"trailing", "}\n", "}{}"},
@@ -67,18 +67,18 @@ func TestManifestRawHashes(t *testing.T) {
 	}
 	one := *m
 	one.Chunks = slices.Clone(m.Chunks)
-	one.Chunks[len(one.Chunks)-1].RawSHA256 = ""
-	if err := one.Validate(); err == nil || !strings.Contains(err.Error(), "raw_sha256") {
+	one.Chunks[len(one.Chunks)-1].RawBLAKE3 = ""
+	if err := one.Validate(); err == nil || !strings.Contains(err.Error(), "raw_blake3") {
 		t.Errorf("format 3 with a chunk without its raw hash: %v", err)
 	}
 	for i := range one.Chunks {
-		one.Chunks[i].RawSHA256 = ""
+		one.Chunks[i].RawBLAKE3 = ""
 	}
 	for _, f := range []int{MinFormatVersion, SparseFormatVersion} {
 		one.Format = f
 		b, _ := one.Encode()
-		if strings.Contains(string(b), "raw_sha256") {
-			t.Errorf("format %d encodes raw_sha256", f)
+		if strings.Contains(string(b), "raw_blake3") {
+			t.Errorf("format %d encodes raw_blake3", f)
 		}
 		if _, err := DecodeManifest(b); err != nil {
 			t.Errorf("format %d without raw hashes: %v", f, err)

@@ -22,6 +22,7 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 	"golang.org/x/sync/errgroup"
+	"lukechampine.com/blake3"
 )
 
 // Config controls Publish. Zero values mean the defaults.
@@ -167,7 +168,7 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 	type result struct {
 		raw, z int64
 		data   []byte
-		rawSum [sha256.Size]byte
+		rawSum [32]byte
 	}
 	type job struct {
 		index int
@@ -221,7 +222,7 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 				if err != nil {
 					return err
 				}
-				j.out <- result{raw: int64(len(j.raw)), z: int64(len(z)), data: z, rawSum: sha256.Sum256(j.raw)}
+				j.out <- result{raw: int64(len(j.raw)), z: int64(len(z)), data: z, rawSum: blake3.Sum256(j.raw)}
 			}
 			return nil
 		})
@@ -241,7 +242,7 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 				Size:      r.z,
 				RawSize:   r.raw,
 				SHA256:    hex.EncodeToString(sum[:]),
-				RawSHA256: hex.EncodeToString(r.rawSum[:]),
+				RawBLAKE3: hex.EncodeToString(r.rawSum[:]),
 			})
 			if _, err := payload.Write(r.data); err != nil {
 				return fmt.Errorf("write payload: %w", err)

@@ -2,7 +2,6 @@ package chunker
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -10,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"lukechampine.com/blake3"
 )
 
 // A chunk's skeleton is its tar fragment without the files' data: the
@@ -18,8 +19,8 @@ import (
 // one in the state directory (SkeletonDir), and WriteInstalled keeps them
 // beside the installed record. A sync rebuilds a chunk that the new image
 // shares with the installed one from its skeleton and the files on the
-// disk, and applies it when the rebuilt fragment has the SHA-256 the
-// signed manifest gives (Chunk.RawSHA256): checking a chunk costs reading
+// disk, and applies it when the rebuilt fragment has the BLAKE3 hash the
+// signed manifest gives (Chunk.RawBLAKE3): checking a chunk costs reading
 // and hashing the disk's files, not decompressing the chunk. Nothing in a
 // skeleton is trusted: a damaged skeleton, or a file a student changed,
 // gives another hash, and the chunk is decompressed and applied as
@@ -238,8 +239,8 @@ func (a *Applier) readInstalledSkeleton(sum string, size int64) ([]byte, error) 
 	return b, nil
 }
 
-// rebuilt reports whether out hashes to chunk i's RawSHA256.
+// rebuilt reports whether out hashes to chunk i's RawBLAKE3.
 func (a *Applier) rebuilt(i int, out []byte) bool {
-	sum := sha256.Sum256(out)
-	return hex.EncodeToString(sum[:]) == a.m.Chunks[i].RawSHA256
+	sum := blake3.Sum256(out)
+	return hex.EncodeToString(sum[:]) == a.m.Chunks[i].RawBLAKE3
 }

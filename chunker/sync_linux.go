@@ -521,14 +521,14 @@ func (a *Applier) removeIn(ctx context.Context, fd int, dir string, inImage map[
 // rebuild rebuilds chunk i of a sync into buf from the skeleton the
 // installed record keeps for a chunk of the same SHA-256 and the files
 // of the target, and reports whether the fragment so rebuilt has the
-// manifest's RawSHA256: then it is the chunk's fragment, byte for byte.
+// manifest's RawBLAKE3 (BLAKE3-256): then it is the chunk's fragment, byte for byte.
 // Files are read, never written, reached from the target's top with
 // O_NOFOLLOW at every step; only regular files are opened.
 // It also returns the files it read, as they were when read: the apply
 // that follows need not read again a file that has not changed since.
 func (a *Applier) rebuild(i int, buf []byte) ([]byte, map[string]fileKey, bool) {
 	c := a.m.Chunks[i]
-	if c.RawSHA256 == "" {
+	if c.RawBLAKE3 == "" {
 		return nil, nil, false
 	}
 	sk, err := a.readInstalledSkeleton(c.SHA256, c.RawSize)
