@@ -163,6 +163,7 @@ type Applier struct {
 	unchanged     atomic.Int64
 	written       atomic.Int64
 	rebuiltChunks atomic.Int64
+	unbuildable   []atomic.Bool // chunks a rebuild failed
 	removed       atomic.Int64
 	fileLocks     [64]sync.Mutex // a sync's parts of one file are opened one at a time
 	inodes        sync.Map       // a sync's files with several names: [dev, ino] -> the image's name
@@ -211,16 +212,17 @@ func NewApplier(m *Manifest, cfg ApplyConfig) (*Applier, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Applier{
-		m:         m,
-		target:    target,
-		state:     state,
-		sameOwner: os.Geteuid() == 0,
-		log:       log,
-		done:      make([]bool, len(m.Chunks)),
-		busy:      make([]bool, len(m.Chunks)),
-		syncBytes: cfg.SyncBytes,
-		syncFS:    syncFS,
-		decoded:   semaphore.NewWeighted(decodedBudget),
+		m:           m,
+		target:      target,
+		state:       state,
+		sameOwner:   os.Geteuid() == 0,
+		log:         log,
+		done:        make([]bool, len(m.Chunks)),
+		busy:        make([]bool, len(m.Chunks)),
+		unbuildable: make([]atomic.Bool, len(m.Chunks)),
+		syncBytes:   cfg.SyncBytes,
+		syncFS:      syncFS,
+		decoded:     semaphore.NewWeighted(decodedBudget),
 	}
 	// The buffers of two chunks decompressed at once are kept (a
 	// workstation applies two at a time); more at once allocate, and so
@@ -536,6 +538,22 @@ func (a *Applier) ApplyVerified(ctx context.Context, i int, data []byte) error {
 	return a.applyChunk(ctx, i, data, true)
 }
 
+// ApplyFromDisk applies chunk i of a sync without its compressed bytes,
+// rebuilding it from the disk (skeleton.go). It reports false, having
+// done nothing, when the chunk cannot be rebuilt: the caller then
+// applies its bytes (Apply, ApplyVerified).
+func (a *Applier) ApplyFromDisk(ctx context.Context, i int) (bool, error) {
+	err := a.applyChunk(ctx, i, nil, true)
+	if errors.Is(err, errNotRebuilt) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// errNotRebuilt is apply's answer to ApplyFromDisk for a chunk that
+// cannot be rebuilt from the disk.
+var errNotRebuilt = errors.New("chunker: the chunk cannot be rebuilt from the disk")
+
 func (a *Applier) applyChunk(ctx context.Context, i int, data []byte, verified bool) error {
 	if i < 0 || i >= len(a.m.Chunks) {
 		return fmt.Errorf("chunker: chunk %d out of range (image has %d)", i, len(a.m.Chunks))
@@ -557,6 +575,9 @@ func (a *Applier) applyChunk(ctx context.Context, i int, data []byte, verified b
 		a.mu.Unlock()
 	}()
 	if err := a.apply(ctx, i, data, verified); err != nil {
+		if errors.Is(err, errNotRebuilt) {
+			return err
+		}
 		return &ChunkError{i, noSpace(err)}
 	}
 	a.mu.Lock()
@@ -638,7 +659,8 @@ func (a *Applier) commitLocked() error {
 // checked (ApplyVerified).
 func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) error {
 	c := a.m.Chunks[i]
-	if int64(len(data)) != c.Size {
+	fromDisk := data == nil // ApplyFromDisk
+	if int64(len(data)) != c.Size && !fromDisk {
 		return ErrChunkHash
 	}
 	if !verified {
@@ -658,12 +680,17 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) 
 	defer a.bufs.Put(buf)
 	raw, ok := []byte(nil), false
 	var seen map[string]fileKey
-	if a.sync {
+	if a.sync && !a.unbuildable[i].Load() {
 		// A chunk the disk holds as the installed image had it: checked by
 		// reading the files, not by decompressing (skeleton.go).
 		if raw, seen, ok = a.rebuild(i, buf[:0:c.RawSize]); ok {
 			a.rebuiltChunks.Add(1)
+		} else {
+			a.unbuildable[i].Store(true) // not tried again with its bytes
 		}
+	}
+	if !ok && fromDisk {
+		return errNotRebuilt
 	}
 	if !ok {
 		var err error

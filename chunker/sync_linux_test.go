@@ -319,10 +319,22 @@ func TestSyncRebuilds(t *testing.T) {
 		}
 		t.Cleanup(func() { a.Close() })
 		ctx := context.Background()
+		fromDisk := 0
 		for _, i := range rand.Perm(len(m.Chunks)) {
-			if err := a.Apply(ctx, i, chunk(m, payload, i)); err != nil {
+			// As labseed peer does: the bytes only for a chunk the
+			// disk cannot give.
+			ok, err := a.ApplyFromDisk(ctx, i)
+			if err != nil {
+				t.Fatalf("ApplyFromDisk(%d): %v", i, err)
+			}
+			if ok {
+				fromDisk++
+			} else if err := a.Apply(ctx, i, chunk(m, payload, i)); err != nil {
 				t.Fatalf("Apply(%d): %v", i, err)
 			}
+		}
+		if int64(fromDisk) != a.Stats().Rebuilt {
+			t.Errorf("%d chunks applied from the disk, %d rebuilt", fromDisk, a.Stats().Rebuilt)
 		}
 		if err := a.Finish(ctx); err != nil {
 			t.Fatal(err)

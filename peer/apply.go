@@ -83,6 +83,13 @@ func (s *Session) applyAll(ctx context.Context) error {
 
 func (s *Session) applyChunk(ctx context.Context, f *os.File, c int) error {
 	ch := s.im.Manifest.Chunks[c]
+	if s.local[c] && s.diskOnly(c) {
+		// The tree may hold it as the installed image had it: then its
+		// bytes are not even read from staging.
+		if ok, err := s.ap.ApplyFromDisk(ctx, c); ok || err != nil {
+			return err
+		}
+	}
 	b := s.chunkBufs.Get(int(ch.Size))
 	defer s.chunkBufs.Put(b)
 	if _, err := f.ReadAt(b, ch.Offset); err != nil {
