@@ -273,9 +273,13 @@ func testSync(t *testing.T, m1, m2 *Manifest, p1, p2 []byte, want string, instal
 
 // installWithSkeletons extracts m into target as labseed peer does: the
 // image recorded as installed with its chunks' skeletons.
-func installWithSkeletons(t *testing.T, m *Manifest, payload []byte, target string) {
+func installWithSkeletons(t testing.TB, m *Manifest, payload []byte, target string) {
 	t.Helper()
-	a := newApplier(t, m, target)
+	a, err := NewApplier(m, ApplyConfig{Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
 	ctx := context.Background()
 	for _, i := range rand.Perm(len(m.Chunks)) {
 		if err := a.Apply(ctx, i, chunk(m, payload, i)); err != nil {
@@ -488,4 +492,89 @@ func TestRemoveStateRelative(t *testing.T) {
 	if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a state directory not the target's own is left: %v", err)
 	}
+}
+
+// BenchmarkSyncRebuild measures what a sync of a tree that holds the
+// image costs in CPU (the lab bench's sync is bound by the CPU of eight
+// workstations on two cores): the chunks rebuilt from their skeletons
+// and the files (labseed since format 3), against the baseline, every
+// chunk decompressed and compared with the files (the skeletons moved
+// away), in the same run:
+//
+//	go test -run '^$' -bench BenchmarkSyncRebuild -benchtime 3x ./chunker
+//	LABSEED_BENCH_IMAGE=/var/cache/labseed-bench/debian-clone-systemd.tar.gz go test ...
+//
+// It reports the CPU seconds of each and rebuilt/decompressed. The image
+// is a generated one (many small files of compressible words), or the
+// tarball LABSEED_BENCH_IMAGE names.
+func BenchmarkSyncRebuild(b *testing.B) {
+	var buf bytes.Buffer
+	if f := os.Getenv("LABSEED_BENCH_IMAGE"); f != "" {
+		in, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf.Write(in)
+	} else if err := fixture.GenerateImage(&buf, fixture.ImageOptions{TotalBytes: 256 << 20, Seed: 9, Gzip: true}); err != nil {
+		b.Fatal(err)
+	}
+	m, payload := publish(b, buf.Bytes(), Config{Name: "bench"})
+	target := filepath.Join(b.TempDir(), "target")
+	installWithSkeletons(b, m, payload, target)
+	skel := filepath.Join(InstalledDir(target), skeletonDirName)
+	cpu := func() time.Duration {
+		var ru unix.Rusage
+		unix.Getrusage(unix.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	ctx := context.Background()
+	var spent [2]time.Duration
+	b.ResetTimer()
+	for range b.N {
+		for k, rebuild := range []bool{true, false} {
+			if !rebuild {
+				os.Rename(skel, skel+".away")
+			}
+			start := cpu()
+			a, err := NewApplier(m, ApplyConfig{Target: target, Sync: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range m.Chunks {
+				ok, err := a.ApplyFromDisk(ctx, i)
+				if err == nil && !ok {
+					err = a.Apply(ctx, i, chunk(m, payload, i))
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := a.Finish(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if err := a.Cleanup(); err != nil {
+				b.Fatal(err)
+			}
+			spent[k] += cpu() - start
+			if got := a.Stats().Rebuilt; rebuild != (got == int64(len(m.Chunks))) {
+				b.Fatalf("%d of %d chunks rebuilt (rebuild %v)", got, len(m.Chunks), rebuild)
+			}
+			a.Close()
+			if !rebuild {
+				os.Rename(skel+".away", skel)
+			}
+		}
+	}
+	b.ReportMetric(spent[0].Seconds()/float64(b.N), "rebuilt-cpu-s")
+	b.ReportMetric(spent[1].Seconds()/float64(b.N), "decompressed-cpu-s")
+	b.ReportMetric(spent[0].Seconds()/spent[1].Seconds(), "rebuilt/decompressed")
+	var skelBytes int64
+	ents, _ := os.ReadDir(skel)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil {
+			skelBytes += fi.Size()
+		}
+	}
+	b.Logf("%d chunks, %d entries, %d MiB of tar, %d MiB published; skeletons %d KiB, %d bytes per entry",
+		len(m.Chunks), m.Entries, m.TarBytes>>20, m.PayloadBytes>>20, skelBytes>>10, skelBytes/int64(m.Entries))
 }
