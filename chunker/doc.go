@@ -12,11 +12,15 @@
 //     in the file (PAX records LABSEED.offset and LABSEED.size), so every chunk can
 //     be extracted alone, in any order; a sparse file (tar --sparse, GNU or
 //     PAX) is carried as its data segments, each part at its offset, so its
-//     holes cost nothing (image format 2, see FormatVersion);
+//     holes cost nothing (image format 2, see SparseFormatVersion);
 //   - the chunks, concatenated, are the payload; a BitTorrent v1 metainfo covers
 //     the payload so the seeder can serve it as it is;
-//   - a Manifest lists name, version, sizes and every chunk's SHA-256 and is
-//     signed with ed25519.
+//   - a Manifest lists name, version, sizes and every chunk's SHA-256 (and,
+//     from format 3, the BLAKE3 hash of its tar fragment) and is signed with
+//     ed25519;
+//   - every applied chunk leaves a skeleton (its fragment without the files'
+//     data), kept with the record of the installed image, from which a sync
+//     rebuilds the chunks the disk holds instead of decompressing them.
 //
 // Extraction is done by an Applier, which accepts chunk i whenever it is ready,
 // verifies it against the manifest and writes it into the target directory
