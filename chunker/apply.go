@@ -679,7 +679,7 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) 
 	buf := a.bufs.Get(int(c.RawSize))
 	defer a.bufs.Put(buf)
 	raw, ok := []byte(nil), false
-	var seen map[string]fileKey
+	var seen map[int64]readRef
 	if a.sync && !a.unbuildable[i].Load() {
 		// A chunk the disk holds as the installed image had it: checked by
 		// reading the files, not by decompressing (skeleton.go).
@@ -716,8 +716,7 @@ func (a *Applier) apply(ctx context.Context, i int, data []byte, verified bool) 
 			return err
 		}
 		if e.hdr.Typeflag == tar.TypeReg && len(data) > 0 {
-			// data is raw[pos:pos+len(data)]: their capacities differ by pos.
-			refs = append(refs, dataRef{pos: int64(cap(raw) - cap(data)), n: int64(len(data)), name: e.hdr.Name, off: e.offset})
+			refs = append(refs, dataRef{pos: e.pos, n: int64(len(data)), name: e.hdr.Name, off: e.offset})
 		}
 		if a.sync {
 			if a.kept(e.hdr.Name) {

@@ -28,8 +28,8 @@ func syncFS(f *os.File) error { return unix.Syncfs(int(f.Fd())) }
 type writer struct {
 	a    *Applier
 	dirs map[string]*os.File
-	cmp  []byte             // a sync's: what the target holds, to compare with
-	seen map[string]fileKey // a sync's: the files the rebuild of the chunk read
+	cmp  []byte            // a sync's: what the target holds, to compare with
+	seen map[int64]readRef // a sync's: the regions the rebuild of the chunk read
 }
 
 func (a *Applier) newWriter() *writer {

@@ -25,16 +25,16 @@ func checkOS() error { return fmt.Errorf("%w; this is %s", ErrUnsupportedOS, run
 func syncFS(f *os.File) error { return f.Sync() }
 
 // writer is not implemented off Linux; NewApplier refuses before one is made.
-type writer struct{ seen map[string]fileKey }
+type writer struct{ seen map[int64]readRef }
 
-func (a *Applier) newWriter() *writer                                     { return &writer{} }
-func (w *writer) close()                                                  {}
-func (w *writer) apply(*entry, []byte) (bool, error)                      { return false, checkOS() }
-func (w *writer) fileMeta(*entry) error                                   { return checkOS() }
-func (w *writer) link(*entry) error                                       { return checkOS() }
-func (w *writer) dirMeta(*entry) error                                    { return checkOS() }
-func (a *Applier) rootMeta() error                                        { return checkOS() }
-func (w *writer) clearGaps(*fileWork) error                               { return checkOS() }
-func (a *Applier) removeExtra(context.Context, map[string]bool) error     { return checkOS() }
-func (a *Applier) reclaimPath(string)                                     {}
-func (a *Applier) rebuild(int, []byte) ([]byte, map[string]fileKey, bool) { return nil, nil, false }
+func (a *Applier) newWriter() *writer                                    { return &writer{} }
+func (w *writer) close()                                                 {}
+func (w *writer) apply(*entry, []byte) (bool, error)                     { return false, checkOS() }
+func (w *writer) fileMeta(*entry) error                                  { return checkOS() }
+func (w *writer) link(*entry) error                                      { return checkOS() }
+func (w *writer) dirMeta(*entry) error                                   { return checkOS() }
+func (a *Applier) rootMeta() error                                       { return checkOS() }
+func (w *writer) clearGaps(*fileWork) error                              { return checkOS() }
+func (a *Applier) removeExtra(context.Context, map[string]bool) error    { return checkOS() }
+func (a *Applier) reclaimPath(string)                                    {}
+func (a *Applier) rebuild(int, []byte) ([]byte, map[int64]readRef, bool) { return nil, nil, false }

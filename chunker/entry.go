@@ -80,6 +80,7 @@ type entry struct {
 	hdr    *tar.Header
 	offset int64 // where hdr's data starts in the file
 	total  int64 // the whole file's size
+	pos    int64 // where hdr's data starts in the fragment (readFragmentBytes)
 }
 
 // split reports whether the entry holds only part of a file.
@@ -169,6 +170,7 @@ func readFragmentBytes(raw []byte, fn func(e *entry, data []byte) error) error {
 		if e.hdr.Size > int64(len(raw))-start {
 			return &EntryError{Name: e.hdr.Name, Err: fmt.Errorf("%w: data runs past the end of the fragment", ErrFragment)}
 		}
+		e.pos = start
 		return fn(e, raw[start:start+e.hdr.Size])
 	})
 }

@@ -107,18 +107,27 @@ type fileKey struct {
 	ctime, size int64
 }
 
+// readRef is a region of a rebuilt fragment read from the disk: its
+// dataRef, and the file as it was when read.
+type readRef struct {
+	dataRef
+	key fileKey
+}
+
 // errSkeleton is a skeleton that does not parse, or does not fit its
 // chunk.
 var errSkeleton = errors.New("chunker: damaged skeleton")
 
 // rebuildFragment appends to buf (whose capacity must be size) the
 // fragment of size bytes that skeleton sk describes, reading the files'
-// data with read.
-func rebuildFragment(sk []byte, size int64, buf []byte, read func(name string, off int64, p []byte) error) ([]byte, error) {
+// data with read. It returns the regions it read, by their place in the
+// fragment.
+func rebuildFragment(sk []byte, size int64, buf []byte, read func(name string, off int64, p []byte) (fileKey, error)) ([]byte, map[int64]readRef, error) {
 	p, ok := bytes.CutPrefix(sk, []byte(skeletonMagic))
 	if !ok {
-		return nil, errSkeleton
+		return nil, nil, errSkeleton
 	}
+	regions := map[int64]readRef{}
 	next := func() (uint64, bool) {
 		v, k := binary.Uvarint(p)
 		if k <= 0 {
@@ -140,22 +149,22 @@ func rebuildFragment(sk []byte, size int64, buf []byte, read func(name string, o
 	for {
 		kind, ok := next()
 		if !ok {
-			return nil, errSkeleton
+			return nil, nil, errSkeleton
 		}
 		switch kind {
 		case skelEnd:
 			if len(p) != 0 || int64(len(out)) != size {
-				return nil, errSkeleton
+				return nil, nil, errSkeleton
 			}
-			return out, nil
+			return out, regions, nil
 		case skelLiteral:
 			n, ok := next()
 			if !ok || n > uint64(len(p)) {
-				return nil, errSkeleton
+				return nil, nil, errSkeleton
 			}
 			dst, ok := grow(n)
 			if !ok {
-				return nil, errSkeleton
+				return nil, nil, errSkeleton
 			}
 			copy(dst, p[:n])
 			p = p[n:]
@@ -163,33 +172,36 @@ func rebuildFragment(sk []byte, size int64, buf []byte, read func(name string, o
 			n, ok := next()
 			dst, ok2 := grow(n)
 			if !ok || !ok2 {
-				return nil, errSkeleton
+				return nil, nil, errSkeleton
 			}
 			clear(dst)
 		case skelData:
 			l, ok := next()
 			if !ok || l == 0 || l > uint64(len(p)) {
-				return nil, errSkeleton
+				return nil, nil, errSkeleton
 			}
 			name := string(p[:l])
 			p = p[l:]
 			off, ok := next()
 			n, ok2 := next()
 			if !ok || !ok2 || off > maxFileSize {
-				return nil, errSkeleton
+				return nil, nil, errSkeleton
 			}
 			dst, ok := grow(n)
 			if !ok {
-				return nil, errSkeleton
+				return nil, nil, errSkeleton
 			}
 			if c, err := cleanName(name); err != nil || c != name || c == "." {
-				return nil, errSkeleton
+				return nil, nil, errSkeleton
 			}
-			if err := read(name, int64(off), dst); err != nil {
-				return nil, err
+			at := int64(len(out)) - int64(n)
+			key, err := read(name, int64(off), dst)
+			if err != nil {
+				return nil, nil, err
 			}
+			regions[at] = readRef{dataRef{pos: at, n: int64(n), name: name, off: int64(off)}, key}
 		default:
-			return nil, errSkeleton
+			return nil, nil, errSkeleton
 		}
 	}
 }
@@ -206,10 +218,11 @@ func (a *Applier) SkeletonDir() string { return filepath.Join(a.state, skeletonD
 func (a *Applier) writeSkeleton(i int, raw []byte, refs []dataRef) {
 	dir := a.SkeletonDir()
 	name := filepath.Join(dir, a.m.Chunks[i].SHA256)
-	err := os.WriteFile(name, buildSkeleton(raw, refs), 0o600)
+	sk := buildSkeleton(raw, refs)
+	err := os.WriteFile(name, sk, 0o600)
 	if errors.Is(err, os.ErrNotExist) {
 		if err = os.MkdirAll(dir, 0o700); err == nil {
-			err = os.WriteFile(name, buildSkeleton(raw, refs), 0o600)
+			err = os.WriteFile(name, sk, 0o600)
 		}
 	}
 	if err != nil {

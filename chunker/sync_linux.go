@@ -271,7 +271,7 @@ func (w *writer) syncFile(dirfd int, base string, e *entry, data []byte) error {
 	}
 	if fd >= 0 {
 		same := st.Size == e.total
-		if same && !w.unchangedSince(e.hdr.Name, &st) {
+		if same && !w.unchangedSince(e, &st) {
 			same, err = w.sameData(fd, data, 0)
 		}
 		if err == nil && same {
@@ -327,7 +327,7 @@ func (w *writer) syncPart(dirfd int, base string, e *entry, data []byte) error {
 	defer unix.Close(fd)
 	same := false
 	if !fresh && st.Size >= e.offset+int64(len(data)) {
-		if same = w.unchangedSince(e.hdr.Name, &st); !same {
+		if same = w.unchangedSince(e, &st); !same {
 			if same, err = w.sameData(fd, data, e.offset); err != nil {
 				return err
 			}
@@ -524,9 +524,10 @@ func (a *Applier) removeIn(ctx context.Context, fd int, dir string, inImage map[
 // manifest's RawBLAKE3 (BLAKE3-256): then it is the chunk's fragment, byte for byte.
 // Files are read, never written, reached from the target's top with
 // O_NOFOLLOW at every step; only regular files are opened.
-// It also returns the files it read, as they were when read: the apply
-// that follows need not read again a file that has not changed since.
-func (a *Applier) rebuild(i int, buf []byte) ([]byte, map[string]fileKey, bool) {
+// It also returns the regions it read, with their files as they were when
+// read: the apply that follows need not read again a file's region that
+// was read from that very file and place, unchanged since.
+func (a *Applier) rebuild(i int, buf []byte) ([]byte, map[int64]readRef, bool) {
 	c := a.m.Chunks[i]
 	if c.RawBLAKE3 == "" {
 		return nil, nil, false
@@ -535,13 +536,13 @@ func (a *Applier) rebuild(i int, buf []byte) ([]byte, map[string]fileKey, bool) 
 	if err != nil {
 		return nil, nil, false
 	}
-	r := diskReader{target: a.target, dirs: map[string]int{}, seen: map[string]fileKey{}}
+	r := diskReader{target: a.target, dirs: map[string]int{}}
 	defer r.close()
-	out, err := rebuildFragment(sk, c.RawSize, buf, r.read)
+	out, regions, err := rebuildFragment(sk, c.RawSize, buf, r.read)
 	if err != nil || !a.rebuilt(i, out) {
 		return nil, nil, false
 	}
-	return out, r.seen, true
+	return out, regions, true
 }
 
 // keyOf is the identity and state of the file st describes.
@@ -549,20 +550,21 @@ func keyOf(st *unix.Stat_t) fileKey {
 	return fileKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim.Nano(), size: st.Size}
 }
 
-// unchangedSince reports whether the file of the image name, as st
-// describes it, is the file the rebuild of this writer's chunk read, not
-// changed since (the same inode, size and ctime: any write or truncation
-// changes the ctime): its data is the rebuilt fragment's.
-func (w *writer) unchangedSince(name string, st *unix.Stat_t) bool {
-	k, ok := w.seen[name]
-	return ok && k == keyOf(st)
+// unchangedSince reports whether the rebuild of this writer's chunk read
+// e's data from e's own file at e's own offset, and the file, as st
+// describes it, has not changed since (the same inode, size and ctime:
+// any write or truncation changes the ctime): then the file holds e's
+// data. (The skeleton may send any region to any file: only a region read
+// from its entry's own place says something about that place.)
+func (w *writer) unchangedSince(e *entry, st *unix.Stat_t) bool {
+	r, ok := w.seen[e.pos]
+	return ok && r.name == e.hdr.Name && r.off == e.offset && r.n == e.hdr.Size && r.key == keyOf(st)
 }
 
 // diskReader reads files of the target for rebuild.
 type diskReader struct {
 	target string
-	dirs   map[string]int     // descriptors of the directories opened
-	seen   map[string]fileKey // the files read
+	dirs   map[string]int // descriptors of the directories opened
 }
 
 func (r *diskReader) close() {
@@ -595,8 +597,9 @@ func (r *diskReader) dir(d string) (int, error) {
 	return fd, nil
 }
 
-// read fills p from the regular file name at off.
-func (r *diskReader) read(name string, off int64, p []byte) error {
+// read fills p from the regular file name at off, and returns the
+// file's key.
+func (r *diskReader) read(name string, off int64, p []byte) (fileKey, error) {
 	if len(r.dirs) > 64 {
 		r.close()
 		clear(r.dirs)
@@ -604,33 +607,32 @@ func (r *diskReader) read(name string, off int64, p []byte) error {
 	parent, base := parentBase(name)
 	dirfd, err := r.dir(parent)
 	if err != nil {
-		return err
+		return fileKey{}, err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return err
+		return fileKey{}, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return errSkeleton
+		return fileKey{}, errSkeleton
 	}
 	fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return fileKey{}, err
 	}
 	defer unix.Close(fd)
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return errSkeleton
+		return fileKey{}, errSkeleton
 	}
-	r.seen[name] = keyOf(&st)
 	for len(p) > 0 {
 		n, err := unix.Pread(fd, p, off)
 		if err != nil {
-			return err
+			return fileKey{}, err
 		}
 		if n == 0 {
-			return io.ErrUnexpectedEOF
+			return fileKey{}, io.ErrUnexpectedEOF
 		}
 		p, off = p[n:], off+int64(n)
 	}
-	return nil
+	return keyOf(&st), nil
 }

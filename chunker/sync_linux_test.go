@@ -1,6 +1,7 @@
 package chunker
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/labseed/labseed/internal/fixture"
 	"github.com/labseed/labseed/treecmp"
 	"golang.org/x/sys/unix"
@@ -577,4 +579,74 @@ func BenchmarkSyncRebuild(b *testing.B) {
 	}
 	b.Logf("%d chunks, %d entries, %d MiB of tar, %d MiB published; skeletons %d KiB, %d bytes per entry",
 		len(m.Chunks), m.Entries, m.TarBytes>>20, m.PayloadBytes>>20, skelBytes>>10, skelBytes/int64(m.Entries))
+}
+
+// TestSyncRedirectedSkeleton: skeletons are on the disk, not trusted. One
+// is changed to read file a's data from file b (which holds a's bytes)
+// and file d's data from file a, after a student wrote d's bytes into a
+// (same size and mtime): every fragment still rebuilds to the image's
+// bytes, and a is still found changed and written anew.
+func TestSyncRedirectedSkeleton(t *testing.T) {
+	const size = 64 << 10
+	content := map[string][]byte{"a": bytes.Repeat([]byte("a"), size), "b": bytes.Repeat([]byte("a"), size), "d": bytes.Repeat([]byte("d"), size)}
+	var in bytes.Buffer
+	tw := tar.NewWriter(&in)
+	mtime := time.Unix(1700000000, 0)
+	for _, name := range []string{"a", "b", "d"} {
+		tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: size, ModTime: mtime})
+		tw.Write(content[name])
+	}
+	tw.Close()
+	m, payload := publish(t, in.Bytes(), smallChunks)
+	target := filepath.Join(t.TempDir(), "target")
+	installWithSkeletons(t, m, payload, target)
+	if err := os.WriteFile(filepath.Join(target, "a"), content["d"], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(filepath.Join(target, "a"), mtime, mtime)
+	dec, _ := zstd.NewReader(nil)
+	defer dec.Close()
+	redirect := map[string]string{"a": "b", "d": "a"}
+	for i, c := range m.Chunks {
+		raw, err := dec.DecodeAll(chunk(m, payload, i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var refs []dataRef
+		readFragmentBytes(raw, func(e *entry, data []byte) error {
+			if len(data) > 0 {
+				name := e.hdr.Name
+				if to, ok := redirect[name]; ok {
+					name = to
+				}
+				refs = append(refs, dataRef{pos: e.pos, n: int64(len(data)), name: name, off: e.offset})
+			}
+			return nil
+		})
+		if err := os.WriteFile(filepath.Join(InstalledDir(target), skeletonDirName, c.SHA256), buildSkeleton(raw, refs), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := NewApplier(m, ApplyConfig{Target: target, Sync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	for i := range m.Chunks {
+		if ok, err := a.ApplyFromDisk(ctx, i); err != nil || !ok {
+			t.Fatalf("chunk %d of a redirected skeleton: rebuilt %v, %v; want rebuilt (its bytes are the image's)", i, ok, err)
+		}
+	}
+	if err := a.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range content {
+		if got, err := os.ReadFile(filepath.Join(target, name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s after the sync: %.8q…, %v; want %.8q…", name, got, err, want)
+		}
+	}
+	if st := a.Stats(); st.Written != 1 {
+		t.Errorf("stats %+v: want a written anew", st)
+	}
 }
