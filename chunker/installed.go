@@ -99,19 +99,19 @@ func WriteInstalled(target string, m *Manifest, payload, skeletons string, now t
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("chunker: record the installed image: %w", err)
 	}
-	kept := filepath.Join(dir, skeletonDirName)
-	if err := os.RemoveAll(kept); err != nil {
+	keptSkel := filepath.Join(dir, skeletonDirName)
+	if err := os.RemoveAll(keptSkel); err != nil {
 		return fmt.Errorf("chunker: remove the skeletons kept before: %w", err)
 	}
 	if skeletons != "" {
-		os.Rename(skeletons, kept)
+		os.Rename(skeletons, keptSkel)
 	}
 	raw, err := m.Encode()
 	if err != nil {
 		return err
 	}
 	rec := Installed{Name: m.Name, Version: m.Version, ID: m.ID(), Time: now.UTC().Truncate(time.Second), Manifest: raw}
-	kept = filepath.Join(dir, installedPayload)
+	kept := filepath.Join(dir, installedPayload)
 	if payload != "" {
 		// The payload first: a power cut between the two leaves the old
 		// record over the new payload, whose chunks then fail their

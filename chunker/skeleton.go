@@ -46,9 +46,9 @@ const (
 // and in the installed one; each file is named by the chunk's SHA-256.
 const skeletonDirName = "skel"
 
-// minZeroRun is the shortest run of zero bytes a skeleton encodes as
+// zeroRun is the shortest run of zero bytes a skeleton encodes as
 // skelZeros rather than as literal bytes.
-const minZeroRun = 16
+var zeroRun = make([]byte, 16)
 
 // dataRef is where a file's data lies in a fragment, and where it lies on
 // the disk after an extraction.
@@ -65,7 +65,7 @@ func buildSkeleton(raw []byte, refs []dataRef) []byte {
 	out = append(out, skeletonMagic...)
 	literal := func(b []byte) {
 		for len(b) > 0 {
-			z := bytes.Index(b, make([]byte, minZeroRun))
+			z := bytes.Index(b, zeroRun)
 			if z < 0 {
 				z = len(b)
 			}
