@@ -161,3 +161,41 @@ func (z *zstdCommand) compress(ctx context.Context, index int, raw []byte) ([]by
 }
 
 func (z *zstdCommand) close() {}
+
+// reuser asks Config.Reuse for a chunk compressed before and checks that it
+// decodes to the chunk's bytes.
+type reuser struct {
+	find func(rawBLAKE3 [32]byte, rawSize int64) []byte
+	dec  *zstd.Decoder
+}
+
+func newReuser(find func([32]byte, int64) []byte) (*reuser, error) {
+	// The Applier's limits: what is reused must decode on workstations.
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
+		zstd.WithDecoderMaxMemory(MaxChunkRawSize), zstd.WithDecoderMaxWindow(MaxChunkRawSize))
+	if err != nil {
+		return nil, err
+	}
+	return &reuser{find: find, dec: dec}, nil
+}
+
+// get returns the compressed chunk that Reuse offers for raw, whose BLAKE3
+// sum is sum, if it decodes to raw; or nil. buf is a buffer to decode in,
+// returned for the next call.
+func (r *reuser) get(sum [32]byte, raw, buf []byte) (z, _ []byte) {
+	z = r.find(sum, int64(len(raw)))
+	if z == nil {
+		return nil, buf
+	}
+	var h zstd.Header
+	if h.Decode(z) != nil || !h.HasFCS || h.FrameContentSize != uint64(len(raw)) {
+		return nil, buf
+	}
+	buf, err := r.dec.DecodeAll(z, buf[:0])
+	if err != nil || !bytes.Equal(buf, raw) {
+		return nil, buf
+	}
+	return z, buf
+}
+
+func (r *reuser) close() { r.dec.Close() }

@@ -69,6 +69,16 @@ type Config struct {
 	// chunks of a publish in progress so (followers fetch them before the
 	// manifest exists).
 	Written func(Chunk) error
+	// Reuse, if set, is asked for each chunk before it is compressed, with
+	// the BLAKE3 sum and size of its uncompressed bytes: it returns the
+	// compressed bytes of a chunk published before with that sum and size
+	// at the same Level (Chunk.RawBLAKE3), or nil. Publish takes them
+	// instead of compressing the chunk again only if they decode to the
+	// chunk's bytes exactly, so a wrong or damaged answer costs time, not
+	// correctness. A new version of an image shares most of its chunks
+	// with the one before: they are not compressed again. It is called
+	// from several goroutines at once.
+	Reuse func(rawBLAKE3 [32]byte, rawSize int64) []byte
 }
 
 // Defaults for Config.
@@ -215,14 +225,29 @@ func Publish(ctx context.Context, in io.Reader, payload io.Writer, cfg Config) (
 		}
 		return s.scan(ctx, src)
 	})
+	var reuse *reuser
+	if cfg.Reuse != nil {
+		if reuse, err = newReuser(cfg.Reuse); err != nil {
+			return nil, nil, err
+		}
+		defer reuse.close()
+	}
 	for range cfg.Workers {
 		g.Go(func() error {
+			var buf []byte // the reused chunk decoded
 			for j := range jobs {
-				z, err := comp.compress(ctx, j.index, j.raw)
-				if err != nil {
-					return err
+				rawSum := blake3.Sum256(j.raw)
+				var z []byte
+				if reuse != nil {
+					z, buf = reuse.get(rawSum, j.raw, buf)
 				}
-				j.out <- result{raw: int64(len(j.raw)), z: int64(len(z)), data: z, rawSum: blake3.Sum256(j.raw)}
+				if z == nil {
+					var err error
+					if z, err = comp.compress(ctx, j.index, j.raw); err != nil {
+						return err
+					}
+				}
+				j.out <- result{raw: int64(len(j.raw)), z: int64(len(z)), data: z, rawSum: rawSum}
 			}
 			return nil
 		})

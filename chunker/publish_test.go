@@ -4,13 +4,16 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/zstd"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -184,4 +187,91 @@ func TestChunkMaxWithManyHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d chunks", len(m.Chunks))
+}
+
+// TestPublishReuse publishes with Config.Reuse offering, for each chunk,
+// other compressed bytes: taken when they decode to the chunk's bytes
+// exactly (here a level 1 frame in a level 4 publish), refused otherwise
+// (another chunk's frame, bytes that are no frame), the chunk then
+// compressed as without Reuse.
+func TestPublishReuse(t *testing.T) {
+	in := genImage(t, 8, 3<<20)
+	plain, plainPayload := publish(t, in, smallChunks)
+	fast := smallChunks
+	fast.Level = 1
+	m1, p1 := publish(t, in, fast)
+	if len(m1.Chunks) != len(plain.Chunks) || len(plain.Chunks) < 10 {
+		t.Fatalf("level 1: %d chunks, level 4: %d; want the same number, at least 10", len(m1.Chunks), len(plain.Chunks))
+	}
+	level1 := map[string][]byte{}
+	for i, c := range m1.Chunks {
+		level1[c.RawBLAKE3] = chunk(m1, p1, i)
+	}
+	reusing := func(offer func(sum string, size int64) []byte) (*Manifest, []byte) {
+		cfg := smallChunks
+		var calls atomic.Int64
+		cfg.Reuse = func(sum [32]byte, size int64) []byte {
+			calls.Add(1)
+			return offer(hex.EncodeToString(sum[:]), size)
+		}
+		m, p := publish(t, in, cfg)
+		if int(calls.Load()) != len(m.Chunks) {
+			t.Fatalf("Reuse was asked %d times for %d chunks", calls.Load(), len(m.Chunks))
+		}
+		return m, p
+	}
+
+	// The right bytes, from another level: every chunk taken as offered.
+	m, p := reusing(func(sum string, size int64) []byte { return level1[sum] })
+	for i, c := range m.Chunks {
+		if c.SHA256 != m1.Chunks[i].SHA256 || c.RawBLAKE3 != plain.Chunks[i].RawBLAKE3 {
+			t.Fatalf("chunk %d: sha256 %s, raw %s; want the offered frame's %s, raw %s", i, c.SHA256, c.RawBLAKE3, m1.Chunks[i].SHA256, plain.Chunks[i].RawBLAKE3)
+		}
+	}
+	if !bytes.Equal(p, p1) {
+		t.Fatal("the payload is not the offered chunks one after another")
+	}
+
+	// Wrong bytes: chunk 0's frame for every chunk, a frame cut short or
+	// damaged, bytes that are no frame, a frame of bytes that differ by
+	// one. Only chunk 0 is taken.
+	dec, _ := zstd.NewReader(nil)
+	defer dec.Close()
+	enc, _ := zstd.NewWriter(nil)
+	defer enc.Close()
+	for name, offer := range map[string]func(string, int64) []byte{
+		"chunk 0's frame": func(string, int64) []byte { return chunk(m1, p1, 0) },
+		"cut short": func(sum string, _ int64) []byte {
+			b := level1[sum]
+			return b[:len(b)-5]
+		},
+		"one byte changed": func(sum string, _ int64) []byte {
+			b := bytes.Clone(level1[sum])
+			b[len(b)/2] ^= 0x40
+			return b
+		},
+		"not a frame": func(string, int64) []byte { return []byte("labseed") },
+		"a frame of other bytes of the same size": func(sum string, _ int64) []byte {
+			raw, err := dec.DecodeAll(level1[sum], nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw[len(raw)/2] ^= 1
+			return enc.EncodeAll(raw, nil)
+		},
+	} {
+		m, p := reusing(offer)
+		for i, c := range m.Chunks {
+			want := plain.Chunks[i].SHA256
+			if i == 0 && name == "chunk 0's frame" {
+				want = m1.Chunks[0].SHA256
+			}
+			if c.SHA256 != want {
+				t.Errorf("%s: chunk %d has sha256 %s, want %s", name, i, c.SHA256, want)
+			}
+		}
+		if name != "chunk 0's frame" && !bytes.Equal(p, plainPayload) {
+			t.Errorf("%s: the payload differs from a publish without Reuse", name)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -85,6 +86,10 @@ type Image struct {
 	Manifest *chunker.Manifest
 	// ManifestBytes and Signature are the manifest as stored and its signature.
 	ManifestBytes, Signature []byte
+	// Reused is, for the Image Publish returns, how many of its chunks
+	// were taken compressed from the store's other versions instead of
+	// being compressed again; 0 otherwise.
+	Reused int
 }
 
 // PayloadPath returns the path of the image's payload file.
@@ -133,6 +138,11 @@ func (s *Store) Publish(ctx context.Context, in io.Reader, cfg chunker.Config) (
 	if cfg.SpoolDir == "" {
 		cfg.SpoolDir = tmp // on the store's file system, which has room for the image
 	}
+	var stored *compressedChunks
+	if cfg.Reuse == nil {
+		stored = s.compressedAt(cmp.Or(cfg.Level, chunker.DefaultLevel))
+		cfg.Reuse = stored.find
+	}
 
 	// Every file is synced before the manifest, the manifest before the
 	// complete marker, and the marker before the rename that makes the
@@ -179,7 +189,11 @@ func (s *Store) Publish(ctx context.Context, in io.Reader, cfg chunker.Config) (
 		}
 		atomicfile.SyncDir(idir)
 	}
-	return &Image{Dir: vdir, Manifest: m, ManifestBytes: mb, Signature: sig}, nil
+	im := &Image{Dir: vdir, Manifest: m, ManifestBytes: mb, Signature: sig}
+	if stored != nil {
+		im.Reused = stored.reused(m)
+	}
+	return im, nil
 }
 
 // publishTmp starts the name of the directory a version is written in

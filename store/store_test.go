@@ -373,3 +373,72 @@ func TestKeyFileModes(t *testing.T) {
 		t.Errorf("exported lab key: %v", err)
 	}
 }
+
+// TestPublishReusesCompressedChunks publishes a second version that
+// changes two files: the chunks it shares with the first are taken from
+// the store instead of being compressed again; a damaged copy in the store
+// is compressed again, and another level takes none.
+func TestPublishReusesCompressedChunks(t *testing.T) {
+	s := openStore(t)
+	v1img := genImage(t, 9, 2<<20)
+	v2img, err := fixture.ChangeFiles(v1img, 40, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := publish(t, s, "lab", v1img)
+	if v1.Reused != 0 {
+		t.Fatalf("the first version reused %d chunks from an empty store", v1.Reused)
+	}
+	v2 := publish(t, s, "lab", v2img)
+	shared := 0
+	old := map[string]bool{}
+	for _, c := range v1.Manifest.Chunks {
+		old[c.SHA256] = true
+	}
+	for _, c := range v2.Manifest.Chunks {
+		if old[c.SHA256] {
+			shared++
+		}
+	}
+	t.Logf("v2: %d chunks, %d shared with v1, %d reused", len(v2.Manifest.Chunks), shared, v2.Reused)
+	if v2.Reused != shared || shared < len(v2.Manifest.Chunks)-4 {
+		t.Fatalf("v2 reused %d chunks; %d of its %d are v1's", v2.Reused, shared, len(v2.Manifest.Chunks))
+	}
+
+	// One byte of v2's first chunk damaged on the disk: v3, the same
+	// input, compresses that chunk again and publishes it whole.
+	f, err := os.OpenFile(v2.PayloadPath(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0 := v2.Manifest.Chunks[0]
+	b := make([]byte, 1)
+	f.ReadAt(b, c0.Offset+c0.Size/2)
+	b[0] ^= 0x10
+	f.WriteAt(b, c0.Offset+c0.Size/2)
+	f.Close()
+	if err := os.RemoveAll(v1.Dir); err != nil {
+		t.Fatal(err) // v1 holds the same chunk
+	}
+	v3 := publish(t, s, "lab", v2img)
+	if v3.Reused != len(v2.Manifest.Chunks)-1 {
+		t.Fatalf("v3 (v2's input, v2's chunk 0 damaged) reused %d chunks, want %d", v3.Reused, len(v2.Manifest.Chunks)-1)
+	}
+	if v3.Manifest.Chunks[0].SHA256 != c0.SHA256 {
+		t.Fatal("v3's chunk 0, compressed again, is not v2's")
+	}
+	if err := v3.Verify(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another level: nothing to reuse.
+	cfg := smallChunks
+	cfg.Name, cfg.Level = "lab", 1
+	v4, err := s.Publish(context.Background(), bytes.NewReader(v2img), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v4.Reused != 0 {
+		t.Fatalf("a level 1 publish reused %d level 4 chunks", v4.Reused)
+	}
+}

@@ -133,8 +133,12 @@ func runPublish(ctx context.Context, o publishOptions) error {
 	}
 	m := im.Manifest
 	secs := time.Since(start).Seconds()
-	fmt.Printf("published %s v%d: %d chunks, %d entries, input %s, published %s (%.3f of input), %.1f s, infohash %s\n",
-		m.Name, m.Version, len(m.Chunks), m.Entries, mib(m.InputBytes), mib(m.PayloadBytes),
+	reused := ""
+	if im.Reused > 0 {
+		reused = fmt.Sprintf(" (%d already in the store, not compressed again)", im.Reused)
+	}
+	fmt.Printf("published %s v%d: %d chunks%s, %d entries, input %s, published %s (%.3f of input), %.1f s, infohash %s\n",
+		m.Name, m.Version, len(m.Chunks), reused, m.Entries, mib(m.InputBytes), mib(m.PayloadBytes),
 		float64(m.PayloadBytes)/float64(m.InputBytes), secs, m.InfoHash)
 	return nil
 }
