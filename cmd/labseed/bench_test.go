@@ -72,6 +72,33 @@ func BenchmarkPublish(b *testing.B) {
 	}
 }
 
+// BenchmarkPublishNextVersion publishes the image, then its next version
+// (LABSEED_BENCH_NEXT_IMAGE: the same image with some packages upgraded,
+// as bench/lab.sh --methods reimage makes) into the same store, at the
+// default level, and compares the second publish, which takes the chunks
+// the versions share from the store, with "gzip -dc NEXT > /dev/null" and
+// with the first publish:
+//
+//	LABSEED_BENCH_IMAGE=/var/cache/labseed-bench/debian-clone-systemd.tar.gz \
+//	LABSEED_BENCH_NEXT_IMAGE=/var/cache/labseed-bench/update-e345d5aec2039280.tar.gz \
+//	go test -run '^$' -bench PublishNextVersion -benchtime 1x ./cmd/labseed
+func BenchmarkPublishNextVersion(b *testing.B) {
+	img := benchImage(b)
+	next := os.Getenv("LABSEED_BENCH_NEXT_IMAGE")
+	if next == "" {
+		b.Skip("set LABSEED_BENCH_NEXT_IMAGE to a next version of the benchmark image (bench/lab.sh --methods reimage makes one)")
+	}
+	for b.Loop() {
+		st := b.TempDir()
+		first, _ := measure(b, labseedBin, "publish", "--store", st, "--name", "bench", img)
+		base, _ := measure(b, "sh", "-c", "gzip -dc "+next+" > /dev/null")
+		wall, rss := measure(b, labseedBin, "publish", "--store", st, "--name", "bench", next)
+		b.ReportMetric(wall.Seconds()/first.Seconds(), "x_first_publish")
+		fmt.Printf("first publish %.2f s; the next version's %.2f s, %.2f of it\n", first.Seconds(), wall.Seconds(), wall.Seconds()/first.Seconds())
+		report(b, "next version's publish vs gzip -dc", wall, base, rss)
+	}
+}
+
 // benchDiskSize is the size of freshFS's file systems (sparse files).
 var benchDiskSize = "8G"
 
