@@ -22,7 +22,8 @@
 # Every workstation's tree is compared with the image's (tar -xzf) listing.
 # Results in OUT/results.tsv (one line per version) and OUT/command.txt.
 # Everything it makes carries a per-run prefix (lsc<PID>-) and is removed
-# by exact name on exit. See docs/lab-bench.md.
+# by exact name on exit. LABSEED_BIN: a prebuilt binary (default: go build
+# ./cmd/labseed of this tree). See docs/lab-bench.md.
 #
 # usage: bench/campus.sh [--n N] [--rate 20mbit] [--campus RATE]
 #                        [--image FILE.tar.gz] [--update PKG,...]
@@ -133,8 +134,13 @@ if [[ ! -s $REF2 ]]; then
   rm -rf --one-file-system "$WORK/ref2"
 fi
 echo "# v2: $UPDATE_PKGS upgraded ($IMAGE2, $(stat -c %s "$IMAGE2") bytes)" >>"$OUT/command.txt"
-say "building labseed"
-(cd "$repo" && go build -o "$WORK/labseed" ./cmd/labseed) || die "go build ./cmd/labseed failed"
+if [[ -n ${LABSEED_BIN:-} ]]; then # a prebuilt binary, to compare builds run in turn
+  cp "$LABSEED_BIN" "$WORK/labseed" || die "LABSEED_BIN=$LABSEED_BIN: cannot copy it"
+  echo "# LABSEED_BIN=$LABSEED_BIN" >>"$OUT/command.txt"
+else
+  say "building labseed"
+  (cd "$repo" && go build -o "$WORK/labseed" ./cmd/labseed) || die "go build ./cmd/labseed failed"
+fi
 LS=$WORK/labseed
 
 # ---- the site -------------------------------------------------------------------
