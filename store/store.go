@@ -102,7 +102,10 @@ func (im *Image) TorrentPath() string { return filepath.Join(im.Dir, TorrentFile
 
 // Publish reads an image tarball from in, chunks it into a new version of the
 // image cfg.Name, signs the manifest and makes it the current version.
-// cfg.Version is chosen by the store.
+// cfg.Version is chosen by the store. Unless cfg.Reuse is set, the chunks
+// that the store's versions (of any image) already hold compressed at
+// cfg.Level are taken from them instead of being compressed again; the
+// Image returned counts them (Image.Reused).
 func (s *Store) Publish(ctx context.Context, in io.Reader, cfg chunker.Config) (*Image, error) {
 	if !chunker.ValidName(cfg.Name) {
 		return nil, fmt.Errorf("store: invalid image name %q: use 1-64 letters, digits, '.', '_' or '-'", cfg.Name)
