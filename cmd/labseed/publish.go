@@ -22,8 +22,10 @@ IMAGE is a .tar, .tar.gz (pigz's multi-member gzip too) or .tar.zst made from
 the master machine, e.g. with: tar --xattrs --numeric-owner -C /mnt/master -czf IMAGE .
 Use - to read it from standard input. Each publish of a NAME makes a new
 version; chunks unchanged since the previous version stay the same, so peers
-that hold them need not fetch them again. The store's signing key and lab key
-are created on the first publish.`,
+that hold them need not fetch them again, and publish takes them from the
+store instead of compressing them again (a next version publishes in a
+fraction of the first one's time). The store's signing key and lab key are
+created on the first publish.`,
 	example: `labseed publish --name lab1 /srv/images/lab1.tar.gz
 ssh master 'tar --xattrs --numeric-owner -C / --one-file-system -cf - .' | labseed publish --name lab1 -`,
 	run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
