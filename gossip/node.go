@@ -20,8 +20,19 @@ import (
 var ErrClosed = errors.New("gossip: node closed")
 
 // statusInterval is the least time between two propagations of a status whose
-// phase did not change.
-const statusInterval = time.Second
+// phase did not change, in a lab of up to statusMembers members. A larger
+// lab propagates each member's status less often, statusInterval ×
+// members ÷ statusMembers (3 s in a lab of 48, 5.7 s in one of 91), so
+// that the lab as a whole makes about statusMembers updates a second
+// whatever its size: every update is sent on about 6·log10(N) times by
+// every member, and at one a second per member the updates alone cost
+// each member of a lab of 48 on 2 Mbit/s ports a fifth of its CPU time
+// (decoding and resending them; docs/lab-bench.md, "Gossip in a large
+// lab"). A new phase is propagated at once, whatever the lab's size.
+const (
+	statusInterval = time.Second
+	statusMembers  = 16
+)
 
 // publishWait is how long the background propagation waits in
 // memberlist.UpdateNode for the broadcast to go out. UpdateNode queues the
@@ -397,7 +408,7 @@ func (n *Node) publishLoop() {
 			n.mu.Unlock()
 			continue
 		}
-		if wait := n.lim.wait(now, n.status.Phase); wait > 0 {
+		if wait := n.lim.wait(now, n.status.Phase, n.ml.NumMembers()); wait > 0 {
 			n.mu.Unlock()
 			timer.Reset(wait)
 			continue
@@ -436,13 +447,14 @@ type limiter struct {
 	started  bool      // anything propagated yet
 }
 
-// wait returns how long to wait before propagating a status in phase at now;
-// 0 means now.
-func (l *limiter) wait(now time.Time, phase Phase) time.Duration {
+// wait returns how long to wait before propagating a status in phase at now
+// in a lab of members members; 0 means now.
+func (l *limiter) wait(now time.Time, phase Phase, members int) time.Duration {
 	if !l.started || phase != l.phase {
 		return 0
 	}
-	return max(l.last.Add(l.interval).Sub(now), 0)
+	interval := l.interval * time.Duration(max(members, statusMembers)) / statusMembers
+	return max(l.last.Add(interval).Sub(now), 0)
 }
 
 // mark records a propagation at now.
