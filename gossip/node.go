@@ -408,7 +408,7 @@ func (n *Node) publishLoop() {
 			n.mu.Unlock()
 			continue
 		}
-		if wait := n.lim.wait(now, n.status.Phase, n.ml.NumMembers()); wait > 0 {
+		if wait := n.lim.wait(now, n.status.Phase, n.inLabLocked()); wait > 0 {
 			n.mu.Unlock()
 			timer.Reset(wait)
 			continue
@@ -420,6 +420,20 @@ func (n *Node) publishLoop() {
 		// only error is the expected "timeout waiting for update broadcast".
 		_ = n.ml.UpdateNode(publishWait)
 	}
+}
+
+// inLabLocked returns how many members are in the lab (not gone), this
+// node included, from n's own record; n.mu is held. (Not memberlist's
+// NumMembers: memberlist calls the event delegate, which takes n.mu,
+// with its node lock held, so calling it under n.mu can deadlock.)
+func (n *Node) inLabLocked() int {
+	in := 0
+	for _, e := range n.members {
+		if e.goneState == "" {
+			in++
+		}
+	}
+	return max(in, 1)
 }
 
 func (n *Node) stopPublisher() {

@@ -532,3 +532,17 @@ func TestSeedRestart(t *testing.T) {
 	})
 	t.Logf("the restarted seed saw the lab again after %v", took)
 }
+
+// TestInLab counts the members the status interval scales with: those in
+// the lab, this node included, not those gone.
+func TestInLab(t *testing.T) {
+	n := &Node{members: map[string]*entry{
+		"self": {}, "ws1": {}, "ws2": {goneState: StateDead}, "ws3": {goneState: StateLeft}, "ws4": {},
+	}}
+	if got := n.inLabLocked(); got != 3 {
+		t.Fatalf("inLabLocked = %d, want 3", got)
+	}
+	if got := (&Node{members: map[string]*entry{}}).inLabLocked(); got != 1 {
+		t.Fatalf("inLabLocked of a node that knows nobody = %d, want 1 (itself)", got)
+	}
+}
