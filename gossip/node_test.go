@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -544,5 +546,50 @@ func TestInLab(t *testing.T) {
 	}
 	if got := (&Node{members: map[string]*entry{}}).inLabLocked(); got != 1 {
 		t.Fatalf("inLabLocked of a node that knows nobody = %d, want 1 (itself)", got)
+	}
+}
+
+// TestStatusStormDoesNotDeadlock changes every member's phase as fast as
+// it can (each change is propagated at once) while the members hear each
+// other's: the propagation and the membership events take the node's
+// lock and memberlist's in opposite orders if a change ever calls into
+// memberlist with the node's lock held (a lab of 48 hung so in two
+// minutes). Every node must still answer and reach every status.
+func TestStatusStormDoesNotDeadlock(t *testing.T) {
+	t.Parallel()
+	// A deadlock fails the test binary with every goroutine's stack (not
+	// t.Fatal: a blocked call would not return to it, nor the cleanup's
+	// Close until go test's timeout).
+	watchdog := time.AfterFunc(45*time.Second, func() {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		panic(fmt.Sprintf("TestStatusStormDoesNotDeadlock: not done in 45 s: deadlock (a call into memberlist with the node's lock held?)\n%s", buf))
+	})
+	defer watchdog.Stop()
+	nodes := startLab(t, testKey(3), "seed", "ws1", "ws2", "ws3", "ws4", "ws5")
+	phases := []Phase{PhaseJoining, PhaseDownloading}
+	var wg sync.WaitGroup
+	stop := time.Now().Add(3 * time.Second)
+	for _, n := range nodes {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(stop); i++ {
+				n.SetStatus(Status{Phase: phases[i%2], Percent: float64(i % 100)})
+				if i%64 == 0 {
+					n.Members()
+				}
+			}
+			n.SetStatus(Status{Phase: PhaseDone})
+		})
+	}
+	wg.Wait()
+	for _, n := range nodes {
+		waitFor(t, 10*time.Second, n.cfg.Name+" sees every member done", func() (bool, string) {
+			ms := n.Members()
+			ok := len(ms) == len(nodes)
+			for _, m := range ms {
+				ok = ok && m.Status.Phase == PhaseDone
+			}
+			return ok, describe(ms)
+		})
 	}
 }
