@@ -20,19 +20,11 @@ import (
 var ErrClosed = errors.New("gossip: node closed")
 
 // statusInterval is the least time between two propagations of a status whose
-// phase did not change, in a lab of up to statusMembers members. A larger
-// lab propagates each member's status less often, statusInterval ×
-// members ÷ statusMembers (3 s in a lab of 48, 5.7 s in one of 91), so
-// that the lab as a whole makes about statusMembers updates a second
-// whatever its size: every update is sent on about 6·log10(N) times by
-// every member, and at one a second per member the updates alone cost
-// each member of a lab of 48 on 2 Mbit/s ports a fifth of its CPU time
-// (decoding and resending them; docs/lab-bench.md, "Gossip in a large
-// lab"). A new phase is propagated at once, whatever the lab's size.
-const (
-	statusInterval = time.Second
-	statusMembers  = 16
-)
+// phase did not change. (Scaled with the lab's size, 3 s in a lab of 48,
+// it saved none of the lab's CPU that could be measured: most of
+// memberlist's cost there is its own gossip rounds and probes, not the
+// status updates; docs/lab-bench.md, "Where a lab of 48 spends its CPU".)
+const statusInterval = time.Second
 
 // publishWait is how long the background propagation waits in
 // memberlist.UpdateNode for the broadcast to go out. UpdateNode queues the
@@ -408,7 +400,7 @@ func (n *Node) publishLoop() {
 			n.mu.Unlock()
 			continue
 		}
-		if wait := n.lim.wait(now, n.status.Phase, n.inLabLocked()); wait > 0 {
+		if wait := n.lim.wait(now, n.status.Phase); wait > 0 {
 			n.mu.Unlock()
 			timer.Reset(wait)
 			continue
@@ -420,20 +412,6 @@ func (n *Node) publishLoop() {
 		// only error is the expected "timeout waiting for update broadcast".
 		_ = n.ml.UpdateNode(publishWait)
 	}
-}
-
-// inLabLocked returns how many members are in the lab (not gone), this
-// node included, from n's own record; n.mu is held. (Not memberlist's
-// NumMembers: memberlist calls the event delegate, which takes n.mu,
-// with its node lock held, so calling it under n.mu can deadlock.)
-func (n *Node) inLabLocked() int {
-	in := 0
-	for _, e := range n.members {
-		if e.goneState == "" {
-			in++
-		}
-	}
-	return max(in, 1)
 }
 
 func (n *Node) stopPublisher() {
@@ -461,14 +439,13 @@ type limiter struct {
 	started  bool      // anything propagated yet
 }
 
-// wait returns how long to wait before propagating a status in phase at now
-// in a lab of members members; 0 means now.
-func (l *limiter) wait(now time.Time, phase Phase, members int) time.Duration {
+// wait returns how long to wait before propagating a status in phase at now;
+// 0 means now.
+func (l *limiter) wait(now time.Time, phase Phase) time.Duration {
 	if !l.started || phase != l.phase {
 		return 0
 	}
-	interval := l.interval * time.Duration(max(members, statusMembers)) / statusMembers
-	return max(l.last.Add(interval).Sub(now), 0)
+	return max(l.last.Add(l.interval).Sub(now), 0)
 }
 
 // mark records a propagation at now.
