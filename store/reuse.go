@@ -57,7 +57,7 @@ func (s *Store) compressedAt(level int) *compressedChunks {
 // find is chunker.Config.Reuse.
 func (c *compressedChunks) find(rawSum [32]byte, rawSize int64) []byte {
 	sc, ok := c.byRaw[rawSum]
-	if !ok || sc.rawSize != rawSize || sc.size > chunker.MaxChunkRawSize {
+	if !ok || sc.rawSize != rawSize || sc.size <= 0 || sc.size > chunker.MaxChunkRawSize {
 		return nil
 	}
 	f, err := os.Open(sc.payload)
