@@ -260,9 +260,7 @@ func NewApplier(m *Manifest, cfg ApplyConfig) (*Applier, error) {
 	if a.root, err = os.OpenRoot(target); err != nil {
 		return nil, fmt.Errorf("chunker: open target: %w", err)
 	}
-	a.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
-		zstd.WithDecoderMaxMemory(MaxChunkRawSize), zstd.WithDecoderMaxWindow(MaxChunkRawSize))
-	if err != nil {
+	if a.dec, err = newChunkDecoder(0); err != nil {
 		return nil, err
 	}
 	ok = true

@@ -89,6 +89,26 @@ func newCompressor(cfg Config) (compressor, error) {
 	return builtinEncoder{enc}, nil
 }
 
+// newChunkDecoder returns a decoder of chunks with the limits every
+// workstation's Applier has (concurrency as zstd.WithDecoderConcurrency).
+func newChunkDecoder(concurrency int) (*zstd.Decoder, error) {
+	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(concurrency),
+		zstd.WithDecoderMaxMemory(MaxChunkRawSize), zstd.WithDecoderMaxWindow(MaxChunkRawSize))
+}
+
+// checkFrame checks that z starts with a zstd frame header that gives the
+// content size, size.
+func checkFrame(z []byte, size int) error {
+	var h zstd.Header
+	if err := h.Decode(z); err != nil {
+		return fmt.Errorf("not a zstd frame: %w", err)
+	}
+	if !h.HasFCS || h.FrameContentSize != uint64(size) {
+		return fmt.Errorf("a zstd frame of %d bytes (content size given: %v), not %d", h.FrameContentSize, h.HasFCS, size)
+	}
+	return nil
+}
+
 // windowFor returns the zstd window for chunks of at most max bytes: a power
 // of two at least max, so a chunk is compressed as one window.
 func windowFor(max int64) int {
@@ -138,12 +158,8 @@ func (z *zstdCommand) compress(ctx context.Context, index int, raw []byte) ([]by
 	if err == nil {
 		// What Publish signs must decode on every workstation: check at
 		// least that zstd wrote a frame of the whole chunk.
-		var h zstd.Header
-		if herr := h.Decode(out.Bytes()); herr != nil {
-			err = fmt.Errorf("its output is not a zstd frame: %w", herr)
-		} else if !h.HasFCS || h.FrameContentSize != uint64(len(raw)) {
-			err = fmt.Errorf("its output is a zstd frame of %d bytes (content size given: %v), not %d",
-				h.FrameContentSize, h.HasFCS, len(raw))
+		if ferr := checkFrame(out.Bytes(), len(raw)); ferr != nil {
+			err = fmt.Errorf("its output is %w", ferr)
 		}
 	}
 	if err != nil {
@@ -171,8 +187,7 @@ type reuser struct {
 
 func newReuser(find func([32]byte, int64) []byte) (*reuser, error) {
 	// The Applier's limits: what is reused must decode on workstations.
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
-		zstd.WithDecoderMaxMemory(MaxChunkRawSize), zstd.WithDecoderMaxWindow(MaxChunkRawSize))
+	dec, err := newChunkDecoder(0)
 	if err != nil {
 		return nil, err
 	}
@@ -187,8 +202,7 @@ func (r *reuser) get(sum [32]byte, raw, buf []byte) (z, _ []byte) {
 	if z == nil {
 		return nil, buf
 	}
-	var h zstd.Header
-	if h.Decode(z) != nil || !h.HasFCS || h.FrameContentSize != uint64(len(raw)) {
+	if checkFrame(z, len(raw)) != nil {
 		return nil, buf
 	}
 	buf, err := r.dec.DecodeAll(z, buf[:0])

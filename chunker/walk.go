@@ -35,8 +35,7 @@ type ChunkReader struct {
 
 // NewChunkReader returns a reader of m's chunks.
 func NewChunkReader(m *Manifest) (*ChunkReader, error) {
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxMemory(MaxChunkRawSize), zstd.WithDecoderMaxWindow(MaxChunkRawSize))
+	dec, err := newChunkDecoder(1)
 	if err != nil {
 		return nil, err
 	}
