@@ -78,10 +78,9 @@ const DefaultMaxConnsPerIP = 4
 // 85-102 blocks (5.5-6.7 MB), each port carried 14 % fewer bytes, and
 // the lab finished at 1.19 and 1.34 T_lim; N=8 on 20 Mbit/s ports 0.96
 // against 0.97 (lab bench, docs/lab-bench.md, "Where the lab of 48's
-// extra bytes come from"). A
-// piece of several blocks goes through anacrolix's smart-ban hashing
-// (Files.BlockSize): a copy of the piece, a few per cent of a
-// workstation's CPU.
+// extra bytes come from"). A piece of several blocks goes through
+// anacrolix's smart-ban hashing (Files.BlockSize), which copies it
+// (selfHashingPiece).
 const BlockSize = 64 << 10
 
 // MaxRequests is the most block requests a client keeps outstanding to one
