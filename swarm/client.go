@@ -74,7 +74,7 @@ const DefaultMaxConnsPerIP = 4
 // peer has sent it already. On slow ports a block crosses slowly and the
 // stealing is frequent: 48 workstations on 2 Mbit/s ports with 256 KiB
 // blocks received 38-46 blocks (10-12 MB, a fifth of the payload) twice
-// each and finished at 1.37-1.54 T_lim in six runs; with 64 KiB blocks
+// each and finished at 1.37-1.54 T_lim in four runs; with 64 KiB blocks
 // 85-102 blocks (5.5-6.7 MB), each port carried 14 % fewer bytes, and
 // the lab finished at 1.19 and 1.34 T_lim; N=8 on 20 Mbit/s ports 0.96
 // against 0.97 (lab bench, docs/lab-bench.md, "Where the lab of 48's
