@@ -53,39 +53,35 @@ const MaxAllocPeerRequestData = 4 << 20
 const DefaultMaxConnsPerIP = 4
 
 // BlockSize is the size of the blocks (BitTorrent "chunks") a client asks
-// its peers for: 64 KiB instead of the usual 16 KiB, a quarter of
-// labseed's default piece length (256 KiB).
+// its peers for: 128 KiB instead of the usual 16 KiB. anacrolix v1.59.1
+// keeps a connection's request queue at about twice the number of requests
+// its last request update added, and every HAVE, piece completion or
+// priority change triggers an update that adds one or two: in a busy swarm
+// a connection had 1 or 2 requests outstanding (seen in the lab bench with
+// LABSEED_TORRENT_STATUS: "reqq: 2+0/(1/64)"), i.e. 32 KiB per round trip
+// through queues of a loaded 20 Mbit/s port. With 256 KiB blocks (a whole
+// piece of labseed's default piece length) the same queue carries 16 times
+// as much. Every labseed node accepts such requests (its rate limiters'
+// burst is as large, see RateBurst).
 //
-// Large blocks because anacrolix v1.59.1 keeps a connection's request
-// queue at about twice the number of requests its last request update
-// added, and every HAVE, piece completion or priority change triggers an
-// update that adds one or two: in a busy swarm a connection had 1 or 2
-// requests outstanding (seen in the lab bench with LABSEED_TORRENT_STATUS:
-// "reqq: 2+0/(1/64)"), i.e. 32 KiB per round trip through the queues of
-// a loaded 20 Mbit/s port with 16 KiB blocks. Lab bench, N=8, 20 Mbit/s:
-// with 128 KiB blocks each connection averaged 1.9 requests outstanding
-// and the ports were used to 14 of their 19 Mbit/s of TCP goodput; 256
-// KiB blocks with a larger priority window (peer.prioWindow) took the
-// bench from 1.27-1.31 to 1.03 T_lim.
+// Lab bench, N=8, 20 Mbit/s, every piece dealt once by the print server:
+// with 128 KiB blocks each connection averaged 1.9 requests outstanding,
+// and the workstations' ports, which carry 7/8 of the image between
+// workstations, were used to 14 of their 19 Mbit/s of TCP goodput. Larger
+// blocks paid off only with a larger priority window (peer.prioWindow);
+// together they took the bench from 1.27-1.31 to 1.03 T_lim.
 //
-// Not larger because a block that anacrolix asks of a second peer (its
-// request stealing: the request moves to a connection that delivered more
-// recently, and is cancelled on the first) mostly arrives twice: the first
-// peer has sent it already. On slow ports a block crosses slowly and the
-// stealing is frequent: 48 workstations on 2 Mbit/s ports with 256 KiB
-// blocks received 38-46 blocks (10-12 MB, a fifth of the payload) twice
-// each and finished at 1.37-1.54 T_lim in four runs; with 64 KiB blocks
-// 85-102 blocks (5.5-6.7 MB), each port carried 14 % fewer bytes, and
-// the lab finished at 1.19 and 1.34 T_lim; N=8 on 20 Mbit/s ports 0.96
-// against 0.97 (lab bench, docs/lab-bench.md, "Where the lab of 48's
-// extra bytes come from"). A piece of several blocks goes through
-// anacrolix's smart-ban hashing (Files.BlockSize), which copies it
-// (selfHashingPiece).
-const BlockSize = 64 << 10
+// Blocks of 64 KiB, tried on 2026-12-05, cut the bytes received twice
+// (anacrolix's request stealing) in a lab of 48 on 2 Mbit/s ports: 1.19
+// and 1.34 T_lim against 1.37-1.54; but the lab of 8 on 20 Mbit/s ports
+// with the Debian image finished at 0.94 and 1.00 T_lim against 0.88,
+// its last workstations spread over 18 s. Not kept (docs/lab-bench.md,
+// "Where the lab of 48's extra bytes come from").
+const BlockSize = 256 << 10
 
 // MaxRequests is the most block requests a client keeps outstanding to one
 // peer: 1 MiB, which is 0.4 s of a 20 Mbit/s port and 8 ms of a 1 Gbit/s
-// one, far above a LAN's round trip (anacrolix keeps fewer outstanding
+// one, far above a LAN's round trip (anacrolix keeps about 2 outstanding
 // anyway, see BlockSize). It also bounds what an uploading peer holds in
 // memory for us (anacrolix reads every queued request ahead).
 const MaxRequests = (1 << 20) / BlockSize
@@ -100,9 +96,7 @@ const MaxRequests = (1 << 20) / BlockSize
 // anacrolix would set the upload burst to MaxAllocPeerRequestDataPerConn,
 // i.e. 4 MiB here, and would let through bursts that large. 256 KiB
 // keeps reads large and the overshoot small (20 ms at 100 Mb/s). It is
-// also the longest block a peer may ask this client for: four times
-// BlockSize, the block labseed asked for before 2026-12-05, so that older
-// workstations in the same lab are served.
+// also the longest block a peer may ask this client for.
 const RateBurst = 256 << 10
 
 // DefaultPort is the BitTorrent port of a Config whose Port is 0.
@@ -356,7 +350,7 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	}
 	if tc.UploadRateLimiter.Limit() == rate.Inf {
 		// anacrolix refuses requests longer than the upload limiter's
-		// burst (RateBurst, at least the blocks labseed peers ask
+		// burst (RateBurst = BlockSize, the blocks labseed peers ask
 		// for), but only if the limiter has a finite rate: without one,
 		// a peer could ask for whole pieces of any length. 1 TiB/s is
 		// no limit on any real port.

@@ -17,7 +17,7 @@ import (
 // v1.59.1 pitfall (see MaxAllocPeerRequestData): one seeder, one leecher,
 // 50 MiB of random data, once with a labseed leecher (at most MaxRequests
 // blocks requested) and once with a leecher that keeps as much requested
-// as the allowance holds (MaxAllocPeerRequestData ÷ BlockSize blocks).
+// as the allowance holds (16 blocks of 256 KiB).
 //
 // With MaxAllocPeerRequestDataPerConn left at anacrolix's 1 MiB the second
 // stalled for good after 1835008 bytes here (and with 2 MiB after 4456448

@@ -374,13 +374,11 @@ func (pc *piece) Flush() error { return nil }
 // (storage.SelfHashing), not by copying it through its "smart ban" writer.
 // That writer keeps a copy of every piece it hashes, to find which peer
 // sent a bad block when a piece made of several peers' blocks fails its
-// check: with a piece of one block only one peer ever sends a piece's
-// data, and anacrolix bans that peer for a failed piece anyway
-// (TestLyingPeer). The copy was 3 % of a lab bench workstation's CPU
-// profile, and its buffers a good part of the garbage, when workstations
-// asked for whole pieces; since 2026-12-05 they ask for blocks of a
-// quarter piece (BlockSize) and pay it again: the bytes that two peers
-// send of the same piece cost more than the copy.
+// check: with a piece of one block (labseed's 256 KiB pieces and blocks)
+// only one peer ever sends a piece's data, and anacrolix bans that peer
+// for a failed piece anyway (TestLyingPeer). The copy was 3 % of a lab
+// bench workstation's CPU profile, and its buffers a good part of the
+// garbage.
 type selfHashingPiece struct{ *piece }
 
 var _ storage.SelfHashing = selfHashingPiece{}
