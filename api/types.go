@@ -31,6 +31,14 @@ type Lab struct {
 	GossipAddr  string `json:"gossip_addr"`
 	TorrentAddr string `json:"torrent_addr"`
 	HTTPAddr    string `json:"http_addr"`
+	// Workstations is how many workstations the print server counts in
+	// its lab when it answers: the machines of its hosts table and the
+	// others it heard of (network boot, clone, gossip), or the
+	// workstations in its gossip, whichever is more. A workstation that
+	// joins early sees few others in the gossip; this says how large the
+	// lab will be (peer: the block size). 0 from a print server that
+	// does not say.
+	Workstations int `json:"workstations,omitempty"`
 }
 
 // LabStatus is the lab as the print server sees it.

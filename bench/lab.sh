@@ -698,6 +698,18 @@ labseed_prep() {
   # What every workstation receives: the published payload.
   RECEIVED=$(stat -c %s "$WORK"/labseed-store/images/img/v*/img-v*.chunks)
   cp -a "$WORK/labseed-store" "$MD/store"
+  # The lab's hosts table, as a real lab's print server has one: the
+  # print server counts its workstations from it before they start
+  # (api.Lab.Workstations; a lab larger than a workstation's MaxConns
+  # asks for smaller blocks). labseed peer does not ask who it is, so the
+  # trees are the image's whatever the table says.
+  local k
+  {
+    echo "mac,hostname,ip"
+    for ((k = 1; k <= $1; k++)); do
+      echo "$(ip netns exec "$(wsns $k)" cat /sys/class/net/eth0/address),ws$k,$(wsip $k)"
+    done
+  } >"$MD/store/hosts.csv"
   spawn keys "$PS" 60 "$LS" keys export --store "$MD/store" "$MD/keys"
   wait_ended 60 keys
   [[ $(cat "$MD/keys.rc") == 0 ]] || { NA="labseed keys export failed: $(tail -5 "$MD/keys.log" | tr '\n' ' ')"; return 1; }

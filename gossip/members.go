@@ -32,6 +32,17 @@ type Member struct {
 	Status Status
 }
 
+// LiveWorkstations counts the workstations (RolePeer) alive among members.
+func LiveWorkstations(members []Member) int {
+	n := 0
+	for _, m := range members {
+		if m.Status.Role == RolePeer && m.State == StateAlive {
+			n++
+		}
+	}
+	return n
+}
+
 // entry is what the node keeps about a member, fed by memberlist's events.
 type entry struct {
 	addr       string

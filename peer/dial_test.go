@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/labseed/labseed/gossip"
+	"github.com/labseed/labseed/swarm"
 )
 
 func TestDialsExactlyOneOfEachPair(t *testing.T) {
@@ -71,5 +72,31 @@ func TestDiscovery(t *testing.T) {
 	// Later, everything is offered again (a peer the client dropped).
 	if got := d.toAdd(lab, now.Add(rediscoverAfter+3*time.Second)); !slices.Equal(got, []string{server, dialled}) {
 		t.Errorf("after %s: %v, want the print server and %s again", rediscoverAfter, got, dialled)
+	}
+}
+
+// TestBlocks: smaller blocks only where a workstation cannot connect to
+// every other one (more others than MaxConns), with as many bytes
+// requested; the sync's own in a sync.
+func TestBlocks(t *testing.T) {
+	for _, c := range []struct {
+		sync                   bool
+		workstations, maxConns int
+		size, requests         int
+	}{
+		{false, 1, 10, swarm.BlockSize, 4},
+		{false, 8, 10, swarm.BlockSize, 4},
+		{false, 11, 10, swarm.BlockSize, 4}, // ten others, ten connections
+		{false, 12, 10, swarm.CrowdBlockSize, 16},
+		{false, 48, 10, swarm.CrowdBlockSize, 16},
+		{false, 48, 64, swarm.BlockSize, 4},
+		{true, 8, 10, syncBlockSize, 4},
+		{true, 90, 10, syncBlockSize, 4},
+	} {
+		size, requests := blocks(c.sync, c.workstations, c.maxConns)
+		if size != c.size || requests != c.requests {
+			t.Errorf("blocks(sync %v, %d workstations, MaxConns %d) = %d, %d; want %d, %d",
+				c.sync, c.workstations, c.maxConns, size, requests, c.size, c.requests)
+		}
 	}
 }

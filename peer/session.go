@@ -33,6 +33,23 @@ import (
 // megabytes from many peers at once do not.
 const syncBlockSize = 32 << 10
 
+// blocks is the block a workstation asks its peers for and the most of
+// them it keeps requested from one peer: syncBlockSize in a sync (and
+// swarm.MaxRequests of them, as measured); swarm.CrowdBlockSize in a lab
+// of more workstations than the others it keeps connections to
+// (maxConns), where anacrolix closes connections to make room for new
+// ones and a block takes long to cross a port shared by maxConns
+// connections; else swarm.BlockSize. workstations counts this one.
+func blocks(sync bool, workstations, maxConns int) (size, requests int) {
+	switch {
+	case sync:
+		return syncBlockSize, swarm.MaxRequests
+	case workstations-1 > maxConns:
+		return swarm.CrowdBlockSize, swarm.CrowdMaxRequests
+	}
+	return swarm.BlockSize, swarm.MaxRequests
+}
+
 // Session is an image fetched into the target by Agent.Fetch, which the
 // agent keeps seeding to the rest of the lab: the staging data, the
 // torrent client, the gossip node, and the status they make, gossiped and
@@ -142,13 +159,9 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 	}
 	storage := swarm.NewStorage()
 	s.closers = append(s.closers, storage.Close)
-	blockSize := swarm.BlockSize
-	if a.cfg.Sync {
-		blockSize = syncBlockSize
-	}
-	storage.Register(metainfo.NewHashFromHex(m.InfoHash), swarm.Files{
-		Path: s.payload, Completion: bitmap, OnPiece: s.chunks.pieceDone, BlockSize: blockSize,
-	})
+	ih := metainfo.NewHashFromHex(m.InfoHash)
+	files := swarm.Files{Path: s.payload, Completion: bitmap, OnPiece: s.chunks.pieceDone}
+	storage.Register(ih, files) // the storage closes the bitmap from now on
 
 	adv := a.advertiseIP()
 	s.name = a.cfg.Name
@@ -193,9 +206,14 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 		// node that cannot join is usually one with the wrong lab key.
 		return nil, fmt.Errorf("peer: join the lab: %w", err)
 	}
-	if s.t, err = swarm.AddTorrent(s.client, im.mi, blockSize); err != nil {
+	// Registered again with the block size, which wants the lab's size.
+	lab := max(im.lab.Workstations, gossip.LiveWorkstations(s.node.Members()))
+	files.BlockSize, files.MaxRequests = blocks(a.cfg.Sync, lab, a.cfg.MaxConns)
+	storage.Register(ih, files)
+	if s.t, err = swarm.AddTorrent(s.client, im.mi, files.BlockSize); err != nil {
 		return nil, fmt.Errorf("peer: add torrent: %w", err)
 	}
+	a.log.Info("torrent added", "block_bytes", files.BlockSize, "lab_workstations", lab)
 	s.t.SetOnWriteChunkError(s.onWriteError)
 	// The lab members the join brought in are dialled now, not at the
 	// first tick a second later.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/gossip"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/textsafe"
 	"github.com/labseed/labseed/lifecycle"
@@ -61,6 +62,14 @@ func (s *Server) bootHosts() (out []api.BootHost, err error) {
 		}
 	}
 	return out, err
+}
+
+// labWorkstations is api.Lab.Workstations: the machines of the hosts
+// table and the others heard of (bootHosts), or the workstations alive in
+// the gossip, whichever is more.
+func (s *Server) labWorkstations() int {
+	bh, _ := s.bootHosts()
+	return max(len(bh), gossip.LiveWorkstations(s.node.Members()))
 }
 
 func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -204,5 +205,40 @@ func TestPortInUse(t *testing.T) {
 	cfg.HTTPPort, _ = strconv.Atoi(port)
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "another 'labseed serve'") || !strings.Contains(err.Error(), "--http-port") {
 		t.Fatalf("a second print server on port %s: %v", port, err)
+	}
+}
+
+// TestImageCountsWorkstations has a real print server tell workstations,
+// with the image, how many workstations its lab has (api.Lab.Workstations):
+// the rows of its hosts table before any of them has started, and the new
+// count after the table changes.
+func TestImageCountsWorkstations(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishGenerated(t, st, fixture.ImageOptions{TotalBytes: 1 << 20}, chunker.Config{Name: "lab1", Level: 1, PieceLength: 16 << 10,
+		ChunkMin: 16 << 10, ChunkAvg: 32 << 10, ChunkMax: 128 << 10})
+	table := func(n int) string {
+		s := "mac,hostname,ip\n"
+		for k := 1; k <= n; k++ {
+			s += fmt.Sprintf("52:54:00:00:00:%02x,lab1-ws%02d,10.1.0.%d\n", k, k, 100+k)
+		}
+		return s
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hosts.csv"), []byte(table(3)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, admin := startServer(t, dir, nil)
+	ws := api.NewClient(srv.Lab().HTTPAddr)
+	if im, err := ws.Image(t.Context(), "lab1"); err != nil || im.Lab.Workstations != 3 {
+		t.Fatalf("image with 3 hosts in the table: %v, lab %+v; want 3 workstations", err, im.Lab)
+	}
+	if err := admin.ImportCSV(t.Context(), strings.NewReader(table(48))); err != nil {
+		t.Fatal(err)
+	}
+	if im, err := ws.Image(t.Context(), "lab1"); err != nil || im.Lab.Workstations != 48 {
+		t.Fatalf("image with 48 hosts in the table: %v, lab %+v; want 48 workstations", err, im.Lab)
 	}
 }

@@ -138,7 +138,9 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	writeJSON(w, r, api.Image{Manifest: im.ManifestBytes, Signature: im.Signature, Torrent: tb, Lab: s.lab})
+	lab := s.lab
+	lab.Workstations = s.labWorkstations()
+	writeJSON(w, r, api.Image{Manifest: im.ManifestBytes, Signature: im.Signature, Torrent: tb, Lab: lab})
 }
 
 // handleSeed serves a payload by its torrent name, with ranges: the

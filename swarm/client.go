@@ -71,20 +71,35 @@ const DefaultMaxConnsPerIP = 4
 // blocks paid off only with a larger priority window (peer.prioWindow);
 // together they took the bench from 1.27-1.31 to 1.03 T_lim.
 //
-// Blocks of 64 KiB, tried on 2026-12-05, cut the bytes received twice
-// (anacrolix's request stealing) in a lab of 48 on 2 Mbit/s ports: 1.19
-// and 1.34 T_lim against 1.37-1.54; but the lab of 8 on 20 Mbit/s ports
-// with the Debian image finished at 0.94 and 1.00 T_lim against 0.88,
-// its last workstations spread over 18 s. Not kept (docs/lab-bench.md,
-// "Where the lab of 48's extra bytes come from").
+// A lab with more workstations than a workstation keeps connections asks
+// for CrowdBlockSize instead.
 const BlockSize = 256 << 10
 
+// CrowdBlockSize is the block a workstation asks for in a lab of more
+// workstations than it keeps connections (peer.Config.MaxConns): a
+// quarter of a piece. There anacrolix's request stealing and its closing
+// of connections to make room for new ones each cost up to a block: in a
+// lab of 48 on 2 Mbit/s ports, where a 256 KiB block takes ~10 s through
+// a port shared by ten connections, 64 KiB blocks cut the bytes received
+// twice from 10-12 to 5.5-6.7 MB per workstation and the last workstation
+// from 1.37-1.54 to 1.19 and 1.34 T_lim (2026-12-05). In a lab of 8 on
+// 20 Mbit/s ports with the Debian image, every connection open, they made
+// it slower (0.94 and 1.00 T_lim against 0.88) and hungrier (a piece of
+// four blocks goes through anacrolix's smart-ban copy): there BlockSize
+// stays (docs/lab-bench.md, "Where the lab of 48's extra bytes come
+// from").
+const CrowdBlockSize = 64 << 10
+
 // MaxRequests is the most block requests a client keeps outstanding to one
-// peer: 1 MiB, which is 0.4 s of a 20 Mbit/s port and 8 ms of a 1 Gbit/s
-// one, far above a LAN's round trip (anacrolix keeps about 2 outstanding
-// anyway, see BlockSize). It also bounds what an uploading peer holds in
-// memory for us (anacrolix reads every queued request ahead).
+// peer by default (Files.MaxRequests): 1 MiB of BlockSize blocks, which is
+// 0.4 s of a 20 Mbit/s port and 8 ms of a 1 Gbit/s one, far above a LAN's
+// round trip (anacrolix keeps about 2 outstanding anyway, see BlockSize).
+// It also bounds what an uploading peer holds in memory for us (anacrolix
+// reads every queued request ahead).
 const MaxRequests = (1 << 20) / BlockSize
+
+// CrowdMaxRequests is MaxRequests for CrowdBlockSize blocks: the same 1 MiB.
+const CrowdMaxRequests = (1 << 20) / CrowdBlockSize
 
 // RateBurst is the token-bucket burst NewClient gives the upload and download
 // rate limiters, in bytes.
@@ -330,7 +345,8 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	// Bounded, and still above what a labseed peer asks for: see
 	// MaxAllocPeerRequestData.
 	tc.MaxAllocPeerRequestDataPerConn = MaxAllocPeerRequestData
-	// Ask each peer for at most MaxRequests blocks at once, whatever request
+	// Ask each peer for at most the torrent's Files.MaxRequests blocks at
+	// once, whatever request
 	// queue it advertises (anacrolix advertises 1024 and pipelines up to
 	// ~960). Measured in the netns lab at 20 Mbit/s: with ~960 requests
 	// queued at the print server, each workstation's blocks waited tens of
@@ -338,9 +354,10 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	// of a workstation that has it, so for the first 100-200 s the
 	// workstations hardly served each other. The callback runs before
 	// anacrolix copies Reqq into PeerConn.PeerMaxRequests.
-	tc.Callbacks.ReadExtendedHandshake = func(_ *torrent.PeerConn, d *pp.ExtendedHandshakeMessage) {
-		if d.Reqq <= 0 || d.Reqq > MaxRequests {
-			d.Reqq = MaxRequests
+	tc.Callbacks.ReadExtendedHandshake = func(pc *torrent.PeerConn, d *pp.ExtendedHandshakeMessage) {
+		most := cfg.Storage.maxRequests(pc.Torrent().InfoHash())
+		if d.Reqq <= 0 || d.Reqq > most {
+			d.Reqq = most
 		}
 	}
 	// Simulated port speeds (see RateBurst for the burst).

@@ -54,6 +54,9 @@ type Files struct {
 	// anacrolix's smart-ban hashing, which finds which of the peers that
 	// sent its blocks sent a bad one.
 	BlockSize int
+	// MaxRequests is the most blocks the client keeps requested from one
+	// peer in this torrent; 0: MaxRequests.
+	MaxRequests int
 }
 
 // Storage stores single-file payloads with classic pread/pwrite I/O, never
@@ -136,6 +139,17 @@ func (s *Storage) OpenTorrent(_ context.Context, info *metainfo.Info, infoHash m
 	}, nil
 }
 
+// maxRequests is the most blocks the client keeps requested from one
+// peer in torrent ih (Files.MaxRequests); MaxRequests when ih is not open.
+func (s *Storage) maxRequests(ih metainfo.Hash) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.open[ih]; ok {
+		return p.maxRequests
+	}
+	return MaxRequests
+}
+
 // Close closes every payload still open, and the Completions of those
 // and of registrations never opened. Call it after the client is closed.
 // It is idempotent.
@@ -173,15 +187,16 @@ type payload struct {
 	// validUpTo is the length of the file's old contents: pieces that
 	// start at or past it hold no data yet, so an unknown completion there
 	// means incomplete and is not worth hashing. 0 for a file just created.
-	validUpTo  int64
-	completion Completion
-	onPiece    func(int, bool)
-	blockSize  int64 // Files.BlockSize
-	pieces     []piece
-	hashBufs   bufpool.Pool // SelfHash's buffers
-	close      func() error
-	closeOnce  sync.Once
-	closeErr   error
+	validUpTo   int64
+	completion  Completion
+	onPiece     func(int, bool)
+	blockSize   int64 // Files.BlockSize
+	maxRequests int   // Files.MaxRequests
+	pieces      []piece
+	hashBufs    bufpool.Pool // SelfHash's buffers
+	close       func() error
+	closeOnce   sync.Once
+	closeErr    error
 }
 
 func openPayload(info *metainfo.Info, f Files) (*payload, error) {
@@ -195,12 +210,13 @@ func openPayload(info *metainfo.Info, f Files) (*payload, error) {
 		return nil, fmt.Errorf("bad info: length %d, piece length %d", info.Length, info.PieceLength)
 	}
 	p := &payload{
-		path:       f.Path,
-		readOnly:   f.ReadOnly,
-		length:     info.Length,
-		completion: f.Completion,
-		onPiece:    f.OnPiece,
-		blockSize:  int64(cmp.Or(f.BlockSize, BlockSize)),
+		path:        f.Path,
+		readOnly:    f.ReadOnly,
+		length:      info.Length,
+		completion:  f.Completion,
+		onPiece:     f.OnPiece,
+		blockSize:   int64(cmp.Or(f.BlockSize, BlockSize)),
+		maxRequests: cmp.Or(f.MaxRequests, MaxRequests),
 	}
 	if p.completion == nil {
 		if f.ReadOnly {
