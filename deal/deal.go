@@ -11,7 +11,9 @@
 // the workstations get from each other. A piece is dealt again after the
 // hold time only if a workstation still cannot find it at a peer, at once
 // when its holder left the lab (Gone), and a new imaging round of the
-// same image, hours later, deals every piece afresh.
+// same image, hours later, deals every piece afresh. In a lab of more
+// workstations than each keeps connections to, the caller holds pieces
+// for CrowdHold (SetHold).
 // A slow workstation (a bad port, a slow disk) or one that does not pass
 // pieces on must not hold the lab back: the pieces it would sit on reach
 // the others only at its rate. So the caller says, at each deal, whether
@@ -31,6 +33,7 @@
 package deal
 
 import (
+	"cmp"
 	"math"
 	"sync"
 	"time"
@@ -43,6 +46,17 @@ const (
 	DefaultPace    = 4 * time.Second
 	DefaultMinOpen = 4
 )
+
+// CrowdHold is the hold for a lab of more workstations than each keeps
+// connections to (SetHold). There a workstation that cannot find a piece
+// at its peers is usually only not connected to those that have it (it
+// meets others as its connections change), and on slow ports a piece
+// takes long to spread. With DefaultHold, a lab of 48 on 2 Mbit/s ports
+// was dealt 1.15-1.37 times the payload in 14 runs (each piece sent again
+// is time of the print server's port that the whole lab waits for); with
+// 60 s, 1.03 times, and its print server sent 0.99 of the image
+// (docs/lab-bench.md, "Where the lab of 48's extra bytes come from").
+const CrowdHold = time.Minute
 
 // rateWindow is the span over which the Dealer measures the rate its
 // pieces leave at.
@@ -83,7 +97,8 @@ type Dealer struct {
 	// areaAt: a deal's mean company is its growth over the deal's life.
 	openArea float64
 	areaAt   time.Time
-	done     []finished // the Finishes of the last rateWindow
+	done     []finished    // the Finishes of the last rateWindow
+	hold     time.Duration // SetHold's; 0: cfg.Hold
 }
 
 // finished is a Finish that sent pieces: the rate the port carried
@@ -175,6 +190,7 @@ func (d *Dealer) DealTo(want Bitmap, now time.Time, to Holder) (first, n int, ok
 		weak         // dealt to a slow holder
 		held         // sent longer than Hold ago
 	)
+	hold := cmp.Or(d.hold, d.cfg.Hold)
 	passes := []int{fresh, weak, held}
 	if to.Slow {
 		passes, maxRun = []int{held}, 1
@@ -191,7 +207,7 @@ func (d *Dealer) DealTo(want Bitmap, now time.Time, to Holder) (first, n int, ok
 				h := d.holder[p]
 				return h != 0 && h != to.ID && d.slow[h] && (d.sending[p] > 0 || !d.sentAt[p].IsZero())
 			default:
-				return d.sending[p] == 0 && !d.sentAt[p].IsZero() && now.Sub(d.sentAt[p]) >= d.cfg.Hold
+				return d.sending[p] == 0 && !d.sentAt[p].IsZero() && now.Sub(d.sentAt[p]) >= hold
 			}
 		}
 		for p := range d.sending {
@@ -282,6 +298,14 @@ func (d *Dealer) maxOpen() int {
 		sum += f.rate
 	}
 	return max(d.cfg.MinOpen, int(math.Ceil(sum/float64(len(d.done))*d.cfg.Pace.Seconds())))
+}
+
+// SetHold sets how long after a piece was sent it is not dealt again,
+// from now on (Config.Hold while it was never set, or set to 0).
+func (d *Dealer) SetHold(hold time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.hold = max(hold, 0)
 }
 
 // Open returns how many deals are open and the most the Dealer keeps open

@@ -387,3 +387,29 @@ func TestDealGoneHolder(t *testing.T) {
 	}
 	d.Gone(0) // anonymous: nothing to do
 }
+
+// TestDealSetHold: a hold set later counts for the pieces already sent,
+// and 0 takes Config.Hold back.
+func TestDealSetHold(t *testing.T) {
+	d := New(8, Config{MaxRun: 2, Hold: 20 * time.Second})
+	now := time.Unix(1000, 0)
+	first, n, _ := d.Deal(all(8), now)
+	d.Finish(first, n, n, now)
+	sent := NewBitmap(8) // a workstation that lacks the pieces sent
+	for p := first; p < first+n; p++ {
+		sent.Set(p)
+	}
+	d.SetHold(CrowdHold)
+	if _, _, ok := d.Deal(sent, now.Add(30*time.Second)); ok {
+		t.Fatalf("dealt again 30 s after it was sent, within a hold of %v", CrowdHold)
+	}
+	f, k, ok := d.Deal(sent, now.Add(CrowdHold))
+	if !ok || f != first {
+		t.Fatalf("not dealt again after the hold of %v: %d %v", CrowdHold, f, ok)
+	}
+	d.Finish(f, k, k, now.Add(CrowdHold))
+	d.SetHold(0)
+	if f, _, ok := d.Deal(sent, now.Add(CrowdHold+20*time.Second)); !ok || f != first {
+		t.Fatalf("not dealt again after Config.Hold (20 s) with the hold set back to 0: %d %v", f, ok)
+	}
+}

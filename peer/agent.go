@@ -16,6 +16,7 @@ import (
 
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/swarm"
 )
 
 // Agent is a workstation agent. Create it with New; run it with Run, or
@@ -58,7 +59,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.WebSeedAfter = 15 * time.Second
 	}
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 10
+		cfg.MaxConns = swarm.DefaultMaxConns
 	}
 	if cfg.ApplyWorkers <= 0 {
 		cfg.ApplyWorkers = 2

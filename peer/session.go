@@ -36,15 +36,15 @@ const syncBlockSize = 32 << 10
 // blocks is the block a workstation asks its peers for and the most of
 // them it keeps requested from one peer: syncBlockSize in a sync (and
 // swarm.MaxRequests of them, as measured); swarm.CrowdBlockSize in a lab
-// of more workstations than the others it keeps connections to
-// (maxConns), where anacrolix closes connections to make room for new
-// ones and a block takes long to cross a port shared by maxConns
+// where it cannot be connected to every other workstation
+// (swarm.Crowded), where anacrolix closes connections to make room for
+// new ones and a block takes long to cross a port shared by maxConns
 // connections; else swarm.BlockSize. workstations counts this one.
 func blocks(sync bool, workstations, maxConns int) (size, requests int) {
 	switch {
 	case sync:
 		return syncBlockSize, swarm.MaxRequests
-	case workstations-1 > maxConns:
+	case swarm.Crowded(workstations, maxConns):
 		return swarm.CrowdBlockSize, swarm.CrowdMaxRequests
 	}
 	return swarm.BlockSize, swarm.MaxRequests

@@ -46,6 +46,16 @@ const (
 	maxDealClients = 4096
 )
 
+// dealHold is the dealers' hold: deal.CrowdHold in a lab where the
+// workstations cannot all be connected to each other (swarm.Crowded, with
+// their default MaxConns), else their default (0).
+func (s *Server) dealHold() time.Duration {
+	if swarm.Crowded(s.labWorkstations(), swarm.DefaultMaxConns) {
+		return deal.CrowdHold
+	}
+	return 0
+}
+
 func newDealer(m *chunker.Manifest) *deal.Dealer {
 	return deal.New(int((m.PayloadBytes+m.PieceLength-1)/m.PieceLength), deal.Config{})
 }
@@ -331,6 +341,7 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
+	d.SetHold(s.dealHold())
 	first, n, ok := d.DealTo(deal.Bitmap(want), start, s.deals.holder(ip, s.slowHolder(ip)))
 	if !ok {
 		s.deals.end(ip, sentDeal{})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/labseed/labseed/api"
 	"github.com/labseed/labseed/chunker"
+	"github.com/labseed/labseed/deal"
 	"github.com/labseed/labseed/hosts"
 	"github.com/labseed/labseed/internal/fixture"
 	"github.com/labseed/labseed/pxe"
@@ -211,7 +212,7 @@ func TestPortInUse(t *testing.T) {
 // TestImageCountsWorkstations has a real print server tell workstations,
 // with the image, how many workstations its lab has (api.Lab.Workstations):
 // the rows of its hosts table before any of them has started, and the new
-// count after the table changes.
+// count after the table changes; a lab of 48 holds its deals longer.
 func TestImageCountsWorkstations(t *testing.T) {
 	dir := t.TempDir()
 	st, err := store.Open(dir)
@@ -235,10 +236,16 @@ func TestImageCountsWorkstations(t *testing.T) {
 	if im, err := ws.Image(t.Context(), "lab1"); err != nil || im.Lab.Workstations != 3 {
 		t.Fatalf("image with 3 hosts in the table: %v, lab %+v; want 3 workstations", err, im.Lab)
 	}
+	if h := srv.dealHold(); h != 0 {
+		t.Errorf("a lab of 3: the deals' hold is %v, want the default (0)", h)
+	}
 	if err := admin.ImportCSV(t.Context(), strings.NewReader(table(48))); err != nil {
 		t.Fatal(err)
 	}
 	if im, err := ws.Image(t.Context(), "lab1"); err != nil || im.Lab.Workstations != 48 {
 		t.Fatalf("image with 48 hosts in the table: %v, lab %+v; want 48 workstations", err, im.Lab)
+	}
+	if h := srv.dealHold(); h != deal.CrowdHold {
+		t.Errorf("a lab of 48: the deals' hold is %v, want deal.CrowdHold", h)
 	}
 }

@@ -47,6 +47,16 @@ import (
 // MiB and stalls itself (TestRequestFlood).
 const MaxAllocPeerRequestData = 4 << 20
 
+// DefaultMaxConns is the most BitTorrent connections a workstation keeps
+// by default (peer.Config.MaxConns).
+const DefaultMaxConns = 10
+
+// Crowded reports whether a lab of workstations (counting each) has more
+// than maxConns others for each: then no workstation is connected to every
+// other one at once, and it asks for CrowdBlockSize blocks while the print
+// server holds the pieces it deals for deal.CrowdHold.
+func Crowded(workstations, maxConns int) bool { return workstations-1 > maxConns }
+
 // DefaultMaxConnsPerIP is the default of Config.MaxConnsPerIP. Between two
 // labseed nodes there is one connection (peer.dials), two for a moment
 // when one of them restarts.
