@@ -36,8 +36,8 @@ type Lab struct {
 	// others it heard of (network boot, clone, gossip), or the
 	// workstations in its gossip, whichever is more. A workstation that
 	// joins early sees few others in the gossip; this says how large the
-	// lab will be (peer: the block size). 0 from a print server that
-	// does not say.
+	// lab will be (a lab larger than a workstation's connections asks for
+	// smaller blocks). 0 from a print server that does not say.
 	Workstations int `json:"workstations,omitempty"`
 }
 

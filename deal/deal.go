@@ -54,8 +54,9 @@ const (
 // takes long to spread. With DefaultHold, a lab of 48 on 2 Mbit/s ports
 // was dealt 1.15-1.37 times the payload in 14 runs (each piece sent again
 // is time of the print server's port that the whole lab waits for); with
-// 60 s, 1.03 times, and its print server sent 0.99 of the image
-// (docs/lab-bench.md, "Where the lab of 48's extra bytes come from").
+// 60 s, 1.02-1.03 times in three runs, its print server sent 0.96-0.99 of
+// the image and the last workstation finished at 1.20-1.21 T_lim
+// (docs/lab-bench.md, "A crowded lab").
 const CrowdHold = time.Minute
 
 // rateWindow is the span over which the Dealer measures the rate its

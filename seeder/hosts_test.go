@@ -233,8 +233,16 @@ func TestImageCountsWorkstations(t *testing.T) {
 	}
 	srv, admin := startServer(t, dir, nil)
 	ws := api.NewClient(srv.Lab().HTTPAddr)
-	if im, err := ws.Image(t.Context(), "lab1"); err != nil || im.Lab.Workstations != 3 {
-		t.Fatalf("image with 3 hosts in the table: %v, lab %+v; want 3 workstations", err, im.Lab)
+	workstations := func() int {
+		t.Helper()
+		im, err := ws.Image(t.Context(), "lab1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return im.Lab.Workstations
+	}
+	if n := workstations(); n != 3 {
+		t.Fatalf("image with 3 hosts in the table: the lab has %d workstations, want 3", n)
 	}
 	if h := srv.dealHold(); h != 0 {
 		t.Errorf("a lab of 3: the deals' hold is %v, want the default (0)", h)
@@ -242,8 +250,8 @@ func TestImageCountsWorkstations(t *testing.T) {
 	if err := admin.ImportCSV(t.Context(), strings.NewReader(table(48))); err != nil {
 		t.Fatal(err)
 	}
-	if im, err := ws.Image(t.Context(), "lab1"); err != nil || im.Lab.Workstations != 48 {
-		t.Fatalf("image with 48 hosts in the table: %v, lab %+v; want 48 workstations", err, im.Lab)
+	if n := workstations(); n != 48 {
+		t.Fatalf("image with 48 hosts in the table: the lab has %d workstations, want 48", n)
 	}
 	if h := srv.dealHold(); h != deal.CrowdHold {
 		t.Errorf("a lab of 48: the deals' hold is %v, want deal.CrowdHold", h)

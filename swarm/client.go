@@ -85,9 +85,9 @@ const DefaultMaxConnsPerIP = 4
 // for CrowdBlockSize instead.
 const BlockSize = 256 << 10
 
-// CrowdBlockSize is the block a workstation asks for in a lab of more
-// workstations than it keeps connections (peer.Config.MaxConns): a
-// quarter of a piece. There anacrolix's request stealing and its closing
+// CrowdBlockSize is the block a workstation asks for in a crowded lab
+// (Crowded: more workstations than it keeps connections to): a quarter
+// of a piece. There anacrolix's request stealing and its closing
 // of connections to make room for new ones each cost up to a block: in a
 // lab of 48 on 2 Mbit/s ports, where a 256 KiB block takes ~10 s through
 // a port shared by ten connections, 64 KiB blocks cut the bytes received
@@ -97,7 +97,7 @@ const BlockSize = 256 << 10
 // it slower (0.94 and 1.00 T_lim against 0.88) and hungrier (a piece of
 // four blocks goes through anacrolix's smart-ban copy): there BlockSize
 // stays (docs/lab-bench.md, "Where the lab of 48's extra bytes come
-// from").
+// from" and "A crowded lab").
 const CrowdBlockSize = 64 << 10
 
 // MaxRequests is the most block requests a client keeps outstanding to one
