@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"log/slog"
 	"path/filepath"
@@ -16,8 +17,9 @@ import (
 // TestSeederServesWholePayload is the regression test for the anacrolix
 // v1.59.1 pitfall (see MaxAllocPeerRequestData): one seeder, one leecher,
 // 50 MiB of random data, once with a labseed leecher (at most MaxRequests
-// blocks requested) and once with a leecher that keeps as much requested
-// as the allowance holds (16 blocks of 256 KiB).
+// blocks requested), once with one in a crowded lab (CrowdMaxRequests
+// blocks of CrowdBlockSize) and once with a leecher that keeps as much
+// requested as the allowance holds (16 blocks of 256 KiB).
 //
 // With MaxAllocPeerRequestDataPerConn left at anacrolix's 1 MiB the second
 // stalled for good after 1835008 bytes here (and with 2 MiB after 4456448
@@ -28,11 +30,13 @@ func TestSeederServesWholePayload(t *testing.T) {
 	src := writePayload(t, t.TempDir(), "image.payload", 50<<20, 1)
 	mi := makeTorrent(t, src)
 	for _, tc := range []struct {
-		name string
-		reqq int // blocks the leecher keeps requested; 0: labseed's MaxRequests
+		name  string
+		reqq  int // blocks the leecher keeps requested; 0: labseed's (Files.MaxRequests)
+		files Files
 	}{
-		{"labseed leecher", 0},
-		{"leecher filling the allowance", MaxAllocPeerRequestData / BlockSize},
+		{"labseed leecher", 0, Files{}},
+		{"labseed leecher in a crowded lab", 0, Files{BlockSize: CrowdBlockSize, MaxRequests: CrowdMaxRequests}},
+		{"leecher filling the allowance", MaxAllocPeerRequestData / BlockSize, Files{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -46,7 +50,9 @@ func TestSeederServesWholePayload(t *testing.T) {
 				}
 			})
 			dst := filepath.Join(t.TempDir(), "image.payload")
-			tor := leecher.add(t, mi, Files{Path: dst})
+			f := tc.files
+			f.Path = dst
+			tor := leecher.add(t, mi, f)
 			tor.AddPeers([]torrent.PeerInfo{seeder.peerInfo()})
 			tor.DownloadAll()
 			start := time.Now()
@@ -56,6 +62,16 @@ func TestSeederServesWholePayload(t *testing.T) {
 			sameFile(t, src, dst)
 			if tr.FromServer != 50<<20 || tr.FromPeers != 0 {
 				t.Errorf("traffic %+v: want all 50 MiB from the server", tr)
+			}
+			if tc.reqq == 0 {
+				// The leecher asked for at most its torrent's MaxRequests
+				// blocks at once, whatever the seeder advertised.
+				want := cmp.Or(f.MaxRequests, MaxRequests)
+				for _, pc := range tor.PeerConns() {
+					if got := int(pc.PeerMaxRequests); got != want {
+						t.Errorf("the leecher keeps up to %d blocks requested from the seeder, want %d", got, want)
+					}
+				}
 			}
 		})
 	}
