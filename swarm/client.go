@@ -81,8 +81,7 @@ const DefaultMaxConnsPerIP = 4
 // blocks paid off only with a larger priority window (peer.prioWindow);
 // together they took the bench from 1.27-1.31 to 1.03 T_lim.
 //
-// A lab with more workstations than a workstation keeps connections asks
-// for CrowdBlockSize instead.
+// A crowded lab (Crowded) asks for CrowdBlockSize instead.
 const BlockSize = 256 << 10
 
 // CrowdBlockSize is the block a workstation asks for in a crowded lab
@@ -92,7 +91,8 @@ const BlockSize = 256 << 10
 // lab of 48 on 2 Mbit/s ports, where a 256 KiB block takes ~10 s through
 // a port shared by ten connections, 64 KiB blocks cut the bytes received
 // twice from 10-12 to 5.5-6.7 MB per workstation and the last workstation
-// from 1.37-1.54 to 1.19 and 1.34 T_lim (2026-12-05). In a lab of 8 on
+// from 1.37-1.54 to 1.19 and 1.34 T_lim (2026-12-05; 1.20 and 1.21 with
+// the crowded lab's longer hold of dealt pieces). In a lab of 8 on
 // 20 Mbit/s ports with the Debian image, every connection open, they made
 // it slower (0.94 and 1.00 T_lim against 0.88) and hungrier (a piece of
 // four blocks goes through anacrolix's smart-ban copy): there BlockSize
@@ -356,14 +356,14 @@ func clientConfig(cfg Config) (*torrent.ClientConfig, error) {
 	// MaxAllocPeerRequestData.
 	tc.MaxAllocPeerRequestDataPerConn = MaxAllocPeerRequestData
 	// Ask each peer for at most the torrent's Files.MaxRequests blocks at
-	// once, whatever request
-	// queue it advertises (anacrolix advertises 1024 and pipelines up to
-	// ~960). Measured in the netns lab at 20 Mbit/s: with ~960 requests
-	// queued at the print server, each workstation's blocks waited tens of
-	// seconds there, and a block once requested from the server is not asked
-	// of a workstation that has it, so for the first 100-200 s the
-	// workstations hardly served each other. The callback runs before
-	// anacrolix copies Reqq into PeerConn.PeerMaxRequests.
+	// once, whatever request queue it advertises (anacrolix advertises 1024
+	// and pipelines up to ~960). Measured in the netns lab at 20 Mbit/s:
+	// with ~960 requests queued at the print server, each workstation's
+	// blocks waited tens of seconds there, and a block once requested from
+	// the server is not asked of a workstation that has it, so for the
+	// first 100-200 s the workstations hardly served each other. The
+	// callback runs before anacrolix copies Reqq into
+	// PeerConn.PeerMaxRequests.
 	tc.Callbacks.ReadExtendedHandshake = func(pc *torrent.PeerConn, d *pp.ExtendedHandshakeMessage) {
 		most := cfg.Storage.maxRequests(pc.Torrent().InfoHash())
 		if d.Reqq <= 0 || d.Reqq > most {
