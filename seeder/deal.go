@@ -56,6 +56,18 @@ func (s *Server) dealHold() time.Duration {
 	return 0
 }
 
+// holdDeals gives every dealer the hold for the lab's size as it is now
+// (dealHold). It runs at each store scan, not at each deal: counting the
+// lab lists the hosts table, the machines heard of and the gossip.
+func (s *Server) holdDeals() {
+	hold := s.dealHold()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, si := range s.seeded {
+		si.dealer.SetHold(hold)
+	}
+}
+
 func newDealer(m *chunker.Manifest) *deal.Dealer {
 	return deal.New(int((m.PayloadBytes+m.PieceLength-1)/m.PieceLength), deal.Config{})
 }
@@ -341,7 +353,6 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
-	d.SetHold(s.dealHold())
 	first, n, ok := d.DealTo(deal.Bitmap(want), start, s.deals.holder(ip, s.slowHolder(ip)))
 	if !ok {
 		s.deals.end(ip, sentDeal{})

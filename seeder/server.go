@@ -436,6 +436,7 @@ func (s *Server) scanLoop(ctx context.Context) error {
 			s.log.Warn("scan store", "err", err)
 		}
 		s.checkHosts()
+		s.holdDeals()
 		select {
 		case <-ctx.Done():
 			return nil
