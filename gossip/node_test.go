@@ -426,6 +426,79 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
+func TestStatusEvery(t *testing.T) {
+	for _, c := range []struct {
+		name            string
+		members, update int
+		budget          float64
+		want            time.Duration
+	}{
+		// 8 members, retransmits 6·1: 8·6·150 = 7200 bytes per interval.
+		{"a lab of 8 on 20 Mbit/s ports (2 % of 2.4 MB/s)", 8, 150, 48_000, statusInterval},
+		{"a lab of 8, budget for 3.6 s", 8, 150, 2000, 3600 * time.Millisecond},
+		// 48 members, retransmits 6·2: 48·12·170 = 97920 bytes.
+		{"a lab of 48 on 100 Mbit/s ports (2 % of 12 MB/s)", 48, 170, 240_000, statusInterval},
+		{"a lab of 48 on 2 Mbit/s ports (2 % of 200 kB/s)", 48, 170, 4000, 24480 * time.Millisecond},
+		{"a lab of 90, 12 retransmits, capped", 90, 170, 4000, maxStatusInterval},
+		{"alone: 6 retransmits to nobody", 1, 170, 1000, 1020 * time.Millisecond},
+		{"a tiny budget, capped", 1, 170, 1, maxStatusInterval},
+		{"101 members: 18 retransmits", 101, 100, 181_800, statusInterval},
+		{"101 members, budget for 2 s", 101, 100, 90_900, 2 * time.Second},
+	} {
+		if got := statusEvery(c.members, c.update, c.budget); got != c.want {
+			t.Errorf("%s: statusEvery(%d, %d, %v) = %v, want %v", c.name, c.members, c.update, c.budget, got, c.want)
+		}
+	}
+}
+
+// TestStatusBudget: with a budget a member's updates in one phase go out
+// as far apart as the budget says, a new phase still at once, and without
+// it once a second again.
+func TestStatusBudget(t *testing.T) {
+	t.Parallel()
+	nodes := startLab(t, testKey(7), "print-server", "ws01", "ws02")
+	seed, ws := nodes[0], nodes[1]
+	for _, n := range nodes {
+		waitFor(t, 5*time.Second, n.cfg.Name+" sees 3 members", func() (bool, string) {
+			return len(n.Members()) == 3, describe(n.Members())
+		})
+	}
+	seen := func(pct float64) func() (bool, string) {
+		return func() (bool, string) {
+			m, _ := member(seed, "ws01")
+			return m.Status.Percent == pct, fmt.Sprintf("%+v", m.Status)
+		}
+	}
+	// 3 members, 6 retransmits each, about 110 bytes an update: about 2000
+	// bytes per interval; 500 bytes a second make it about 4 s.
+	status := Status{Role: RolePeer, Phase: PhaseDownloading, Image: "lab1-v3", TorrentAddr: "127.0.0.1:42069"}
+	update := len(status.Encode()) + len("ws01") + aliveOverhead
+	want := statusEvery(3, update, 500)
+	if want < 2*time.Second {
+		t.Fatalf("the test's budget gives %v between updates, want 2 s or more", want)
+	}
+	ws.SetStatusBudget(500)
+	status.Percent = 1
+	ws.SetStatus(status) // a new phase: at once
+	waitFor(t, 3*time.Second, "the seed sees ws01 downloading", seen(1))
+	status.Percent = 2
+	set := time.Now()
+	ws.SetStatus(status)
+	time.Sleep(want / 2)
+	if ok, saw := seen(2)(); ok {
+		t.Fatalf("the seed saw ws01's next status after %v, before the budget's %v: %s", time.Since(set), want, saw)
+	}
+	waitFor(t, want+3*time.Second, "the seed sees ws01's next status", seen(2))
+	t.Logf("with a budget for %v, the next status in the same phase seen after %v", want, time.Since(set).Round(time.Millisecond))
+
+	ws.SetStatusBudget(0)
+	time.Sleep(statusInterval) // the last propagation is an interval back
+	status.Percent = 3
+	ws.SetStatus(status)
+	took := waitFor(t, 2*time.Second, "the seed sees ws01's status without a budget", seen(3))
+	t.Logf("without a budget, seen after %v", took)
+}
+
 // TestMemberlistTableLayout fails when a memberlist upgrade changes the
 // private node table that tableView reads (see internals.go).
 func TestMemberlistTableLayout(t *testing.T) {
