@@ -21,11 +21,11 @@ import (
 var ErrClosed = errors.New("gossip: node closed")
 
 // statusInterval is the least time between two propagations of a status whose
-// phase did not change. (Scaled with the lab's size, 3 s in a lab of 48,
-// it saved none of the lab's CPU that could be measured, and memberlist's
-// handling of alive messages barely moved: the status updates are not
-// most of memberlist's cost there; docs/lab-bench.md, "Where a lab of 48
-// spends its CPU".)
+// phase did not change, and the time without a budget (SetStatusBudget).
+// (Scaled with the lab's size, 3 s in a lab of 48, it saved none of the
+// lab's CPU that could be measured: memberlist's gossip stayed at its
+// ceiling, as it does until the updates are far rarer; the budget takes
+// them there. docs/lab-bench.md, "Fewer status updates".)
 const statusInterval = time.Second
 
 // maxStatusInterval is the longest a status budget (SetStatusBudget)

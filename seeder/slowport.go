@@ -17,9 +17,10 @@ import (
 // ports). The print server cannot see a slow port in its own deals, which
 // share its port with every other deal (a rule by deal drain rate changed
 // nothing at N = 8 and misfired at N = 48, docs/lab-bench.md); but each
-// workstation gossips, once a second, the bytes it has received from
-// every source (gossip.Status.FromServer + FromPeers), and their rate
-// shows the port: workstations on 20 Mbit/s ports receive 2.2-2.4 MB/s at
+// workstation gossips, once a second (every few seconds in a large lab
+// on slow ports: gossip.Node.SetStatusBudget), the bytes it has received
+// from every source (gossip.Status.FromServer + FromPeers), and their
+// rate shows the port: workstations on 20 Mbit/s ports receive 2.2-2.4 MB/s at
 // their best, one on a 4 Mbit/s port at most 0.5. The rate is measured
 // here over windows of at least rateWindow: the gossiped DownRate covers
 // one second, in whole pieces (256 KiB a second is 2.1 Mbit/s), and took
