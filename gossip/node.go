@@ -318,7 +318,7 @@ func (n *Node) SetStatus(s Status) {
 //
 // In a lab of 48 on 2 Mbit/s ports statuses once a second filled
 // memberlist's gossip to its ceiling (three packets of 1400 bytes every
-// 200 ms): 7 % of every port in each direction (docs/lab-bench.md, "Fewer
+// 200 ms): 7-8 % of every port in each direction (docs/lab-bench.md, "Fewer
 // status updates"). On a 100 Mbit/s port the same is under 0.2 %.
 func (n *Node) SetStatusBudget(bytesPerSecond float64) {
 	n.mu.Lock()

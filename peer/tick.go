@@ -14,7 +14,7 @@ import (
 // has passed; before that, and while nothing was received (a sync from
 // the disk), statuses go out once a second. On a 100 Mbit/s port that is
 // once a second in any lab; in the lab bench's lab of 48 on 2 Mbit/s
-// ports, about every 30 s instead of the 7 % of each port that statuses
+// ports, about every 30 s instead of the 7-8 % of each port that statuses
 // once a second took.
 const (
 	statusBudgetShare = 0.02
