@@ -440,6 +440,8 @@ func TestStatusEvery(t *testing.T) {
 		{"a lab of 48 on 100 Mbit/s ports (2 % of 12 MB/s)", 48, 170, 240_000, statusInterval},
 		{"a lab of 48 on 2 Mbit/s ports (2 % of 200 kB/s)", 48, 170, 4000, 24480 * time.Millisecond},
 		{"a lab of 90, 12 retransmits, capped", 90, 170, 4000, maxStatusInterval},
+		// 300 members, retransmits 6·3: 300·18·170 = 918000 bytes.
+		{"a lab of 300 on 100 Mbit/s ports (2 % of 10 MB/s)", 300, 170, 200_000, 4590 * time.Millisecond},
 		{"alone: 6 retransmits to nobody", 1, 170, 1000, 1020 * time.Millisecond},
 		{"a tiny budget, capped", 1, 170, 1, maxStatusInterval},
 		{"101 members: 18 retransmits", 101, 100, 181_800, statusInterval},
