@@ -155,3 +155,27 @@ func TestWebSeedWaitsForAStall(t *testing.T) {
 		t.Error("due with NoWebSeed")
 	}
 }
+
+func TestStatusBudgetOfASession(t *testing.T) {
+	t0 := time.Unix(1_790_000_000, 0)
+	got := func(after time.Duration, received int64, sync bool) float64 {
+		return statusBudget(snapshot{at: t0.Add(after), started: t0, sync: sync,
+			traffic: swarm.Traffic{FromServer: received / 4, FromPeers: received - received/4}})
+	}
+	for _, c := range []struct {
+		name     string
+		after    time.Duration
+		received int64
+		sync     bool
+		want     float64
+	}{
+		{"the first seconds: none", 7 * time.Second, 10 << 20, false, 0},
+		{"a clone: 2 % of what it received a second", 100 * time.Second, 20_000_000, false, 4000},
+		{"nothing received yet: none", 30 * time.Second, 0, false, 0},
+		{"a sync: none", 100 * time.Second, 20_000_000, true, 0},
+	} {
+		if g := got(c.after, c.received, c.sync); g != c.want {
+			t.Errorf("%s: statusBudget = %v, want %v", c.name, g, c.want)
+		}
+	}
+}

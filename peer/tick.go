@@ -11,16 +11,27 @@ import (
 // The lab's status gossip may cost this workstation statusBudgetShare of
 // the rate its port has shown, received bytes over the time since the
 // session started (gossip.Node.SetStatusBudget), once statusBudgetAfter
-// has passed; before that, and while nothing was received (a sync from
-// the disk), statuses go out once a second. On a 100 Mbit/s port (about 10 MB/s
-// received) that is once a second in a lab of up to about 90 workstations
-// (every 1.5 s at 100, 4.6 s at 300); in the lab bench's lab of 48 on 2 Mbit/s
-// ports, about every 30 s instead of the 7-8 % of each port that statuses
-// once a second took.
+// has passed. Before that, and in a sync (its chunks mostly read from its
+// own disk, its port nearly idle, its run short: its received bytes say
+// nothing of the port), statuses go out once a second. On a 100 Mbit/s
+// port (about 10 MB/s received) that is once a second in a lab of up to
+// about 90 workstations (every 1.5 s at 100, 4.6 s at 300); in the lab
+// bench's lab of 48 on 2 Mbit/s ports, about every 30 s instead of the
+// 7-8 % of each port that statuses once a second took.
 const (
 	statusBudgetShare = 0.02
 	statusBudgetAfter = 8 * time.Second
 )
+
+// statusBudget is the bytes per second the lab's status gossip may cost
+// the workstation of s; 0 for no budget.
+func statusBudget(s snapshot) float64 {
+	el := s.at.Sub(s.started)
+	if el < statusBudgetAfter || s.sync {
+		return 0
+	}
+	return statusBudgetShare * float64(s.traffic.Received()) / el.Seconds()
+}
 
 // startTicking ticks once a second until the function it returns is
 // called (which waits for the last tick to end).
@@ -99,9 +110,7 @@ func (s *Session) tick() {
 	}
 	s.prev = snap.sample()
 	s.node.SetStatus(statusOf(snap))
-	if el := now.Sub(s.started); el >= statusBudgetAfter {
-		s.node.SetStatusBudget(statusBudgetShare * float64(snap.traffic.Received()) / el.Seconds())
-	}
+	s.node.SetStatusBudget(statusBudget(snap))
 	if s.a.cfg.Progress != nil {
 		snap.members = s.node.Members()
 		s.a.cfg.Progress(progressOf(snap))
