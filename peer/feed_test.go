@@ -210,3 +210,64 @@ func TestFullDiskBitTorrent(t *testing.T) {
 	}
 	t.Logf("Run: %v", err)
 }
+
+// TestSlowDealIsProgress: a deal that arrives slowly, a piece taking
+// longer than Config.WebSeedAfter to come whole (as through a print
+// server's port shared by a whole lab), is progress: the workstation does
+// not fall back to the web seed while the deal's bytes keep arriving.
+func TestSlowDealIsProgress(t *testing.T) {
+	srv, im, pub, key := testServer(t)
+	const (
+		step  = 4 << 10                // bytes
+		every = 100 * time.Millisecond // a deal arrives at 40 KiB/s
+		after = 2 * time.Second        // WebSeedAfter
+	)
+	if piece := time.Duration(im.Manifest.PieceLength/step) * every; piece < 2*after {
+		t.Fatalf("a piece arrives in %s, want more than %s for this test", piece, 2*after)
+	}
+	var logs syncbuf.Buffer
+	a, err := New(Config{Server: trickleDeals(t, srv, step, every), Target: filepath.Join(t.TempDir(), "target"), PublicKey: pub, LabKey: key,
+		Local: true, ListenIP: "127.0.0.1", Linger: -1, WebSeedAfter: after,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(4*after, cancel)
+	a.Run(ctx) // ends with ctx: the image takes a minute at this rate
+	if strings.Contains(logs.String(), "web seed") {
+		t.Errorf("the workstation fell back to the web seed while a deal was arriving:\n%s", logs.String())
+	}
+	if dealt := metric(t, srv, "labseed_server_dealt_bytes_total"); dealt < 2*im.Manifest.PieceLength {
+		t.Errorf("dealt %d bytes in %s, want at least two pieces:\n%s", dealt, 4*after, logs.String())
+	}
+}
+
+// trickleDeals puts in front of srv a proxy that passes deals on at step
+// bytes every interval, and returns its address.
+func trickleDeals(t *testing.T, srv *seeder.Server, step int, every time.Duration) string {
+	t.Helper()
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: srv.Lab().HTTPAddr})
+	rp.FlushInterval = -1
+	rp.ModifyResponse = func(r *http.Response) error {
+		if strings.HasPrefix(r.Request.URL.Path, api.PathDeal) {
+			r.Body = &trickle{ReadCloser: r.Body, step: step, every: every}
+		}
+		return nil
+	}
+	slow := httptest.NewServer(rp)
+	t.Cleanup(slow.Close)
+	return strings.TrimPrefix(slow.URL, "http://")
+}
+
+// trickle reads at most step bytes every interval.
+type trickle struct {
+	io.ReadCloser
+	step  int
+	every time.Duration
+}
+
+func (r *trickle) Read(p []byte) (int, error) {
+	time.Sleep(r.every)
+	return r.ReadCloser.Read(p[:min(len(p), r.step)])
+}
