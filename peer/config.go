@@ -57,7 +57,10 @@ type Config struct {
 	// simulate a switch port (the demo); 0 is unlimited.
 	Rate int64
 	// NoWebSeed stops the agent from falling back on the print server's
-	// HTTP web seed when the download makes no progress for WebSeedAfter.
+	// HTTP web seed when the download makes no progress for WebSeedAfter
+	// (no piece data arrives and the print server answers no deal request:
+	// a print server that answers "nothing now" is pacing its port for the
+	// lab).
 	// (The web seed is not used from the start: anacrolix fetches 64 MiB
 	// ranges from it, the same ones for every workstation, which would spend
 	// the print server's port on duplicates the swarm would carry anyway.)

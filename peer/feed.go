@@ -90,6 +90,7 @@ func (s *Session) feedOnce(ctx context.Context, buf []byte) error {
 	if err != nil {
 		return err
 	}
+	s.answered.Add(1)
 	if n == 0 {
 		return errNothingDealt
 	}

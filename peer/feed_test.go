@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,17 +130,24 @@ func TestFeedFallsBackToBitTorrent(t *testing.T) {
 // noDealing puts in front of srv a proxy that answers 404 for the deal
 // API, as an older labseed would, and returns its address.
 func noDealing(t *testing.T, srv *seeder.Server) string {
+	return dealProxy(t, srv, func(w http.ResponseWriter, r *http.Request, _ http.Handler) { http.NotFound(w, r) })
+}
+
+// dealProxy puts in front of srv a proxy that passes requests on, deal
+// requests through deal (next passes one on), and returns its address.
+func dealProxy(t *testing.T, srv *seeder.Server, deal func(w http.ResponseWriter, r *http.Request, next http.Handler)) string {
 	t.Helper()
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: srv.Lab().HTTPAddr})
-	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rp.FlushInterval = -1
+	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, api.PathDeal) {
-			http.NotFound(w, r)
+			deal(w, r, rp)
 			return
 		}
 		rp.ServeHTTP(w, r)
 	}))
-	t.Cleanup(old.Close)
-	return strings.TrimPrefix(old.URL, "http://")
+	t.Cleanup(p.Close)
+	return strings.TrimPrefix(p.URL, "http://")
 }
 
 // TestFullDisk: a workstation whose disk fills up stops with an error that
@@ -225,49 +233,75 @@ func TestSlowDealIsProgress(t *testing.T) {
 	if piece := time.Duration(im.Manifest.PieceLength/step) * every; piece < 2*after {
 		t.Fatalf("a piece arrives in %s, want more than %s for this test", piece, 2*after)
 	}
+	server := dealProxy(t, srv, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		next.ServeHTTP(&trickle{ResponseWriter: w, step: step, every: every}, r)
+	})
+	logs := webSeedWatch(t, server, pub, key, after, 4*after)
+	if dealt := metric(t, srv, "labseed_server_dealt_bytes_total"); dealt < 2*im.Manifest.PieceLength {
+		t.Errorf("dealt %d bytes in %s, want at least two pieces:\n%s", dealt, 4*after, logs)
+	}
+}
+
+// TestBusyPrintServerIsNotAStall: a print server that answers "nothing
+// now" to every deal request (its port busy with the deals of a large
+// lab) is progress: the workstation does not fall back to the web seed,
+// which would take that port from the deals.
+func TestBusyPrintServerIsNotAStall(t *testing.T) {
+	srv, _, pub, key := testServer(t)
+	const after = 2 * time.Second // WebSeedAfter
+	var asked atomic.Int32
+	server := dealProxy(t, srv, func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
+		asked.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	logs := webSeedWatch(t, server, pub, key, after, 4*after)
+	if asked.Load() < 4 {
+		t.Errorf("the print server was asked for deals %d times in %s, want one a second or more:\n%s", asked.Load(), 4*after, logs)
+	}
+}
+
+// webSeedWatch runs a workstation with WebSeedAfter after against the
+// print server at server for run, fails the test if it adds the web seed,
+// and returns its log.
+func webSeedWatch(t *testing.T, server string, pub, key []byte, after, run time.Duration) string {
+	t.Helper()
 	var logs syncbuf.Buffer
-	a, err := New(Config{Server: trickleDeals(t, srv, step, every), Target: filepath.Join(t.TempDir(), "target"), PublicKey: pub, LabKey: key,
+	a, err := New(Config{Server: server, Target: filepath.Join(t.TempDir(), "target"), PublicKey: pub, LabKey: key,
 		Local: true, ListenIP: "127.0.0.1", Linger: -1, WebSeedAfter: after,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	time.AfterFunc(4*after, cancel)
-	a.Run(ctx) // ends with ctx: the image takes a minute at this rate
+	time.AfterFunc(run, cancel)
+	a.Run(ctx) // ends with ctx: the image takes longer than run
 	if strings.Contains(logs.String(), "web seed") {
-		t.Errorf("the workstation fell back to the web seed while a deal was arriving:\n%s", logs.String())
+		t.Errorf("the workstation fell back to the web seed while the print server dealt:\n%s", logs.String())
 	}
-	if dealt := metric(t, srv, "labseed_server_dealt_bytes_total"); dealt < 2*im.Manifest.PieceLength {
-		t.Errorf("dealt %d bytes in %s, want at least two pieces:\n%s", dealt, 4*after, logs.String())
-	}
+	return logs.String()
 }
 
-// trickleDeals puts in front of srv a proxy that passes deals on at step
-// bytes every interval, and returns its address.
-func trickleDeals(t *testing.T, srv *seeder.Server, step int, every time.Duration) string {
-	t.Helper()
-	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: srv.Lab().HTTPAddr})
-	rp.FlushInterval = -1
-	rp.ModifyResponse = func(r *http.Response) error {
-		if strings.HasPrefix(r.Request.URL.Path, api.PathDeal) {
-			r.Body = &trickle{ReadCloser: r.Body, step: step, every: every}
-		}
-		return nil
-	}
-	slow := httptest.NewServer(rp)
-	t.Cleanup(slow.Close)
-	return strings.TrimPrefix(slow.URL, "http://")
-}
-
-// trickle reads at most step bytes every interval.
+// trickle writes at most step bytes every interval, flushing each.
 type trickle struct {
-	io.ReadCloser
+	http.ResponseWriter
 	step  int
 	every time.Duration
 }
 
-func (r *trickle) Read(p []byte) (int, error) {
-	time.Sleep(r.every)
-	return r.ReadCloser.Read(p[:min(len(p), r.step)])
+func (w *trickle) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		time.Sleep(w.every)
+		k, err := w.ResponseWriter.Write(b[:min(len(b), w.step)])
+		n += k
+		if err != nil {
+			return n, err
+		}
+		http.NewResponseController(w.ResponseWriter).Flush()
+		b = b[k:]
+	}
+	return n, nil
 }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *trickle) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -70,6 +70,7 @@ type Session struct {
 	downLimit   *rate.Limiter // the client's DownloadLimiter, shared by feed
 	fed         atomic.Int64  // payload bytes dealt by the print server, counted as they arrive (feed)
 	fedPiece    atomic.Bool   // a whole dealt piece has arrived (feed)
+	answered    atomic.Int64  // deal requests the print server answered, "nothing now" included (feed)
 	claims      claims        // what the other workstations claim (feed)
 	writeErr    chan error    // the first error writing a piece from a peer or web seed
 	local       map[int]bool  // a sync's chunks found on the disk (localChunks); read-only once started

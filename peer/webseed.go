@@ -3,7 +3,8 @@ package peer
 import "time"
 
 // stallWatch measures how long the download has made no progress (no
-// piece verified, no piece data received): the web-seed fallback
+// piece verified, no piece data received, no deal answered by the print
+// server, not even with "nothing now"): the web-seed fallback
 // (Config.WebSeedAfter) goes by it.
 type stallWatch struct {
 	verified int64     // progress (bytes) at since
