@@ -162,11 +162,9 @@ func (s *Session) storeDealt(ctx context.Context, rd io.Reader, buf []byte, p in
 
 // fedReader counts a deal's bytes into n as they arrive, not piece by
 // piece: the stall watch (and so the web-seed fallback) must see a deal
-// arriving however slowly. A lab of 90 on 1 Mbit/s ports shares the print
-// server's port 90 ways at the start, a dealt piece of 256 KiB then takes
-// minutes to come whole, and counted by pieces every workstation saw no
-// progress for 15 s and added the web seed, whose requests swamped that
-// same port: the lab stood still at 3 % for 13 minutes.
+// arriving however slowly. On a print server's port shared by a lab of 90
+// at 1 Mbit/s, a dealt piece of 256 KiB takes minutes to come whole
+// (docs/lab-bench.md, "the web-seed stampede").
 type fedReader struct {
 	r io.Reader
 	n *atomic.Int64
