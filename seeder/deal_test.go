@@ -263,3 +263,67 @@ func TestRestartedWorkstationNotBarred(t *testing.T) {
 		t.Fatal("a second new run within the hold time escaped the bar")
 	}
 }
+
+// TestWebSeedYieldsToDeals: while the deals fill the print server's port
+// (as many open as the dealer keeps), the web seed answers 503 with a
+// Retry-After instead of taking the port from them; once a deal ends, it
+// serves the payload again.
+func TestWebSeedYieldsToDeals(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := publishGenerated(t, st, fixture.ImageOptions{TotalBytes: 4 << 20}, chunker.Config{Name: "lab1", Level: 1, PieceLength: 32 << 10})
+	srv, _ := startServer(t, dir, nil)
+	waitSeeding(t, srv)
+	m := im.Manifest
+	seed := func() *http.Response {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), "GET", "http://"+srv.Lab().HTTPAddr+api.PathSeed+chunker.TorrentName(m.Name, m.Version), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Range", "bytes=0-1023")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := seed(); resp.StatusCode != http.StatusPartialContent {
+		t.Fatalf("web seed with no deal open: %s, want 206", resp.Status)
+	}
+
+	srv.mu.Lock()
+	var d *deal.Dealer
+	for _, si := range srv.seeded {
+		d = si.dealer
+	}
+	srv.mu.Unlock()
+	want := deal.NewBitmap(d.Pieces())
+	for p := range d.Pieces() {
+		want.Set(p)
+	}
+	now := time.Now()
+	var first, n int
+	for open, limit := d.Open(); open < limit; open, limit = d.Open() {
+		var ok bool
+		if first, n, ok = d.Deal(want, now); !ok {
+			t.Fatalf("the dealer refused a deal with %d of %d open", open, limit)
+		}
+		for p := first; p < first+n; p++ {
+			want.Clear(p)
+		}
+	}
+	resp := seed()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("web seed while the deals fill the port: %s, Retry-After %q; want 503 with a Retry-After", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	d.Finish(first, n, n, time.Now())
+	if resp := seed(); resp.StatusCode != http.StatusPartialContent {
+		t.Errorf("web seed once a deal ended: %s, want 206", resp.Status)
+	}
+}

@@ -148,19 +148,29 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleSeed(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("file")
 	s.mu.Lock()
-	var path string
+	var seeded *seededImage
 	for _, si := range s.seeded {
 		m := si.img.Manifest
 		if chunker.TorrentName(m.Name, m.Version) == name {
-			path = si.img.PayloadPath()
+			seeded = si
 		}
 	}
 	s.mu.Unlock()
-	if path == "" {
+	if seeded == nil {
 		http.NotFound(w, r)
 		return
 	}
-	f, err := os.Open(path)
+	// The web seed takes only what the deals leave of the port: while
+	// they fill it (package deal paces them to it), a web seed's 64 MiB
+	// ranges would take it from them. A lab of 90 whose workstations all
+	// fell back to the web seed stood still (docs/lab-bench.md, "the
+	// web-seed stampede"); anacrolix asks again within 10 s after a 503.
+	if open, limit := seeded.dealer.Open(); open >= limit {
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "the print server's port is busy with the lab's deals: ask again in a few seconds", http.StatusServiceUnavailable)
+		return
+	}
+	f, err := os.Open(seeded.img.PayloadPath())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
