@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -265,9 +266,10 @@ func TestRestartedWorkstationNotBarred(t *testing.T) {
 }
 
 // TestWebSeedYieldsToDeals: while the deals fill the print server's port
-// (as many open as the dealer keeps), the web seed answers 503 with a
-// Retry-After instead of taking the port from them; once a deal ends, it
-// serves the payload again.
+// (as many open as the dealer keeps), the web seed answers a lab member
+// 503 with a Retry-After instead of taking the port from them, and still
+// serves a follower (no lab member: it replicates over the campus link);
+// once a deal ends, it serves the lab again.
 func TestWebSeedYieldsToDeals(t *testing.T) {
 	dir := t.TempDir()
 	st, err := store.Open(dir)
@@ -278,14 +280,17 @@ func TestWebSeedYieldsToDeals(t *testing.T) {
 	srv, _ := startServer(t, dir, nil)
 	waitSeeding(t, srv)
 	m := im.Manifest
-	seed := func() *http.Response {
+	// The print server's own gossip address, 127.0.0.1, is a lab member's.
+	seed := func(from string) *http.Response {
 		t.Helper()
+		hc := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext}}
+		defer hc.CloseIdleConnections()
 		req, err := http.NewRequestWithContext(t.Context(), "GET", "http://"+srv.Lab().HTTPAddr+api.PathSeed+chunker.TorrentName(m.Name, m.Version), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		req.Header.Set("Range", "bytes=0-1023")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,7 +298,7 @@ func TestWebSeedYieldsToDeals(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
-	if resp := seed(); resp.StatusCode != http.StatusPartialContent {
+	if resp := seed("127.0.0.1"); resp.StatusCode != http.StatusPartialContent {
 		t.Fatalf("web seed with no deal open: %s, want 206", resp.Status)
 	}
 
@@ -318,12 +323,15 @@ func TestWebSeedYieldsToDeals(t *testing.T) {
 			want.Clear(p)
 		}
 	}
-	resp := seed()
+	resp := seed("127.0.0.1")
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("web seed while the deals fill the port: %s, Retry-After %q; want 503 with a Retry-After", resp.Status, resp.Header.Get("Retry-After"))
 	}
+	if resp := seed("127.0.0.77"); resp.StatusCode != http.StatusPartialContent {
+		t.Errorf("web seed to a follower while the deals fill the port: %s, want 206", resp.Status)
+	}
 	d.Finish(first, n, n, time.Now())
-	if resp := seed(); resp.StatusCode != http.StatusPartialContent {
+	if resp := seed("127.0.0.1"); resp.StatusCode != http.StatusPartialContent {
 		t.Errorf("web seed once a deal ended: %s, want 206", resp.Status)
 	}
 }

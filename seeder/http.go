@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -160,12 +161,15 @@ func (s *Server) handleSeed(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	// The web seed takes only what the deals leave of the port: while
-	// they fill it (package deal paces them to it), a web seed's 64 MiB
-	// ranges would take it from them. A lab of 90 whose workstations all
-	// fell back to the web seed stood still (docs/lab-bench.md, "the
-	// web-seed stampede"); anacrolix asks again within 10 s after a 503.
-	if open, limit := seeded.dealer.Open(); open >= limit {
+	// For the lab's workstations the web seed takes only what the deals
+	// leave of the port: while they fill it (package deal paces them to
+	// it), a web seed's 64 MiB ranges would take it from them. A lab of 90
+	// whose workstations all fell back to the web seed stood still
+	// (docs/lab-bench.md, "the web-seed stampede"); anacrolix asks again
+	// within 10 s after a 503. Followers (package follow) are no lab
+	// members: they replicate over the campus link, not the lab's port.
+	ap, _ := netip.ParseAddrPort(r.RemoteAddr) // none: no lab member
+	if open, limit := seeded.dealer.Open(); open >= limit && s.labMember(ap.Addr().Unmap()) {
 		w.Header().Set("Retry-After", "10")
 		http.Error(w, "the print server's port is busy with the lab's deals: ask again in a few seconds", http.StatusServiceUnavailable)
 		return
