@@ -81,7 +81,8 @@ func (s *Session) tick() {
 	// the web seed would only take that port from the deals. At N = 90 on
 	// 1 Mbit/s ports the port deals a piece every 2 s, most workstations
 	// wait minutes for their first bytes, and every one of them added the
-	// web seed after 15 s: the lab stood still at 2 % for 15 minutes. The
+	// web seed after 15 s: the lab stood still at 4 % or less for 13
+	// minutes (docs/lab-bench.md, "the web-seed stampede"). The
 	// web seed stays for what it is for: pieces claimed by peers that do
 	// not deliver (not asked of the print server, so no answers).
 	progress += s.answered.Load()

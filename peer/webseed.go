@@ -7,15 +7,16 @@ import "time"
 // server, not even with "nothing now"): the web-seed fallback
 // (Config.WebSeedAfter) goes by it.
 type stallWatch struct {
-	verified int64     // progress (bytes) at since
+	progress int64     // at since
 	since    time.Time // when it last grew (or the first update)
 }
 
-// update records the progress in bytes at now and returns how long it has
-// not grown.
-func (w *stallWatch) update(now time.Time, verified int64) time.Duration {
-	if verified != w.verified || w.since.IsZero() {
-		w.verified, w.since = verified, now
+// update records progress at now, a count that grows with any progress
+// (bytes received and verified, deal answers), and returns how long it
+// has not grown.
+func (w *stallWatch) update(now time.Time, progress int64) time.Duration {
+	if progress != w.progress || w.since.IsZero() {
+		w.progress, w.since = progress, now
 	}
 	return now.Sub(w.since)
 }
