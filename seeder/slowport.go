@@ -18,11 +18,13 @@ import (
 // share its port with every other deal (a rule by deal drain rate changed
 // nothing at N = 8 and misfired at N = 48, docs/lab-bench.md); but each
 // workstation gossips, once a second (every few seconds in a large lab
-// on slow ports: gossip.Node.SetStatusBudget), the bytes it has received
-// from every source (gossip.Status.FromServer + FromPeers), and their
-// rate shows the port: workstations on 20 Mbit/s ports receive 2.2-2.4 MB/s at
-// their best, one on a 4 Mbit/s port at most 0.5. The rate is measured
-// here over windows of at least rateWindow: the gossiped DownRate covers
+// on slow ports, up to every 30 s: gossip.Node.SetStatusBudget), the
+// bytes it has received from every source (gossip.Status.FromServer +
+// FromPeers), and their rate shows the port: workstations on 20 Mbit/s
+// ports receive 2.2-2.4 MB/s at their best, one on a 4 Mbit/s port at
+// most 0.5. The rate is measured here over windows of at least
+// rateWindow between the times the workstation gave its statuses
+// (gossip.Status.UpdatedUnix): the gossiped DownRate covers
 // one second, in whole pieces (256 KiB a second is 2.1 Mbit/s), and took
 // the 4 Mbit/s port for one of 8.4 Mbit/s; over eight seconds a piece is
 // an eighth of what the slow port carries.
@@ -65,8 +67,9 @@ type portRates struct {
 }
 
 // portRate is one member's receive rate: the window under way (since at,
-// from received bytes), the best rate of its finished windows in bytes/s,
-// and whether the print server has said that it is on a slow port.
+// the time of the member's status, from received bytes), the best rate
+// of its finished windows in bytes/s, and whether the print server has
+// said that it is on a slow port.
 type portRate struct {
 	at       time.Time
 	received uint64
@@ -98,13 +101,25 @@ func (p *portRates) slow(members []gossip.Member, name string, now time.Time) (s
 			continue
 		}
 		received := st.FromServer + st.FromPeers
+		// The window is timed by the member's own clock, when it made
+		// the status it gossips, not by when the print server looks: in
+		// a large lab on slow ports a status goes out every few seconds,
+		// up to every 30 s (gossip.Node.SetStatusBudget), and a window
+		// of 8 s on this clock that held one such step counted up to 30 s
+		// of bytes (a lab of 90 on 2 Mbit/s ports: a median of 10.4 Mbit/s,
+		// and six workstations whose statuses went out more often
+		// judged slow).
+		at := now
+		if st.UpdatedUnix != 0 {
+			at = time.Unix(st.UpdatedUnix, 0)
+		}
 		r, ok := p.members[m.Name]
 		switch {
-		case !ok || received < r.received:
-			r = portRate{at: now, received: received}
-		case now.Sub(r.at) >= rateWindow:
-			r.best = max(r.best, float64(received-r.received)/now.Sub(r.at).Seconds())
-			r.at, r.received = now, received
+		case !ok || received < r.received || at.Before(r.at):
+			r = portRate{at: at, received: received}
+		case at.Sub(r.at) >= rateWindow:
+			r.best = max(r.best, float64(received-r.received)/at.Sub(r.at).Seconds())
+			r.at, r.received = at, received
 			r.windows++
 		}
 		seen[m.Name] = r

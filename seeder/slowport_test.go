@@ -2,34 +2,42 @@ package seeder
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/labseed/labseed/gossip"
 )
 
+// labStart is when the tests' lab starts: the time of its members' first
+// statuses and of the print server's first look.
+var labStart = time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+
 // labMembers returns n downloading workstations ws1..wsn at 10.0.0.1..
-// that have received nothing yet.
+// that have received nothing yet, their statuses made at labStart.
 func labMembers(n int) []gossip.Member {
 	ms := make([]gossip.Member, n)
 	for i := range ms {
 		ms[i] = gossip.Member{
 			Name: fmt.Sprintf("ws%d", i+1), Addr: fmt.Sprintf("10.0.0.%d:7946", i+1), State: gossip.StateAlive,
-			Status: gossip.Status{Role: gossip.RolePeer, Phase: gossip.PhaseDownloading, TorrentAddr: fmt.Sprintf("10.0.0.%d:6881", i+1)},
+			Status: gossip.Status{Role: gossip.RolePeer, Phase: gossip.PhaseDownloading, TorrentAddr: fmt.Sprintf("10.0.0.%d:6881", i+1),
+				UpdatedUnix: labStart.Unix()},
 		}
 	}
 	return ms
 }
 
-// receive adds what each member receives in d at rates[i] bytes/s (the
-// last rate for the rest), half from the print server, half from peers,
-// counted in whole 256 KiB pieces as a workstation gossips them.
+// receive adds what each member receives in d (whole seconds) at
+// rates[i] bytes/s (the last rate for the rest), half from the print
+// server, half from peers, counted in whole 256 KiB pieces as a
+// workstation gossips them, and moves its status time on by d.
 func receive(ms []gossip.Member, d time.Duration, rates ...float64) {
 	for i := range ms {
 		r := rates[min(i, len(rates)-1)]
 		b := uint64(r*d.Seconds()) / (256 << 10) * (256 << 10)
 		ms[i].Status.FromServer += b / 2
 		ms[i].Status.FromPeers += b - b/2
+		ms[i].Status.UpdatedUnix += int64(d / time.Second)
 	}
 }
 
@@ -58,7 +66,7 @@ func run(p *portRates, ms []gossip.Member, now *time.Time, d time.Duration, rate
 
 func TestSlowPort(t *testing.T) {
 	const fast, port4 = 2_300_000, 480_000 // what 20 and 4 Mbit/s ports carry at best
-	t0 := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	t0 := labStart
 	t.Run("one slow port of eight", func(t *testing.T) {
 		var p portRates
 		now, ms := t0, labMembers(8)
@@ -200,6 +208,43 @@ func TestSlowPort(t *testing.T) {
 		ms[0].Status.Sync = true
 		if got := slowOnes(&p, ms, now); got != nil {
 			t.Fatalf("slow: %v, want none", got)
+		}
+	})
+	t.Run("statuses spaced by the status budget", func(t *testing.T) {
+		// A lab of 90 on 4 Mbit/s ports (500 kB/s at best): most
+		// statuses go out every 30 s (gossip.Node.SetStatusBudget),
+		// those of 20 workstations that received little so far every
+		// second, and the print server looks every second. Each
+		// workstation's port is the same but ws1's, at a third.
+		const rate = 500_000
+		var p portRates
+		now, ms := t0, labMembers(90)
+		gossiped := slices.Clone(ms)
+		for range 120 {
+			now = now.Add(time.Second)
+			for i := range ms {
+				r := float64(rate)
+				if i == 0 {
+					r /= 3
+				}
+				// Whole pieces received since the start.
+				ms[i].Status.FromPeers = uint64(r*now.Sub(t0).Seconds()) / (256 << 10) * (256 << 10)
+				ms[i].Status.UpdatedUnix = now.Unix()
+				if (i >= 1 && i <= 20) || (now.Unix()+int64(i))%30 == 0 {
+					gossiped[i] = ms[i]
+				}
+			}
+			if got := slowOnes(&p, gossiped, now); got != nil && fmt.Sprint(got) != "[1]" {
+				t.Fatalf("slow at %v: %v, want at most ws1", now.Sub(t0), got)
+			}
+		}
+		if got := slowOnes(&p, gossiped, now); fmt.Sprint(got) != "[1]" {
+			t.Fatalf("slow: %v, want [1]", got)
+		}
+		for _, m := range gossiped[1:] {
+			if best := p.members[m.Name].best; best < 0.85*rate || best > 1.15*rate {
+				t.Fatalf("%s: best rate %.0f B/s, want its port's %d", m.Name, best, rate)
+			}
 		}
 	})
 	t.Run("forgets who left", func(t *testing.T) {
