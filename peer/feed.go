@@ -24,34 +24,9 @@ import (
 // streams were too noisy to show a difference; docs/lab-bench.md.)
 const feeders = 2
 
-// feedRetry is how long a feeder waits after the print server could not
-// be reached, or when it has nothing to ask for; after the print server
-// answered "nothing now", at least that long (nothingRetry).
+// feedRetry is how long a feeder waits after the print server had nothing
+// to deal, or could not be reached.
 const feedRetry = time.Second
-
-// Each "nothing now" answer costs the print server's port, the lab's
-// bottleneck while it deals, a small TCP segment or two (about 150 bytes
-// on the wire). In a lab of 90 on 1 Mbit/s ports its 180 feeders asking
-// again every second made about 90,000 small segments in a run, and the
-// port carried 1.24 × the image where the deals were 0.88 of it: a
-// quarter of the port went to such answers and the gossip. So in a large
-// lab a feeder told "nothing now" waits long enough that the lab's
-// feeders together ask about maxNothingAsks times a second (about 24
-// kbit/s of answers: 2.4 % of a 1 Mbit/s port), at most maxNothingRetry.
-// A feeder whose deal arrived asks again at once, so the deals that end
-// are taken up again by the feeders that have work.
-const (
-	maxNothingAsks  = 20
-	maxNothingRetry = 8 * time.Second
-)
-
-// nothingRetry is how long a feeder waits after the print server answered
-// "nothing now", in a lab of workstations: feedRetry up to 10
-// workstations, then in proportion, at most maxNothingRetry.
-func nothingRetry(workstations int) time.Duration {
-	d := time.Duration(workstations*feeders) * time.Second / maxNothingAsks
-	return min(max(d, feedRetry), maxNothingRetry)
-}
 
 // feed fetches from the print server the pieces it deals this workstation
 // (package deal): pieces no workstation connected to this one has. The
@@ -73,13 +48,10 @@ func (s *Session) feed(ctx context.Context) error {
 			err = errNothingDealt
 		}
 		var ae *api.APIError
-		retry := feedRetry
 		switch {
 		case err == nil:
 			failing = false
 			continue
-		case errors.Is(err, errNothingNow):
-			retry = max(s.idle, feedRetry)
 		case errors.Is(err, errNothingDealt):
 		case errors.Is(err, errStaging):
 			return fmt.Errorf("peer: %w", err) // a full or broken disk: stop the run
@@ -96,15 +68,14 @@ func (s *Session) feed(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(retry):
+		case <-time.After(feedRetry):
 		}
 	}
 	return nil
 }
 
 var (
-	errNothingDealt = errors.New("nothing dealt")     // nothing to ask for
-	errNothingNow   = errors.New("nothing dealt now") // the print server's answer
+	errNothingDealt = errors.New("nothing dealt")
 	errStaging      = errors.New("staging")
 )
 
@@ -121,7 +92,7 @@ func (s *Session) feedOnce(ctx context.Context, buf []byte) error {
 	}
 	s.answered.Add(1)
 	if n == 0 {
-		return errNothingNow
+		return errNothingDealt
 	}
 	defer body.Close()
 	if !skipped {

@@ -3,7 +3,6 @@ package peer
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -258,48 +257,6 @@ func TestBusyPrintServerIsNotAStall(t *testing.T) {
 	logs := webSeedWatch(t, server, pub, key, after, 4*after)
 	if asked.Load() < 4 {
 		t.Errorf("the print server was asked for deals %d times in %s, want one a second or more:\n%s", asked.Load(), 4*after, logs)
-	}
-}
-
-// TestLargeLabAsksLessOften: in a large lab a workstation told "nothing
-// now" waits longer before it asks again (nothingRetry), so that the
-// lab's asks cost the print server's port little (in a small lab it asks
-// every second: TestBusyPrintServerIsNotAStall).
-func TestLargeLabAsksLessOften(t *testing.T) {
-	srv, _, pub, key := testServer(t)
-	var asked atomic.Int32
-	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: srv.Lab().HTTPAddr})
-	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case strings.HasPrefix(r.URL.Path, api.PathDeal):
-			asked.Add(1)
-			w.WriteHeader(http.StatusNoContent)
-		case r.Method == "GET" && strings.HasPrefix(r.URL.Path, api.PathImages+"/"):
-			// The print server counts 90 workstations in its lab.
-			rec := httptest.NewRecorder()
-			rp.ServeHTTP(rec, r)
-			var im api.Image
-			if err := json.Unmarshal(rec.Body.Bytes(), &im); err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			im.Lab.Workstations = 90
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(im)
-		default:
-			rp.ServeHTTP(w, r)
-		}
-	}))
-	t.Cleanup(p.Close)
-	const run = 10 * time.Second
-	logs := webSeedWatch(t, strings.TrimPrefix(p.URL, "http://"), pub, key, 2*run, run)
-	if !strings.Contains(logs, "lab_workstations=90") {
-		t.Fatalf("the workstation did not take the lab for one of 90:\n%s", logs)
-	}
-	// Two feeders, each asking at once and then every 8 s (every second
-	// before: about 20 asks).
-	if n := asked.Load(); n < 2 || n > 6 {
-		t.Errorf("asked for deals %d times in %s in a lab of 90, want 2 to 6 (every %s per feeder):\n%s", n, run, nothingRetry(90), logs)
 	}
 }
 

@@ -71,7 +71,6 @@ type Session struct {
 	fed         atomic.Int64  // payload bytes dealt by the print server, counted as they arrive (feed)
 	fedPiece    atomic.Bool   // a whole dealt piece has arrived (feed)
 	answered    atomic.Int64  // deal requests the print server answered, "nothing now" included (feed)
-	idle        time.Duration // a feeder's wait after "nothing now", for the lab's size (feed, nothingRetry)
 	claims      claims        // what the other workstations claim (feed)
 	writeErr    chan error    // the first error writing a piece from a peer or web seed
 	local       map[int]bool  // a sync's chunks found on the disk (localChunks); read-only once started
@@ -212,7 +211,6 @@ func (a *Agent) start(ctx context.Context, im *Image) (_ *Session, err error) {
 	// Registered again with the block size, which wants the lab's size.
 	lab := max(im.lab.Workstations, gossip.LiveWorkstations(s.node.Members()))
 	files.BlockSize, files.MaxRequests = blocks(a.cfg.Sync, lab, a.cfg.MaxConns)
-	s.idle = nothingRetry(lab)
 	storage.Register(ih, files)
 	if s.t, err = swarm.AddTorrent(s.client, im.mi, files.BlockSize); err != nil {
 		return nil, fmt.Errorf("peer: add torrent: %w", err)
