@@ -213,9 +213,10 @@ func TestSlowPort(t *testing.T) {
 	t.Run("statuses spaced by the status budget", func(t *testing.T) {
 		// A lab of 90 on 4 Mbit/s ports (500 kB/s at best): most
 		// statuses go out every 30 s (gossip.Node.SetStatusBudget),
-		// those of 20 workstations that received little so far every
-		// second, and the print server looks every second. Each
-		// workstation's port is the same but ws1's, at a third.
+		// those of 20 workstations every second (each spaces its own
+		// by its mean receive rate since it started), and the print
+		// server looks every second. Each workstation's port is the
+		// same but ws1's, at a third.
 		const rate = 500_000
 		var p portRates
 		now, ms := t0, labMembers(90)
