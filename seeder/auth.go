@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/labseed/labseed/api"
@@ -54,6 +55,13 @@ func (s *Server) refusedLog(r *http.Request, msg string, err error) {
 		s.log.Warn(msg, "remote", ip, "method", textsafe.Clean(r.Method, 16),
 			"path", textsafe.Clean(r.URL.Path, 128), "err", textsafe.Clean(err.Error(), 256))
 	}
+}
+
+// sourceAddr is the address a request came from, an IPv4 address in its
+// 4-byte form (remoteIP is its text for logs).
+func sourceAddr(r *http.Request) (netip.Addr, error) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	return ap.Addr().Unmap(), err
 }
 
 // remoteIP is the address a request came from, without its port.

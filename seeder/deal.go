@@ -288,12 +288,11 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "an infohash is 40 hex digits", http.StatusBadRequest)
 		return
 	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	ip, err := sourceAddr(r)
 	if err != nil {
 		http.Error(w, "bad source address", http.StatusBadRequest)
 		return
 	}
-	ip := ap.Addr().Unmap()
 	if !s.labMember(ip) {
 		s.refusedLog(r, "deal refused", errors.New("not a lab member"))
 		http.Error(w, "deals are for the lab's workstations: "+ip.String()+" is not in the lab's gossip", http.StatusForbidden)

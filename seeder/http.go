@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -168,8 +167,8 @@ func (s *Server) handleSeed(w http.ResponseWriter, r *http.Request) {
 	// (docs/lab-bench.md, "the web-seed stampede"); anacrolix asks again
 	// within 10 s after a 503. Followers (package follow) are no lab
 	// members: they replicate over the campus link, not the lab's port.
-	ap, _ := netip.ParseAddrPort(r.RemoteAddr) // none: no lab member
-	if open, limit := seeded.dealer.Open(); open >= limit && s.labMember(ap.Addr().Unmap()) {
+	ip, _ := sourceAddr(r) // none: no lab member
+	if open, limit := seeded.dealer.Open(); open >= limit && s.labMember(ip) {
 		w.Header().Set("Retry-After", "10")
 		http.Error(w, "the print server's port is busy with the lab's deals: ask again in a few seconds", http.StatusServiceUnavailable)
 		return

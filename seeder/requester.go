@@ -35,11 +35,11 @@ var errUnresolved = errors.New("the print server cannot tell the requester's MAC
 // about (see above), in their order; an error (errNotYours or
 // errUnresolved, wrapped) when none.
 func (s *Server) requesterMACs(r *http.Request, macs []net.HardwareAddr) ([]net.HardwareAddr, error) {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	ip, err := sourceAddr(r)
 	if err != nil {
 		return nil, fmt.Errorf("%w: source address %q", errUnresolved, r.RemoteAddr)
 	}
-	return s.macsFrom(ap.Addr().Unmap(), macs)
+	return s.macsFrom(ip, macs)
 }
 
 // macsFrom returns those of macs that a sender at ip may speak for (the
