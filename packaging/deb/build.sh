@@ -198,11 +198,21 @@ license "$(go env GOROOT)" >"$work/text"
 h=$(sha256sum <"$work/text" | cut -c1-64)
 mv "$work/text" "$lic/$h"
 printf 'Go standard library %s\n%s\n' "$(go env GOVERSION)" "$h" >"$work/mods"
-go version -m "$root/usr/bin/labseed" | awk '$1 == "dep" || $1 == "=>" { print $2, $3 }' |
-  while read -r path ver; do
-    [[ $ver == "(devel)" || -z $ver ]] && continue
-    # The module cache spells capital letters as "!" and the lower case letter.
-    license "$modcache/$(sed 's/[A-Z]/!\L&/g' <<<"$path")@$ver" >"$work/text"
+# A module replaced by a directory of the repository (go.mod's replace, e.g.
+# third_party/anacrolix-torrent) takes its license from there.
+go version -m "$root/usr/bin/labseed" | awk '
+  $1 == "dep" { if (p) print p; path = $2; ver = $3; p = path " " ver " -" }
+  $1 == "=>" { p = path " " ver " " $2 }
+  END { if (p) print p }' |
+  while read -r path ver dir; do
+    if [[ $dir == ./* ]]; then
+      license "$repo/${dir#./}" >"$work/text"
+      ver="$ver, patched: ${dir#./}"
+    else
+      [[ $ver == "(devel)" || -z $ver ]] && continue
+      # The module cache spells capital letters as "!" and the lower case letter.
+      license "$modcache/$(sed 's/[A-Z]/!\L&/g' <<<"$path")@$ver" >"$work/text"
+    fi
     h=$(sha256sum <"$work/text" | cut -c1-64)
     mv "$work/text" "$lic/$h"
     printf '%s %s\n%s\n' "$path" "$ver" "$h"
