@@ -120,8 +120,10 @@ const CrowdMaxRequests = (1 << 20) / CrowdBlockSize
 // connection with fewer outstanding ("request stealing"); with blocks of a
 // whole piece (BlockSize) the first peer has usually begun sending it, so
 // both copies arrive. In the lab bench (N = 8, 20 Mbit/s, the Debian
-// minbase image) 15-27 of each workstation's 191 pieces arrived twice, 8-14
-// % of what it received (docs/lab-bench.md, "Pieces received twice").
+// minbase image) 15-25 of each workstation's 191 pieces arrived twice, a
+// tenth of what it received; with StealAfter none did, and the lab of 90
+// on 2 Mbit/s ports went from 1.19-1.20 to 1.12 T_lim (docs/lab-bench.md,
+// "Measured: pieces received twice").
 const StealAfter = 10 * time.Second
 
 // RateBurst is the token-bucket burst NewClient gives the upload and download
