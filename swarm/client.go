@@ -108,8 +108,15 @@ const CrowdBlockSize = 64 << 10
 // reads every queued request ahead).
 const MaxRequests = (1 << 20) / BlockSize
 
-// CrowdMaxRequests is MaxRequests for CrowdBlockSize blocks: the same 1 MiB.
-const CrowdMaxRequests = (1 << 20) / CrowdBlockSize
+// CrowdMaxRequests is MaxRequests in a crowded lab: 256 KiB of
+// CrowdBlockSize blocks at each peer. Since a request stays with a peer
+// that delivers (StealAfter), it waits behind those made before it; at
+// 1 MiB per peer, on 1 Mbit/s ports shared by ten connections, the last
+// pieces of a lab of 90 waited there for over a minute, ten workstations
+// stalled and added the web seed, and the print server dealt 1.36 × the
+// payload: 1.40 T_lim against 1.27 with 256 KiB, and 1.12 against 1.11 on
+// 2 Mbit/s ports (docs/lab-bench.md, "Measured: pieces received twice").
+const CrowdMaxRequests = (256 << 10) / CrowdBlockSize
 
 // StealAfter is ClientConfig.RequestStealAfter, a setting of labseed's
 // patch to anacrolix (third_party/anacrolix-torrent/LABSEED.md): a block
