@@ -76,7 +76,7 @@ func TestDiscovery(t *testing.T) {
 }
 
 // TestBlocks: smaller blocks only where a workstation cannot connect to
-// every other one (more others than MaxConns), with as many bytes
+// every other one (more others than MaxConns), with a quarter of the bytes
 // requested; the sync's own in a sync.
 func TestBlocks(t *testing.T) {
 	for _, c := range []struct {
@@ -87,8 +87,8 @@ func TestBlocks(t *testing.T) {
 		{false, 1, 10, swarm.BlockSize, 4},
 		{false, 8, 10, swarm.BlockSize, 4},
 		{false, 11, 10, swarm.BlockSize, 4}, // ten others, ten connections
-		{false, 12, 10, swarm.CrowdBlockSize, 16},
-		{false, 48, 10, swarm.CrowdBlockSize, 16},
+		{false, 12, 10, swarm.CrowdBlockSize, 4},
+		{false, 48, 10, swarm.CrowdBlockSize, 4},
 		{false, 48, 64, swarm.BlockSize, 4},
 		{true, 8, 10, syncBlockSize, 4},
 		{true, 90, 10, syncBlockSize, 4},

@@ -366,17 +366,21 @@ func (s *Session) linger(ctx context.Context) error {
 }
 
 // waitServerSeesDone waits, at most max, until the print server's lab
-// status shows this workstation finished. Leaving the gossip races the last
+// status shows this workstation done. Leaving the gossip races the last
 // status update: a print server that gets the leave first keeps the old
 // status (seen in a CI run: a finished workstation left "downloading 90 %"
 // in the lab status and its metrics). The server's own answer settles it.
+// Seeding is not enough: that status holds the bytes uploaded before the
+// workstation went on serving the others, and the lab's metrics would miss
+// the rest (seen in a CI run once no piece was received twice: the lab's
+// uploads fell short of what its workstations received from each other).
 func (s *Session) waitServerSeesDone(ctx context.Context, max time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, max)
 	defer cancel()
 	for {
 		if ls, err := s.a.api.Status(ctx); err == nil {
 			for _, h := range ls.Hosts {
-				if h.Name == s.name && (h.Status.Phase == api.PhaseSeeding || h.Status.Phase == api.PhaseDone) {
+				if h.Name == s.name && h.Status.Phase == api.PhaseDone {
 					return
 				}
 			}
