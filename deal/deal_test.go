@@ -413,3 +413,43 @@ func TestDealSetHold(t *testing.T) {
 		t.Fatalf("not dealt again after Config.Hold (20 s) with the hold set back to 0: %d %v", f, ok)
 	}
 }
+
+// TestDealChanged: the channel Changed gives is closed by each change
+// that may let a refused deal through (Finish, Unsend, Gone, a new hold),
+// and by nothing else; each call after a change gives a new one.
+func TestDealChanged(t *testing.T) {
+	d := New(16, Config{MaxRun: 4})
+	now := time.Unix(1000, 0)
+	closed := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	steps := []struct {
+		name   string
+		change bool
+		do     func()
+	}{
+		{"a deal made", false, func() { d.Deal(all(16), now) }},
+		{"a deal refused", false, func() { d.Deal(NewBitmap(16), now) }},
+		{"a deal finished", true, func() { d.Finish(0, 4, 4, now) }},
+		{"the same hold set again", false, func() { d.SetHold(0) }},
+		{"a new hold", true, func() { d.SetHold(CrowdHold) }},
+		{"pieces given back", true, func() { d.Unsend(0, 4, now) }},
+		{"pieces not sent given back", false, func() { d.Unsend(8, 4, now) }},
+		{"a holder gone", true, func() { d.Gone(7) }},
+	}
+	for _, st := range steps {
+		c := d.Changed()
+		if closed(c) {
+			t.Fatalf("before %s: Changed gave a closed channel", st.name)
+		}
+		st.do()
+		if got := closed(c); got != st.change {
+			t.Errorf("%s: Changed's channel closed %v, want %v", st.name, got, st.change)
+		}
+	}
+}
