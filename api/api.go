@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // DefaultPort is the print server's HTTP port: the API, the web seed, the
@@ -87,20 +86,6 @@ const (
 // to an address that asks again for pieces it was dealt: a workstation
 // restarted after a power cut lost them, it did not refuse to read them.
 const HeaderDealSession = "Labseed-Deal-Session"
-
-// HeaderDealWait, on a PathDeal request, is how many whole seconds the
-// workstation lets the print server hold the request when it has nothing
-// to deal at once: a print server that reads it answers as soon as it can
-// deal (within that time, at most MaxDealWait), or 204 when the time is
-// up; one that does not answers 204 at once. Workstations that ask again
-// every second instead spent up to a quarter of a lab's print server port
-// on the answers "nothing now" (a lab of 90 on 1 Mbit/s ports,
-// docs/lab-bench.md).
-const HeaderDealWait = "Labseed-Deal-Wait"
-
-// MaxDealWait is the longest a print server holds a deal request
-// (HeaderDealWait): well within its request timeout.
-const MaxDealWait = 10 * time.Second
 
 // ValidChunkSum reports whether sum names a chunk as PathChunk does: a
 // SHA-256 in 64 lower-case hex digits.

@@ -38,10 +38,6 @@ type Client struct {
 	// Session, if set, is sent with every deal request as
 	// HeaderDealSession: a workstation sets one random value per run.
 	Session string
-	// DealWait, if set, is sent with every deal request as
-	// HeaderDealWait (rounded down to whole seconds): the print server
-	// may hold the request that long before it answers "nothing now".
-	DealWait time.Duration
 }
 
 // NewClient returns a Client for server ("host" or "host:port"), without
@@ -175,9 +171,6 @@ func (c *Client) DealSkipping(ctx context.Context, infohash string, want, local 
 	}
 	if c.Session != "" {
 		hdr.Set(HeaderDealSession, c.Session)
-	}
-	if s := int(c.DealWait / time.Second); s > 0 {
-		hdr.Set(HeaderDealWait, strconv.Itoa(s))
 	}
 	resp, err := c.sendHeader(ctx, hc, "POST", PathDeal+infohash, octets(want), hdr)
 	if err != nil {

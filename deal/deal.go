@@ -100,7 +100,6 @@ type Dealer struct {
 	areaAt   time.Time
 	done     []finished    // the Finishes of the last rateWindow
 	hold     time.Duration // SetHold's; 0: cfg.Hold
-	changed  chan struct{} // closed at the next change (Changed); nil until asked for
 }
 
 // finished is a Finish that sent pieces: the rate the port carried
@@ -239,7 +238,6 @@ func (d *Dealer) DealTo(want Bitmap, now time.Time, to Holder) (first, n int, ok
 func (d *Dealer) Finish(first, n, sent int, now time.Time) (last bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	defer d.signal()
 	before := d.sent
 	d.integrate(now)
 	d.open = max(0, d.open-1)
@@ -308,10 +306,7 @@ func (d *Dealer) maxOpen() int {
 func (d *Dealer) SetHold(hold time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if max(hold, 0) != d.hold {
-		d.hold = max(hold, 0)
-		d.signal()
-	}
+	d.hold = max(hold, 0)
 }
 
 // Open returns how many deals are open and the most the Dealer keeps open
@@ -347,7 +342,6 @@ func (d *Dealer) Gone(id uint32) {
 		clear(d.slow)
 	}
 	d.slow[id] = true
-	d.signal()
 }
 
 // Unsend takes back pieces first..first+n-1 that a Finish at time at
@@ -361,30 +355,7 @@ func (d *Dealer) Unsend(first, n int, at time.Time) {
 		if d.sending[i] == 0 && !at.IsZero() && d.sentAt[i].Equal(at) {
 			d.sentAt[i] = time.Time{}
 			d.sent--
-			d.signal()
 		}
-	}
-}
-
-// Changed returns a channel that is closed at the next Finish, Unsend,
-// Gone or SetHold that changes the hold: after it, a workstation told
-// "nothing now" may be dealt something. What time alone changes (a hold
-// running out, the port's measured rate) it does not signal: a caller
-// waiting for a deal also looks again every so often.
-func (d *Dealer) Changed() <-chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.changed == nil {
-		d.changed = make(chan struct{})
-	}
-	return d.changed
-}
-
-// signal closes the channel Changed gave out, if any. d.mu is held.
-func (d *Dealer) signal() {
-	if d.changed != nil {
-		close(d.changed)
-		d.changed = nil
 	}
 }
 

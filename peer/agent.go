@@ -76,8 +76,6 @@ func New(cfg Config) (*Agent, error) {
 	var run [8]byte
 	rand.Read(run[:]) // crypto/rand.Read never fails
 	a.api.Session = hex.EncodeToString(run[:])
-	// Well within the stall watch's time: an answer is progress.
-	a.api.DealWait = min(dealWait, cfg.WebSeedAfter/3)
 	if cfg.HTTPClient != nil {
 		a.api.HTTP = cfg.HTTPClient
 	} else if ip := net.ParseIP(cfg.ListenIP); ip != nil && !ip.IsUnspecified() {

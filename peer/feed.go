@@ -25,19 +25,8 @@ import (
 const feeders = 2
 
 // feedRetry is how long a feeder waits after the print server had nothing
-// to deal, or could not be reached, before it asks again; from the
-// request, when the print server held it (dealWait).
+// to deal, or could not be reached.
 const feedRetry = time.Second
-
-// dealWait is how long a feeder lets the print server hold its deal
-// request when it has nothing to deal (api.HeaderDealWait): it answers as
-// soon as it can deal instead of the feeder asking again every
-// feedRetry. (In a lab of 90 on 1 Mbit/s ports those answers took about a
-// quarter of the print server's port; docs/lab-bench.md.) Not longer: the
-// wanted pieces are those the workstation's peers lacked when it asked,
-// and the stall watch counts an answer as progress (a third of
-// Config.WebSeedAfter at most).
-const dealWait = 5 * time.Second
 
 // feed fetches from the print server the pieces it deals this workstation
 // (package deal): pieces no workstation connected to this one has. The
@@ -53,20 +42,17 @@ func (s *Session) feed(ctx context.Context) error {
 	// again.
 	for ctx.Err() == nil {
 		var err error
-		asked := time.Now()
 		if s.chunks.remaining() > 0 {
 			err = s.feedOnce(ctx, buf)
 		} else {
 			err = errNothingDealt
 		}
-		retry := feedRetry
 		var ae *api.APIError
 		switch {
 		case err == nil:
 			failing = false
 			continue
 		case errors.Is(err, errNothingDealt):
-			retry -= time.Since(asked) // a print server that held the request waited already
 		case errors.Is(err, errStaging):
 			return fmt.Errorf("peer: %w", err) // a full or broken disk: stop the run
 		case errors.As(err, &ae) && ae.Code == http.StatusNotFound:
@@ -80,12 +66,9 @@ func (s *Session) feed(ctx context.Context) error {
 			}
 			failing = true
 		}
-		if retry <= 0 {
-			continue
-		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(retry):
+		case <-time.After(feedRetry):
 		}
 	}
 	return nil

@@ -82,8 +82,7 @@ type dealClients struct {
 
 type dealClient struct {
 	id      uint32 // deal.Holder.ID
-	active  int    // requests holding a slot (begin): deals under way, and requests held for one
-	dealing int    // of those, the deals made (deal.Holder.Open)
+	active  int
 	doubted []sentDeal
 	last    time.Time
 	barred  time.Time // no deals until then: its deals did not arrive
@@ -109,18 +108,9 @@ func (dc *dealClients) holder(ip netip.Addr, slow bool) deal.Holder {
 	defer dc.mu.Unlock()
 	h := deal.Holder{Slow: slow}
 	if c := dc.clients[ip]; c != nil {
-		h.ID, h.Open = c.id, c.dealing
+		h.ID, h.Open = c.id, c.active-1 // begin counted this one
 	}
 	return h
-}
-
-// dealt counts a deal made to ip (end counts it out).
-func (dc *dealClients) dealt(ip netip.Addr) {
-	dc.mu.Lock()
-	defer dc.mu.Unlock()
-	if c := dc.clients[ip]; c != nil {
-		c.dealing++
-	}
 }
 
 // sentDeal is a finished deal not confirmed yet.
@@ -273,8 +263,8 @@ func (dc *dealClients) gone(live map[netip.Addr]bool) []uint32 {
 	return ids
 }
 
-// end gives ip's slot back, and ends its deal if one was made (d.si set);
-// a deal that sent pieces is in doubt until ip's next request.
+// end gives ip's slot back; a deal that sent pieces is in doubt until ip's
+// next request.
 func (dc *dealClients) end(ip netip.Addr, d sentDeal) {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
@@ -283,79 +273,15 @@ func (dc *dealClients) end(ip netip.Addr, d sentDeal) {
 		return
 	}
 	c.active--
-	if d.si != nil {
-		c.dealing--
-	}
 	if d.n > 0 {
 		c.doubted = append(c.doubted, d)
 	}
 }
 
-// dealWait is how long the deal request r lets the print server hold it
-// (api.HeaderDealWait), at most api.MaxDealWait; 0 when it does not say.
-func dealWait(r *http.Request) time.Duration {
-	sec, err := strconv.Atoi(r.Header.Get(api.HeaderDealWait))
-	if err != nil || sec <= 0 {
-		return 0
-	}
-	return min(time.Duration(min(sec, 3600))*time.Second, api.MaxDealWait)
-}
-
-// dealWithin deals ip pieces of want from d, waiting up to wait for the
-// dealer to have some (api.HeaderDealWait): it looks again at each change
-// of the dealer (a deal finished, pieces given back, a holder gone) and
-// every second (holds run out, the port's measured rate changes). at is
-// when the deal was made. ok is false when there was nothing to deal
-// within wait, or ctx ended, or the server is shutting down.
-func (s *Server) dealWithin(ctx context.Context, ip netip.Addr, d *deal.Dealer, want deal.Bitmap, wait time.Duration) (first, n int, at time.Time, ok bool) {
-	slow := s.slowHolder(ip) // once: it reads the whole lab's statuses
-	deadline := time.Now().Add(wait)
-	var tick *time.Ticker
-	for {
-		changed := d.Changed() // before DealTo: a change after it wakes the wait
-		at = time.Now()
-		if first, n, ok = d.DealTo(want, at, s.deals.holder(ip, slow)); ok {
-			s.deals.dealt(ip)
-			return first, n, at, true
-		}
-		if !at.Before(deadline) {
-			return 0, 0, at, false
-		}
-		if tick == nil {
-			tick = time.NewTicker(time.Second)
-			defer tick.Stop()
-		}
-		timeout := time.NewTimer(deadline.Sub(at))
-		select {
-		case <-changed:
-		case <-tick.C:
-		case <-timeout.C:
-		case <-ctx.Done():
-		case <-s.stopping:
-		}
-		timeout.Stop()
-		if ctx.Err() != nil || isClosed(s.stopping) {
-			return 0, 0, at, false
-		}
-	}
-}
-
-// isClosed reports whether c is closed.
-func isClosed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
-
 // handleDeal sends a workstation the pieces the image's dealer picks for it
 // among those it asks for (the request body, a deal.Bitmap): see package
-// deal. 204 when there are none to send now, or none within the time the
-// request lets the server hold it (api.HeaderDealWait). Only lab members
-// (gossip) are dealt to, each address with at most HTTPLimits.DealsPerIP
-// deals at once, held requests included.
+// deal. 204 when there are none to send now. Only lab members (gossip) are
+// dealt to, each address with at most HTTPLimits.DealsPerIP deals at once.
 func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 	b, err := hex.DecodeString(r.PathValue("infohash"))
 	if err != nil || len(b) != 20 {
@@ -426,7 +352,7 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
-	first, n, dealt, ok := s.dealWithin(r.Context(), ip, d, deal.Bitmap(want), dealWait(r))
+	first, n, ok := d.DealTo(deal.Bitmap(want), start, s.deals.holder(ip, s.slowHolder(ip)))
 	if !ok {
 		s.deals.end(ip, sentDeal{})
 		w.WriteHeader(http.StatusNoContent)
@@ -442,7 +368,7 @@ func (s *Server) handleDeal(w http.ResponseWriter, r *http.Request) {
 			s.log.Info("every piece dealt", "image", si.img.Manifest.Name, "version", si.img.Manifest.Version,
 				"seconds", at.Sub(start).Seconds(), "dealt_bytes", s.dealt.Load())
 		}
-		s.deals.end(ip, sentDeal{si: si, first: first, n: sent, at: at, took: at.Sub(dealt)})
+		s.deals.end(ip, sentDeal{si: si, first: first, n: sent, at: at, took: at.Sub(start)})
 	}()
 	f, err := os.Open(si.img.PayloadPath())
 	if err != nil {

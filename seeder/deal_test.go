@@ -183,7 +183,6 @@ func TestSlowDealNotBarred(t *testing.T) {
 	if !ok || first != 0 {
 		t.Fatalf("dealt %d+%d %v", first, n, ok)
 	}
-	dc.dealt(ip)
 	at := t0.Add(12 * time.Second)
 	si.dealer.Finish(first, n, n, at)
 	dc.end(ip, sentDeal{si: si, first: first, n: n, at: at, took: at.Sub(t0)})
@@ -227,7 +226,6 @@ func TestRestartedWorkstationNotBarred(t *testing.T) {
 		if !ok {
 			t.Fatalf("run %q at %v: nothing dealt", session, now.Sub(t0))
 		}
-		dc.dealt(ip)
 		si.dealer.Finish(first, n, n, now)
 		dc.end(ip, sentDeal{si: si, first: first, n: n, at: now})
 		return lost, first, n
@@ -335,120 +333,5 @@ func TestWebSeedYieldsToDeals(t *testing.T) {
 	d.Finish(first, n, n, time.Now())
 	if resp := seed("127.0.0.1"); resp.StatusCode != http.StatusPartialContent {
 		t.Errorf("web seed once a deal ended: %s, want 206", resp.Status)
-	}
-}
-
-// TestDealHeld: a deal request that says it may wait
-// (api.HeaderDealWait) and finds nothing to deal is held and answered
-// with pieces as soon as some come free (a deal given back), not with
-// "nothing now"; one that may not wait gets 204 at once; one held with
-// nothing coming free gets 204 when its time is up. Two held requests
-// from one workstation do not count each other as deals under way.
-func TestDealHeld(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	publishGenerated(t, st, fixture.ImageOptions{TotalBytes: 2 << 20}, chunker.Config{Name: "lab1", Level: 1, PieceLength: 32 << 10})
-	srv, c := startServer(t, dir, nil)
-	waitSeeding(t, srv)
-	// A dealer of single pieces, so that each deal frees one.
-	srv.mu.Lock()
-	var d *deal.Dealer
-	var ih string
-	for h, si := range srv.seeded {
-		si.dealer = deal.New(si.dealer.Pieces(), deal.Config{MaxRun: 1})
-		d, ih = si.dealer, h.HexString()
-	}
-	srv.mu.Unlock()
-	all := deal.NewBitmap(d.Pieces())
-	for p := range d.Pieces() {
-		all.Set(p)
-	}
-	// As many deals open as the dealer keeps, of pieces the workstation
-	// wants: nothing to deal.
-	type run struct{ first, n int }
-	var open []run
-	now := time.Now()
-	for rest := slices.Clone(all); ; {
-		first, n, ok := d.Deal(rest, now)
-		if !ok {
-			break
-		}
-		open = append(open, run{first, n})
-		for p := first; p < first+n; p++ {
-			rest.Clear(p)
-		}
-	}
-	if len(open) < 3 {
-		t.Fatalf("%d deals open, the test needs three", len(open))
-	}
-	// The workstation asks for the pieces of those deals only.
-	want := deal.NewBitmap(d.Pieces())
-	for _, o := range open {
-		for p := o.first; p < o.first+o.n; p++ {
-			want.Set(p)
-		}
-	}
-
-	t0 := time.Now()
-	if _, n, _, err := c.Deal(t.Context(), ih, want); n != 0 || err != nil {
-		t.Fatalf("nothing to deal, no wait: %d pieces, %v", n, err)
-	}
-	if took := time.Since(t0); took > 2*time.Second {
-		t.Errorf("nothing to deal, no wait: answered after %v, want at once", took)
-	}
-
-	held := *c
-	held.DealWait = 8 * time.Second
-	type answer struct {
-		first, n int
-		at       time.Time
-		err      error
-	}
-	answers := make(chan answer, 2)
-	for range 2 {
-		go func() {
-			first, n, body, err := held.Deal(t.Context(), ih, want)
-			if body != nil {
-				io.Copy(io.Discard, body)
-				body.Close()
-			}
-			answers <- answer{first, n, time.Now(), err}
-		}()
-	}
-	select {
-	case a := <-answers:
-		t.Fatalf("a held request answered before anything came free: %d pieces, %v", a.n, a.err)
-	case <-time.After(time.Second):
-	}
-	// The deals open end without sending: their pieces are free again.
-	for i, o := range open[:2] {
-		freed := time.Now()
-		d.Finish(o.first, o.n, 0, freed)
-		select {
-		case a := <-answers:
-			if a.err != nil || a.n == 0 {
-				t.Fatalf("held request %d: %d pieces, %v; want the pieces freed", i, a.n, a.err)
-			}
-			if a.first != o.first {
-				t.Errorf("held request %d: pieces from %d, want the freed run from %d", i, a.first, o.first)
-			}
-			if took := a.at.Sub(freed); took > 3*time.Second {
-				t.Errorf("held request %d answered %v after pieces came free, want at once", i, took)
-			}
-		case <-time.After(6 * time.Second):
-			t.Fatalf("held request %d not answered 6 s after pieces came free", i)
-		}
-	}
-
-	held.DealWait = time.Second
-	t0 = time.Now()
-	if _, n, _, err := held.Deal(t.Context(), ih, want); n != 0 || err != nil {
-		t.Fatalf("held, nothing coming free: %d pieces, %v", n, err)
-	}
-	if took := time.Since(t0); took < 900*time.Millisecond || took > 5*time.Second {
-		t.Errorf("held for 1 s with nothing coming free: answered after %v", took)
 	}
 }

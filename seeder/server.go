@@ -181,7 +181,6 @@ type Server struct {
 	deploy     *deploy.Task  // the current or last deploy task; nil: none yet
 	deployPoke chan struct{} // makes the deploy loop step now
 	httpDone   chan struct{} // closed when the HTTP server has taken its last request (Run)
-	stopping   chan struct{} // closed when the HTTP server begins to shut down (Run): held deal requests end
 	scanPoke   chan struct{} // makes the scan loop scan now (Rescan)
 	fmu        sync.Mutex
 	followers  map[string]api.FollowerStatus // by name@address; bounded, see followers.go
@@ -229,7 +228,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, storage: swarm.NewStorage(), seeded: map[metainfo.Hash]*seededImage{}, started: time.Now(), chunkServing: make(chan struct{}, maxChunkServing),
-		deployPoke: make(chan struct{}, 1), scanPoke: make(chan struct{}, 1), stopping: make(chan struct{})}
+		deployPoke: make(chan struct{}, 1), scanPoke: make(chan struct{}, 1)}
 	if cfg.AdminKey != nil {
 		s.admin, _ = api.NewAdminVerifier(cfg.AdminKey)
 	}
@@ -383,7 +382,6 @@ func (s *Server) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: s.limits.HeaderTimeout, IdleTimeout: s.limits.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
-	hs.RegisterOnShutdown(func() { close(s.stopping) })
 	g.Go(func() error {
 		if err := hs.Serve(s.conns); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("seeder: HTTP: %w", err)
