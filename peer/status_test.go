@@ -134,14 +134,20 @@ func TestWebSeedWaitsForAStall(t *testing.T) {
 	cfg := &Config{WebSeedAfter: 15 * time.Second}
 	var w stallWatch
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
-	if st := w.update(at(0), 0); st != 0 || webSeedDue(cfg, false, st, 100) {
-		t.Fatalf("at the start: stalled %s", st)
+	// Joining the lab for 20 s (no torrent yet): no stall.
+	for s := range 20 {
+		if st := w.update(at(s-20), 0, false); st != 0 {
+			t.Fatalf("joining the lab, %d s: stalled %s", s, st)
+		}
 	}
-	w.update(at(10), 50) // progress
-	if st := w.update(at(25), 50); st != 15*time.Second || webSeedDue(cfg, false, st, 50) {
+	if st := w.update(at(0), 0, true); st != 0 || webSeedDue(cfg, false, st, 100) {
+		t.Fatalf("at the start of the download, after 20 s of joining: stalled %s", st)
+	}
+	w.update(at(10), 50, true) // progress
+	if st := w.update(at(25), 50, true); st != 15*time.Second || webSeedDue(cfg, false, st, 50) {
 		t.Fatalf("15 s without progress: stalled %s, due %v; want 15 s, not due yet", st, webSeedDue(cfg, false, st, 50))
 	}
-	st := w.update(at(26), 50)
+	st := w.update(at(26), 50, true)
 	if !webSeedDue(cfg, false, st, 50) {
 		t.Fatalf("16 s without progress: not due")
 	}

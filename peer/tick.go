@@ -90,7 +90,7 @@ func (s *Session) tick() {
 		st := s.t.Stats()
 		progress += st.BytesReadUsefulData.Int64()
 	}
-	stalled := s.stall.update(now, progress)
+	stalled := s.stall.update(now, progress, s.t != nil)
 	if s.t != nil && webSeedDue(&s.a.cfg, s.webSeed, stalled, remaining) {
 		s.a.log.Warn("no progress over BitTorrent, using the print server's web seed", "stalled", stalled.Round(time.Second))
 		s.t.AddWebSeeds([]string{swarm.WebSeedURL("http://" + s.im.lab.HTTPAddr)})

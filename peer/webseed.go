@@ -13,8 +13,15 @@ type stallWatch struct {
 
 // update records progress at now, a count that grows with any progress
 // (bytes received and verified, deal answers), and returns how long it
-// has not grown.
-func (w *stallWatch) update(now time.Time, progress int64) time.Duration {
+// has not grown since the download began (fetching: the torrent is
+// added). The time before, joining the lab's gossip, is no stall: a
+// workstation of a lab of 90 that started late took 13 s to join, and
+// counted them as a stall of a download not begun.
+func (w *stallWatch) update(now time.Time, progress int64, fetching bool) time.Duration {
+	if !fetching {
+		w.since = time.Time{}
+		return 0
+	}
 	if progress != w.progress || w.since.IsZero() {
 		w.progress, w.since = progress, now
 	}
