@@ -172,6 +172,14 @@ cleanup() {
   for cg in "${CG_MADE[@]}"; do
     for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$cg"/*/ 2>/dev/null; rmdir "$cg" 2>/dev/null && break; sleep 0.2; done
   done
+  # A run stopped or failed in the middle of a method: its logs are the ones
+  # worth reading (a lab that stood still), so they go to OUT before WORK goes.
+  if ((rc)) && [[ -n $MD && -d $MD && ! -e $OUT/logs/${MD##*/} ]]; then
+    mkdir -p "$OUT/logs/${MD##*/}" &&
+      find "$MD" -maxdepth 1 -type f \( -name '*.log' -o -name '*.rc' -o -name '*.done' -o -name '*.end' -o -name '*.tsv' \) \
+        -exec cp -t "$OUT/logs/${MD##*/}/" {} + &&
+      say "the logs of the method under way are in $OUT/logs/${MD##*/}"
+  fi
   if ((KEEP)); then say "kept $WORK"; else [[ -d $WORK ]] && rm -rf --one-file-system "$WORK"; fi
   exit "$rc"
 }
