@@ -153,6 +153,13 @@ for d in /sys/fs/cgroup/unified /sys/fs/cgroup; do
 done
 NS_MADE=() CG_MADE=() MOUNTS=() BG=() CC_ALLOWED= NEIGH_SAVED=
 
+# copy_logs: the method's logs and tallies (MD) into OUT/logs/<method>-n<N>.
+copy_logs() {
+  mkdir -p "$OUT/logs/${MD##*/}" &&
+    find "$MD" -maxdepth 1 -type f \( -name '*.log' -o -name '*.rc' -o -name '*.done' -o -name '*.end' -o -name '*.tsv' \) \
+      -exec cp -t "$OUT/logs/${MD##*/}/" {} +
+}
+
 cleanup() {
   local rc=$? ns cg m i pids
   trap - EXIT INT TERM ERR
@@ -175,10 +182,7 @@ cleanup() {
   # A run stopped or failed in the middle of a method: its logs are the ones
   # worth reading (a lab that stood still), so they go to OUT before WORK goes.
   if ((rc)) && [[ -n $MD && -d $MD && ! -e $OUT/logs/${MD##*/} ]]; then
-    mkdir -p "$OUT/logs/${MD##*/}" &&
-      find "$MD" -maxdepth 1 -type f \( -name '*.log' -o -name '*.rc' -o -name '*.done' -o -name '*.end' -o -name '*.tsv' \) \
-        -exec cp -t "$OUT/logs/${MD##*/}/" {} + &&
-      say "the logs of the method under way are in $OUT/logs/${MD##*/}"
+    copy_logs && say "the logs of the method under way are in $OUT/logs/${MD##*/}"
   fi
   if ((KEEP)); then say "kept $WORK"; else [[ -d $WORK ]] && rm -rf --one-file-system "$WORK"; fi
   exit "$rc"
@@ -930,9 +934,7 @@ run_method() { # METHOD N
   { for pid in "${BG[@]}"; do wait "$pid" || true; done; } 2>/dev/null
   BG=()
   tx1=$(txbytes "$PS")
-  mkdir -p "$OUT/logs/$m-n$n"
-  find "$MD" -maxdepth 1 -type f \( -name '*.log' -o -name '*.rc' -o -name '*.done' -o -name '*.end' -o -name '*.tsv' \) \
-    -exec cp -t "$OUT/logs/$m-n$n/" {} +
+  copy_logs # MD is $WORK/$m-n$n
   [[ -n $t0 ]] && echo "$t0" >"$OUT/logs/$m-n$n/t0"
 
   if [[ $status == n/a ]]; then
